@@ -1,0 +1,56 @@
+# trec-tflm: the two commands a user needs are `make demo` and `make test`.
+# Both install what they need: Debian packages (when root or sudo is available) and a
+# virtual environment in .venv with this package and its pinned Python dependencies.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+PIP         := $(PY) -m pip
+SYSTEM_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist libgemmlowp-dev
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || echo sudo; })
+DEMO_ARGS   ?=
+PYTEST_ARGS ?=
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED = 1
+
+.PHONY: demo test system-deps venv bench bench-kernels clean
+
+demo: system-deps $(VENV)/.installed
+	$(VENV)/bin/trec-tflm demo $(DEMO_ARGS)
+
+test: system-deps $(VENV)/.installed-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian packages: the ARM toolchain and QEMU (kernel tests on emulated Cortex-M),
+# Fashion-MNIST (real images for demo, tests and benchmarks) and gemmlowp headers (TFLM builds).
+system-deps:
+	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; then \
+	    echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  else \
+	    echo "warning: cannot install$$missing (not root, no sudo); tests that need them will skip"; \
+	  fi; \
+	fi
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+
+$(VENV)/.installed: $(VENV)/bin/python setup.py
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed-dev
+
+bench-kernels: $(VENV)/.installed-dev
+	$(VENV)/bin/trec-tflm bench-kernels --core m7
+	$(VENV)/bin/trec-tflm bench-kernels --core m4
+
+clean:
+	rm -rf build demo_out .pytest_cache

@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="trec-tflm",
+    version="0.1.0",
+    description="TREC convolution: train in Keras 3, deploy int8 with TensorFlow Lite Micro on STM32",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["trec_tflm", "trec_tflm.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.26",
+        "tensorflow==2.21.0",
+        "flatbuffers>=24.3",
+        "pyserial>=3.5",
+    ],
+    extras_require={
+        "tflm": ["tflite-micro==0.dev20260203175027"],
+        "dev": ["pytest>=8", "tflite-micro==0.dev20260203175027", "ai-edge-litert"],
+    },
+    entry_points={"console_scripts": ["trec-tflm=trec_tflm.cli:main"]},
+    include_package_data=True,
+)
