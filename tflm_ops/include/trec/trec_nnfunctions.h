@@ -1,0 +1,75 @@
+/*
+ * trec-tflm: public API of the int8 kernels.
+ *
+ * Conventions (as in CMSIS-NN's arm_nnfunctions.h):
+ *   - activations NHWC int8, filters [Cout, kh, kw, Cin] int8 (per-channel symmetric), bias int32 [Cout];
+ *   - conv_params->input_offset = -input_zero_point, output_offset = output_zero_point;
+ *   - padding is the top/left padding TFLite computes for SAME (0 for VALID); bottom/right follow
+ *     from the dims;
+ *   - per-channel requantization: TFLite's MultiplyByQuantizedMultiplier (double rounding);
+ *   - scratch is owned by the caller (trec_context), sized by the matching *_get_buffer_size().
+ *     The kernels align the scratch pointer to 4 bytes themselves; a buffer that is not 4-byte
+ *     aligned needs up to 3 bytes more than *_get_buffer_size() returns.
+ */
+#ifndef TREC_NNFUNCTIONS_H
+#define TREC_NNFUNCTIONS_H
+
+#include <stdint.h>
+
+#include "trec/trec_nn_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ================================================================================================
+ * Dense int8 convolution (the baseline): TFLite's int8 CONV_2D with per-channel quantization
+ * ================================================================================================
+ *
+ * Bit-exact with TFLM's reference CONV_2D (reference_integer_ops::ConvPerChannel).
+ *
+ * Supported: batch >= 1, any Cin/Cout >= 1, any kernel size, stride >= 1, dilation >= 1,
+ * top/left padding >= 0, bias may be NULL (then bias_dims is not read). Grouped convolution
+ * (input_dims->c != filter_dims->c) returns TREC_NO_IMPL_ERROR.
+ *
+ * Dims:   input_dims  [N, H, W, Cin]      filter_dims [Cout, kh, kw, Cin]
+ *         output_dims [N, Ho, Wo, Cout]   bias_dims   Cout elements in total (e.g. [1, 1, 1, Cout]) or NULL
+ * The output size must be one TFLite can produce with these paddings: with
+ * eff = (k - 1) * dilation + 1 and bottom = (Ho - 1) * stride + eff - H - pad_top,
+ * it needs 0 <= pad_top < eff and -stride < bottom < eff (likewise for the width).
+ *
+ * Returns TREC_SUCCESS, TREC_ARG_ERROR (NULL pointer, dims that do not match, parameter out of
+ * range: offsets, activation range, multiplier < 0, shift outside [-31, 30]), TREC_BUFFER_ERROR
+ * (ctx->buf NULL or ctx->size too small) or TREC_NO_IMPL_ERROR. On any error nothing is written.
+ *
+ * Method: im2col of two output pixels at a time into int16 columns (input offset applied), then a
+ * 2-output-channel x 2-column matrix multiply; with the DSP extension the int8 filter is unpacked
+ * on the fly with SXTB16 and accumulated with SMLAD.
+ */
+trec_status trec_dense_convolve_s8(const trec_context *ctx,
+                                   const trec_conv_params *conv_params,
+                                   const trec_per_channel_quant_params *quant_params,
+                                   const trec_dims *input_dims,
+                                   const int8_t *input,
+                                   const trec_dims *filter_dims,
+                                   const int8_t *filter,
+                                   const trec_dims *bias_dims,
+                                   const int32_t *bias,
+                                   const trec_dims *output_dims,
+                                   int8_t *output);
+
+/* Scratch bytes trec_dense_convolve_s8() needs: two int16 im2col columns of kh*kw*Cin rounded up
+ * to a multiple of 4, i.e. 4 * align4(kh * kw * Cin). The same on every build (host, M4, M7, M0).
+ * Returns a negative value (TREC_ARG_ERROR) for NULL or non-positive dims. */
+int32_t trec_dense_convolve_s8_get_buffer_size(const trec_dims *input_dims, const trec_dims *filter_dims);
+
+/* TREC reuse convolution */
+/* ================================================================================================
+ * (declarations of trec_convolve_s8() and trec_convolve_s8_get_buffer_size() go here)
+ * ================================================================================================ */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TREC_NNFUNCTIONS_H */

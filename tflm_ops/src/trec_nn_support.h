@@ -1,0 +1,311 @@
+/*
+ * trec-tflm: internal support functions shared by the int8 kernels (dense baseline and TREC).
+ *
+ * Not a public header: kernels in tflm_ops/src include it, applications do not.
+ *
+ * Contents
+ *   - SIMD helpers (SXTB16, SXTAB16, SMLAD): ACLE intrinsics from <arm_acle.h> when the core has the
+ *     DSP extension (__ARM_FEATURE_DSP: Cortex-M4/M7/M33/M55), C emulations otherwise. The emulations
+ *     let the host build run exactly the code path the MCU runs (define TREC_EMULATE_DSP).
+ *   - little-endian unaligned reads/writes of packed int8x4 / int16x2 words.
+ *   - "unordered" unpacking: a word holding int8 x[0..3] becomes two int16x2 words (x0,x2) and (x1,x3).
+ *     Both operands of an SMLAD dot product must use the same order; trec_s8_to_s16_unordered_offset()
+ *     writes im2col columns in that order so filters can be unpacked on the fly.
+ *   - requantization: TFLite's MultiplyByQuantizedMultiplier (double rounding), bit-exact, written for
+ *     Cortex-M (one SMLAL, no 64-bit shifts, no branches).
+ *
+ * TREC_DSP is 1 when the SIMD code paths are compiled (real DSP or emulation), 0 for the plain C paths.
+ */
+#ifndef TREC_NN_SUPPORT_H
+#define TREC_NN_SUPPORT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "trec/trec_nn_types.h"
+
+#if defined(__BYTE_ORDER__) && (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
+#error "trec-tflm kernels assume a little-endian target"
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TREC_INLINE static inline __attribute__((always_inline))
+#define TREC_RESTRICT __restrict
+#define TREC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TREC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define TREC_INLINE static inline
+#define TREC_RESTRICT
+#define TREC_LIKELY(x) (x)
+#define TREC_UNLIKELY(x) (x)
+#endif
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define TREC_DSP 1
+#define TREC_DSP_NATIVE 1
+#include <arm_acle.h>
+#elif defined(TREC_EMULATE_DSP)
+#define TREC_DSP 1
+#define TREC_DSP_NATIVE 0
+#else
+#define TREC_DSP 0
+#define TREC_DSP_NATIVE 0
+#endif
+
+#define TREC_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define TREC_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* ------------------------------------------------------------------------------------------------
+ * Packed loads and stores (unaligned allowed; memcpy compiles to a single LDR/STR on Armv7E-M).
+ * ---------------------------------------------------------------------------------------------- */
+TREC_INLINE int32_t trec_read_s8x4(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Read four int8 and advance the pointer. */
+TREC_INLINE int32_t trec_read_s8x4_ia(const int8_t **p)
+{
+    const int32_t v = trec_read_s8x4(*p);
+    *p += 4;
+    return v;
+}
+
+TREC_INLINE int32_t trec_read_s16x2(const int16_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Read two int16 and advance the pointer. */
+TREC_INLINE int32_t trec_read_s16x2_ia(const int16_t **p)
+{
+    const int32_t v = trec_read_s16x2(*p);
+    *p += 2;
+    return v;
+}
+
+TREC_INLINE void trec_write_s16x2(int16_t *p, int32_t v) { memcpy(p, &v, 4); }
+
+/* Write two int16 and advance the pointer. */
+TREC_INLINE void trec_write_s16x2_ia(int16_t **p, int32_t v)
+{
+    trec_write_s16x2(*p, v);
+    *p += 2;
+}
+
+TREC_INLINE void trec_write_s8x4(int8_t *p, int32_t v) { memcpy(p, &v, 4); }
+
+/* ------------------------------------------------------------------------------------------------
+ * SIMD helpers. Semantics (bits of 32-bit words, little-endian lanes):
+ *   trec_sxtb16(x)        = { (int16)(int8)x[7:0],  (int16)(int8)x[23:16] }
+ *   trec_sxtb16_ror8(x)   = { (int16)(int8)x[15:8], (int16)(int8)x[31:24] }
+ *   trec_sxtab16(a, x)    = { a.lo + (int8)x[7:0],  a.hi + (int8)x[23:16] }   (lanes wrap mod 2^16)
+ *   trec_sxtab16_ror8(a,x)= { a.lo + (int8)x[15:8], a.hi + (int8)x[31:24] }
+ *   trec_smlad(a, b, acc) = acc + a.lo*b.lo + a.hi*b.hi                         (wraps mod 2^32)
+ *   trec_pack_s16x2(lo,hi)= { lo, hi }
+ * ---------------------------------------------------------------------------------------------- */
+TREC_INLINE int32_t trec_pack_s16x2(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
+}
+
+#if TREC_DSP_NATIVE
+
+TREC_INLINE int32_t trec_sxtb16(int32_t x) { return (int32_t)__sxtb16((int8x4_t)x); }
+
+TREC_INLINE int32_t trec_sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+TREC_INLINE int32_t trec_sxtab16(int32_t a, int32_t x)
+{
+    return (int32_t)__sxtab16((int16x2_t)a, (int8x4_t)x);
+}
+
+TREC_INLINE int32_t trec_sxtab16_ror8(int32_t a, int32_t x)
+{
+    int32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+    return r;
+}
+
+TREC_INLINE int32_t trec_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    return __smlad((int16x2_t)a, (int16x2_t)b, acc);
+}
+
+#else /* C emulation: same results, bit for bit */
+
+TREC_INLINE int32_t trec_lo16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x & 0xFFFFu); }
+TREC_INLINE int32_t trec_hi16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x >> 16); }
+TREC_INLINE int32_t trec_byte(int32_t x, int i) { return (int32_t)(int8_t)(((uint32_t)x >> (8 * i)) & 0xFFu); }
+
+TREC_INLINE int32_t trec_sxtb16(int32_t x) { return trec_pack_s16x2(trec_byte(x, 0), trec_byte(x, 2)); }
+
+TREC_INLINE int32_t trec_sxtb16_ror8(int32_t x) { return trec_pack_s16x2(trec_byte(x, 1), trec_byte(x, 3)); }
+
+TREC_INLINE int32_t trec_sxtab16(int32_t a, int32_t x)
+{
+    return trec_pack_s16x2(trec_lo16(a) + trec_byte(x, 0), trec_hi16(a) + trec_byte(x, 2));
+}
+
+TREC_INLINE int32_t trec_sxtab16_ror8(int32_t a, int32_t x)
+{
+    return trec_pack_s16x2(trec_lo16(a) + trec_byte(x, 1), trec_hi16(a) + trec_byte(x, 3));
+}
+
+TREC_INLINE int32_t trec_smlad(int32_t a, int32_t b, int32_t acc)
+{
+    const uint32_t p0 = (uint32_t)(trec_lo16(a) * trec_lo16(b));
+    const uint32_t p1 = (uint32_t)(trec_hi16(a) * trec_hi16(b));
+    return (int32_t)((uint32_t)acc + p0 + p1);
+}
+
+#endif /* TREC_DSP_NATIVE */
+
+/* Load four int8 (advancing the pointer) and unpack them to int16 pairs in "unordered" lane order:
+ * *even = (x0, x2), *odd = (x1, x3). Pairs with columns written by trec_s8_to_s16_unordered_offset(). */
+TREC_INLINE const int8_t *trec_read_unpack_s8x4(const int8_t *p, int32_t *even, int32_t *odd)
+{
+    const int32_t v = trec_read_s8x4(p);
+    *even = trec_sxtb16(v);
+    *odd = trec_sxtb16_ror8(v);
+    return p + 4;
+}
+
+/* Position of element j (0..3) of a group of four inside an unordered int16 group: (x0, x2, x1, x3). */
+#define TREC_UNORDERED_SLOT(j) ((((j) & 1) << 1) | (((j) >> 1) & 1))
+
+/* dst[i] = src[i] + offset for n int8 values (n any), as int16. Groups of four are stored in
+ * unordered lane order (x0, x2, x1, x3); the last partial group, if any, is stored with the same
+ * slot mapping (TREC_UNORDERED_SLOT) and its unused slots are left untouched.
+ * In-place use: dst may overlap src when (char *)dst + 2*i <= (char *)src + i for every i, e.g. src
+ * placed at byte offset >= n (rounded up to 4) from dst: the conversion runs in ascending order. */
+static inline void trec_s8_to_s16_unordered_offset(const int8_t *src, int16_t *dst, int32_t n, int32_t offset)
+{
+#if TREC_DSP
+    const int32_t off2 = trec_pack_s16x2(offset, offset);
+    int32_t groups = n >> 2;
+    while (groups-- > 0) {
+        const int32_t v = trec_read_s8x4_ia(&src);
+        const int32_t even = trec_sxtab16(off2, v);
+        const int32_t odd = trec_sxtab16_ror8(off2, v);
+        trec_write_s16x2_ia(&dst, even);
+        trec_write_s16x2_ia(&dst, odd);
+    }
+    for (int32_t j = 0; j < (n & 3); j++) {
+        dst[TREC_UNORDERED_SLOT(j)] = (int16_t)(src[j] + offset);
+    }
+#else
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t j = i & 3;
+        dst[(i & ~3) + TREC_UNORDERED_SLOT(j)] = (int16_t)(src[i] + offset);
+    }
+#endif
+}
+
+/* dst[i] = src[i] + offset for n int8 values, as int16, natural order. */
+static inline void trec_s8_to_s16_offset(const int8_t *src, int16_t *dst, int32_t n, int32_t offset)
+{
+    for (int32_t i = 0; i < n; i++) {
+        dst[i] = (int16_t)(src[i] + offset);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Requantization
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Valid per-channel parameters: TFLite's QuantizeMultiplier yields multiplier in [0, 2^31) and
+ * shift in [-31, 30]. The fast requantization below relies on multiplier >= 0. */
+TREC_INLINE int trec_quant_params_valid(int32_t multiplier, int32_t shift)
+{
+    return multiplier >= 0 && shift >= -31 && shift <= 30;
+}
+
+/* TFLite's MultiplyByQuantizedMultiplier(int32 x, multiplier, shift) with double rounding:
+ *   x' = x * 2^max(shift, 0)                              (int32, wraps like the reference)
+ *   h  = SaturatingRoundingDoublingHighMul(x', multiplier) = round-half-away(x' * multiplier / 2^31)
+ *   r  = RoundingDivideByPOT(h, max(-shift, 0))            = round-half-away(h / 2^right)
+ * Requires multiplier >= 0 (then the doubling high multiply never saturates; see
+ * trec_quant_params_valid).
+ *
+ * Implementation notes (bit-exact, derived from the definitions above):
+ *  - round-half-away of p / 2^31 with the reference's sign-dependent nudge (+2^30 for p >= 0,
+ *    1 - 2^30 for p < 0, then truncation) equals floor((p + 2^30) / 2^31) for every integer p.
+ *    That is one SMLAL into a 64-bit accumulator preloaded with 2^30, then bits [62:31].
+ *  - round-half-away of h / 2^e: (h >> e) + 1 exactly when the discarded bits exceed half,
+ *    or equal half and h >= 0: compare (h & mask) with (mask >> 1) + (h < 0).
+ */
+TREC_INLINE int32_t trec_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t xs = (int32_t)((uint32_t)x << left);
+    const int64_t prod = (int64_t)xs * (int64_t)multiplier + ((int64_t)1 << 30);
+    /* bits [62:31] of prod; prod >> 31 fits in int32 because |xs * multiplier| < 2^62 */
+    const uint32_t lo = (uint32_t)prod;
+    const uint32_t hi = (uint32_t)((uint64_t)prod >> 32);
+    const int32_t h = (int32_t)((hi << 1) | (lo >> 31));
+    const uint32_t mask = (1u << right) - 1u;
+    const uint32_t rem = (uint32_t)h & mask;
+    const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);
+    return (h >> right) + (rem > threshold ? 1 : 0);
+}
+
+/* The same function written the reference way (with the saturating case), for self-checks. */
+static inline int32_t trec_requantize_reference(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    const int32_t a = (int32_t)((uint32_t)x << left);
+    int32_t h;
+    if (a == INT32_MIN && multiplier == INT32_MIN) {
+        h = INT32_MAX;
+    } else {
+        const int64_t ab = (int64_t)a * (int64_t)multiplier;
+        const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+        h = (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates towards zero */
+    }
+    const int32_t mask = (int32_t)((1u << right) - 1u);
+    const int32_t rem = h & mask;
+    const int32_t threshold = (mask >> 1) + (h < 0 ? 1 : 0);
+    return (h >> right) + (rem > threshold ? 1 : 0);
+}
+
+/* requantize + output offset + activation clamp -> int8 */
+TREC_INLINE int8_t trec_requantize_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
+                                      int32_t act_min, int32_t act_max)
+{
+    int32_t v = trec_requantize(acc, multiplier, shift) + out_offset;
+    v = TREC_MAX(v, act_min);
+    v = TREC_MIN(v, act_max);
+    return (int8_t)v;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Small helpers
+ * ---------------------------------------------------------------------------------------------- */
+TREC_INLINE int32_t trec_align_up4(int32_t v) { return (v + 3) & ~3; }
+
+/* Fill n int16 with zeros. */
+static inline void trec_zero_s16(int16_t *dst, int32_t n)
+{
+    while (n >= 2) {
+        trec_write_s16x2(dst, 0);
+        dst += 2;
+        n -= 2;
+    }
+    if (n) {
+        *dst = 0;
+    }
+}
+
+#endif /* TREC_NN_SUPPORT_H */
