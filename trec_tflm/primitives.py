@@ -1,0 +1,179 @@
+"""The tensor primitives of TRECConv2D, each with a fused op and a plain-TensorFlow twin.
+
+``use_fused=None`` picks the fused op (trec_tflm.train_ops) when it is available. The two paths
+compute the same values; tests compare them, so each checks the other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from . import train_ops
+from .golden import conv_geometry
+
+# Plain-TF clustering: direct segment ids (B*M*2^H segments) while that is at most this many
+# times the number of sub-vectors; beyond that, tf.unique compacts the keys first.
+_DIRECT_SEGMENT_FACTOR = 4
+
+
+def _ops(use_fused):
+    if use_fused is False:
+        return None
+    return train_ops.load()
+
+
+class Geometry:
+    """Static im2col geometry of one layer on one input size (TFLite/TF padding rules)."""
+
+    def __init__(self, height, width, channels, kernel_size, strides, dilation, padding, padded_k):
+        self.height, self.width, self.channels = height, width, channels
+        self.kernel_size, self.strides, self.dilation = tuple(kernel_size), tuple(strides), tuple(dilation)
+        (self.ho, self.wo), (self.pad_top, self.pad_left) = conv_geometry(
+            (height, width), kernel_size, strides, dilation, padding)
+        self.k = kernel_size[0] * kernel_size[1] * channels
+        self.padded_k = padded_k
+        self.rows = self.ho * self.wo
+
+    def attrs(self) -> dict:
+        return dict(kernel_size=list(self.kernel_size), strides=list(self.strides),
+                    dilations=list(self.dilation), pads=[self.pad_top, self.pad_left],
+                    output_size=[self.ho, self.wo], padded_k=self.padded_k)
+
+    def gather_indices(self) -> np.ndarray:
+        """[N, kh*kw] indices into the flattened image with one zero pixel appended at H*W."""
+        kh, kw = self.kernel_size
+        sh, sw = self.strides
+        dh, dw = self.dilation
+        ys = (np.arange(self.ho) * sh - self.pad_top)[:, None] + np.arange(kh) * dh
+        xs = (np.arange(self.wo) * sw - self.pad_left)[:, None] + np.arange(kw) * dw
+        valid = (((ys >= 0) & (ys < self.height))[:, None, :, None]
+                 & ((xs >= 0) & (xs < self.width))[None, :, None, :])
+        flat = ys[:, None, :, None] * self.width + xs[None, :, None, :]
+        flat = np.where(valid, flat, self.height * self.width)
+        return flat.reshape(self.rows, kh * kw).astype(np.int32)
+
+
+def im2col(x, geom: Geometry, use_fused=None):
+    """x [B,H,W,C] -> [B, N, padded_k]: rows in (ky, kx, ci) order, zero padding/extension."""
+    ops = _ops(use_fused)
+    if ops is not None:
+        @tf.custom_gradient
+        def fused(inp):
+            def grad(g):
+                return ops.trec_col2_im(g, tf.shape(inp), **geom.attrs())
+            return ops.trec_im2_col(inp, **geom.attrs()), grad
+
+        return fused(x)
+    batch = tf.shape(x)[0]
+    pixels = tf.reshape(x, [batch, geom.height * geom.width, geom.channels])
+    pixels = tf.pad(pixels, [[0, 0], [0, 1], [0, 0]])
+    rows = tf.reshape(tf.gather(pixels, geom.gather_indices(), axis=1), [batch, geom.rows, geom.k])
+    if geom.padded_k != geom.k:
+        rows = tf.pad(rows, [[0, 0], [0, 0], [0, geom.padded_k - geom.k]])
+    return rows
+
+
+def _cluster_mean_tf(values, codes, num_codes):
+    batch, n, m, length = (tf.shape(values)[0], values.shape[1], values.shape[2], values.shape[3])
+    owner = tf.range(batch)[:, None, None] * m + tf.range(m)[None, None, :]  # [B,1,M]
+    owner = tf.broadcast_to(owner, tf.shape(codes))
+    if num_codes <= _DIRECT_SEGMENT_FACTOR * n:
+        seg = tf.reshape(owner * num_codes + codes, [-1])
+        num_seg = batch * m * num_codes
+    else:
+        key = tf.cast(owner, tf.int64) * num_codes + tf.cast(codes, tf.int64)
+        _, seg = tf.unique(tf.reshape(key, [-1]), out_idx=tf.int32)
+        num_seg = tf.reduce_max(seg) + 1
+    flat = tf.reshape(values, [-1, length])
+    sums = tf.math.unsorted_segment_sum(flat, seg, num_seg)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(seg, dtype=flat.dtype), seg, num_seg)
+    means = tf.reshape(tf.gather(sums / tf.maximum(counts, 1.0)[:, None], seg), tf.shape(values))
+    seg_owner = tf.math.unsorted_segment_max(tf.reshape(owner, [-1]), seg, num_seg)
+    used = tf.cast(counts > 0, tf.int32)
+    clusters = tf.math.unsorted_segment_sum(used, tf.maximum(seg_owner, 0), batch * m)
+    return means, tf.reshape(clusters, [batch, m])
+
+
+def cluster_mean(values, codes, num_codes: int, delta_bits: int = 0, use_fused=None):
+    """Replace each sub-vector by the mean of those sharing (image, sub-matrix, code).
+
+    values [B,N,M,L] float, codes [B,N,M] int32 in [0, num_codes).
+    Returns (means [B,N,M,L], clusters [B,M] int32, delta [B,M,delta_bits,L] or None), delta as
+    in halfspace_delta. The averaging operator is symmetric and the codes are piecewise
+    constant, so the exact gradient is the same averaging applied to dL/dmeans.
+    """
+    ops = _ops(use_fused)
+
+    def impl(v, bits):
+        if ops is not None:
+            return ops.trec_cluster_mean(v, codes, num_codes=num_codes, delta_bits=bits)
+        means, clusters = _cluster_mean_tf(v, codes, num_codes)
+        return means, clusters, (halfspace_delta(v, codes, bits) if bits else None)
+
+    box = {}
+
+    @tf.custom_gradient
+    def averaged(v):
+        means, clusters, delta = impl(v, delta_bits)
+        box["clusters"], box["delta"] = clusters, delta
+
+        def grad(g):
+            return impl(g, 0)[0]
+
+        return means, grad
+
+    means = averaged(values)
+    delta = tf.stop_gradient(box["delta"]) if delta_bits else None
+    return means, box["clusters"], delta
+
+
+def halfspace_delta(values, codes, bits: int):
+    """[B,M,H,L]: mean of sub-vectors with bit h set minus mean of the others (0 if one side
+    is empty), per image and sub-matrix. Plain-TF twin of TrecClusterMean's delta output."""
+    values = tf.stop_gradient(values)
+    n = values.shape[1]
+    bit = tf.cast(tf.bitwise.bitwise_and(codes[..., None], tf.constant(1 << np.arange(bits), tf.int32)) > 0,
+                  values.dtype)  # [B,N,M,H]
+    n1 = tf.reduce_sum(bit, axis=1)  # [B,M,H]
+    n0 = float(n) - n1
+    s1 = tf.einsum("bnmh,bnml->bmhl", bit, values)
+    s0 = tf.reduce_sum(values, axis=1)[:, :, None, :] - s1
+    delta = s1 / tf.maximum(n1, 1.0)[..., None] - s0 / tf.maximum(n0, 1.0)[..., None]
+    return tf.where(((n1 > 0) & (n0 > 0))[..., None], delta, tf.zeros_like(delta))
+
+
+def delta_project(grad, delta, use_fused=None):
+    """[B,N,M,H] = sum_l grad[b,n,m,l] * delta[b,m,h,l]."""
+    ops = _ops(use_fused)
+    if ops is not None:
+        return ops.trec_delta_project(grad, delta)
+    return tf.einsum("bnml,bmhl->bnmh", grad, delta)
+
+
+def hash_surrogate(x_hat, proj, delta, batch, use_fused=None):
+    """Identity on x_hat whose backward pass also gives proj the hash's surrogate gradient.
+
+    proj and delta may cover only the first S images of the batch (x_hat covers all B); the
+    gradient is then scaled by B/S, an unbiased estimate of the full-batch surrogate.
+
+    Crossing hyperplane h moves a sub-vector to the other half-space; its representative then
+    moves, to first order, by delta = (mean of the set side) - (mean of the other side). The
+    loss sees that move through g = dL/dx_hat, so
+        dL/dproj[b,n,m,h] = sigmoid'(proj/tau)/tau * (g[b,n,m,:] . delta[b,m,h,:])
+    a straight-through estimator whose direction comes from the data; tau, the spread of the
+    projections of each bit, makes it invariant to the scale of the hash matrix.
+    """
+    tau = tf.stop_gradient(tf.math.reduce_std(proj, axis=[0, 1, 2])) + 1e-6
+    subset = tf.shape(proj)[0]
+    scale = tf.cast(batch, proj.dtype) / tf.cast(subset, proj.dtype)
+
+    @tf.custom_gradient
+    def surrogate(xh, p):
+        def grad(g):
+            s = tf.sigmoid(p / tau)
+            return g, (scale / tau) * s * (1.0 - s) * delta_project(g[:subset], delta, use_fused)
+
+        return tf.identity(xh), grad
+
+    return surrogate(x_hat, proj)
