@@ -178,6 +178,28 @@ class TRECConv2D(keras.layers.Conv2D):
             proj = proj - tf.einsum("bml,lh->bmh", col_mean, r)[:, None]
         return proj
 
+    # ------------------------------------------------------------------ saving
+    # Conv2D stores only kernel and bias; TREC adds the hash matrix and the last reuse rate.
+    def _saved_variables(self, kernel):
+        return [kernel] + ([self.bias] if self.use_bias else []) + [self.hash_kernel, self._reuse_rate]
+
+    def save_own_variables(self, store):
+        if not self.built:
+            return
+        for i, variable in enumerate(self._saved_variables(self.kernel)):
+            store[str(i)] = variable
+
+    def load_own_variables(self, store):
+        if not self.lora_enabled:
+            self._check_load_own_variables(store)
+        if not self.built:
+            return
+        for i, variable in enumerate(self._saved_variables(self._kernel)):
+            variable.assign(store[str(i)])
+        if self.lora_enabled:
+            self.lora_kernel_a.assign(keras.ops.zeros(self.lora_kernel_a.shape))
+            self.lora_kernel_b.assign(keras.ops.zeros(self.lora_kernel_b.shape))
+
     # ------------------------------------------------------------------ config
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,242 @@
+"""TRECConv2D: equivalence with Conv2D, gradients, per-image clustering, serialization."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from trec_tflm import TRECConv2D, reuse_metrics
+from trec_tflm import primitives, train_ops
+
+
+def _copy_to_conv(trec, x):
+    conv = keras.layers.Conv2D(trec.filters, trec.kernel_size, strides=trec.strides, padding=trec.padding,
+                               dilation_rate=trec.dilation_rate)
+    conv.build(x.shape)
+    conv.set_weights([trec.kernel.numpy(), trec.bias.numpy()])
+    return conv
+
+
+@pytest.mark.parametrize("padding,strides,dilation", [("same", 1, 1), ("valid", 1, 1), ("same", 2, 1),
+                                                      ("valid", 2, 1), ("same", 1, 2)])
+def test_singleton_clusters_equal_conv2d(padding, strides, dilation):
+    # H=16 random hyperplanes in a 27-dim space separate the few rows of a small image: every
+    # row is its own cluster, so TREC must reduce to the plain convolution.
+    x = np.random.default_rng(0).normal(size=(3, 6, 7, 3)).astype("float32")
+    trec = TRECConv2D(5, 3, strides=strides, padding=padding, dilation_rate=dilation,
+                      sub_vector_length=27, hash_bits=16)
+    y = trec(x).numpy()
+    assert trec.reuse_rate == 1.0
+    np.testing.assert_allclose(y, _copy_to_conv(trec, x)(x).numpy(), atol=1e-5)
+
+
+def test_clustering_changes_output_and_reuse_rate_in_range():
+    x = np.abs(np.random.default_rng(0).normal(size=(2, 10, 10, 4))).astype("float32")
+    trec = TRECConv2D(8, 3, padding="same", sub_vector_length=9, hash_bits=2)
+    y = trec(x).numpy()
+    assert 0.0 < trec.reuse_rate < 0.2  # at most 4 clusters among 100 rows per sub-matrix
+    assert np.abs(y - _copy_to_conv(trec, x)(x).numpy()).max() > 1e-3
+
+
+def _centroid_reference(layer, x):
+    """NumPy forward of the layer math, written independently of the TF code."""
+    kh, kw = layer.kernel_size
+    cin = x.shape[-1]
+    k = kh * kw * cin
+    length, bits = layer.sub_vector_length, layer.hash_bits
+    m = -(-k // length)
+    r = layer.hash_kernel.numpy()
+    w = np.zeros((m * length, layer.filters))
+    w[:k] = layer.kernel.numpy().reshape(k, -1)
+    from trec_tflm.golden import conv_geometry, im2col
+
+    outs = []
+    for img in x:
+        rows = im2col(img.astype(np.float64), (kh, kw), layer.strides, layer.dilation_rate, layer.padding)
+        sub = np.zeros((rows.shape[0], m * length))
+        sub[:, :k] = rows
+        sub = sub.reshape(rows.shape[0], m, length)
+        mean = img.reshape(-1, cin).mean(axis=0)
+        col = np.arange(m * length)
+        centre = np.where(col < k, mean[col % cin], 0.0).reshape(m, length)
+        if layer.hash_center == "none":
+            centre[:] = 0.0
+        proj = np.einsum("nml,lh->nmh", sub - centre[None], r)
+        codes = ((proj > 0) * (1 << np.arange(bits))).sum(-1)
+        x_hat = np.zeros_like(sub)
+        for j in range(m):
+            for code in np.unique(codes[:, j]):
+                members = codes[:, j] == code
+                x_hat[members, j] = sub[members, j].mean(axis=0)
+        outs.append(x_hat.reshape(len(rows), -1) @ w + layer.bias.numpy())
+    (ho, wo), _ = conv_geometry(x.shape[1:3], (kh, kw), layer.strides, layer.dilation_rate, layer.padding)
+    return np.stack(outs).reshape(len(x), ho, wo, -1)
+
+
+@pytest.mark.parametrize("center", ["mean", "none"])
+@pytest.mark.parametrize("length", [4, 9, 27])  # 4 does not divide K=27: short last sub-vector
+def test_forward_matches_independent_numpy(center, length):
+    x = np.abs(np.random.default_rng(2).normal(size=(2, 8, 8, 3))).astype("float32")
+    layer = TRECConv2D(6, 3, padding="same", sub_vector_length=length, hash_bits=4, hash_center=center)
+    y = layer(x).numpy()
+    np.testing.assert_allclose(y, _centroid_reference(layer, x), rtol=1e-4, atol=1e-4)
+
+
+def test_clustering_is_per_image():
+    rng = np.random.default_rng(3)
+    x = np.abs(rng.normal(size=(5, 8, 8, 3))).astype("float32")
+    layer = TRECConv2D(4, 3, padding="same", sub_vector_length=9, hash_bits=3)
+    alone = layer(x[:1]).numpy()
+    mates = np.concatenate([x[:1], np.abs(rng.normal(size=(4, 8, 8, 3))).astype("float32") * 3])
+    together = layer(mates).numpy()
+    np.testing.assert_allclose(together[:1], alone, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_gradients_match_finite_differences(fused):
+    if fused is None and train_ops.load() is None:
+        pytest.skip(f"fused ops unavailable: {train_ops.unavailable_reason()}")
+    # float64 finite differences need the plain-TF path; the fused path is float32 and is
+    # checked against the plain path in test_fused_ops_match_plain_tf.
+    dtype = "float64" if fused is False else "float32"
+    rng = np.random.default_rng(4)
+    x = tf.constant(np.abs(rng.normal(size=(2, 5, 5, 2))), dtype=dtype)
+    layer = TRECConv2D(3, 3, padding="same", sub_vector_length=6, hash_bits=2, dtype=dtype)
+    layer.use_fused_ops = fused
+    layer.build(x.shape)
+    upstream = tf.constant(rng.normal(size=(2, 5, 5, 3)), dtype=dtype)
+
+    def loss():
+        return tf.reduce_sum(layer(x) * upstream)
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = loss()
+    gx, gk = tape.gradient(value, [x, layer.kernel])
+    assert layer.reuse_rate < 1.0  # the check is about clustered rows, not singletons
+    eps = 1e-6 if dtype == "float64" else 1e-2
+    tol = 1e-6 if dtype == "float64" else 2e-2
+    xv = x.numpy()
+    for idx in [(0, 0, 0, 0), (0, 2, 3, 1), (1, 4, 4, 0), (1, 1, 2, 1)]:
+        plus, minus = xv.copy(), xv.copy()
+        plus[idx] += eps
+        minus[idx] -= eps
+        fd = (tf.reduce_sum(layer(tf.constant(plus)) * upstream) -
+              tf.reduce_sum(layer(tf.constant(minus)) * upstream)).numpy() / (2 * eps)
+        assert fd == pytest.approx(gx.numpy()[idx], rel=tol, abs=tol)
+    kv = layer.kernel.numpy()
+    for idx in [(0, 0, 0, 0), (1, 2, 1, 2), (2, 1, 0, 1)]:
+        vals = []
+        for sign in (1, -1):
+            k2 = kv.copy()
+            k2[idx] += sign * eps
+            layer.kernel.assign(k2)
+            vals.append(loss().numpy())
+        layer.kernel.assign(kv)
+        assert (vals[0] - vals[1]) / (2 * eps) == pytest.approx(gk.numpy()[idx], rel=tol, abs=tol)
+
+
+def test_fused_ops_match_plain_tf():
+    if train_ops.load() is None:
+        pytest.skip(f"fused ops unavailable: {train_ops.unavailable_reason()}")
+    rng = np.random.default_rng(5)
+    x = tf.constant(np.abs(rng.normal(size=(3, 7, 6, 3))).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(3, 4, 3, 5)).astype("float32"))
+    results = []
+    for fused in (None, False):
+        keras.utils.set_random_seed(7)
+        layer = TRECConv2D(5, 3, strides=2, padding="same", sub_vector_length=4, hash_bits=3)
+        layer.use_fused_ops = fused
+        layer.build(x.shape)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.kernel, layer.bias, layer.hash_kernel])
+        results.append((y.numpy(), [g.numpy() for g in grads], layer.reuse_rate))
+    (y0, g0, rc0), (y1, g1, rc1) = results
+    np.testing.assert_allclose(y0, y1, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g0, g1):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert np.abs(g0[3]).max() > 0  # the surrogate reaches the hash matrix
+    assert rc0 == rc1
+
+
+def test_primitives_cluster_mean_counts_clusters():
+    values = tf.constant(np.arange(2 * 4 * 1 * 2, dtype=np.float32).reshape(2, 4, 1, 2))
+    codes = tf.constant([[[0], [1], [0], [3]], [[2], [2], [2], [2]]], dtype=tf.int32)
+    for fused in (None, False):
+        means, clusters, _ = primitives.cluster_mean(values, codes, 4, use_fused=fused)
+        assert clusters.numpy().tolist() == [[3], [1]]
+        # hand-checked: rows 0 and 2 of image 0 share code 0 -> mean of (0,1) and (4,5)
+        np.testing.assert_allclose(means.numpy()[0, :, 0], [[2, 3], [2, 3], [2, 3], [6, 7]])
+        np.testing.assert_allclose(means.numpy()[1, :, 0], [[11, 12]] * 4)
+
+
+def test_serialization_roundtrip(tmp_path):
+    inp = keras.Input((12, 12, 3))
+    out = TRECConv2D(8, 3, padding="same", sub_vector_length=9, hash_bits=8, activation="relu",
+                     hash_center="none", hash_trainable=False, name="t1")(inp)
+    out = keras.layers.GlobalAveragePooling2D()(out)
+    model = keras.Model(inp, keras.layers.Dense(3)(out))
+    x = np.random.default_rng(6).random((4, 12, 12, 3)).astype("float32")
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    layer = loaded.get_layer("t1")
+    assert isinstance(layer, TRECConv2D)
+    cfg = layer.get_config()
+    assert (cfg["sub_vector_length"], cfg["hash_bits"], cfg["hash_center"], cfg["hash_trainable"]) == \
+        (9, 8, "none", False)
+    assert cfg["padding"] == "same" and cfg["activation"] == "relu"
+    clone = TRECConv2D.from_config(cfg)
+    assert clone.get_config() == cfg
+
+
+def test_acceptance_layer_trains_saves_reloads(tmp_path):
+    rng = np.random.default_rng(8)
+    x = rng.random((64, 10, 10, 2)).astype("float32")
+    y = (x[:, :5].mean(axis=(1, 2, 3)) > x[:, 5:].mean(axis=(1, 2, 3))).astype("int64")
+    inp = keras.Input((10, 10, 2))
+    h = TRECConv2D(8, 3, padding="same", sub_vector_length=9, hash_bits=8, name="trec")(inp)
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(h))
+    model = keras.Model(inp, keras.layers.Dense(2)(h))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=reuse_metrics(model))
+    before = model.get_layer("trec").hash_kernel.numpy().copy()
+    hist = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert not np.allclose(before, model.get_layer("trec").hash_kernel.numpy())  # hash learns
+    rc = model.get_layer("trec").reuse_rate
+    assert 0.0 < rc <= 1.0
+    assert all(0.0 < v <= 1.0 for v in hist.history["rc_trec"])
+    path = tmp_path / "a.keras"
+    model.save(path)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), keras.models.load_model(path).predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(sub_vector_length=0), "sub_vector_length"),
+    (dict(sub_vector_length=2.5), "sub_vector_length"),
+    (dict(hash_bits=0), "hash_bits"),
+    (dict(hash_bits=17), "hash_bits"),
+    (dict(hash_center="median"), "hash_center"),
+    (dict(groups=2), "groups"),
+    (dict(data_format="channels_first"), "channels_last"),
+])
+def test_argument_validation(kwargs, match):
+    args = dict(sub_vector_length=4, hash_bits=4)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        TRECConv2D(4, 3, **args)
+
+
+def test_sub_vector_length_must_fit_k():
+    layer = TRECConv2D(4, 3, sub_vector_length=28, hash_bits=4)
+    with pytest.raises(ValueError, match="does not fit K=27"):
+        layer.build((None, 8, 8, 3))
+
+
+def test_dynamic_spatial_dims_rejected():
+    with pytest.raises(ValueError, match="static spatial"):
+        TRECConv2D(4, 3, sub_vector_length=4, hash_bits=4).build((None, None, None, 3))
