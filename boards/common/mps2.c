@@ -1,0 +1,219 @@
+/*
+ * board.h for the QEMU boards qemu_m7 (mps2-an500, Cortex-M7) and qemu_m4 (mps2-an386,
+ * Cortex-M4): both FPGA images put the same CMSDK APB peripherals at the same addresses.
+ *
+ *   console  CMSDK APB UART0 @ 0x40004000 (QEMU: -serial ..., first serial port)
+ *   ticks    CMSDK APB Timer0 @ 0x40000000, 32-bit down counter on the 25 MHz SYSCLK, IRQ 8
+ *   exit     semihosting SYS_EXIT_EXTENDED (QEMU: -semihosting-config enable=on)
+ *   LED      FPGAIO LED register @ 0x40028000 (no visible effect in QEMU)
+ *
+ * Instruction counting: with "-icount shift=0" QEMU advances virtual time by exactly 1 ns
+ * per executed instruction, and the timer ticks every 40 ns of virtual time (25 MHz), i.e.
+ * every 40 instructions. board_ticks() refines that: it spins on the timer until the next
+ * 40-instruction edge in a loop of a known 4 instructions per iteration, and from the
+ * number of iterations it places its own call to within 4 instructions. See docs/BOARDS.md.
+ * Build with -DTREC_QEMU_COARSE_TICKS to get the plain timer value (resolution 40).
+ */
+#include <stdint.h>
+
+#include "board.h"
+#include "board_extra.h"
+#include "cortex_m.h"
+#include "semihosting.h"
+
+#if defined(TREC_BOARD_QEMU_M7)
+#define MPS2_BOARD_NAME "qemu_m7"
+#elif defined(TREC_BOARD_QEMU_M4)
+#define MPS2_BOARD_NAME "qemu_m4"
+#else
+#error "mps2.c: define TREC_BOARD_QEMU_M7 or TREC_BOARD_QEMU_M4 (boards/qemu_*/board.mk does)"
+#endif
+
+#define MPS2_SYSCLK_HZ 25000000u
+
+/* CMSDK APB UART */
+#define UART0_BASE 0x40004000u
+#define UART_DATA CM_REG32(UART0_BASE + 0x00u)
+#define UART_STATE CM_REG32(UART0_BASE + 0x04u)
+#define UART_CTRL CM_REG32(UART0_BASE + 0x08u)
+#define UART_INTCLEAR CM_REG32(UART0_BASE + 0x0Cu)
+#define UART_BAUDDIV CM_REG32(UART0_BASE + 0x10u)
+#define UART_STATE_TXFULL (1u << 0)
+#define UART_STATE_RXFULL (1u << 1)
+#define UART_STATE_TXOVR (1u << 2)
+#define UART_STATE_RXOVR (1u << 3)
+#define UART_CTRL_TXEN (1u << 0)
+#define UART_CTRL_RXEN (1u << 1)
+
+/* CMSDK APB Timer0 */
+#define TIMER0_BASE 0x40000000u
+#define TIMER0_IRQ 8
+#define TIMER_CTRL CM_REG32(TIMER0_BASE + 0x00u)
+#define TIMER_VALUE_ADDR (TIMER0_BASE + 0x04u)
+#define TIMER_VALUE CM_REG32(TIMER_VALUE_ADDR)
+#define TIMER_RELOAD CM_REG32(TIMER0_BASE + 0x08u)
+#define TIMER_INTSTATUS CM_REG32(TIMER0_BASE + 0x0Cu) /* write 1: clear */
+#define TIMER_CTRL_EN (1u << 0)
+#define TIMER_CTRL_IRQEN (1u << 3)
+
+/* FPGA IO */
+#define FPGAIO_LED CM_REG32(0x40028000u)
+
+/* Timer0 reload value: the counter runs RELOAD..0, i.e. RELOAD+1 ticks per wrap (QEMU's
+ * CMSDK timer waits one period at 0 before reloading). Tests build with a small value to
+ * exercise the wrap counting that extends the count to 64 bits. */
+#ifndef TREC_QEMU_TIMER_RELOAD
+#define TREC_QEMU_TIMER_RELOAD 0xFFFFFFFFu
+#endif
+#define TIMER_PERIOD_TICKS ((uint64_t)TREC_QEMU_TIMER_RELOAD + 1u)
+
+/* Virtual nanoseconds (= instructions under -icount shift=0) per timer tick. */
+#define NS_PER_TICK (1000000000u / MPS2_SYSCLK_HZ)
+/* Instructions per iteration of the edge-finding loop in board_ticks(). */
+#define EDGE_LOOP_INSNS 4u
+
+static volatile uint32_t timer_wraps; /* timer periods completed (Timer0 IRQ) */
+static int board_ready;
+
+static void timer0_irq(void) {
+  TIMER_INTSTATUS = 1u;
+  timer_wraps++;
+}
+
+/* External interrupt vectors 0..31 of the MPS2 images (placed after the core vectors). */
+typedef void (*vector_t)(void);
+#define U board_fault_entry /* reports "unhandled IRQ" and exits */
+__attribute__((used, section(".vectors.irq"))) const vector_t board_irq_vectors[32] = {
+    U, U, U, U, U, U, U, U, timer0_irq, U, U, U, U, U, U, U,
+    U, U, U, U, U, U, U, U, U,          U, U, U, U, U, U, U,
+};
+#undef U
+
+void board_init(void) {
+  if (board_ready) return;
+  board_ready = 1;
+
+  UART_CTRL = 0;
+  UART_BAUDDIV = MPS2_SYSCLK_HZ / 115200u; /* 217: 115200 baud (QEMU ignores the rate) */
+  UART_STATE = UART_STATE_TXOVR | UART_STATE_RXOVR; /* write 1 to clear overruns */
+  UART_CTRL = UART_CTRL_TXEN | UART_CTRL_RXEN;
+
+  TIMER_CTRL = 0;
+  TIMER_RELOAD = TREC_QEMU_TIMER_RELOAD;
+  CM_REG32(TIMER_VALUE_ADDR) = TREC_QEMU_TIMER_RELOAD;
+  TIMER_INTSTATUS = 1u;
+  timer_wraps = 0;
+  CM_NVIC_ICPR(TIMER0_IRQ) = CM_NVIC_BIT(TIMER0_IRQ);
+  CM_NVIC_ISER(TIMER0_IRQ) = CM_NVIC_BIT(TIMER0_IRQ);
+  TIMER_CTRL = TIMER_CTRL_EN | TIMER_CTRL_IRQEN;
+  cm_enable_irq();
+}
+
+void board_putc(char c) {
+  while (UART_STATE & UART_STATE_TXFULL) {
+  }
+  UART_DATA = (uint8_t)c;
+}
+
+void board_write(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) board_putc(s[i]);
+}
+
+void board_puts(const char *s) {
+  while (*s) board_putc(*s++);
+}
+
+/* Timer ticks since board_init as 64 bits; v is a Timer0 VALUE read with IRQs masked. */
+static uint64_t ticks_from_value(uint32_t v) {
+  uint64_t wraps = timer_wraps;
+  uint32_t pending = TIMER_INTSTATUS & 1u; /* wrap signalled, IRQ not yet taken */
+  /* The IRQ fires when the counter reaches 0, which it then shows for one more tick: that
+   * tick is the last of the period just counted (or about to be counted) as a wrap. */
+  if (v == 0) return (wraps + pending) * TIMER_PERIOD_TICKS - 1u;
+  /* A pending wrap has already reloaded the counter when v is high. */
+  if (pending && v > TREC_QEMU_TIMER_RELOAD / 2u) wraps++;
+  return wraps * TIMER_PERIOD_TICKS + (TREC_QEMU_TIMER_RELOAD - v);
+}
+
+static uint64_t raw_ticks(void) {
+  uint32_t primask = cm_get_primask();
+  cm_disable_irq();
+  uint64_t t = ticks_from_value(TIMER_VALUE);
+  cm_set_primask(primask);
+  return t;
+}
+
+uint64_t board_ticks(void) {
+#if defined(TREC_QEMU_COARSE_TICKS)
+  return raw_ticks() * NS_PER_TICK;
+#else
+  if (!(TIMER_CTRL & TIMER_CTRL_EN)) return raw_ticks() * NS_PER_TICK; /* would never see an edge */
+  uint32_t primask = cm_get_primask();
+  cm_disable_irq();
+  uint32_t v0, v, k, n = 0;
+  /* Read the counter until it changes, 4 instructions per iteration (ldr, adds, cmp, beq):
+   * read k (k = 1..n) comes 4(k-1) instructions after read 1 and the value changed between
+   * read n-1 and read n, so the tick edge lies 4(n-1)..4n instructions after the first
+   * read, and n <= 10 (an edge every 40 instructions). Then pad with 12-n iterations of
+   * another 4-instruction loop, so that every call executes the same number of
+   * instructions whatever n was: a measured region then contains a constant overhead
+   * (one call) instead of one call's variable wait. */
+  __asm__ volatile(
+      "ldr   %[v0], [%[p]]       \n"
+      "1:                        \n"
+      "ldr   %[v], [%[p]]        \n"
+      "adds  %[n], %[n], #1      \n"
+      "cmp   %[v], %[v0]         \n"
+      "beq   1b                  \n"
+      "rsb   %[k], %[n], #12     \n"
+      "2:                        \n"
+      "nop                       \n"
+      "nop                       \n"
+      "subs  %[k], %[k], #1      \n"
+      "bne   2b                  \n"
+      : [v0] "=&r"(v0), [v] "=&r"(v), [n] "+&r"(n), [k] "=&r"(k)
+      : [p] "r"(TIMER_VALUE_ADDR)
+      : "cc", "memory");
+  uint64_t edge = ticks_from_value(v);
+  cm_set_primask(primask);
+  /* The edge's instruction count minus the instructions from the first read to the edge. */
+  return edge * NS_PER_TICK - (uint64_t)n * EDGE_LOOP_INSNS;
+#endif
+}
+
+const char *board_tick_unit(void) { return "instructions"; }
+
+uint32_t board_tick_resolution(void) {
+#if defined(TREC_QEMU_COARSE_TICKS)
+  return NS_PER_TICK;
+#else
+  return EDGE_LOOP_INSNS;
+#endif
+}
+
+uint32_t board_core_clock_hz(void) { return 0; }
+
+int board_getc(int32_t timeout_ms) {
+  /* Timeouts run on QEMU's virtual clock: 1 ms = 25000 timer ticks (= 1e6 instructions
+   * with -icount shift=0; the polling loop itself is what advances it). */
+  uint64_t deadline = 0;
+  if (timeout_ms >= 0) deadline = raw_ticks() + (uint64_t)timeout_ms * (MPS2_SYSCLK_HZ / 1000u);
+  for (;;) {
+    if (UART_STATE & UART_STATE_RXFULL) return (int)(UART_DATA & 0xFFu);
+    if (timeout_ms >= 0 && raw_ticks() >= deadline) return -1;
+  }
+}
+
+void board_led_toggle(void) { FPGAIO_LED ^= 1u; }
+
+void board_exit(int code) {
+  code = board_exit_check(code);
+  /* Let the UART drain (QEMU transmits immediately unless its backend is blocked). */
+  while (UART_STATE & UART_STATE_TXFULL) {
+  }
+  semihost_exit(code);
+  for (;;) {
+  }
+}
+
+const char *board_name(void) { return MPS2_BOARD_NAME; }
