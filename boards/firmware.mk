@@ -135,7 +135,7 @@ run: $(ELF)
 ifeq ($(QEMU_MACHINE),)
 	$(error BOARD=$(BOARD) is not a QEMU board)
 endif
-	$(QEMU) -M $(QEMU_MACHINE) -nodefaults -display none -monitor none -serial stdio \
+	$(QEMU) -M $(QEMU_MACHINE) -nodefaults -display none -monitor none -serial stdio -serial null \
 	  -semihosting-config enable=on,target=native -icount shift=0,align=off,sleep=off -kernel $(ELF)
 
 print-elf:

@@ -30,9 +30,10 @@ extern uint32_t __heap_start[];  /* first byte of the heap (after .bss)         
 extern uint32_t __stack_limit[]; /* lowest byte of the main stack = end of heap     */
 extern uint32_t __stack_top[];   /* initial main stack pointer                      */
 
-/* For board implementations: call from board_exit(code) and exit with what it returns
- * (prints BOARD_STACK_OVERFLOW_MARKER and returns BOARD_FAULT_EXIT_CODE when the stack
- * canary below the main stack was overwritten, else returns code). */
+/* For board implementations: call from board_exit(code) and exit with what it returns.
+ * Flushes stdio (when the firmware uses it), then checks the canary below the main stack:
+ * when it was overwritten it prints BOARD_STACK_OVERFLOW_MARKER and returns
+ * BOARD_FAULT_EXIT_CODE, else it returns code. */
 int board_exit_check(int code);
 
 /* Exception entry that reports the exception (number, stacked pc/lr, fault status

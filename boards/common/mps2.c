@@ -45,6 +45,9 @@
 #define UART_CTRL_TXEN (1u << 0)
 #define UART_CTRL_RXEN (1u << 1)
 
+/* UART1 is only used to wake QEMU's main loop: see uart_rx_kick(). */
+#define UART1_DATA CM_REG32(0x40005000u)
+
 /* CMSDK APB Timer0 */
 #define TIMER0_BASE 0x40000000u
 #define TIMER0_IRQ 8
@@ -89,6 +92,19 @@ __attribute__((used, section(".vectors.irq"))) const vector_t board_irq_vectors[
 };
 #undef U
 
+/*
+ * Make QEMU look at UART0's input again. QEMU's main loop only polls a serial backend while
+ * the UART can take a byte, and re-evaluates that only when it wakes up. Under -icount
+ * nothing wakes it on its own (virtual-time timers run in the CPU thread), so input that
+ * arrives after it went to sleep with the receiver disabled (at reset) would never be
+ * delivered. Reading a UART's DATA register wakes it (qemu_chr_fe_accept_input); reading
+ * UART0's would throw away a byte that arrived in between, so we read UART1's, whose
+ * backend the runner sets to "null" (-serial <uart0> -serial null): it never receives
+ * anything, and without a backend the read is a harmless no-op. Guest-visible state and
+ * instruction counts are unaffected.
+ */
+static void uart_rx_kick(void) { (void)UART1_DATA; }
+
 void board_init(void) {
   if (board_ready) return;
   board_ready = 1;
@@ -97,6 +113,7 @@ void board_init(void) {
   UART_BAUDDIV = MPS2_SYSCLK_HZ / 115200u; /* 217: 115200 baud (QEMU ignores the rate) */
   UART_STATE = UART_STATE_TXOVR | UART_STATE_RXOVR; /* write 1 to clear overruns */
   UART_CTRL = UART_CTRL_TXEN | UART_CTRL_RXEN;
+  uart_rx_kick();
 
   TIMER_CTRL = 0;
   TIMER_RELOAD = TREC_QEMU_TIMER_RELOAD;
@@ -194,13 +211,25 @@ uint32_t board_tick_resolution(void) {
 uint32_t board_core_clock_hz(void) { return 0; }
 
 int board_getc(int32_t timeout_ms) {
-  /* Timeouts run on QEMU's virtual clock: 1 ms = 25000 timer ticks (= 1e6 instructions
-   * with -icount shift=0; the polling loop itself is what advances it). */
-  uint64_t deadline = 0;
-  if (timeout_ms >= 0) deadline = raw_ticks() + (uint64_t)timeout_ms * (MPS2_SYSCLK_HZ / 1000u);
+  /* Timeouts are host wall-clock time (semihosting SYS_ELAPSED, nanoseconds in QEMU), so a
+   * serial host sees the same behaviour as with a real board. Virtual time is no use here:
+   * under -icount it advances with the polling loop's instructions, not with the host.
+   * Should SYS_ELAPSED fail, virtual time is used (1 ms = 25000 timer ticks). */
+  uint64_t start = 0, now = 0;
+  int wall = 0;
+  if (timeout_ms > 0) wall = semihost_elapsed(&start) == 0;
+  uint64_t vdeadline = raw_ticks() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * (MPS2_SYSCLK_HZ / 1000u);
+  uint64_t limit_ns = (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  if (!(UART_STATE & UART_STATE_RXFULL)) uart_rx_kick();
   for (;;) {
     if (UART_STATE & UART_STATE_RXFULL) return (int)(UART_DATA & 0xFFu);
-    if (timeout_ms >= 0 && raw_ticks() >= deadline) return -1;
+    if (timeout_ms < 0) continue;
+    if (timeout_ms == 0) return -1;
+    if (wall) {
+      if (semihost_elapsed(&now) == 0 && now - start >= limit_ns) return -1;
+    } else if (raw_ticks() >= vdeadline) {
+      return -1;
+    }
   }
 }
 

@@ -81,7 +81,15 @@ __attribute__((noreturn, used)) void Reset_Handler(void) {
 /* Called by every board_exit() implementation before it ends the program: when the main
  * stack overflowed (canary overwritten) it says so and turns the exit code into
  * BOARD_FAULT_EXIT_CODE, since whatever the program computed is suspect. */
+/* newlib's fflush, referenced weakly: flushing at exit must not drag stdio into firmware
+ * that never uses it (a weak undefined reference does not pull in a library member). */
+extern int fflush(void *stream) __attribute__((weak));
+static volatile int in_fault;
+
 int board_exit_check(int code) {
+  /* Flush stdio, so text printed without a newline before board_exit() is not lost
+   * (not after a fault: stdio may be what broke). */
+  if (fflush && !in_fault) fflush(0);
   if (*(volatile uint32_t *)__stack_limit != STACK_CANARY) {
     board_puts("\r\n" BOARD_STACK_OVERFLOW_MARKER ": main stack canary overwritten\r\n");
     return BOARD_FAULT_EXIT_CODE;
@@ -136,6 +144,7 @@ __attribute__((naked)) void board_fault_entry(void) {
 
 __attribute__((noreturn, used)) void board_fault_report(const uint32_t *frame, uint32_t exc_return) {
   uint32_t ipsr;
+  in_fault = 1;
   __asm__ volatile("mrs %0, ipsr" : "=r"(ipsr));
   ipsr &= 0x1FFu;
   uint32_t cfsr = CM_SCB_CFSR;

@@ -94,7 +94,10 @@ int _getpid(void) { return 1; }
 /* raise()/abort() end up here: exit like a shell reports a signal (128 + signal). */
 int _kill(int pid, int sig) {
   (void)pid;
-  board_puts("\r\n*** killed by signal\r\n");
+  char msg[] = "\r\n*** killed by signal 00\r\n";
+  msg[23] = (char)('0' + (sig / 10) % 10);
+  msg[24] = (char)('0' + sig % 10);
+  board_puts(msg);
   board_exit(128 + sig);
 }
 
