@@ -9,12 +9,15 @@
  *             offset added (padding becomes 0); K = kh*kw*Cin rounded up to 4, zero-filled;
  *     matmul: for each pair of output channels, four dot products (2 channels x 2 pixels) over K,
  *             then requantize, add the output offset, clamp and store.
- *   DSP path: columns are stored in "unordered" lane order (x0, x2, x1, x3 per group of four) so the
- *   int8 filter words unpack with two SXTB16 and feed SMLAD directly. Filter rows are read in whole
- *   words up to the zero-padded column length, i.e. a row's last word may reach into the next row
- *   (multiplied by zero); only the filter's last row uses an exact scalar tail, so nothing past the
- *   filter array is ever read.
- *   Plain path (no DSP): natural-order int16 columns and scalar multiply-accumulate.
+ *   DSP path: the two columns are interleaved by groups of four elements in "unordered" lane order
+ *   ((x0, x2) and (x1, x3) words, see the layout note below), so an int8 filter word unpacks with two
+ *   SXTB16 into matching lanes and feeds SMLAD directly; the inner loop is 2 LDR + 2 LDRD + 4 SXTB16
+ *   + 8 SMLAD per 16 MACs. The int8 gather goes straight into the interleaved int16 layout (no int8
+ *   staging copy). Filter rows are read in whole words up to the zero-padded column length, i.e. a
+ *   row's last word may reach into the next row (multiplied by zero); only the filter's last row uses
+ *   an exact scalar tail, so nothing past the filter array is ever read.
+ *   Plain path (no DSP): two natural-order int16 columns and scalar multiply-accumulate.
+ *   Scratch (both paths): 2 columns * align4(K) * sizeof(int16_t), the same as arm_convolve_s8.
  */
 #include <stddef.h>
 #include <string.h>
@@ -102,72 +105,146 @@ TREC_INLINE void fill_s8(int8_t *dst, int8_t v, int32_t n)
 }
 
 #if TREC_DSP
-/* One int16 column (unordered lane order) for output pixel (oy, ox) of image `in`.
- * col has room for 2 * k_al bytes; for Cin % 4 != 0 its upper half stages the int8 gather. */
-static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int32_t ox, int16_t *col)
+/* Scratch layout of the DSP path: the two im2col columns interleaved by groups of four K-elements,
+ * four int16x2 words per group g (offset applied, padding 0):
+ *     word 4g+0: col0 (x0, x2)   word 4g+1: col1 (x0, x2)   word 4g+2: col0 (x1, x3)   word 4g+3: col1 (x1, x3)
+ * so the mat-mult walks one pointer with two double-word loads per group, and the int8 filter word of
+ * the same four elements unpacks with SXTB16 / SXTB16 ROR #8 into matching (x0, x2) / (x1, x3) lanes. */
+
+/* Byte stream into one column: bytes are packed into a word and widened per group of four. */
+typedef struct {
+    uint32_t acc;  /* pending bytes, little-endian */
+    uint32_t bits; /* 8 * number of pending bytes */
+    int32_t *dst;  /* this column's word of the current group */
+    int32_t off2;  /* input offset in both int16 lanes */
+} col_stream;
+
+TREC_INLINE void stream_word(col_stream *st, int32_t v)
+{
+    st->dst[0] = trec_sxtab16(st->off2, v);
+    st->dst[2] = trec_sxtab16_ror8(st->off2, v);
+    st->dst += 4;
+}
+
+TREC_INLINE void stream_byte(col_stream *st, int8_t b)
+{
+    st->acc |= (uint32_t)(uint8_t)b << st->bits;
+    st->bits += 8;
+    if (st->bits == 32) {
+        stream_word(st, (int32_t)st->acc);
+        st->acc = 0;
+        st->bits = 0;
+    }
+}
+
+/* n bytes from src */
+TREC_INLINE void stream_copy(col_stream *st, const int8_t *src, int32_t n)
+{
+    while (n > 0 && st->bits != 0) {
+        stream_byte(st, *src++);
+        n--;
+    }
+    while (n >= 4) {
+        stream_word(st, trec_read_s8x4(src));
+        src += 4;
+        n -= 4;
+    }
+    while (n-- > 0) {
+        stream_byte(st, *src++);
+    }
+}
+
+/* n padding bytes (the input zero point, i.e. 0 once the offset is added) */
+TREC_INLINE void stream_pad(col_stream *st, int8_t pad, int32_t n)
+{
+    while (n > 0 && st->bits != 0) {
+        stream_byte(st, pad);
+        n--;
+    }
+    while (n >= 4) {
+        st->dst[0] = 0;
+        st->dst[2] = 0;
+        st->dst += 4;
+        n -= 4;
+    }
+    while (n-- > 0) {
+        stream_byte(st, pad);
+    }
+}
+
+/* Column c (0 or 1) of the pair buffer for output pixel (oy, ox). */
+static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int32_t ox, int32_t *pair, int32_t c)
 {
     const int32_t y0 = oy * g->stride_h - g->pad_h;
     const int32_t x0 = ox * g->stride_w - g->pad_w;
     const int32_t cin = g->cin;
-    const int32_t row_len = g->kw * cin;
-
-    if ((cin & 3) == 0) {
-        /* taps start on group boundaries: convert straight from the input */
-        int16_t *dst = col;
-        for (int32_t ky = 0; ky < g->kh; ky++) {
-            const int32_t iy = y0 + ky * g->dil_h;
-            if (iy < 0 || iy >= g->in_h) {
-                trec_zero_s16(dst, row_len);
-                dst += row_len;
-                continue;
-            }
-            const int8_t *in_row = in + (iy * g->in_w) * cin;
-            for (int32_t kx = 0; kx < g->kw; kx++) {
-                const int32_t ix = x0 + kx * g->dil_w;
-                if (ix < 0 || ix >= g->in_w) {
-                    trec_zero_s16(dst, cin);
-                } else {
-                    trec_s8_to_s16_unordered_offset(in_row + ix * cin, dst, cin, g->input_offset);
-                }
-                dst += cin;
-            }
-        }
-        return;
-    }
-
-    /* gather int8 (padding = the input zero point) into the column's upper half, then widen in place */
-    int8_t *const stage = (int8_t *)col + g->k_al;
     const int8_t pad = (int8_t)(-g->input_offset);
-    int8_t *dst = stage;
+    col_stream st;
+    st.acc = 0;
+    st.bits = 0;
+    st.dst = pair + c;
+    st.off2 = trec_pack_s16x2(g->input_offset, g->input_offset);
+
     for (int32_t ky = 0; ky < g->kh; ky++) {
         const int32_t iy = y0 + ky * g->dil_h;
         if (iy < 0 || iy >= g->in_h) {
-            fill_s8(dst, pad, row_len);
-            dst += row_len;
+            stream_pad(&st, pad, g->kw * cin);
             continue;
         }
         const int8_t *in_row = in + (iy * g->in_w) * cin;
         for (int32_t kx = 0; kx < g->kw; kx++) {
             const int32_t ix = x0 + kx * g->dil_w;
             if (ix < 0 || ix >= g->in_w) {
-                fill_s8(dst, pad, cin);
+                stream_pad(&st, pad, cin);
             } else {
-                copy_s8(dst, in_row + ix * cin, cin);
+                stream_copy(&st, in_row + ix * cin, cin);
             }
-            dst += cin;
         }
     }
-    fill_s8(dst, pad, g->k_al - g->k); /* zero after widening */
-    trec_s8_to_s16_unordered_offset(stage, col, g->k_al, g->input_offset);
+    stream_pad(&st, pad, g->k_al - g->k); /* completes the last group with zeros */
 }
 
-/* 2 output channels x 2 pixels per step. Returns out0 advanced by two pixels. */
-static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int16_t *col0, int32_t cout,
+/* The hot loop: acc[0..3] += (row0 . col0, row0 . col1, row1 . col0, row1 . col1) over n groups of
+ * four. Kept out of line so the register allocator sees only its own 14 live values. */
+static __attribute__((noinline)) void dot_2x2(const int8_t *w0, const int8_t *w1, const int32_t *p, int32_t n,
+                                             int32_t *acc)
+{
+    int32_t acc00 = acc[0], acc01 = acc[1], acc10 = acc[2], acc11 = acc[3];
+    while (n-- > 0) {
+        const int32_t a = trec_read_s8x4(w0);
+        w0 += 4;
+        const int32_t x0e = p[0];
+        const int32_t x1e = p[1];
+        int32_t t = trec_sxtb16(a);
+        acc00 = trec_smlad(t, x0e, acc00);
+        acc01 = trec_smlad(t, x1e, acc01);
+        const int32_t b = trec_read_s8x4(w1);
+        w1 += 4;
+        t = trec_sxtb16(b);
+        acc10 = trec_smlad(t, x0e, acc10);
+        acc11 = trec_smlad(t, x1e, acc11);
+        const int32_t x0o = p[2];
+        const int32_t x1o = p[3];
+        p += 4;
+        t = trec_sxtb16_ror8(a);
+        acc00 = trec_smlad(t, x0o, acc00);
+        acc01 = trec_smlad(t, x1o, acc01);
+        t = trec_sxtb16_ror8(b);
+        acc10 = trec_smlad(t, x0o, acc10);
+        acc11 = trec_smlad(t, x1o, acc11);
+    }
+    acc[0] = acc00;
+    acc[1] = acc01;
+    acc[2] = acc10;
+    acc[3] = acc11;
+}
+
+/* 2 output channels x 2 pixels per step over the pair buffer. Returns out0 advanced by two pixels. */
+static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_offset,
                              int32_t act_min, int32_t act_max, int8_t *out0)
 {
     const int32_t k = g->k;
-    const int16_t *const col1 = col0 + g->k_al;
     int8_t *const out1 = out0 + cout;
     const int32_t groups_all = g->k_al >> 2; /* may read into the next filter row (times zero) */
     const int32_t groups_exact = k >> 2;
@@ -178,68 +255,55 @@ static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int
     for (; r + 2 <= cout; r += 2) {
         const int32_t b0 = bias ? bias[r] : 0;
         const int32_t b1 = bias ? bias[r + 1] : 0;
-        int32_t acc00 = b0, acc01 = b0, acc10 = b1, acc11 = b1;
+        int32_t acc[4] = {b0, b0, b1, b1};
         const int last = (r + 2 == cout);
         const int8_t *w0 = w;
         const int8_t *w1 = w + k;
-        const int16_t *p0 = col0;
-        const int16_t *p1 = col1;
-        int32_t n = last ? groups_exact : groups_all;
-        while (n-- > 0) {
-            int32_t w0e, w0o, w1e, w1o;
-            w0 = trec_read_unpack_s8x4(w0, &w0e, &w0o);
-            w1 = trec_read_unpack_s8x4(w1, &w1e, &w1o);
-            const int32_t x0e = trec_read_s16x2_ia(&p0);
-            const int32_t x0o = trec_read_s16x2_ia(&p0);
-            const int32_t x1e = trec_read_s16x2_ia(&p1);
-            const int32_t x1o = trec_read_s16x2_ia(&p1);
-            acc00 = trec_smlad(w0e, x0e, acc00);
-            acc01 = trec_smlad(w0e, x1e, acc01);
-            acc10 = trec_smlad(w1e, x0e, acc10);
-            acc11 = trec_smlad(w1e, x1e, acc11);
-            acc00 = trec_smlad(w0o, x0o, acc00);
-            acc01 = trec_smlad(w0o, x1o, acc01);
-            acc10 = trec_smlad(w1o, x0o, acc10);
-            acc11 = trec_smlad(w1o, x1o, acc11);
-        }
+        const int32_t *p = pair;
+        const int32_t n = last ? groups_exact : groups_all;
+        dot_2x2(w0, w1, p, n, acc);
+        w0 += 4 * n;
+        w1 += 4 * n;
+        p += 4 * n;
         if (last) {
+            const int16_t *q = (const int16_t *)(const void *)p;
             for (int32_t j = 0; j < tail; j++) {
-                const int32_t s = TREC_UNORDERED_SLOT(j);
-                acc00 += w0[j] * p0[s];
-                acc01 += w0[j] * p1[s];
-                acc10 += w1[j] * p0[s];
-                acc11 += w1[j] * p1[s];
+                /* lane j of the group: word (j & 1) * 2 + column, half j >> 1 */
+                const int32_t s = ((j & 1) << 2) + (j >> 1);
+                acc[0] += w0[j] * q[s];
+                acc[1] += w0[j] * q[s + 2];
+                acc[2] += w1[j] * q[s];
+                acc[3] += w1[j] * q[s + 2];
             }
         }
-        out0[r] = trec_requantize_s8(acc00, mult[r], shift[r], out_offset, act_min, act_max);
-        out1[r] = trec_requantize_s8(acc01, mult[r], shift[r], out_offset, act_min, act_max);
-        out0[r + 1] = trec_requantize_s8(acc10, mult[r + 1], shift[r + 1], out_offset, act_min, act_max);
-        out1[r + 1] = trec_requantize_s8(acc11, mult[r + 1], shift[r + 1], out_offset, act_min, act_max);
+        out0[r] = trec_requantize_s8(acc[0], mult[r], shift[r], out_offset, act_min, act_max);
+        out1[r] = trec_requantize_s8(acc[1], mult[r], shift[r], out_offset, act_min, act_max);
+        out0[r + 1] = trec_requantize_s8(acc[2], mult[r + 1], shift[r + 1], out_offset, act_min, act_max);
+        out1[r + 1] = trec_requantize_s8(acc[3], mult[r + 1], shift[r + 1], out_offset, act_min, act_max);
         w += 2 * k;
     }
     if (r < cout) { /* odd Cout: the filter's last row, exact length */
         const int32_t b0 = bias ? bias[r] : 0;
         int32_t acc00 = b0, acc01 = b0;
         const int8_t *w0 = w;
-        const int16_t *p0 = col0;
-        const int16_t *p1 = col1;
+        const int32_t *p = pair;
         int32_t n = groups_exact;
         while (n-- > 0) {
-            int32_t w0e, w0o;
-            w0 = trec_read_unpack_s8x4(w0, &w0e, &w0o);
-            const int32_t x0e = trec_read_s16x2_ia(&p0);
-            const int32_t x0o = trec_read_s16x2_ia(&p0);
-            const int32_t x1e = trec_read_s16x2_ia(&p1);
-            const int32_t x1o = trec_read_s16x2_ia(&p1);
-            acc00 = trec_smlad(w0e, x0e, acc00);
-            acc01 = trec_smlad(w0e, x1e, acc01);
-            acc00 = trec_smlad(w0o, x0o, acc00);
-            acc01 = trec_smlad(w0o, x1o, acc01);
+            const int32_t a = trec_read_s8x4(w0);
+            w0 += 4;
+            int32_t t = trec_sxtb16(a);
+            acc00 = trec_smlad(t, p[0], acc00);
+            acc01 = trec_smlad(t, p[1], acc01);
+            t = trec_sxtb16_ror8(a);
+            acc00 = trec_smlad(t, p[2], acc00);
+            acc01 = trec_smlad(t, p[3], acc01);
+            p += 4;
         }
+        const int16_t *q = (const int16_t *)(const void *)p;
         for (int32_t j = 0; j < tail; j++) {
-            const int32_t s = TREC_UNORDERED_SLOT(j);
-            acc00 += w0[j] * p0[s];
-            acc01 += w0[j] * p1[s];
+            const int32_t s = ((j & 1) << 2) + (j >> 1);
+            acc00 += w0[j] * q[s];
+            acc01 += w0[j] * q[s + 2];
         }
         out0[r] = trec_requantize_s8(acc00, mult[r], shift[r], out_offset, act_min, act_max);
         out1[r] = trec_requantize_s8(acc01, mult[r], shift[r], out_offset, act_min, act_max);
@@ -247,8 +311,8 @@ static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int
     return out0 + 2 * cout;
 }
 
-/* Leftover single pixel: 2 output channels x 1 pixel per step. */
-static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int16_t *col0, int32_t cout,
+/* Leftover single pixel (column 0 of the pair buffer): 2 output channels x 1 pixel per step. */
+static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_offset,
                              int32_t act_min, int32_t act_max, int8_t *out0)
 {
@@ -259,62 +323,51 @@ static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int
     const int8_t *w = filter;
     int32_t r = 0;
 
-    for (; r + 2 <= cout; r += 2) {
+    for (; r < cout; r += 2) {
+        const int two = (r + 2 <= cout);
+        const int last = (r + 2 >= cout);
         int32_t acc0 = bias ? bias[r] : 0;
-        int32_t acc1 = bias ? bias[r + 1] : 0;
-        const int last = (r + 2 == cout);
+        int32_t acc1 = (two && bias) ? bias[r + 1] : 0;
         const int8_t *w0 = w;
-        const int8_t *w1 = w + k;
-        const int16_t *p0 = col0;
+        const int8_t *w1 = two ? w + k : w; /* single last row: second lane recomputes row r, discarded */
+        const int32_t *p = pair;
         int32_t n = last ? groups_exact : groups_all;
         while (n-- > 0) {
-            int32_t w0e, w0o, w1e, w1o;
-            w0 = trec_read_unpack_s8x4(w0, &w0e, &w0o);
-            w1 = trec_read_unpack_s8x4(w1, &w1e, &w1o);
-            const int32_t x0e = trec_read_s16x2_ia(&p0);
-            const int32_t x0o = trec_read_s16x2_ia(&p0);
-            acc0 = trec_smlad(w0e, x0e, acc0);
-            acc1 = trec_smlad(w1e, x0e, acc1);
-            acc0 = trec_smlad(w0o, x0o, acc0);
-            acc1 = trec_smlad(w1o, x0o, acc1);
+            const int32_t a = trec_read_s8x4(w0);
+            const int32_t b = trec_read_s8x4(w1);
+            w0 += 4;
+            w1 += 4;
+            acc0 = trec_smlad(trec_sxtb16(a), p[0], acc0);
+            acc1 = trec_smlad(trec_sxtb16(b), p[0], acc1);
+            acc0 = trec_smlad(trec_sxtb16_ror8(a), p[2], acc0);
+            acc1 = trec_smlad(trec_sxtb16_ror8(b), p[2], acc1);
+            p += 4;
         }
         if (last) {
+            const int16_t *q = (const int16_t *)(const void *)p;
             for (int32_t j = 0; j < tail; j++) {
-                const int32_t s = TREC_UNORDERED_SLOT(j);
-                acc0 += w0[j] * p0[s];
-                acc1 += w1[j] * p0[s];
+                const int32_t s = ((j & 1) << 2) + (j >> 1);
+                acc0 += w0[j] * q[s];
+                acc1 += w1[j] * q[s];
             }
         }
         out0[r] = trec_requantize_s8(acc0, mult[r], shift[r], out_offset, act_min, act_max);
-        out0[r + 1] = trec_requantize_s8(acc1, mult[r + 1], shift[r + 1], out_offset, act_min, act_max);
+        if (two) {
+            out0[r + 1] = trec_requantize_s8(acc1, mult[r + 1], shift[r + 1], out_offset, act_min, act_max);
+        }
         w += 2 * k;
-    }
-    if (r < cout) {
-        int32_t acc0 = bias ? bias[r] : 0;
-        const int8_t *w0 = w;
-        const int16_t *p0 = col0;
-        int32_t n = groups_exact;
-        while (n-- > 0) {
-            int32_t w0e, w0o;
-            w0 = trec_read_unpack_s8x4(w0, &w0e, &w0o);
-            const int32_t x0e = trec_read_s16x2_ia(&p0);
-            const int32_t x0o = trec_read_s16x2_ia(&p0);
-            acc0 = trec_smlad(w0e, x0e, acc0);
-            acc0 = trec_smlad(w0o, x0o, acc0);
-        }
-        for (int32_t j = 0; j < tail; j++) {
-            acc0 += w0[j] * p0[TREC_UNORDERED_SLOT(j)];
-        }
-        out0[r] = trec_requantize_s8(acc0, mult[r], shift[r], out_offset, act_min, act_max);
     }
     return out0 + cout;
 }
 
 #else /* plain C path */
 
-/* One int16 column (natural order) for output pixel (oy, ox). */
-static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int32_t ox, int16_t *col)
+/* Scratch layout of the plain path: two int16 columns of k_al elements, natural order. */
+
+/* Column c (0 or 1) for output pixel (oy, ox). */
+static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int32_t ox, int32_t *pair, int32_t c)
 {
+    int16_t *const col = (int16_t *)(void *)pair + c * g->k_al;
     const int32_t y0 = oy * g->stride_h - g->pad_h;
     const int32_t x0 = ox * g->stride_w - g->pad_w;
     const int32_t cin = g->cin;
@@ -333,10 +386,11 @@ static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int3
     }
 }
 
-static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int16_t *col0, int32_t cout,
+static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_offset,
                              int32_t act_min, int32_t act_max, int8_t *out0)
 {
+    const int16_t *const col0 = (const int16_t *)(const void *)pair;
     const int32_t k = g->k;
     const int16_t *const col1 = col0 + g->k_al;
     int8_t *const out1 = out0 + cout;
@@ -372,10 +426,11 @@ static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int
     return out0 + 2 * cout;
 }
 
-static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int16_t *col0, int32_t cout,
+static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_offset,
                              int32_t act_min, int32_t act_max, int8_t *out0)
 {
+    const int16_t *const col0 = (const int16_t *)(const void *)pair;
     const int32_t k = g->k;
     const int8_t *w0 = filter;
     for (int32_t r = 0; r < cout; r++) {
@@ -462,7 +517,7 @@ trec_status trec_dense_convolve_s8(const trec_context *ctx,
     if (ctx->size - skip < needed) {
         return TREC_BUFFER_ERROR;
     }
-    int16_t *const cols = (int16_t *)(void *)((int8_t *)ctx->buf + skip);
+    int32_t *const pair = (int32_t *)(void *)((int8_t *)ctx->buf + skip);
 
     conv_geom g;
     g.in_h = input_dims->h;
@@ -492,16 +547,16 @@ trec_status trec_dense_convolve_s8(const trec_context *ctx,
         int32_t pending = 0;
         for (int32_t oy = 0; oy < out_h; oy++) {
             for (int32_t ox = 0; ox < out_w; ox++) {
-                im2col_column(&g, in, oy, ox, cols + pending * g.k_al);
+                im2col_column(&g, in, oy, ox, pair, pending);
                 if (++pending == 2) {
-                    out = mat_mult_2col(&g, filter, cols, cout, bias, mult, shift, out_offset, act_min, act_max,
+                    out = mat_mult_2col(&g, filter, pair, cout, bias, mult, shift, out_offset, act_min, act_max,
                                         out);
                     pending = 0;
                 }
             }
         }
         if (pending) {
-            out = mat_mult_1col(&g, filter, cols, cout, bias, mult, shift, out_offset, act_min, act_max, out);
+            out = mat_mult_1col(&g, filter, pair, cout, bias, mult, shift, out_offset, act_min, act_max, out);
         }
     }
     return TREC_SUCCESS;
