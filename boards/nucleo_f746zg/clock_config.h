@@ -1,0 +1,107 @@
+/*
+ * NUCLEO_F746ZG clock plan (STM32F746ZG, RM0385 "Reset and clock control", DS10916 limits).
+ * Pure constants and bit encodings: the firmware (board.c) and a host unit test
+ * (tests/test_board_builds.py) include this same file.
+ *
+ *   HSE 8 MHz bypass (ST-LINK MCO, the NUCLEO-144 default)  or  HSI 16 MHz (fallback)
+ *     / M (4 resp. 8)  = 2 MHz VCO input  (allowed 0.95..2.1 MHz; 2 MHz recommended for jitter)
+ *     * N 216          = 432 MHz VCO      (allowed 100..432 MHz, N 50..432)
+ *     / P 2            = 216 MHz SYSCLK   (F746 maximum, needs scale 1 + over-drive)
+ *     / Q 9            = 48 MHz PLL48CLK  (USB/SDMMC/RNG; unused here, but kept legal)
+ *   AHB /1 = 216 MHz, APB1 /4 = 54 MHz (max 54), APB2 /2 = 108 MHz (max 108)
+ *   APB1 timers x2 = 108 MHz (prescaler != 1)
+ *   Flash: 7 wait states (2.7..3.6 V: one per 30 MHz started, 210 < 216 <= 216)
+ *   USART3 kernel clock = PCLK1 (RCC_DCKCFGR2.USART3SEL = 00, reset value)
+ */
+#ifndef NUCLEO_F746ZG_CLOCK_CONFIG_H
+#define NUCLEO_F746ZG_CLOCK_CONFIG_H
+
+#include <stdint.h>
+
+#define CLK_HSE_HZ 8000000u
+#define CLK_HSI_HZ 16000000u
+#define CLK_PLL_M_HSE 4u
+#define CLK_PLL_M_HSI 8u
+#define CLK_PLL_N 216u
+#define CLK_PLL_P 2u
+#define CLK_PLL_Q 9u
+
+#define CLK_VCO_IN_HZ (CLK_HSE_HZ / CLK_PLL_M_HSE)
+#define CLK_VCO_OUT_HZ (CLK_VCO_IN_HZ * CLK_PLL_N)
+#define CLK_SYSCLK_HZ (CLK_VCO_OUT_HZ / CLK_PLL_P)
+#define CLK_PLL48_HZ (CLK_VCO_OUT_HZ / CLK_PLL_Q)
+
+#define CLK_AHB_DIV 1u
+#define CLK_APB1_DIV 4u
+#define CLK_APB2_DIV 2u
+#define CLK_HCLK_HZ (CLK_SYSCLK_HZ / CLK_AHB_DIV)
+#define CLK_PCLK1_HZ (CLK_HCLK_HZ / CLK_APB1_DIV)
+#define CLK_PCLK2_HZ (CLK_HCLK_HZ / CLK_APB2_DIV)
+#define CLK_TIMCLK1_HZ (CLK_APB1_DIV == 1u ? CLK_PCLK1_HZ : 2u * CLK_PCLK1_HZ)
+
+/* Device limits (DS10916 / RM0385, VOS scale 1 with over-drive, VDD 2.7..3.6 V). */
+#define CLK_MAX_SYSCLK_HZ 216000000u
+#define CLK_MAX_PCLK1_HZ 54000000u
+#define CLK_MAX_PCLK2_HZ 108000000u
+#define CLK_FLASH_WS_STEP_HZ 30000000u /* HCLK per wait state at 2.7..3.6 V */
+
+/* Wait states for HCLK: one per started 30 MHz step (0 WS up to 30 MHz, ..., 7 WS up to 216). */
+#define CLK_FLASH_WS_FOR(hz) (((hz) + CLK_FLASH_WS_STEP_HZ - 1u) / CLK_FLASH_WS_STEP_HZ - 1u)
+#define CLK_FLASH_WS 7u
+
+#define CLK_CONSOLE_BAUD 115200u
+/* USART, 16x oversampling: BRR = USARTDIV = f_ck / baud, rounded (54e6 / 115200 = 468.75). */
+#define CLK_USART3_BRR ((CLK_PCLK1_HZ + CLK_CONSOLE_BAUD / 2u) / CLK_CONSOLE_BAUD)
+
+/* TIM6 update every second: 108 MHz / 10800 = 10 kHz counter, 10000 counts. */
+#define CLK_TIM6_PSC (CLK_TIMCLK1_HZ / 10000u - 1u)
+#define CLK_TIM6_ARR (10000u - 1u)
+
+/* ---- RCC bit encodings (RM0385, RCC register map) ---- */
+#define RCC_PLLCFGR_PLLM_POS 0u    /* [5:0]   */
+#define RCC_PLLCFGR_PLLN_POS 6u    /* [14:6]  */
+#define RCC_PLLCFGR_PLLP_POS 16u   /* [17:16] 00:/2 01:/4 10:/6 11:/8 */
+#define RCC_PLLCFGR_PLLSRC (1u << 22) /* 1: HSE */
+#define RCC_PLLCFGR_PLLQ_POS 24u   /* [27:24] */
+#define RCC_PLLCFGR_FIELDS (0x3Fu | (0x1FFu << 6) | (3u << 16) | (1u << 22) | (0xFu << 24))
+
+static inline uint32_t clk_pllcfgr(uint32_t old, uint32_t m, uint32_t n, uint32_t p, uint32_t q,
+                                   int src_hse)
+{
+    return (old & ~RCC_PLLCFGR_FIELDS) | (m << RCC_PLLCFGR_PLLM_POS) | (n << RCC_PLLCFGR_PLLN_POS) |
+           (((p / 2u) - 1u) << RCC_PLLCFGR_PLLP_POS) | (src_hse ? RCC_PLLCFGR_PLLSRC : 0u) |
+           (q << RCC_PLLCFGR_PLLQ_POS);
+}
+
+/* APB prescaler field (PPRE1 [12:10], PPRE2 [15:13]): 0xx /1, 100 /2, 101 /4, 110 /8, 111 /16. */
+static inline uint32_t clk_ppre_bits(uint32_t div)
+{
+    return div == 1u ? 0u : div == 2u ? 4u : div == 4u ? 5u : div == 8u ? 6u : 7u;
+}
+
+#define RCC_CFGR_SW_PLL 2u
+#define RCC_CFGR_SWS_POS 2u
+#define RCC_CFGR_HPRE_POS 4u  /* 0xxx: /1 */
+#define RCC_CFGR_PPRE1_POS 10u
+#define RCC_CFGR_PPRE2_POS 13u
+
+static inline uint32_t clk_cfgr_prescalers(void)
+{
+    return (0u << RCC_CFGR_HPRE_POS) | (clk_ppre_bits(CLK_APB1_DIV) << RCC_CFGR_PPRE1_POS) |
+           (clk_ppre_bits(CLK_APB2_DIV) << RCC_CFGR_PPRE2_POS);
+}
+
+/* ---- compile-time checks against the manual's ranges ---- */
+_Static_assert(CLK_HSE_HZ / CLK_PLL_M_HSE == CLK_HSI_HZ / CLK_PLL_M_HSI, "HSE and HSI paths differ");
+_Static_assert(CLK_PLL_M_HSE >= 2u && CLK_PLL_M_HSE <= 63u && CLK_PLL_M_HSI <= 63u, "PLLM 2..63");
+_Static_assert(CLK_VCO_IN_HZ >= 950000u && CLK_VCO_IN_HZ <= 2100000u, "VCO input 0.95..2.1 MHz");
+_Static_assert(CLK_PLL_N >= 50u && CLK_PLL_N <= 432u, "PLLN 50..432");
+_Static_assert(CLK_VCO_OUT_HZ >= 100000000u && CLK_VCO_OUT_HZ <= 432000000u, "VCO 100..432 MHz");
+_Static_assert(CLK_PLL_P == 2u || CLK_PLL_P == 4u || CLK_PLL_P == 6u || CLK_PLL_P == 8u, "PLLP");
+_Static_assert(CLK_PLL_Q >= 2u && CLK_PLL_Q <= 15u && CLK_PLL48_HZ <= 48000000u, "PLLQ");
+_Static_assert(CLK_SYSCLK_HZ == 216000000u && CLK_SYSCLK_HZ <= CLK_MAX_SYSCLK_HZ, "216 MHz");
+_Static_assert(CLK_PCLK1_HZ <= CLK_MAX_PCLK1_HZ && CLK_PCLK2_HZ <= CLK_MAX_PCLK2_HZ, "APB limits");
+_Static_assert(CLK_FLASH_WS == CLK_FLASH_WS_FOR(CLK_HCLK_HZ), "flash wait states for HCLK");
+_Static_assert(CLK_TIM6_PSC <= 0xFFFFu && (CLK_TIMCLK1_HZ % 10000u) == 0u, "TIM6 prescaler");
+
+#endif /* NUCLEO_F746ZG_CLOCK_CONFIG_H */
