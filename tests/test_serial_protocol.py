@@ -460,43 +460,41 @@ def test_host_firmware_banner_and_crlf(host_protocol_app):
 
 # ---------------------------------------------------------------------- end to end: QEMU --
 
-def _qemu_available():
-    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm", "make") if not shutil.which(t)]
-    return missing
-
-
 def test_qemu_end_to_end(tmp_path):
-    missing = _qemu_available()
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (Debian: gcc-arm-none-eabi "
-                    "libnewlib-arm-none-eabi qemu-system-arm)")
-    try:
-        from trec_tflm import qemu
-    except ImportError as exc:
-        pytest.skip(f"trec_tflm.qemu not available yet: {exc}")
-    if not hasattr(qemu, "start_uart_server"):
-        pytest.skip("trec_tflm.qemu has no start_uart_server yet")
-    from tests.firmware.protocol import build as proto_build
+    """tests/firmware/protocol built for qemu_m7, UART0 on a loopback TCP port, run_bench over
+    socket://. Record tests/data/transcripts/qemu_m7_protocol_app.txt with
+    TREC_RECORD_TRANSCRIPT=1."""
+    from trec_tflm import qemu
 
-    elf = proto_build.build("qemu_m7", tmp_path)
+    reason = qemu.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    elf = qemu.build_firmware("qemu_m7", [EEMBC_DIR / "ee_protocol.c", PROTOCOL_APP / "model.c",
+                                          PROTOCOL_APP / "main.c"],
+                              include_dirs=[EEMBC_DIR], build_dir=tmp_path / "fw", app="protocol")
     inputs = sample_inputs(2, seed=7)
     labels = [int(np.argmax(checksum_model(x))) for x in inputs]
     record: list[str] = []
-    with qemu.start_uart_server("qemu_m7", elf) as handle:
-        client = sp.EEMBCClient(handle.url, timeout=20, log=record.append)
-        with client:
-            res = bench.run_bench(handle.url, inputs, labels, iterations=2, warmup=1,
-                                  client=client)
-            client.exit(0)
+    with qemu.start_qemu_serial(elf, "qemu_m7") as proc:
+        with sp.EEMBCClient(proc.url, timeout=30, log=record.append) as client:
+            res = bench.run_bench(proc.url, inputs, labels, iterations=2, warmup=1, client=client)
+            twice = client.infer(4, 0)  # instruction counts are linear in N
+            client.exit(3)
+        assert proc.wait(timeout=30) == 3  # `exit 3%` ended the firmware through semihosting
     assert res.board == "qemu_m7" and res.unit == "instructions" and res.clock_hz == 0
     assert res.ms is None
     assert res.outputs.tolist() == [checksum_model(x).tolist() for x in inputs]
     assert res.accuracy == 1.0
-    assert all(t > 784 * 10 for t in res.ticks)  # at least one instruction per MAC
+    assert all(t > 784 * 10 for t in res.ticks)  # at least one instruction per multiply-add
+    # Same input: T(N) = N * per_inference + fixed loop/time-stamp overhead, to within the
+    # 4-instruction tick resolution; so 2 * T(2) - T(4) is that overhead, small and >= 0.
+    overhead = 2 * (res.ticks[1] * 2) - twice.ticks
+    assert -8 <= overhead <= 400, (res.ticks, twice.ticks)
+    assert [op.name for op in res.ops] == ["CHECKSUM #0", "CLAMP #1"]
     if os.environ.get("TREC_RECORD_TRANSCRIPT"):
         keep = [ln for ln in record if ln.startswith(("> ", "< "))]
-        keep = [ln for ln in keep if not ln.startswith("> exit")]
+        end = next(i for i, ln in enumerate(keep) if ln == "> infer 4 0%")
         (TRANSCRIPTS / "qemu_m7_protocol_app.txt").write_text(
             "# Captured from tests/firmware/protocol on qemu_m7 by test_qemu_end_to_end\n"
-            "# (TREC_RECORD_TRANSCRIPT=1); inputs: sample_inputs(2, seed=7).\n"
-            + "\n".join(keep[:-2]) + "\n")
+            "# (TREC_RECORD_TRANSCRIPT=1); inputs: sample_inputs(2, seed=7), infer 2 1.\n"
+            + "\n".join(keep[:end]) + "\n")

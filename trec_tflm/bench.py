@@ -263,12 +263,11 @@ def _load_images(args, input_bytes: int | None):
 
 
 def _start_qemu(args):
-    """Start QEMU with the firmware's UART on a local TCP port; returns (url, handle)."""
-    from . import qemu  # provided by trec_tflm.qemu (emulated boards)
+    """Start QEMU (deterministic -icount) with the firmware's UART0 on a local TCP port;
+    returns (url, process). QEMU starts the firmware when the client connects."""
+    from . import qemu
 
-    if not args.elf:
-        raise SystemExit("bench: --board qemu_* without --port needs --elf FIRMWARE.elf")
-    handle = qemu.start_uart_server(args.board, args.elf)
+    handle = qemu.start_qemu_serial(args.elf, args.board)
     return handle.url, handle
 
 
@@ -282,7 +281,7 @@ def bench_command(args: argparse.Namespace) -> int:
         return 2
     try:
         if port is None:
-            if args.board in QEMU_BOARDS:
+            if args.board in QEMU_BOARDS and args.elf:
                 port, qemu_handle = _start_qemu(args)
             else:
                 print("bench: give --port (e.g. /dev/ttyACM0, socket://127.0.0.1:PORT), or "
@@ -326,7 +325,7 @@ def bench_command(args: argparse.Namespace) -> int:
         return 2
     finally:
         if qemu_handle is not None:
-            qemu_handle.close()
+            qemu_handle.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -493,11 +493,23 @@ class EEMBCClient:
         return reply
 
     # -- protocol commands -------------------------------------------------------------
-    def identify(self, expected: str | None = None, timeout: float | None = None) -> str:
+    def identify(self, expected: str | None = None, timeout: float | None = None,
+                 retry_after: float = 2.0) -> str:
         """``name%``: check that an EEMBC DUT answers. Returns the name in brackets.
-        ``expected``: a substring the name must contain (e.g. the board name)."""
+        ``expected``: a substring the name must contain (e.g. the board name).
+
+        A device that is still booting may drop the first command (QEMU starts the firmware
+        only when the host connects; a board may be in reset): when nothing at all comes back
+        within ``retry_after`` seconds, ``name%`` is sent once more."""
+        timeout = self.timeout if timeout is None else timeout
         self.drain()
-        reply = self.command("name", timeout, check=False, want="m-name-")
+        try:
+            reply = self.command("name", min(retry_after, timeout), check=False, want="m-name-")
+        except DeviceTimeoutError as exc:
+            if exc.lines or retry_after >= timeout:
+                raise
+            self.drain()
+            reply = self.command("name", timeout, check=False, want="m-name-")
         line = next(("m-" + m for m in reply.messages if m.startswith("name-")), None)
         if line is None:  # pragma: no cover - read_reply already raised
             raise WrongDeviceError(f"{self.port_url} sent no m-name line", port=self.port_url,
