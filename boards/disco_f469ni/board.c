@@ -26,8 +26,10 @@
 
 extern uint32_t __vectors_start[];
 
-#define HSE_STARTUP_CYCLES (CLK_HSI_HZ / 10u) /* 100 ms at HSI (HSE_STARTUP_TIMEOUT-like) */
-#define LOCK_CYCLES (CLK_HSI_HZ / 100u)       /* 10 ms for PLL lock, over-drive, switches */
+/* Time limits while still on HSI 16 MHz: a crystal starts in a few ms, the PLL locks and the
+ * over-drive regulator settles in well under 1 ms; these bounds are generous. */
+#define HSE_STARTUP_CYCLES (CLK_HSI_HZ / 10u) /* 100 ms */
+#define LOCK_CYCLES (CLK_HSI_HZ / 10u)        /* 100 ms for PLL lock, over-drive, switches */
 
 static int s_ready;
 static uint32_t s_core_hz = CLK_HSI_HZ;  /* HCLK = core clock */
@@ -60,7 +62,8 @@ static uint64_t cycles_extend(void)
 
 static void tim6_irq(void)
 {
-    TIM6_SR = 0; /* clear UIF */
+    TIM6_SR = 0;   /* clear UIF */
+    (void)TIM6_SR; /* make sure the clear has reached the timer before the handler returns */
     (void)cycles_extend();
 }
 
