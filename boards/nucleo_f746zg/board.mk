@@ -1,6 +1,6 @@
 # nucleo_f746zg: ST NUCLEO-F746ZG (STM32F746ZG, Cortex-M7 216 MHz, 1 MB flash, 320 KB SRAM).
 # Included by boards/firmware.mk; BOARDS_DIR is the boards/ directory. Flash the .bin/.elf
-# with st-flash, openocd, pyocd or by copying the .bin to the NOD_F746ZG USB drive
+# with st-flash, openocd, pyocd or by copying the .bin to the NODE_F746ZG USB drive
 # (docs/BOARDS.md, STM32 section).
 BOARD_CPU_FLAGS := -mcpu=cortex-m7 -mfpu=fpv5-sp-d16 -mfloat-abi=hard -mthumb
 BOARD_LDSCRIPT  := $(BOARDS_DIR)/nucleo_f746zg/nucleo_f746zg.ld
