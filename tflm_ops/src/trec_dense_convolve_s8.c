@@ -14,8 +14,9 @@
  *   SXTB16 into matching lanes and feeds SMLAD directly; the inner loop is 2 LDR + 2 LDRD + 4 SXTB16
  *   + 8 SMLAD per 16 MACs. The int8 gather goes straight into the interleaved int16 layout (no int8
  *   staging copy). Filter rows are read in whole words up to the zero-padded column length, i.e. a
- *   row's last word may reach into the next row (multiplied by zero); only the filter's last row uses
- *   an exact scalar tail, so nothing past the filter array is ever read.
+ *   row's last word may reach up to 3 bytes into the following row(s) (multiplied by zero); rows for
+ *   which that would pass the end of the filter array use an exact scalar tail instead, so nothing
+ *   outside the filter array is ever read.
  *   Plain path (no DSP): two natural-order int16 columns and scalar multiply-accumulate.
  *   Scratch (both paths): 2 columns * align4(K) * sizeof(int16_t), the same as arm_convolve_s8.
  */
@@ -249,6 +250,7 @@ static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int
     const int32_t groups_all = g->k_al >> 2; /* may read into the next filter row (times zero) */
     const int32_t groups_exact = k >> 2;
     const int32_t tail = k & 3;
+    const int32_t over = g->k_al - k; /* bytes a whole-word row read goes past the row's end */
     const int8_t *w = filter;
     int32_t r = 0;
 
@@ -256,16 +258,17 @@ static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int
         const int32_t b0 = bias ? bias[r] : 0;
         const int32_t b1 = bias ? bias[r + 1] : 0;
         int32_t acc[4] = {b0, b0, b1, b1};
-        const int last = (r + 2 == cout);
+        /* whole words would read over bytes past row r+1; allowed while they stay inside the filter */
+        const int exact = (cout - r - 2) * k < over;
         const int8_t *w0 = w;
         const int8_t *w1 = w + k;
         const int32_t *p = pair;
-        const int32_t n = last ? groups_exact : groups_all;
+        const int32_t n = exact ? groups_exact : groups_all;
         dot_2x2(w0, w1, p, n, acc);
         w0 += 4 * n;
         w1 += 4 * n;
         p += 4 * n;
-        if (last) {
+        if (exact) {
             const int16_t *q = (const int16_t *)(const void *)p;
             for (int32_t j = 0; j < tail; j++) {
                 /* lane j of the group: word (j & 1) * 2 + column, half j >> 1 */
@@ -320,18 +323,19 @@ static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int
     const int32_t groups_all = g->k_al >> 2;
     const int32_t groups_exact = k >> 2;
     const int32_t tail = k & 3;
+    const int32_t over = g->k_al - k; /* bytes a whole-word row read goes past the row's end */
     const int8_t *w = filter;
     int32_t r = 0;
 
     for (; r < cout; r += 2) {
         const int two = (r + 2 <= cout);
-        const int last = (r + 2 >= cout);
+        const int exact = (cout - r - (two ? 2 : 1)) * k < over;
         int32_t acc0 = bias ? bias[r] : 0;
         int32_t acc1 = (two && bias) ? bias[r + 1] : 0;
         const int8_t *w0 = w;
         const int8_t *w1 = two ? w + k : w; /* single last row: second lane recomputes row r, discarded */
         const int32_t *p = pair;
-        int32_t n = last ? groups_exact : groups_all;
+        int32_t n = exact ? groups_exact : groups_all;
         while (n-- > 0) {
             const int32_t a = trec_read_s8x4(w0);
             const int32_t b = trec_read_s8x4(w1);
@@ -343,7 +347,7 @@ static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int
             acc1 = trec_smlad(trec_sxtb16_ror8(b), p[2], acc1);
             p += 4;
         }
-        if (last) {
+        if (exact) {
             const int16_t *q = (const int16_t *)(const void *)p;
             for (int32_t j = 0; j < tail; j++) {
                 const int32_t s = ((j & 1) << 2) + (j >> 1);

@@ -280,14 +280,17 @@ static inline int32_t trec_requantize_reference(int32_t x, int32_t multiplier, i
     return (h >> right) + (rem > threshold ? 1 : 0);
 }
 
-/* requantize + output offset + activation clamp -> int8 */
+/* requantize + output offset + activation clamp -> int8.
+ * The clamp is applied before the offset is added (to [act_min - out_offset, act_max - out_offset]),
+ * which gives the same result as TFLM's "add, then clamp" without its int32 overflow when the
+ * requantized value is near INT32_MIN/MAX (golden.py computes in int64: this matches it). */
 TREC_INLINE int8_t trec_requantize_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
                                       int32_t act_min, int32_t act_max)
 {
-    int32_t v = trec_requantize(acc, multiplier, shift) + out_offset;
-    v = TREC_MAX(v, act_min);
-    v = TREC_MIN(v, act_max);
-    return (int8_t)v;
+    int32_t v = trec_requantize(acc, multiplier, shift);
+    v = TREC_MAX(v, act_min - out_offset);
+    v = TREC_MIN(v, act_max - out_offset);
+    return (int8_t)(v + out_offset);
 }
 
 /* ------------------------------------------------------------------------------------------------
