@@ -498,3 +498,46 @@ def test_qemu_end_to_end(tmp_path):
             "# Captured from tests/firmware/protocol on qemu_m7 by test_qemu_end_to_end\n"
             "# (TREC_RECORD_TRANSCRIPT=1); inputs: sample_inputs(2, seed=7), infer 2 1.\n"
             + "\n".join(keep[:end]) + "\n")
+
+
+# --------------------------------------------------------------------- the bench command --
+
+def test_bench_command_usage_errors(capsys):
+    assert bench.main(["--limit", "5"]) == 2                       # neither --port nor QEMU
+    assert "give --port" in capsys.readouterr().err
+    assert bench.main(["--port", "loop://", "--limit", "0"]) == 2
+    assert bench.main(["--port", "/dev/ttyDOESNOTEXIST", "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open /dev/ttyDOESNOTEXIST" in err
+
+
+def test_bench_command_on_qemu(tmp_path, capsys):
+    """`trec-tflm bench --board qemu_m7 --elf ...` starts QEMU itself and benchmarks real
+    Fashion-MNIST images (the checksum "model" makes accuracy meaningless; the plumbing is
+    what is tested: quantization from info%, JSON output, instruction counts)."""
+    from trec_tflm import qemu
+    from trec_tflm.data import DatasetError, load_fashion_mnist
+
+    reason = qemu.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    try:
+        ds = load_fashion_mnist()
+    except DatasetError as exc:
+        pytest.skip(str(exc))
+    elf = qemu.build_firmware("qemu_m7", [EEMBC_DIR / "ee_protocol.c", PROTOCOL_APP / "model.c",
+                                          PROTOCOL_APP / "main.c"],
+                              include_dirs=[EEMBC_DIR], build_dir=tmp_path / "fw", app="protocol")
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--board", "qemu_m7", "--elf", str(elf), "--limit", "3", "--offset", "10",
+                     "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert "instructions" in capsys.readouterr().out
+    import json
+
+    res = json.loads(out.read_text())
+    assert res["n"] == 3 and res["unit"] == "instructions" and res["ms"] is None
+    assert res["board"] == "qemu_m7" and res["dataset"] == "fashion_mnist"
+    q = bench.quantize_inputs(ds.x_test[10:13], 1 / 255, -128).reshape(3, -1)
+    assert res["outputs"] == [checksum_model(x).tolist() for x in q]
+    assert res["labels"] == ds.y_test[10:13].tolist()
