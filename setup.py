@@ -19,5 +19,5 @@ setup(
         "dev": ["pytest>=8", "tflite-micro==0.dev20260203175027", "ai-edge-litert"],
     },
     entry_points={"console_scripts": ["trec-tflm=trec_tflm.cli:main"]},
-    include_package_data=True,
+    package_data={"trec_tflm.train_ops": ["*.cc"]},
 )

@@ -1,0 +1,191 @@
+"""Training: ``trec-tflm train`` and the library function behind it.
+
+Writes into the checkpoint directory: ``best.keras`` (best validation accuracy),
+``history.json`` (per epoch: loss, accuracy, validation figures, rc of every TREC layer; at the
+end the test accuracy of the best checkpoint and the settings used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import DATASETS, Dataset, load_dataset
+
+
+@dataclass
+class TrainConfig:
+    model: str = "fashion_net"
+    dataset: str = "fashion_mnist"
+    dataset_path: str | None = None
+    checkpoint_path: str = "runs/fashion_net"
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 2e-3
+    trec: list[int] | None = None  # None: the model's default TREC convs; []: dense twin
+    sub_vector_length: list[int] | None = None
+    hash_bits: list[int] | None = None
+    hash_center: str = "mean"
+    train_limit: int | None = None  # use the first N training images (quick runs)
+    validation_size: int = 5000
+    augment: bool = False
+    seed: int = 0
+    verbose: int | str = "auto"
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    history: dict
+    test_accuracy: float
+    reuse_rates: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _split(ds: Dataset, cfg: TrainConfig):
+    x, y = ds.x_train, ds.y_train
+    n_val = min(cfg.validation_size, len(x) // 10)
+    x_val, y_val = x[-n_val:], y[-n_val:]
+    x_tr, y_tr = x[:-n_val], y[:-n_val]
+    if cfg.train_limit:
+        x_tr, y_tr = x_tr[:cfg.train_limit], y_tr[:cfg.train_limit]
+    return (x_tr, y_tr), (x_val, y_val)
+
+
+def _augmenter():
+    import keras
+
+    return keras.Sequential([keras.layers.RandomFlip("horizontal"),
+                             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant")],
+                            name="augment")
+
+
+def compile_model(model, lr: float, steps: int):
+    import keras
+
+    from .layers import reuse_metrics
+
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1), alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy", *reuse_metrics(model)])
+
+
+def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
+    import keras
+    import tensorflow as tf
+
+    from .layers import trec_layers
+    from .models import build_model
+
+    keras.utils.set_random_seed(cfg.seed)
+    ds = dataset or load_dataset(cfg.dataset, cfg.dataset_path)
+    (x_tr, y_tr), (x_val, y_val) = _split(ds, cfg)
+    model = build_model(cfg.model, input_shape=ds.input_shape, num_classes=ds.num_classes, trec=cfg.trec,
+                        sub_vector_length=cfg.sub_vector_length, hash_bits=cfg.hash_bits,
+                        hash_center=cfg.hash_center)
+    steps = cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size)
+    compile_model(model, cfg.lr, steps)
+
+    out = Path(cfg.checkpoint_path)
+    out.mkdir(parents=True, exist_ok=True)
+    best = out / "best.keras"
+    history_path = out / "history.json"
+    settings = asdict(cfg) | {"dataset_source": ds.source, "train_images": len(x_tr),
+                              "trec_layers": {l.name: {"sub_vector_length": l.sub_vector_length,
+                                                       "hash_bits": l.hash_bits,
+                                                       "hash_center": l.hash_center}
+                                              for l in trec_layers(model)}}
+    record = {"settings": settings, "epochs": []}
+
+    class JsonHistory(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            record["epochs"].append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+            _write_json(history_path, record)
+
+    train_data = tf.data.Dataset.from_tensor_slices((x_tr, y_tr)).shuffle(len(x_tr), seed=cfg.seed)
+    train_data = train_data.batch(cfg.batch_size)
+    if cfg.augment:
+        aug = _augmenter()
+        train_data = train_data.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    train_data = train_data.prefetch(tf.data.AUTOTUNE)
+    start = time.time()
+    model.fit(train_data, epochs=cfg.epochs, validation_data=(x_val, y_val), verbose=cfg.verbose,
+              callbacks=[keras.callbacks.ModelCheckpoint(best, monitor="val_accuracy", save_best_only=True),
+                         JsonHistory()])
+    seconds = time.time() - start
+
+    best_model = keras.models.load_model(best)
+    compile_model(best_model, cfg.lr, steps)
+    scores = best_model.evaluate(ds.x_test, ds.y_test, batch_size=256, verbose=0, return_dict=True)
+    rates = {layer.name: float(scores[f"rc_{layer.name}"]) for layer in trec_layers(best_model)}
+    record["test"] = {"accuracy": float(scores["accuracy"]), "loss": float(scores["loss"]),
+                      "reuse_rate": rates, "train_seconds": seconds}
+    _write_json(history_path, record)
+    return TrainResult(best, record, float(scores["accuracy"]), rates, seconds)
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ CLI
+def _int_list(text: str) -> list[int]:
+    text = text.strip()
+    if text in ("", "none"):
+        return []
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    from .models import model_names
+
+    p.add_argument("--model", default="fashion_net",
+                   help=f"one of {', '.join(model_names())} (paper names like SqueezeNet also work)")
+    p.add_argument("--dataset", default="fashion_mnist", choices=[*DATASETS, "fashion_mnist_32x32x3"],
+                   help="fashion_mnist_32x32x3: Fashion-MNIST padded and repeated to CIFAR-10's shape")
+    p.add_argument("--dataset-path", help="directory of the dataset (CIFAR-10 python pickles, or Fashion-MNIST)")
+    p.add_argument("--checkpoint-path", required=True, help="output directory (best.keras, history.json)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--trec", type=_int_list, default=None,
+                   help="indices of the convolutions that are TREC, e.g. 0,1 ('none': dense twin); "
+                        "default: the model's choice")
+    p.add_argument("--L", dest="sub_vector_length", type=_int_list, default=None,
+                   help="sub-vector length per TREC conv, e.g. 5,10")
+    p.add_argument("--H", dest="hash_bits", type=_int_list, default=None, help="hash bits per TREC conv, e.g. 15,10")
+    p.add_argument("--hash-center", default="mean", choices=["mean", "none"])
+    p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
+    p.add_argument("--augment", action="store_true", help="random flips and shifts (CIFAR-10)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def config_from_args(args) -> TrainConfig:
+    return TrainConfig(model=args.model, dataset=args.dataset, dataset_path=args.dataset_path,
+                       checkpoint_path=args.checkpoint_path, epochs=args.epochs, batch_size=args.batch_size,
+                       lr=args.lr, trec=args.trec, sub_vector_length=args.sub_vector_length,
+                       hash_bits=args.hash_bits, hash_center=args.hash_center, train_limit=args.train_limit,
+                       augment=args.augment, seed=args.seed)
+
+
+def train_command(args) -> int:
+    result = train(config_from_args(args))
+    print(f"best checkpoint: {result.checkpoint}")
+    print(f"test accuracy: {result.test_accuracy:.4f}")
+    for name, rc in result.reuse_rates.items():
+        print(f"  rc {name}: {rc:.4f}")
+    print(f"history: {Path(args.checkpoint_path) / 'history.json'}")
+    return 0
