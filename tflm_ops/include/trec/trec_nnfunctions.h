@@ -63,10 +63,75 @@ trec_status trec_dense_convolve_s8(const trec_context *ctx,
  * Returns a negative value (TREC_ARG_ERROR) for NULL or non-positive dims. */
 int32_t trec_dense_convolve_s8_get_buffer_size(const trec_dims *input_dims, const trec_dims *filter_dims);
 
-/* TREC reuse convolution */
 /* ================================================================================================
- * (declarations of trec_convolve_s8() and trec_convolve_s8_get_buffer_size() go here)
- * ================================================================================================ */
+ * TREC reuse convolution: the TREC_CONV_2D operator (docs/OP_SPEC.md)
+ * ================================================================================================
+ *
+ * Bit-exact with trec_tflm.golden.trec_conv2d_s8. Per image: hash every sub-vector of every
+ * im2col row (never materialising the im2col matrix), cluster equal hash codes per sub-matrix,
+ * multiply only cluster sums by the filter slice, scatter the products to the rows, requantize.
+ *
+ * Scratch: no full im2col buffer and no N x Cout int32 accumulator. trec_convolve_s8_get_buffer_size()
+ * gives the scratch of the fast plan, at most twice the int8 output tensor where the layer
+ * allows it; any size >= trec_convolve_s8_get_min_buffer_size() works: with less scratch the
+ * kernel processes the output channels in more passes (more instructions, same result).
+ *
+ * Dims: input [N, H, W, Cin], filter [Cout, kh, kw, Cin], hash [L, H] (from hash_params),
+ * output [N, Ho, Wo, Cout]; bias may be NULL. Batch images are clustered independently.
+ *
+ * Returns TREC_SUCCESS, TREC_ARG_ERROR (NULL pointer, dims that do not match, L outside
+ * [1, kh*kw*Cin], H outside [1, 16], unknown hash centre, parameter out of range),
+ * TREC_BUFFER_ERROR (scratch below the minimum) or TREC_NO_IMPL_ERROR. On error nothing is written.
+ */
+typedef enum {
+    TREC_HASH_CENTER_NONE = 0, /* hash around the input zero point (real 0) */
+    TREC_HASH_CENTER_MEAN = 1, /* hash around the per-image, per-channel mean of the input */
+} trec_hash_center;
+
+#define TREC_MAX_HASH_BITS 16
+
+typedef struct {
+    int32_t sub_vector_length; /* L */
+    int32_t hash_bits;         /* H */
+    int32_t hash_center;       /* trec_hash_center */
+} trec_hash_params;
+
+/* What the reuse did in the last call (summed over the batch). rc = clusters / (rows * sub_matrices). */
+typedef struct {
+    int32_t rows;         /* N = Ho * Wo per image, times batch */
+    int32_t sub_matrices; /* M = ceil(K / L) */
+    int32_t clusters;     /* sum over images and sub-matrices */
+    int32_t passes;       /* passes over the output channels the scratch allowed (1 = fastest) */
+} trec_reuse_stats;
+
+trec_status trec_convolve_s8(const trec_context *ctx,
+                             const trec_conv_params *conv_params,
+                             const trec_hash_params *hash_params,
+                             const trec_per_channel_quant_params *quant_params,
+                             const trec_dims *input_dims,
+                             const int8_t *input,
+                             const trec_dims *filter_dims,
+                             const int8_t *filter,
+                             const int8_t *hash,
+                             const trec_dims *bias_dims,
+                             const int32_t *bias,
+                             const trec_dims *output_dims,
+                             int8_t *output,
+                             trec_reuse_stats *stats /* may be NULL */);
+
+/* Scratch bytes of the fast plan (negative trec_status on invalid arguments). */
+int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params,
+                                         const trec_hash_params *hash_params,
+                                         const trec_dims *input_dims,
+                                         const trec_dims *filter_dims,
+                                         const trec_dims *output_dims);
+
+/* Smallest scratch trec_convolve_s8() accepts (slowest plan). */
+int32_t trec_convolve_s8_get_min_buffer_size(const trec_conv_params *conv_params,
+                                             const trec_hash_params *hash_params,
+                                             const trec_dims *input_dims,
+                                             const trec_dims *filter_dims,
+                                             const trec_dims *output_dims);
 
 #ifdef __cplusplus
 }
