@@ -337,3 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """``trec-tflm bench`` (see trec_tflm.cli)."""
+    add_bench_arguments(parser)
+    parser.set_defaults(func=bench_command)

@@ -1,43 +1,45 @@
-"""``trec-tflm`` command line: one subcommand per step of the workflow."""
+"""``trec-tflm`` command line: one subcommand per step of the workflow.
+
+Each subcommand lives in its own module, which exposes ``register(subparsers)``: it adds its
+parser and sets ``func`` to a function ``(args) -> exit code``. Add a module to COMMANDS to add
+a subcommand. Modules are imported lazily so ``trec-tflm --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
+# (subcommand, module, one-line help)
+COMMANDS = [
+    ("train", "trec_tflm.train", "train a model with TREC layers (its dense twin with --trec none)"),
+    ("demo", "trec_tflm.demo", "the whole workflow on Fashion-MNIST: train TREC and dense, compare"),
+    ("bench", "trec_tflm.bench", "run a model on a board (or QEMU) over the serial benchmark protocol"),
+]
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+class CommandError(RuntimeError):
+    """An error the user can fix; printed without a traceback, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="trec-tflm", description=__doc__)
+    parser = argparse.ArgumentParser(prog="trec-tflm", description="TREC convolution: train in Keras, "
+                                     "deploy int8 with TensorFlow Lite Micro on STM32")
     parser.add_argument("--version", action="version", version=f"trec-tflm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from . import demo, train
-
-    p = sub.add_parser("train", help="train a model with TREC layers (and its dense twin with --trec none)")
-    train.add_train_arguments(p)
-    p.set_defaults(func=train.train_command)
-
-    p = sub.add_parser("demo", help="train TREC and dense Fashion-MNIST nets and compare them")
-    demo.add_demo_arguments(p)
-    p.set_defaults(func=demo.demo_command)
+    for name, module, help_text in COMMANDS:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).register(p)
     return parser
 
 
-class CommandError(RuntimeError):
-    """An error the user can fix; printed without a traceback."""
-
-
 def main(argv=None) -> int:
-    _quiet_tensorflow()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
     from .data import DatasetError
 
     try:

@@ -12,6 +12,11 @@ from pathlib import Path
 from .train import TrainConfig, train
 
 
+def register(p: argparse.ArgumentParser) -> None:
+    add_demo_arguments(p)
+    p.set_defaults(func=demo_command)
+
+
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
     p.add_argument("--epochs", type=int, default=3, help="training epochs per model (default 3; 10 for full runs)")

@@ -149,6 +149,11 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def register(p: argparse.ArgumentParser) -> None:
+    add_train_arguments(p)
+    p.set_defaults(func=train_command)
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     from .models import model_names
 
