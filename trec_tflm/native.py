@@ -187,6 +187,23 @@ class TrecPerChannelQuantParams(ctypes.Structure):
     _fields_ = [("multiplier", ctypes.POINTER(ctypes.c_int32)), ("shift", ctypes.POINTER(ctypes.c_int32))]
 
 
+class TrecHashParams(ctypes.Structure):
+    _fields_ = [("sub_vector_length", ctypes.c_int32), ("hash_bits", ctypes.c_int32),
+                ("hash_center", ctypes.c_int32)]
+
+
+class TrecReuseStats(ctypes.Structure):
+    _fields_ = [("rows", ctypes.c_int32), ("sub_matrices", ctypes.c_int32), ("clusters", ctypes.c_int32),
+                ("passes", ctypes.c_int32)]
+
+    @property
+    def remaining_ratio(self) -> float:
+        return self.clusters / float(self.rows * self.sub_matrices)
+
+
+HASH_CENTER_CODES = {"none": 0, "mean": 1}
+
+
 _P = ctypes.POINTER
 _i8p, _i32p = _P(ctypes.c_int8), _P(ctypes.c_int32)
 
@@ -196,6 +213,14 @@ _PROTOTYPES = {
         _P(TrecContext), _P(TrecConvParams), _P(TrecPerChannelQuantParams),
         _P(TrecDims), _i8p, _P(TrecDims), _i8p, _P(TrecDims), _i32p, _P(TrecDims), _i8p]),
     "trec_dense_convolve_s8_get_buffer_size": (ctypes.c_int32, [_P(TrecDims), _P(TrecDims)]),
+    "trec_convolve_s8": (ctypes.c_int, [
+        _P(TrecContext), _P(TrecConvParams), _P(TrecHashParams), _P(TrecPerChannelQuantParams),
+        _P(TrecDims), _i8p, _P(TrecDims), _i8p, _i8p, _P(TrecDims), _i32p, _P(TrecDims), _i8p,
+        _P(TrecReuseStats)]),
+    "trec_convolve_s8_get_buffer_size": (ctypes.c_int32, [
+        _P(TrecConvParams), _P(TrecHashParams), _P(TrecDims), _P(TrecDims), _P(TrecDims)]),
+    "trec_convolve_s8_get_min_buffer_size": (ctypes.c_int32, [
+        _P(TrecConvParams), _P(TrecHashParams), _P(TrecDims), _P(TrecDims), _P(TrecDims)]),
 }
 
 
@@ -297,6 +322,83 @@ class Kernels:
         return out
 
 
+    # --------------------------------------------------------------------------------------------
+    def _trec_args(self, x_shape, w_shape, *, input_zero_point, output_zero_point, sub_vector_length,
+                   hash_bits, hash_center, stride, dilation, padding, activation_min, activation_max):
+        cout, kh, kw, _ = w_shape
+        sh, sw = golden._pair(stride)
+        dh, dw = golden._pair(dilation)
+        (ho, wo), (pt, pl) = golden.conv_geometry(x_shape[1:3], (kh, kw), (sh, sw), (dh, dw), padding)
+        if hash_center not in HASH_CENTER_CODES:
+            raise ValueError(f"hash_center must be one of {tuple(HASH_CENTER_CODES)}, got {hash_center!r}")
+        params = TrecConvParams(
+            input_offset=-int(input_zero_point), output_offset=int(output_zero_point),
+            stride=TrecTile(sw, sh), padding=TrecTile(pl, pt), dilation=TrecTile(dw, dh),
+            activation=TrecActivation(int(activation_min), int(activation_max)))
+        hp = TrecHashParams(int(sub_vector_length), int(hash_bits), HASH_CENTER_CODES[hash_center])
+        out_shape = (x_shape[0], ho, wo, cout)
+        dims = (TrecDims.of(x_shape), TrecDims.of(w_shape), TrecDims.of(out_shape))
+        return params, hp, dims, out_shape
+
+    def trec_buffer_sizes(self, input_shape, filter_shape, *, sub_vector_length, hash_bits, hash_center="mean",
+                          stride=1, dilation=1, padding="SAME") -> tuple[int, int]:
+        """(get_buffer_size, get_min_buffer_size) of trec_convolve_s8 for one layer."""
+        params, hp, (di, df, do), _ = self._trec_args(
+            input_shape, filter_shape, input_zero_point=0, output_zero_point=0,
+            sub_vector_length=sub_vector_length, hash_bits=hash_bits, hash_center=hash_center, stride=stride,
+            dilation=dilation, padding=padding, activation_min=-128, activation_max=127)
+        args = [ctypes.byref(v) for v in (params, hp, di, df, do)]
+        size = self.lib.trec_convolve_s8_get_buffer_size(*args)
+        least = self.lib.trec_convolve_s8_get_min_buffer_size(*args)
+        for v, what in ((size, "get_buffer_size"), (least, "get_min_buffer_size")):
+            if v < 0:
+                check_status(v, f"trec_convolve_s8_{what}")
+        return int(size), int(least)
+
+    def trec_conv2d_s8(self, input, filter, bias, hash, *, input_zero_point: int, output_zero_point: int,
+                       output_multiplier, output_shift, sub_vector_length: int, hash_bits: int,
+                       hash_center: str = "mean", stride=1, dilation=1, padding="SAME",
+                       activation_min: int = -128, activation_max: int = 127, return_stats: bool = False,
+                       scratch_bytes: int | None = None):
+        """TREC_CONV_2D by the C kernel; same arguments and output as golden.trec_conv2d_s8.
+
+        ``scratch_bytes`` overrides the scratch size (default: get_buffer_size), to run the plans a
+        smaller budget selects. ``return_stats`` returns (output, TrecReuseStats summed over the batch).
+        """
+        x = _as_int8("input", input)
+        w = _as_int8("filter", filter)
+        r = _as_int8("hash", hash)
+        if x.ndim != 4 or w.ndim != 4 or r.ndim != 2:
+            raise ValueError("input must be int8 [N,H,W,Cin], filter int8 [Cout,kh,kw,Cin], hash int8 [L,H]")
+        cout = w.shape[0]
+        b = None if bias is None else _as_int32("bias", bias, (cout,))
+        mult = _as_int32("output_multiplier", output_multiplier, (cout,))
+        shift = _as_int32("output_shift", output_shift, (cout,))
+        if r.shape != (sub_vector_length, hash_bits):
+            raise ValueError(f"hash must be int8 [L={sub_vector_length}, H={hash_bits}], got {r.shape}")
+        params, hp, (di, df, do), out_shape = self._trec_args(
+            x.shape, w.shape, input_zero_point=input_zero_point, output_zero_point=output_zero_point,
+            sub_vector_length=sub_vector_length, hash_bits=hash_bits, hash_center=hash_center, stride=stride,
+            dilation=dilation, padding=padding, activation_min=activation_min, activation_max=activation_max)
+        if scratch_bytes is None:
+            size = self.lib.trec_convolve_s8_get_buffer_size(*(ctypes.byref(v) for v in (params, hp, di, df, do)))
+            if size < 0:
+                check_status(size, "trec_convolve_s8_get_buffer_size")
+            scratch_bytes = int(size)
+        scratch = np.empty(max(int(scratch_bytes), 1), np.uint8)
+        ctx = TrecContext(scratch.ctypes.data, int(scratch_bytes))
+        quant = TrecPerChannelQuantParams(ptr(mult, ctypes.c_int32), ptr(shift, ctypes.c_int32))
+        out = np.empty(out_shape, np.int8)
+        stats = TrecReuseStats()
+        status = self.lib.trec_convolve_s8(
+            ctypes.byref(ctx), ctypes.byref(params), ctypes.byref(hp), ctypes.byref(quant),
+            ctypes.byref(di), ptr(x, ctypes.c_int8), ctypes.byref(df), ptr(w, ctypes.c_int8),
+            ptr(r, ctypes.c_int8), ctypes.byref(TrecDims(1, 1, 1, cout)), ptr(b, ctypes.c_int32),
+            ctypes.byref(do), ptr(out, ctypes.c_int8), ctypes.byref(stats))
+        check_status(status, "trec_convolve_s8")
+        return (out, stats) if return_stats else out
+
+
 @functools.lru_cache(maxsize=None)
 def kernels(variant: str = "host") -> Kernels:
     """The loaded library for ``variant`` (built on first use, then cached for the process)."""
@@ -317,3 +419,8 @@ def conv2d_s8(input, filter, bias, *, input_zero_point: int, output_zero_point: 
         output_multiplier=output_multiplier, output_shift=output_shift, stride=stride,
         dilation=dilation, padding=padding, activation_min=activation_min,
         activation_max=activation_max)
+
+
+def trec_conv2d_s8(input, filter, bias, hash, **kwargs):
+    """TREC_CONV_2D by the C kernel (default host variant); same contract as golden.trec_conv2d_s8."""
+    return kernels("host").trec_conv2d_s8(input, filter, bias, hash, **kwargs)
