@@ -1,6 +1,23 @@
-"""trec-tflm: TREC convolution trained in Keras 3 and deployed with TensorFlow Lite Micro."""
+"""trec-tflm: TREC convolution trained in Keras 3 and deployed with TensorFlow Lite Micro.
+
+``TRECConv2D``, ``reuse_metrics``, ``trec_layers`` and ``ReuseRate`` are imported on first use, so
+tools that do not need TensorFlow (the C kernel binding, the serial bench host, ``--help``) start fast.
+Importing ``trec_tflm.layers`` (or touching one of these names) registers the layers with Keras'
+serialization, which loading a ``.keras`` file with TREC layers needs.
+"""
 
 __version__ = "0.1.0"
 
-# TREC layers register themselves with Keras' serialization on import.
-from .layers import ReuseRate, TRECConv2D, reuse_metrics, trec_layers  # noqa: E402,F401
+_LAZY = {"TRECConv2D", "ReuseRate", "reuse_metrics", "trec_layers"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from . import layers
+
+        return getattr(layers, name)
+    raise AttributeError(f"module 'trec_tflm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
