@@ -1,0 +1,300 @@
+"""The C TREC kernel (tflm_ops/src/trec_convolve_s8.c) against golden.trec_conv2d_s8, bit for bit.
+
+"host" runs the DSP code path (SMLAD structure, intrinsics emulated in C), "host-plain" the plain C
+path. Scratch budgets between the minimum and get_buffer_size select different plans; every plan must
+give the same bytes. Bad arguments return an error status and leave every buffer untouched; the
+sanitizer builds (subprocess with libasan) prove no access outside the buffers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+
+import numpy as np
+import pytest
+
+from trec_tflm import golden, native, quant
+
+import test_native_dense as dense_tests  # sanitizer subprocess harness
+
+VARIANTS = ("host", "host-plain")
+GRID = list(itertools.product((1, 3, 8, 16, 64), (1, 3, 5, 7), (1, 2), ("SAME", "VALID")))
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def kern(request):
+    try:
+        return native.kernels(request.param)
+    except native.NativeBuildError as exc:
+        pytest.skip(str(exc))
+
+
+def make_case(seed: int, cin: int, k: int, stride: int, padding: str, *, length=None, bits=None,
+              center=None, h=None, w=None) -> dict:
+    """Random layer: L dividing or not dividing K, H in [1, 16], zero points and clamps at extremes."""
+    rng = np.random.default_rng(seed)
+    h = h or int(k + rng.integers(0, 7))
+    w = w or int(k + rng.integers(0, 7))
+    kk = k * k * cin
+    if length is None:
+        divisors = [d for d in range(1, kk + 1) if kk % d == 0 and d <= 32]
+        length = int(rng.choice(divisors)) if rng.random() < 0.5 else int(rng.integers(1, min(kk, 40) + 1))
+    bits = bits or int(rng.integers(1, golden.MAX_HASH_BITS + 1))
+    cout = int(rng.choice([1, 3, 8, 17]))
+    x = rng.integers(-128, 128, (1, h, w, cin), dtype=np.int8)
+    if rng.random() < 0.3:  # smooth images: many equal codes, big clusters
+        x = np.repeat(np.repeat(x[:, ::3, ::3], 3, axis=1), 3, axis=2)[:, :h, :w]
+        x = np.ascontiguousarray(x)
+    wt = rng.integers(-127, 128, (cout, k, k, cin), dtype=np.int8)
+    scale = rng.uniform(0.3, 3.0, cout) / (np.sqrt(kk) * 128 * 74 / 40)
+    mult, shift = quant.quantize_multipliers(scale)
+    clamp = rng.choice(["none", "relu", "tight"])
+    amin, amax = {"none": (-128, 127), "relu": (int(rng.integers(-128, 0)), 127), "tight": (-20, 20)}[clamp]
+    return dict(
+        input=x, filter=wt, bias=rng.integers(-30000, 30000, cout).astype(np.int32) if rng.random() < 0.8 else None,
+        hash=rng.integers(-127, 128, (length, bits), dtype=np.int8),
+        input_zero_point=int(rng.choice([-128, 127, int(rng.integers(-128, 128))])),
+        output_zero_point=int(rng.choice([-128, 127, int(rng.integers(-128, 128))])),
+        output_multiplier=mult, output_shift=shift, sub_vector_length=length, hash_bits=bits,
+        hash_center=center or str(rng.choice(["mean", "none"])), stride=stride, padding=padding,
+        activation_min=amin, activation_max=amax)
+
+
+def split(case):
+    args = dict(case)
+    return [args.pop(n) for n in ("input", "filter", "bias", "hash")], args
+
+
+def check(kern, case, scratch_bytes=None):
+    tensors, kwargs = split(case)
+    want, stats = golden.trec_conv2d_s8(*tensors, **kwargs, return_stats=True)
+    got, cstats = kern.trec_conv2d_s8(*tensors, **kwargs, return_stats=True, scratch_bytes=scratch_bytes)
+    np.testing.assert_array_equal(got, want)
+    assert cstats.clusters == sum(int(s.clusters.sum()) for s in stats)
+    return got, cstats
+
+
+@pytest.mark.parametrize("cin,k,stride,padding", GRID)
+def test_bit_exact_vs_golden(kern, cin, k, stride, padding):
+    for rep in range(2):
+        check(kern, make_case(GRID.index((cin, k, stride, padding)) * 7 + rep, cin, k, stride, padding))
+
+
+@pytest.mark.parametrize("bits", list(range(1, golden.MAX_HASH_BITS + 1)))
+def test_every_hash_width(kern, bits):
+    check(kern, make_case(100 + bits, 4, 3, 1, "SAME", bits=bits, length=7))
+
+
+def test_one_cluster_per_sub_matrix(kern):
+    # A constant image: every in-image sub-vector is the same; with VALID padding all rows agree.
+    case = make_case(5, 3, 3, 1, "VALID", length=9, bits=6)
+    case["input"] = np.full_like(case["input"], 17)
+    _, stats = check(kern, case)
+    assert stats.clusters == stats.sub_matrices  # one cluster each
+
+
+def test_all_singletons_equal_dense_conv(kern):
+    case = make_case(6, 3, 3, 1, "SAME", length=27, bits=16, h=5, w=5)
+    got, stats = check(kern, case)
+    assert stats.clusters == stats.rows * stats.sub_matrices
+    tensors, kwargs = split(case)
+    for key in ("sub_vector_length", "hash_bits", "hash_center"):
+        kwargs.pop(key)
+    np.testing.assert_array_equal(got, golden.conv2d_s8(tensors[0], tensors[1], tensors[2], **kwargs))
+
+
+def test_batch_images_clustered_independently(kern):
+    case = make_case(7, 8, 3, 1, "SAME", length=8, bits=5)
+    other = np.random.default_rng(1).integers(-128, 128, case["input"].shape, dtype=np.int8)
+    single, _ = check(kern, case)
+    case2 = dict(case, input=np.concatenate([case["input"], other]))
+    both, _ = check(kern, case2)
+    np.testing.assert_array_equal(both[:1], single)
+
+
+def test_every_scratch_budget_gives_the_same_output(kern):
+    case = make_case(8, 16, 3, 1, "SAME", length=12, bits=8, h=12, w=12)
+    tensors, kwargs = split(case)
+    shape_args = dict(sub_vector_length=kwargs["sub_vector_length"], hash_bits=kwargs["hash_bits"],
+                      hash_center=kwargs["hash_center"], stride=1, padding="SAME")
+    preferred, least = kern.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, **shape_args)
+    assert least <= preferred
+    outs, passes = [], []
+    for size in sorted({least, (least + preferred) // 2, preferred, preferred * 4}):
+        got, stats = check(kern, case, scratch_bytes=size)
+        outs.append(got)
+        passes.append(stats.passes)
+    assert passes[0] >= passes[-1] and passes[-1] == 1  # less scratch: more passes, never failure
+    with pytest.raises(RuntimeError, match="TREC_BUFFER_ERROR"):
+        kern.trec_conv2d_s8(*tensors, **kwargs, scratch_bytes=least - 4)
+
+
+@pytest.mark.parametrize("shape,cout,k,length,bits", [
+    ((32, 32, 3), 32, 5, 5, 8), ((16, 16, 32), 16, 5, 16, 8), ((16, 16, 64), 64, 5, 16, 8),
+    ((16, 16, 16), 64, 3, 16, 8), ((8, 8, 16), 32, 5, 16, 10)])
+def test_preferred_scratch_within_twice_the_output(kern, shape, cout, k, length, bits):
+    """The design bar: the preferred scratch is at most twice the int8 output (when the minimum allows),
+    far below a full im2col (N*K bytes)."""
+    preferred, least = kern.trec_buffer_sizes((1, *shape), (cout, k, k, shape[2]), sub_vector_length=length,
+                                              hash_bits=bits, padding="SAME")
+    n = shape[0] * shape[1]
+    assert preferred <= max(2 * n * cout, least)
+    assert preferred < n * k * k * shape[2]
+
+
+# ------------------------------------------------------------------------------------------------
+# raw calls: bad arguments return a status and write nothing
+# ------------------------------------------------------------------------------------------------
+GUARD = 64
+
+
+class RawCall:
+    """A valid trec_convolve_s8 call with guarded buffers, to break one argument at a time."""
+
+    def __init__(self, kern, seed=1):
+        self.kern = kern
+        self.case = make_case(seed, 3, 3, 1, "SAME", length=5, bits=6, h=6, w=7, center="mean")
+        t, kw = split(self.case)
+        self.x, self.w, self.b, self.r = (np.ascontiguousarray(a) if a is not None else None for a in t)
+        if self.b is None:
+            self.b = np.zeros(self.w.shape[0], np.int32)
+        self.params, self.hp, (self.di, self.df, self.do), out_shape = kern._trec_args(
+            self.x.shape, self.w.shape, **{k: kw[k] for k in (
+                "input_zero_point", "output_zero_point", "sub_vector_length", "hash_bits", "hash_center",
+                "stride", "padding", "activation_min", "activation_max")}, dilation=1)
+        self.mult = np.ascontiguousarray(kw["output_multiplier"], np.int32)
+        self.shift = np.ascontiguousarray(kw["output_shift"], np.int32)
+        self.quant = native.TrecPerChannelQuantParams(native.ptr(self.mult, ctypes.c_int32),
+                                                      native.ptr(self.shift, ctypes.c_int32))
+        size = kern.lib.trec_convolve_s8_get_buffer_size(*(ctypes.byref(v) for v in (
+            self.params, self.hp, self.di, self.df, self.do)))
+        self.scratch_size = size
+        self.scratch = np.full(size + 2 * GUARD, 0x5A, np.uint8)
+        self.out = np.full(int(np.prod(out_shape)) + 2 * GUARD, 0x33, np.uint8)
+        self.ctx = native.TrecContext(self.scratch.ctypes.data + GUARD, size)
+        self.bias_dims = native.TrecDims(1, 1, 1, self.w.shape[0])
+        self.args = {
+            "ctx": ctypes.byref(self.ctx), "params": ctypes.byref(self.params), "hash_params": ctypes.byref(self.hp),
+            "quant": ctypes.byref(self.quant), "input_dims": ctypes.byref(self.di),
+            "input": native.ptr(self.x, ctypes.c_int8), "filter_dims": ctypes.byref(self.df),
+            "filter": native.ptr(self.w, ctypes.c_int8), "hash": native.ptr(self.r, ctypes.c_int8),
+            "bias_dims": ctypes.byref(self.bias_dims), "bias": native.ptr(self.b, ctypes.c_int32),
+            "output_dims": ctypes.byref(self.do),
+            "output": ctypes.cast(self.out.ctypes.data + GUARD, ctypes.POINTER(ctypes.c_int8)),
+            "stats": None,
+        }
+
+    def call(self) -> int:
+        return self.kern.lib.trec_convolve_s8(*self.args.values())
+
+    def output_untouched(self) -> bool:
+        return bool((self.out == 0x33).all())
+
+    def guards_intact(self) -> bool:
+        return bool((self.out[:GUARD] == 0x33).all() and (self.out[-GUARD:] == 0x33).all()
+                    and (self.scratch[:GUARD] == 0x5A).all() and (self.scratch[-GUARD:] == 0x5A).all())
+
+
+def _break(rc: RawCall, what: str) -> int:
+    """Break one thing; return the status expected."""
+    if what == "null-scratch":
+        rc.ctx.buf = None
+        return native.TREC_BUFFER_ERROR
+    if what.startswith("null-"):
+        assert what[5:] in rc.args, what
+        rc.args[what[5:]] = None
+        return native.TREC_ARG_ERROR
+    if what == "L=0":
+        rc.hp.sub_vector_length = 0
+    elif what == "L>K":
+        rc.hp.sub_vector_length = 28
+    elif what == "H=0":
+        rc.hp.hash_bits = 0
+    elif what == "H=17":
+        rc.hp.hash_bits = 17
+    elif what == "centre=2":
+        rc.hp.hash_center = 2
+    elif what == "cout-mismatch":
+        rc.do.c += 1
+    elif what == "cin-mismatch":
+        rc.df.c += 1
+    elif what == "out-h":
+        rc.do.h += 3  # no padding makes 6 rows from this input
+    elif what == "bias-dims":
+        rc.bias_dims.c += 1
+    elif what == "negative-multiplier":
+        rc.mult[0] = -1
+    elif what == "input-offset":
+        rc.params.input_offset = 200
+    elif what == "small-scratch":
+        least = rc.kern.lib.trec_convolve_s8_get_min_buffer_size(*(ctypes.byref(v) for v in (
+            rc.params, rc.hp, rc.di, rc.df, rc.do)))
+        rc.ctx.size = least - 4
+        return native.TREC_BUFFER_ERROR
+    else:
+        raise AssertionError(what)
+    return native.TREC_ARG_ERROR
+
+
+BREAKS = ["null-ctx", "null-params", "null-hash_params", "null-quant", "null-input_dims", "null-input",
+          "null-filter_dims", "null-filter", "null-hash", "null-output_dims", "null-output", "L=0", "L>K", "H=0",
+          "H=17", "centre=2", "cout-mismatch", "cin-mismatch", "out-h", "bias-dims", "negative-multiplier",
+          "input-offset", "small-scratch", "null-scratch"]
+
+
+@pytest.mark.parametrize("what", BREAKS)
+def test_bad_argument_status_and_no_writes(kern, what):
+    rc = RawCall(kern)
+    expected = _break(rc, what)
+    assert rc.call() == expected
+    assert rc.output_untouched() and rc.guards_intact()
+
+
+def test_valid_raw_call_writes_only_its_buffers(kern):
+    rc = RawCall(kern)
+    assert rc.call() == native.TREC_SUCCESS
+    assert rc.guards_intact() and not rc.output_untouched()
+
+
+def test_python_errors_name_the_problem(kern):
+    tensors, kwargs = split(make_case(9, 3, 3, 1, "SAME", length=5, bits=4))
+    with pytest.raises(ValueError, match=r"hash must be int8 \[L=5, H=4\]"):
+        kern.trec_conv2d_s8(tensors[0], tensors[1], tensors[2], tensors[3][:4], **kwargs)
+    with pytest.raises(ValueError, match="hash_center"):
+        kern.trec_conv2d_s8(*tensors, **dict(kwargs, hash_center="median"))
+    with pytest.raises(ValueError, match="TREC_ARG_ERROR"):
+        bad = dict(kwargs, sub_vector_length=28, hash_bits=4)
+        kern.trec_conv2d_s8(tensors[0], tensors[1], tensors[2], np.zeros((28, 4), np.int8), **bad)
+
+
+# ------------------------------------------------------------------------------------------------
+# sanitizer builds
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["host-asan", "host-asan-plain"])
+def test_sanitizer_build_subset(variant):
+    try:
+        native.library_path(variant)
+    except native.NativeBuildError as exc:
+        pytest.skip(str(exc))
+    proc = dense_tests._run_child(f"""
+        import numpy as np
+        from trec_tflm import native
+        import test_native_trec as t
+        k = native.kernels({variant!r})
+        for i, params in enumerate(t.GRID[::4]):
+            t.check(k, t.make_case(i, *params))
+        case = t.make_case(3, 16, 3, 1, "SAME", length=12, bits=8, h=12, w=12)
+        tensors, kw = t.split(case)
+        pref, least = k.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, sub_vector_length=12,
+                                          hash_bits=8, hash_center=kw["hash_center"], padding="SAME")
+        for size in (least, (least + pref) // 2, pref):
+            t.check(k, case, scratch_bytes=size)
+        for what in t.BREAKS:
+            rc = t.RawCall(k)
+            e = t._break(rc, what)
+            assert rc.call() == e, what
+            assert rc.output_untouched() and rc.guards_intact(), what
+        print("SANITIZED-OK")
+    """)
+    assert proc.returncode == 0 and "SANITIZED-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-5000:]
