@@ -72,8 +72,8 @@ class QemuBoard:
 
 
 QEMU_BOARDS: Mapping[str, QemuBoard] = {
-    "qemu_m7": QemuBoard("qemu_m7", "mps2-an500", "cortex-m7", "NUCLEO_F746ZG", 1024 * 1024, 320 * 1024, 0, 4),
-    "qemu_m4": QemuBoard("qemu_m4", "mps2-an386", "cortex-m4", "DISCO_F469NI", 2048 * 1024, 320 * 1024, 64 * 1024, 4),
+    "qemu_m7": QemuBoard("qemu_m7", "mps2-an500", "cortex-m7", "NUCLEO_F746ZG", 1024 * 1024, 320 * 1024, 0, 1),
+    "qemu_m4": QemuBoard("qemu_m4", "mps2-an386", "cortex-m4", "DISCO_F469NI", 2048 * 1024, 320 * 1024, 64 * 1024, 1),
 }
 
 
@@ -215,9 +215,10 @@ def _define_list(defines: Union[Iterable[str], Mapping[str, object], None]) -> l
     else:
         items = [str(d) for d in defines]
     for d in items:
-        if re.search(r"[\s\"'\\$#]", d) or not re.match(r"^[A-Za-z_]\w*(=|$)", d):
-            raise ValueError(f"define {d!r}: use NAME or NAME=VALUE without spaces, quotes, $ or #"
-                             " (pass odd flags through extra_cflags)")
+        # the value reaches a shell through make: allow only characters that need no quoting
+        if not re.match(r"^[A-Za-z_]\w*(=[\w.+\-/,:@%]*)?$", d):
+            raise ValueError(f"define {d!r}: use NAME or NAME=VALUE with letters, digits and _ . + - / , : @ %"
+                             " only (pass anything else, shell-quoted, through extra_cflags)")
     return items
 
 

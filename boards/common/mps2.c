@@ -9,9 +9,9 @@
  *
  * Instruction counting: with "-icount shift=0" QEMU advances virtual time by exactly 1 ns
  * per executed instruction, and the timer ticks every 40 ns of virtual time (25 MHz), i.e.
- * every 40 instructions. board_ticks() refines that: it spins on the timer until the next
- * 40-instruction edge in a loop of a known 4 instructions per iteration, and from the
- * number of iterations it places its own call to within 4 instructions. See docs/BOARDS.md.
+ * every 40 instructions. board_ticks() refines that to the exact instruction: it finds a
+ * tick edge with a 4-instruction polling loop, then reads the counter on consecutive
+ * instructions around the following edge (see board_ticks and docs/BOARDS.md).
  * Build with -DTREC_QEMU_COARSE_TICKS to get the plain timer value (resolution 40).
  */
 #include <stdint.h>
@@ -74,6 +74,14 @@
 #define NS_PER_TICK (1000000000u / MPS2_SYSCLK_HZ)
 /* Instructions per iteration of the edge-finding loop in board_ticks(). */
 #define EDGE_LOOP_INSNS 4u
+/* nops between the end of that loop and the 7-read burst (see board_ticks). With the loop's
+ * n-th read first seeing an edge e instructions after entry (e in 1..40), the burst's j is
+ * e + 39 - EDGE_BURST_DELAY - 4n; 31 keeps it in 2..5, away from both ends of 0..7. */
+#ifndef EDGE_BURST_DELAY
+#define EDGE_BURST_DELAY 31
+#endif
+#define MPS2_STR2(x) #x
+#define MPS2_STR(x) MPS2_STR2(x)
 
 static volatile uint32_t timer_wraps; /* timer periods completed (Timer0 IRQ) */
 static int board_ready;
@@ -167,14 +175,22 @@ uint64_t board_ticks(void) {
   if (!(TIMER_CTRL & TIMER_CTRL_EN)) return raw_ticks() * NS_PER_TICK; /* would never see an edge */
   uint32_t primask = cm_get_primask();
   cm_disable_irq();
-  uint32_t v0, v, k, n = 0;
-  /* Read the counter until it changes, 4 instructions per iteration (ldr, adds, cmp, beq):
-   * read k (k = 1..n) comes 4(k-1) instructions after read 1 and the value changed between
-   * read n-1 and read n, so the tick edge lies 4(n-1)..4n instructions after the first
-   * read, and n <= 10 (an edge every 40 instructions). Then pad with 12-n iterations of
-   * another 4-instruction loop, so that every call executes the same number of
-   * instructions whatever n was: a measured region then contains a constant overhead
-   * (one call) instead of one call's variable wait. */
+  uint32_t v0, v, n = 0, j, b0, b1, b2, b3, b4, b5, b6;
+  /*
+   * Under -icount shift=0 an MMIO read sees the virtual time of its own instruction, and
+   * the timer value changes every 40 instructions (see docs/BOARDS.md).
+   *
+   * Phase 1: read the counter until it changes, 4 instructions per iteration (ldr, adds,
+   *   cmp, beq). If the first change is seen by read n, the entry lies 4n instructions
+   *   before that tick edge, give or take 3.
+   * Phase 2: the next edge comes exactly 40 instructions after that one. After a fixed run
+   *   of EDGE_BURST_DELAY nops, read the counter on 7 consecutive instructions; j, the number
+   *   of those reads that still see the old value (2..5 with the delay chosen), places that
+   *   edge, and so the entry, to the instruction: entry = edge - 4n - j + constant.
+   * Then count j without branches, and pad with 12-n iterations of another 4-instruction
+   *   loop: every call executes the same instructions whatever n and j were, so a measured
+   *   region contains one call's constant cost, never a variable part of it.
+   */
   __asm__ volatile(
       "ldr   %[v0], [%[p]]       \n"
       "1:                        \n"
@@ -182,19 +198,56 @@ uint64_t board_ticks(void) {
       "adds  %[n], %[n], #1      \n"
       "cmp   %[v], %[v0]         \n"
       "beq   1b                  \n"
-      "rsb   %[k], %[n], #12     \n"
+      ".rept " MPS2_STR(EDGE_BURST_DELAY) "\n"
+      "nop                       \n"
+      ".endr                     \n"
+      "ldr   %[b0], [%[p]]       \n"
+      "ldr   %[b1], [%[p]]       \n"
+      "ldr   %[b2], [%[p]]       \n"
+      "ldr   %[b3], [%[p]]       \n"
+      "ldr   %[b4], [%[p]]       \n"
+      "ldr   %[b5], [%[p]]       \n"
+      "ldr   %[b6], [%[p]]       \n"
+      "movs  %[j], #0            \n"
+      "cmp   %[b0], %[v]         \n"
+      "it    eq                  \n"
+      "addeq %[j], %[j], #1      \n"
+      "cmp   %[b1], %[v]         \n"
+      "it    eq                  \n"
+      "addeq %[j], %[j], #1      \n"
+      "cmp   %[b2], %[v]         \n"
+      "it    eq                  \n"
+      "addeq %[j], %[j], #1      \n"
+      "cmp   %[b3], %[v]         \n"
+      "it    eq                  \n"
+      "addeq %[j], %[j], #1      \n"
+      "cmp   %[b4], %[v]         \n"
+      "it    eq                  \n"
+      "addeq %[j], %[j], #1      \n"
+      "cmp   %[b5], %[v]         \n"
+      "it    eq                  \n"
+      "addeq %[j], %[j], #1      \n"
+      "cmp   %[b6], %[v]         \n"
+      "it    eq                  \n"
+      "addeq %[j], %[j], #1      \n"
+      "rsb   %[v0], %[n], #12    \n"
       "2:                        \n"
       "nop                       \n"
       "nop                       \n"
-      "subs  %[k], %[k], #1      \n"
+      "subs  %[v0], %[v0], #1    \n"
       "bne   2b                  \n"
-      : [v0] "=&r"(v0), [v] "=&r"(v), [n] "+&r"(n), [k] "=&r"(k)
+      : [v0] "=&r"(v0), [v] "=&r"(v), [n] "+&r"(n), [j] "=&r"(j), [b0] "=&r"(b0), [b1] "=&r"(b1),
+        [b2] "=&r"(b2), [b3] "=&r"(b3), [b4] "=&r"(b4), [b5] "=&r"(b5), [b6] "=&r"(b6)
       : [p] "r"(TIMER_VALUE_ADDR)
       : "cc", "memory");
+  /* Tick index of the edge that read n saw; the burst's edge is the next one. */
   uint64_t edge = ticks_from_value(v);
   cm_set_primask(primask);
-  /* The edge's instruction count minus the instructions from the first read to the edge. */
-  return edge * NS_PER_TICK - (uint64_t)n * EDGE_LOOP_INSNS;
+  if (j >= 7) {
+    /* Burst missed the edge (only without -icount): phase 1's estimate, good to 4. */
+    return edge * NS_PER_TICK - (uint64_t)n * EDGE_LOOP_INSNS;
+  }
+  return (edge + 1u) * NS_PER_TICK - j - (uint64_t)n * EDGE_LOOP_INSNS;
 #endif
 }
 
@@ -204,7 +257,7 @@ uint32_t board_tick_resolution(void) {
 #if defined(TREC_QEMU_COARSE_TICKS)
   return NS_PER_TICK;
 #else
-  return EDGE_LOOP_INSNS;
+  return 1;
 #endif
 }
 
