@@ -89,6 +89,21 @@ def cifarnet(plan: TrecPlan, input_shape=(32, 32, 3), num_classes=10) -> keras.M
     return keras.Model(inp, keras.layers.Dense(num_classes, name="logits")(x), name="cifarnet")
 
 
+def cmsisnn_cifar10(plan: TrecPlan, input_shape=(32, 32, 3), num_classes=10) -> keras.Model:
+    """The CMSIS-NN CIFAR-10 example network: conv5x5 3->32, pool, conv5x5 32->16, pool,
+    conv5x5 16->32, pool, FC 512->10 (all SAME, ReLU). Its convolutions are the CMSIS-NN
+    benchmark layers 32x32x3->32, 16x16x32->16 and 8x8x16->32."""
+    inp = keras.Input(input_shape, name="image")
+    x = plan.conv(32, 5, name="conv1", padding="same", activation="relu")(inp)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = plan.conv(16, 5, name="conv2", padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = plan.conv(32, 5, name="conv3", padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool3")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    return keras.Model(inp, keras.layers.Dense(num_classes, name="logits")(x), name="cmsisnn_cifar10")
+
+
 def zfnet(plan: TrecPlan, input_shape=(32, 32, 3), num_classes=10) -> keras.Model:
     """ZfNet scaled to 32x32 inputs and MCU memory: 7x7/2 and 5x5 front end, three 3x3 convs."""
     inp = keras.Input(input_shape, name="image")
@@ -158,6 +173,7 @@ MODELS: dict[str, ModelSpec] = {
     "fashion_net": ModelSpec(fashion_net, "fashion_mnist", (0, 1), (5, 16), (6, 8)),
     "cifarnet": ModelSpec(cifarnet, "cifar10", (0, 1), (5, 16), (8, 8)),
     "zfnet": ModelSpec(zfnet, "cifar10", (0, 1), (7, 16), (8, 8)),
+    "cmsisnn_cifar10": ModelSpec(cmsisnn_cifar10, "cifar10", (0, 1, 2), (15, 16, 16), (8, 8, 8)),
     "squeezenet": ModelSpec(squeezenet, "cifar10", (0, 3, 6), (9, 16, 16), (8, 8, 8)),
     "squeezenet_complex": ModelSpec(squeezenet_complex, "cifar10", (0, 3, 7), (9, 16, 16), (8, 8, 8)),
 }

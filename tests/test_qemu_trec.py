@@ -1,0 +1,92 @@
+"""The TREC kernel on emulated Cortex-M7 (qemu_m7) and Cortex-M4 (qemu_m4), bit for bit with golden.
+
+The kernel is compiled with the real DSP intrinsics (SMLAD/SXTB16); tensors and expected outputs
+come from trec_tflm.golden through trec_tflm.kernel_bench (firmware tflm_ops/bench/kernel_bench.c).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trec_tflm import golden, kernel_bench, qemu
+
+from test_native_trec import make_case, split
+
+
+def _skip_without_tools():
+    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    if reason:
+        pytest.skip(reason)
+
+
+def _case(name, case, scratch=0, dense=False):
+    tensors, params = split(case)
+    return kernel_bench.KernelCase(name, *tensors, params=params, scratch_bytes=scratch, dense=dense)
+
+
+def correctness_cases():
+    from trec_tflm import native
+
+    cases = []
+    grid = [(1, 3, 1, "SAME"), (3, 5, 1, "SAME"), (3, 3, 2, "VALID"), (8, 3, 1, "SAME"), (16, 1, 1, "VALID"),
+            (16, 5, 2, "SAME"), (64, 3, 1, "SAME"), (64, 7, 2, "VALID"), (3, 7, 1, "SAME")]
+    for i, (cin, k, s, pad) in enumerate(grid):
+        cases.append(_case(f"cin{cin}_k{k}_s{s}_{pad}", make_case(500 + i, cin, k, s, pad), dense=i % 3 == 0))
+    for bits in (1, 8, 9, 16):  # 1-byte and 2-byte cluster ids
+        cases.append(_case(f"bits{bits}", make_case(600 + bits, 4, 3, 1, "SAME", bits=bits, length=7)))
+    # the smallest scratch on noise with H=16 (every row its own cluster, the budgeted worst case):
+    # the multi-pass plan
+    c = make_case(700, 16, 3, 1, "SAME", length=12, bits=16, h=12, w=12)
+    rng = np.random.default_rng(7)
+    c["input"] = rng.integers(-128, 128, c["input"].shape, dtype=np.int8)
+    c["filter"] = rng.integers(-127, 128, (32, 3, 3, 16), dtype=np.int8)  # many channels: several passes
+    c["bias"] = rng.integers(-3000, 3000, 32).astype(np.int32)
+    c["output_multiplier"] = np.full(32, 1 << 30, np.int32)
+    c["output_shift"] = np.full(32, -9, np.int32)
+    _, least = native.kernels("host").trec_buffer_sizes(c["input"].shape, c["filter"].shape, sub_vector_length=12,
+                                                        hash_bits=16, hash_center=c["hash_center"], padding="SAME")
+    cases.append(_case("min_scratch", c, scratch=least))
+    return cases
+
+
+@pytest.mark.parametrize("core", ["m7", "m4"])
+def test_trec_bit_exact_on_qemu(core, tmp_path):
+    _skip_without_tools()
+    cases = correctness_cases()
+    res = kernel_bench.build_and_run(core, cases, tmp_path)
+    assert set(res.trec) == {c.name for c in cases}, res.stdout[-3000:]
+    bad = {k: v.detail for k, v in res.trec.items() if not v.ok}
+    bad.update({f"dense {k}": v.detail for k, v in res.dense.items() if not v.ok})
+    assert not bad, f"mismatches on {core}: {bad}"
+    assert res.bad_args_ok, res.stdout[-2000:]
+    assert res.exit_code == 0
+    assert res.trec["min_scratch"].passes > 1  # the small-scratch plan really ran
+    golden_clusters = {c.name: sum(int(s.clusters.sum()) for s in c.golden_trec()[1]) for c in cases}
+    assert {k: v.clusters for k, v in res.trec.items()} == golden_clusters
+
+
+def test_profile_phases_add_up(tmp_path):
+    _skip_without_tools()
+    case = _case("phases", make_case(800, 16, 3, 1, "SAME", length=8, bits=6, h=10, w=10))
+    res = kernel_bench.build_and_run("m7", [case], tmp_path, profile=True)
+    r = res.trec["phases"]
+    assert r.ok and all(v > 0 for v in r.phases.values()), res.stdout
+    # phases cover the call except the entry checks (a few hundred instructions)
+    assert 0.9 * r.ticks <= sum(r.phases.values()) <= r.ticks
+
+
+def test_firmware_detects_a_wrong_expected_output(tmp_path, monkeypatch):
+    """Negative control: a corrupted expectation must make the firmware report a mismatch."""
+    _skip_without_tools()
+    orig = golden.trec_conv2d_s8
+
+    def corrupted(*a, **kw):
+        y, st = orig(*a, **kw)
+        y = y.copy()
+        y.flat[y.size // 2] = np.int8(int(y.flat[y.size // 2]) ^ 1)
+        return y, st
+
+    monkeypatch.setattr(golden, "trec_conv2d_s8", corrupted)
+    res = kernel_bench.build_and_run("m7", [_case("corrupt", make_case(900, 3, 3, 1, "SAME"))], tmp_path)
+    assert res.exit_code != 0 and not res.trec["corrupt"].ok
