@@ -31,11 +31,11 @@ def kern(request):
 
 
 def make_case(seed: int, cin: int, k: int, stride: int, padding: str, *, length=None, bits=None,
-              center=None, h=None, w=None) -> dict:
+              center=None, h=None, w=None, dilation=1) -> dict:
     """Random layer: L dividing or not dividing K, H in [1, 16], zero points and clamps at extremes."""
     rng = np.random.default_rng(seed)
-    h = h or int(k + rng.integers(0, 7))
-    w = w or int(k + rng.integers(0, 7))
+    h = h or int((k - 1) * dilation + 1 + rng.integers(0, 7))
+    w = w or int((k - 1) * dilation + 1 + rng.integers(0, 7))
     kk = k * k * cin
     if length is None:
         divisors = [d for d in range(1, kk + 1) if kk % d == 0 and d <= 32]
@@ -58,7 +58,7 @@ def make_case(seed: int, cin: int, k: int, stride: int, padding: str, *, length=
         output_zero_point=int(rng.choice([-128, 127, int(rng.integers(-128, 128))])),
         output_multiplier=mult, output_shift=shift, sub_vector_length=length, hash_bits=bits,
         hash_center=center or str(rng.choice(["mean", "none"])), stride=stride, padding=padding,
-        activation_min=amin, activation_max=amax)
+        dilation=dilation, activation_min=amin, activation_max=amax)
 
 
 def split(case):
@@ -79,6 +79,28 @@ def check(kern, case, scratch_bytes=None):
 def test_bit_exact_vs_golden(kern, cin, k, stride, padding):
     for rep in range(2):
         check(kern, make_case(GRID.index((cin, k, stride, padding)) * 7 + rep, cin, k, stride, padding))
+
+
+PIXEL_GRID = list(itertools.product((1, 3, 8, 16, 64), (1, 3, 5), (1, 2), (1, 2), ("SAME", "VALID")))
+
+
+@pytest.mark.parametrize("cin,k,stride,dilation,padding", PIXEL_GRID)
+def test_pixel_path_l_equals_cin(kern, cin, k, stride, dilation, padding):
+    """L == Cin: each sub-vector is one input pixel, hashed once (the kernel's pixel path)."""
+    seed = PIXEL_GRID.index((cin, k, stride, dilation, padding))
+    case = make_case(2000 + seed, cin, k, stride, padding, length=cin, dilation=dilation,
+                     bits=int(np.random.default_rng(seed).choice([2, 5, 8, 12])))
+    check(kern, case)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pixel_path_every_scratch_budget(kern, stride):
+    case = make_case(3000 + stride, 16, 3, stride, "SAME", length=16, bits=6, h=14, w=13)
+    tensors, kwargs = split(case)
+    preferred, least = kern.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, sub_vector_length=16, hash_bits=6,
+                                              hash_center=kwargs["hash_center"], stride=stride, padding="SAME")
+    for size in sorted({least, least + 64, (least + preferred) // 2, preferred, preferred * 8}):
+        check(kern, case, scratch_bytes=size)
 
 
 @pytest.mark.parametrize("bits", list(range(1, golden.MAX_HASH_BITS + 1)))

@@ -58,6 +58,7 @@ class KernelResult:
     rows: int = 0
     sub_matrices: int = 0
     passes: int = 0
+    plan: str = ""
 
     @property
     def remaining_ratio(self) -> float:
@@ -191,7 +192,8 @@ def parse(board: str, exit_code: int, stdout: str) -> RunResult:
         r = KernelResult(name=name, ok=status == "ok", ticks=int(ticks), scratch=int(fields.get("scratch", 0)),
                          detail=detail.strip())
         if kind == "trec":
-            r.phases = {k: int(fields[k]) for k in ("hash", "centroids", "products", "scatter")}
+            r.phases = {k: int(fields[k]) for k in ("hash", "centroids", "products", "scatter", "requant")}
+            r.plan = "tables" if fields.get("plan") == "1" else "accumulator"
             r.clusters, r.rows = int(fields["clusters"]), int(fields["rows"])
             r.sub_matrices, r.passes = int(fields["subm"]), int(fields["passes"])
         out[kind][name] = r

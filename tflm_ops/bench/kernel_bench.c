@@ -39,7 +39,7 @@ static uint8_t scratch_buf[MAX_SCRATCH_BYTES + 2 * GUARD] __attribute__((aligned
 /* ------------------------------------------------------------------------------------------------
  * phase profile (called by the kernel when compiled with -DTREC_PROFILE)
  * ---------------------------------------------------------------------------------------------- */
-static uint64_t phase_ticks[4];
+static uint64_t phase_ticks[5];
 static int current_phase = -1;
 static uint64_t phase_start;
 
@@ -163,18 +163,18 @@ static int run_trec(const bench_case *c)
     fill(out_buf, out_bytes(c) + 2 * GUARD);
     fill(scratch_buf, scratch + 2 * GUARD);
     const trec_context ctx = {scratch_buf + GUARD, scratch};
-    trec_reuse_stats stats = {0, 0, 0, 0};
+    trec_reuse_stats stats = {0, 0, 0, 0, 0};
     reset_profile();
     const uint64_t t0 = board_ticks();
     const trec_status st = trec_convolve_s8(&ctx, &a.conv, &a.hash, &a.quant, &a.in, c->input, &a.filt, c->filter,
                                             c->hash, &a.bias, c->bias, &a.out, out_buf + GUARD, &stats);
     const uint64_t t1 = board_ticks();
     const int fail = report("trec", c, st, scratch, scratch, c->expected_trec);
-    printf(" ticks=%lu hash=%lu centroids=%lu products=%lu scatter=%lu scratch=%ld clusters=%ld rows=%ld subm=%ld "
-           "passes=%ld\n",
+    printf(" ticks=%lu hash=%lu centroids=%lu products=%lu scatter=%lu requant=%lu scratch=%ld clusters=%ld rows=%ld "
+           "subm=%ld passes=%ld plan=%ld\n",
            (unsigned long)(t1 - t0), (unsigned long)phase_ticks[0], (unsigned long)phase_ticks[1],
-           (unsigned long)phase_ticks[2], (unsigned long)phase_ticks[3], (long)scratch, (long)stats.clusters,
-           (long)stats.rows, (long)stats.sub_matrices, (long)stats.passes);
+           (unsigned long)phase_ticks[2], (unsigned long)phase_ticks[3], (unsigned long)phase_ticks[4], (long)scratch,
+           (long)stats.clusters, (long)stats.rows, (long)stats.sub_matrices, (long)stats.passes, (long)stats.plan);
     return fail;
 }
 

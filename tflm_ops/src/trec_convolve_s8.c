@@ -3,25 +3,26 @@
  *
  * Bit-exact with trec_tflm.golden.trec_conv2d_s8. Per image:
  *
- *   offsets  hash centre folded into an int32 offset per (sub-matrix, bit)        M*H ints
- *   pass 1   for each output pixel: gather its im2col row (K int16, input offset applied, never the
- *            whole matrix), project every sub-vector on the H hash vectors with SMLAD, keep the sign
- *            bits: one code per (row, sub-matrix)                                   N*M codes
- *   compact  per sub-matrix, replace codes by dense cluster ids in place (a small open-addressing map
- *            that is a plain direct table when 2^H is small) and count clusters
- *   per chunk of output channels:
- *     per sub-matrix: re-gather the members' sub-vectors straight from the HWC input into cluster
- *            sums, multiply only the sums by the filter slice (SMLAD on int16 sums when they fit),
- *            divide once per cluster and channel (round half away from zero)      clusters*chunk
- *     plan T: keep every sub-matrix's product table, then one pass over the rows sums a row's tables
- *            in registers and requantizes (cheapest scatter; needs all tables at once)
- *     plan A: scatter-add each table into an N x chunk int32 accumulator, requantize at the end
- *            (needs N*chunk ints, not the tables)
+ *   hash     codes of the sub-vectors, then per sub-matrix m the codes become dense cluster ids.
+ *            General path: one im2col row at a time (never the matrix) is hashed with SMLAD and
+ *            N*M ids are kept. Strip path (L = j*Cin with j dividing kw): a sub-vector is a strip of
+ *            j horizontally neighbouring input pixels (padding elements 0), the hash centre is the
+ *            same for every sub-matrix, and one strip serves every (row, sub-matrix) that starts at
+ *            its position: each position of the padded input is hashed once (kh*kw/j times less
+ *            hashing) and the ids live in an image of positions instead of N*M cells.
+ *   sums     per sub-matrix, the members' sub-vectors summed per cluster, straight from the HWC
+ *            input. Strip path, stride 1: sums over every position are made once, and a
+ *            sub-matrix's sums are those minus the positions outside its window.
+ *   products per chunk of output channels: cluster sums x filter slice (SMLAD when the sums fit
+ *            int16), divided once per cluster and channel, rounding half away from zero.
+ *   scatter  plan A: add each sub-matrix's product table into an N x chunk int32 accumulator;
+ *            plan T: keep every sub-matrix's table and sum a row's entries in registers.
+ *            Then requantize.
  *
- * The chunk size and plan are chosen at run time from the actual cluster counts and the scratch the
- * caller gave, by the instruction estimate in choose_plan(); a smaller scratch only means more chunks.
- * The scratch never holds the im2col matrix nor an N x Cout accumulator for all channels at once
- * (unless the caller's scratch is large enough that plan A takes a single chunk).
+ * Scratch never holds the im2col matrix; an N x Cout int32 accumulator only when the caller's
+ * scratch is that large. Plans, chunk sizes and the sums' block length are chosen at run time from
+ * the actual cluster counts and the scratch given (choose_plan); less scratch means more passes over
+ * the output channels, never a failure above trec_convolve_s8_get_min_buffer_size().
  */
 #include <stddef.h>
 #include <string.h>
@@ -30,38 +31,53 @@
 #include "trec_nn_support.h"
 
 #if defined(TREC_PROFILE)
-/* Benchmarks define this to time the phases; argument: 0 hashing, 1 centroids, 2 products,
- * 3 scatter + requantize, -1 done. */
+/* Benchmarks define this to time the phases; argument: 0 hashing, 1 centroids (ids and sums),
+ * 2 products, 3 scatter, 4 requantize, -1 done. */
 void trec_profile_mark(int phase);
 #define PROFILE_MARK(p) trec_profile_mark(p)
 #else
 #define PROFILE_MARK(p) ((void)0)
 #endif
 
-enum { PHASE_HASH = 0, PHASE_CENTROIDS = 1, PHASE_PRODUCTS = 2, PHASE_SCATTER = 3, PHASE_DONE = -1 };
+enum { PHASE_HASH = 0, PHASE_CENTROIDS = 1, PHASE_PRODUCTS = 2, PHASE_SCATTER = 3, PHASE_REQUANT = 4, PHASE_DONE = -1 };
+
+/* Hot loops are kept out of line: inlined into one large function they share its registers and
+ * spill in the inner loops. */
+#if defined(__GNUC__) || defined(__clang__)
+#define HOT __attribute__((noinline))
+#else
+#define HOT
+#endif
 
 #define MAP_EMPTY 0xFFFFu
 #define MAX_ROWS 65535 /* cluster ids and counts are 16-bit */
+#define SMLAD_MAX_PAIRS 64
 
-/* ------------------------------------------------------------------------------------------------
+/* ================================================================================================
  * geometry and validation
- * ---------------------------------------------------------------------------------------------- */
+ * ============================================================================================== */
 typedef struct {
     int32_t in_h, in_w, cin;
     int32_t kh, kw;
     int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
     int32_t out_h, out_w, cout;
     int32_t input_offset, output_offset, act_min, act_max;
-    int32_t n;       /* rows = out_h * out_w */
-    int32_t k;       /* kh * kw * cin */
-    int32_t l;       /* sub-vector length */
-    int32_t m;       /* sub-matrices = ceil(k / l) */
-    int32_t kp;      /* m * l (zero-extended row) */
+    int32_t n;         /* rows = out_h * out_w */
+    int32_t k;         /* kh * kw * cin */
+    int32_t l;         /* sub-vector length */
+    int32_t la;        /* l rounded up to even */
+    int32_t m;         /* sub-matrices = ceil(k / l) */
+    int32_t kp;        /* m * l (zero-extended row) */
     int32_t hbits;
     int32_t center;
-    int32_t id_size; /* bytes per code / cluster id: 1 when 2^H <= 256, else 2 */
-    int32_t max_clusters; /* per sub-matrix: min(N, 2^H) */
-    int32_t map_cap;      /* open-addressing map entries (power of two) */
+    int32_t id_size;   /* bytes per code / id: 1 when H <= 8, else 2 */
+    int32_t strip;     /* strip path: l == j * cin, kw % j == 0 */
+    int32_t j;         /* strip path: pixels per strip */
+    int32_t ph, pw;    /* strip path: position grid (padded input rows x strip start columns) */
+    int32_t max_slots; /* clusters of one sub-matrix at most */
+    int32_t map_cap;   /* compaction map entries (power of two) */
+    int32_t direct;    /* map is a direct table indexed by code (map_cap == 2^H) */
+    int32_t wide;      /* cluster dot products may exceed int32: int64 path */
 } geom;
 
 static int dims_positive(const trec_dims *d) { return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0; }
@@ -85,7 +101,6 @@ static int32_t pow2_at_least(int32_t v)
     return p;
 }
 
-/* Validate everything that does not involve data pointers; fill g. */
 static trec_status make_geom(const trec_conv_params *cp, const trec_hash_params *hp, const trec_dims *in,
                              const trec_dims *f, const trec_dims *out, geom *g)
 {
@@ -113,7 +128,7 @@ static trec_status make_geom(const trec_conv_params *cp, const trec_hash_params 
         (hp->hash_center != TREC_HASH_CENTER_NONE && hp->hash_center != TREC_HASH_CENTER_MEAN)) {
         return TREC_ARG_ERROR;
     }
-    if (n > MAX_ROWS || k > (1 << 20)) {
+    if (n > MAX_ROWS || k > (1 << 20) || (int64_t)in->h * in->w > (1 << 23)) {
         return TREC_NO_IMPL_ERROR;
     }
     g->in_h = in->h;
@@ -137,68 +152,88 @@ static trec_status make_geom(const trec_conv_params *cp, const trec_hash_params 
     g->n = (int32_t)n;
     g->k = (int32_t)k;
     g->l = hp->sub_vector_length;
+    g->la = (g->l + 1) & ~1;
     g->m = (g->k + g->l - 1) / g->l;
     g->kp = g->m * g->l;
     g->hbits = hp->hash_bits;
     g->center = hp->hash_center;
     g->id_size = g->hbits <= 8 ? 1 : 2;
+    g->j = g->l / g->cin;
+    g->strip = g->l % g->cin == 0 && g->kw % g->j == 0;
+    g->ph = (g->out_h - 1) * g->stride_h + (g->kh - 1) * g->dil_h + 1;
+    g->pw = (g->out_w - 1) * g->stride_w + (g->kw - g->j) * g->dil_w + 1;
     const int64_t codes = (int64_t)1 << g->hbits;
-    g->max_clusters = (int32_t)(codes < n ? codes : n);
-    /* direct table when 2^H is at most twice the rows, else a hash table with load <= 1/2 */
-    g->map_cap = codes <= 2 * n ? (int32_t)codes : pow2_at_least(2 * g->n);
+    const int64_t members = g->strip ? (int64_t)g->ph * g->pw : n;
+    g->max_slots = (int32_t)(codes < members ? codes : members);
+    g->direct = codes <= 2 * members;
+    g->map_cap = g->direct ? (int32_t)codes : pow2_at_least((int32_t)(2 * members));
+    g->wide = (int64_t)g->n * g->l * 255 * 127 >= ((int64_t)1 << 31);
     return TREC_SUCCESS;
 }
 
-/* ------------------------------------------------------------------------------------------------
+/* ================================================================================================
  * scratch layout
  *
- *   [ ids: N*M*id_size | offsets: M*H int32 | clusters per sub-matrix: M int32 | work ]
- *   work, pass 1:   row (kp int16, even-padded) | hash vectors transposed (H x l_al int16)
- *                   | channel sums of the mean centre (cin int32)
- *   work, pass 2:   map (map_cap x 2 uint16) | counts (max_clusters uint16) | sums (max_clusters*l int32)
- *                   | filter slice (chunk x l_al int16) | tables or accumulator
- * ---------------------------------------------------------------------------------------------- */
-typedef struct {
-    size_t ids, offsets, clusters, work; /* byte offsets */
-    size_t pass1_bytes;                  /* work bytes pass 1 needs */
-    size_t pass2_fixed;                  /* work bytes pass 2 needs besides tables/accumulator */
-} layout;
-
+ *   [ ids | slots per sub-matrix (M int32) | id offsets per sub-matrix (M int32) | work ]
+ *   ids: general path N*M*id_size; strip path ph*pw*id_size (the position grid).
+ *   work, pass 1: general: row (kp + 1 int16) | hash vectors (H x la int16) | offsets (M x H int32)
+ *                          | channel sums (cin int32) | compaction map
+ *                 strip:   strip (la int16) | hash vectors | offsets (H int32) | channel sums | map
+ *   work, pass 2: [sums over all positions G (slots x L int32) + counts (slots x (j + 1) int32),
+ *                  strip path stride 1, when they pay] | counts (slots x (j + 1) int32)
+ *                 | sums block (slots x lb int32) | filter slice (chunk x lb_al int16)
+ *                 | tables (plan T) or accumulator + table (plan A)
+ * ============================================================================================== */
 static size_t align4(size_t v) { return (v + 3u) & ~(size_t)3u; }
 
-static int32_t l_aligned(const geom *g) { return (g->l + 1) & ~1; }
-
-static void make_layout(const geom *g, layout *lay)
+static size_t ids_bytes(const geom *g)
 {
-    lay->ids = 0;
-    lay->offsets = align4((size_t)g->n * g->m * g->id_size);
-    lay->clusters = lay->offsets + (size_t)g->m * g->hbits * 4;
-    lay->work = lay->clusters + (size_t)g->m * 4;
-    const size_t row = align4((size_t)(g->kp + 1) * 2);
-    lay->pass1_bytes = row + (size_t)g->hbits * l_aligned(g) * 2 + (size_t)g->cin * 4;
-    lay->pass2_fixed = (size_t)g->map_cap * 4 + align4((size_t)g->max_clusters * 2) +
-                       (size_t)g->max_clusters * g->l * 4;
+    const size_t cells = g->strip ? (size_t)g->ph * g->pw : (size_t)g->n * g->m;
+    return align4(cells * (size_t)g->id_size);
 }
 
-/* Per-channel part of pass 2 for a chunk of `blk` channels: filter slice + tables (plan T, total
- * clusters c_tot) or accumulator + one table (plan A, largest sub-matrix c_max). */
-static size_t chunk_bytes_t(const geom *g, int32_t blk, int64_t c_tot)
+static size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t)g->m * 8; }
+
+static size_t map_bytes(const geom *g) { return (size_t)g->map_cap * (g->direct ? 2 : 4); }
+
+static size_t pass1_bytes(const geom *g)
 {
-    return (size_t)blk * l_aligned(g) * 2 + (size_t)c_tot * blk * 4;
+    const size_t row = align4((size_t)((g->strip ? g->la : g->kp) + 1) * 2);
+    const size_t rt = (size_t)g->hbits * g->la * 2;
+    const size_t off = (size_t)(g->strip ? 1 : g->m) * g->hbits * 4;
+    return row + rt + off + (size_t)g->cin * 4 + align4(map_bytes(g));
 }
 
-static size_t chunk_bytes_a(const geom *g, int32_t blk, int64_t c_max)
+/* ints kept per cluster besides the sums: its members, and on the strip path a copy of them plus
+ * the in-image members per strip pixel (the zero-point offset applies to in-image elements only) */
+static int32_t counts_per_slot(const geom *g) { return g->strip ? g->j + 2 : 1; }
+
+/* pass-2 bytes: per-cluster counts, the sums (a block of lb, or on the global strip path the
+ * sums over every position kept whole plus a packed copy), the filter slice of a chunk of blk
+ * channels, and the tables (plan T) or the accumulator and one table (plan A) */
+static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk, int plan_t,
+                          int global)
 {
-    return (size_t)blk * l_aligned(g) * 2 + ((size_t)g->n + (size_t)c_max) * blk * 4;
+    const size_t lba = (size_t)((lb + 1) & ~1);
+    size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk * lba * 2;
+    b += global ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
+    if (plan_t) {
+        b += (size_t)slots_tot * blk * 4;
+    } else {
+        b += ((size_t)g->n + (size_t)slots_max) * blk * 4;
+    }
+    return b;
 }
 
 static int64_t min_scratch(const geom *g)
 {
-    layout lay;
-    make_layout(g, &lay);
-    const size_t pass2 = lay.pass2_fixed + chunk_bytes_a(g, 1, g->max_clusters);
-    const size_t work = lay.pass1_bytes > pass2 ? lay.pass1_bytes : pass2;
-    return (int64_t)(lay.work + work) + 3; /* + 3: the kernel aligns an unaligned buffer itself */
+    /* worst case: every sub-matrix has max_slots clusters; sums one element at a time (lb = 1, or
+     * the whole L for the wide int64 path), one channel per pass, plan A */
+    const int32_t lb = g->wide ? g->l : 1;
+    const size_t p2 = (size_t)g->m * 8 + (size_t)g->cout * 4 +
+                      pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, 0, 0);
+    const size_t p1 = pass1_bytes(g);
+    return (int64_t)(header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
 }
 
 int32_t trec_convolve_s8_get_min_buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
@@ -223,23 +258,20 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
     if (st != TREC_SUCCESS) {
         return st;
     }
-    /* Twice the int8 output tensor of one image (the paper's space-efficiency bar), but never less
-     * than the minimum, and no more than the fastest plan could use in the worst case. */
-    layout lay;
-    make_layout(&g, &lay);
+    /* Twice the int8 output tensor of one image (the paper's space-efficiency bar), at least the
+     * minimum, at most what the fastest plan could use in the worst case. */
     const int64_t target = 2 * (int64_t)g.n * g.cout;
-    const int64_t worst_c_tot = (int64_t)g.m * g.max_clusters;
-    const int64_t fastest = (int64_t)lay.work + 3 +
-                            (int64_t)(lay.pass2_fixed + chunk_bytes_t(&g, g.cout, worst_c_tot));
-    int64_t bytes = target < fastest ? target : fastest;
+    const int64_t fastest = (int64_t)header_bytes(&g) + 3 + (int64_t)g.m * 8 + (int64_t)g.cout * 4 +
+                            (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, 1, g.strip);
     const int64_t lo = min_scratch(&g);
+    int64_t bytes = target < fastest ? target : fastest;
     bytes = bytes > lo ? bytes : lo;
     return bytes > INT32_MAX ? TREC_NO_IMPL_ERROR : (int32_t)bytes;
 }
 
-/* ------------------------------------------------------------------------------------------------
+/* ================================================================================================
  * small helpers
- * ---------------------------------------------------------------------------------------------- */
+ * ============================================================================================== */
 TREC_INLINE int32_t read_id(const uint8_t *ids, int32_t size, size_t i)
 {
     if (size == 1) {
@@ -261,39 +293,35 @@ TREC_INLINE void write_id(uint8_t *ids, int32_t size, size_t i, int32_t v)
 }
 
 /* round half away from zero of num / den, den > 0 (TFLM's average-pool rounding) */
-TREC_INLINE int32_t div_round(int64_t num, int32_t den)
+static int32_t div_round64(int64_t num, int32_t den)
 {
-    if (den == 1) {
-        return (int32_t)num;
-    }
     const int64_t half = den / 2;
     return (int32_t)(num > 0 ? (num + half) / den : (num - half) / den);
 }
 
-static int32_t div_round32(int32_t num, int32_t den)
+TREC_INLINE int32_t div_round32(int32_t num, int32_t den)
 {
     if (den == 1) {
         return num;
     }
-    const int32_t half = den / 2;
+    const int32_t half = den >> 1;
     return num > 0 ? (num + half) / den : (num - half) / den;
 }
 
-/* ------------------------------------------------------------------------------------------------
- * hash centre: off[m][h] (docs/OP_SPEC.md step 3)
- * ---------------------------------------------------------------------------------------------- */
-static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash, int32_t *off, int32_t *chan_sum)
+/* ================================================================================================
+ * hashing
+ * ============================================================================================== */
+/* off[m][h] (docs/OP_SPEC.md step 3); m_count offsets (1 on the strip path: all equal) */
+static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash, int32_t m_count, int32_t *off,
+                         int32_t *chan_sum)
 {
     const int32_t hb = g->hbits;
     if (g->center == TREC_HASH_CENTER_NONE) {
-        memset(off, 0, (size_t)g->m * hb * sizeof(int32_t));
+        memset(off, 0, (size_t)m_count * hb * sizeof(int32_t));
         return;
     }
-    /* S[ci] = sum over pixels of (x - zp); |S| <= 255 * 65535 * ... fits int32 for images <= 8M px */
     const int32_t pixels = g->in_h * g->in_w;
-    for (int32_t c = 0; c < g->cin; c++) {
-        chan_sum[c] = 0;
-    }
+    memset(chan_sum, 0, (size_t)g->cin * sizeof(int32_t));
     const int8_t *p = input;
     for (int32_t i = 0; i < pixels; i++) {
         for (int32_t c = 0; c < g->cin; c++) {
@@ -303,26 +331,108 @@ static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash,
     for (int32_t c = 0; c < g->cin; c++) {
         chan_sum[c] += pixels * g->input_offset;
     }
-    for (int32_t m = 0; m < g->m; m++) {
+    for (int32_t m = 0; m < m_count; m++) {
         for (int32_t h = 0; h < hb; h++) {
             int64_t num = 0;
-            for (int32_t l = 0; l < g->l; l++) {
-                const int32_t k = m * g->l + l;
-                if (k >= g->k) {
-                    break;
-                }
-                num += (int64_t)chan_sum[k % g->cin] * hash[l * hb + h];
+            for (int32_t l = 0; l < g->l && m * g->l + l < g->k; l++) {
+                num += (int64_t)chan_sum[(m * g->l + l) % g->cin] * hash[l * hb + h];
             }
-            off[m * hb + h] = -div_round(num, pixels);
+            off[m * hb + h] = -div_round64(num, pixels);
         }
     }
 }
 
-/* ------------------------------------------------------------------------------------------------
- * pass 1: codes
- * ---------------------------------------------------------------------------------------------- */
-/* im2col row of output pixel (oy, ox) into row[0..kp), int16 with the input offset applied, 0 for
- * padding and for the zero extension k >= K. */
+/* Hash vectors transposed to rt[h][l] int16, each row zero-padded to an even length. */
+static void transpose_hash(const geom *g, const int8_t *hash, int16_t *rt)
+{
+    for (int32_t h = 0; h < g->hbits; h++) {
+        for (int32_t l = 0; l < g->la; l++) {
+            rt[h * g->la + l] = (int16_t)(l < g->l ? hash[l * g->hbits + h] : 0);
+        }
+    }
+}
+
+/* code of one sub-vector x (la int16, the last odd element times a zero hash entry):
+ * bit h set when sum_l x[l] * rt[h][l] + off[h] > 0 */
+HOT static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t *off, int32_t la, int32_t hbits)
+{
+    int32_t code = 0;
+#if TREC_DSP
+    /* x may start at an odd int16 index; pairs are read unaligned (allowed on Armv7E-M). */
+    const int32_t pairs = la >> 1;
+    for (int32_t h = 0; h < hbits; h++) {
+        const int16_t *xp = x;
+        const int16_t *rp = rt + h * la;
+        int32_t acc = off[h];
+        int32_t j = pairs;
+        while (j >= 4) {
+            acc = trec_smlad(trec_read_s16x2(xp), trec_read_s16x2(rp), acc);
+            acc = trec_smlad(trec_read_s16x2(xp + 2), trec_read_s16x2(rp + 2), acc);
+            acc = trec_smlad(trec_read_s16x2(xp + 4), trec_read_s16x2(rp + 4), acc);
+            acc = trec_smlad(trec_read_s16x2(xp + 6), trec_read_s16x2(rp + 6), acc);
+            xp += 8;
+            rp += 8;
+            j -= 4;
+        }
+        while (j-- > 0) {
+            acc = trec_smlad(trec_read_s16x2(xp), trec_read_s16x2(rp), acc);
+            xp += 2;
+            rp += 2;
+        }
+        code |= (acc > 0) << h;
+    }
+#else
+    for (int32_t h = 0; h < hbits; h++) {
+        int32_t acc = off[h];
+        for (int32_t i = 0; i < la; i++) {
+            acc += x[i] * rt[h * la + i];
+        }
+        code |= (acc > 0) << h;
+    }
+#endif
+    return code;
+}
+
+/* Replace codes by dense ids over `count` cells (stride `step`); returns the number of ids. */
+HOT static int32_t compact(const geom *g, uint8_t *cells, size_t first, size_t step, int32_t count, void *map_mem)
+{
+    int32_t next = 0;
+    if (g->direct) {
+        uint16_t *map = (uint16_t *)map_mem;
+        memset(map, 0xFF, (size_t)g->map_cap * 2);
+        size_t i = first;
+        for (int32_t c = 0; c < count; c++, i += step) {
+            const int32_t code = read_id(cells, g->id_size, i);
+            uint32_t id = map[code];
+            if (id == MAP_EMPTY) {
+                id = (uint32_t)next++;
+                map[code] = (uint16_t)id;
+            }
+            write_id(cells, g->id_size, i, (int32_t)id);
+        }
+        return next;
+    }
+    uint16_t *map = (uint16_t *)map_mem; /* map[2s] = code, map[2s + 1] = id */
+    const uint32_t mask = (uint32_t)g->map_cap - 1u;
+    memset(map, 0xFF, (size_t)g->map_cap * 4);
+    size_t i = first;
+    for (int32_t c = 0; c < count; c++, i += step) {
+        const uint32_t code = (uint32_t)read_id(cells, g->id_size, i);
+        uint32_t s = (code * 0x9E3779B1u) >> 16 & mask;
+        while (map[2 * s + 1] != MAP_EMPTY && map[2 * s] != code) {
+            s = (s + 1u) & mask;
+        }
+        if (map[2 * s + 1] == MAP_EMPTY) {
+            map[2 * s] = (uint16_t)code;
+            map[2 * s + 1] = (uint16_t)next++;
+        }
+        write_id(cells, g->id_size, i, map[2 * s + 1]);
+    }
+    return next;
+}
+
+/* im2col row of output pixel (oy, ox): row[0..kp] int16 with the input offset applied, 0 for
+ * padding, for the zero extension k >= K and for one element past the end (odd-L tail read). */
 static void gather_row(const geom *g, const int8_t *input, int32_t oy, int32_t ox, int16_t *row)
 {
     int16_t *dst = row;
@@ -339,262 +449,463 @@ static void gather_row(const geom *g, const int8_t *input, int32_t oy, int32_t o
             dst += cin;
         }
     }
-    for (int32_t k = g->k; k < g->kp + 1; k++) { /* +1: the even-padding read of an odd-L tail */
+    for (int32_t k = g->k; k <= g->kp; k++) {
         row[k] = 0;
     }
 }
 
-/* Hash vectors transposed to rt[h][l] int16, each row zero-padded to an even length. */
-static void transpose_hash(const geom *g, const int8_t *hash, int16_t *rt)
+/* General path: ids[n][m] for every row and sub-matrix; slots[m] clusters each. */
+static void hash_rows(const geom *g, const int8_t *input, const int8_t *hash, uint8_t *ids, int32_t *slots,
+                      uint8_t *work)
 {
-    const int32_t la = l_aligned(g);
-    for (int32_t h = 0; h < g->hbits; h++) {
-        for (int32_t l = 0; l < la; l++) {
-            rt[h * la + l] = (int16_t)(l < g->l ? hash[l * g->hbits + h] : 0);
-        }
-    }
-}
-
-/* code of one sub-vector: bit h set when sum_l x[l] * rt[h][l] + off[h] > 0 */
-TREC_INLINE int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t *off, int32_t l, int32_t hbits)
-{
-    const int32_t la = (l + 1) & ~1;
-    int32_t code = 0;
-#if TREC_DSP
-    /* x may start at an odd int16 index; pairs are read unaligned (allowed on Armv7E-M). */
-    const int32_t pairs = la >> 1;
-    for (int32_t h = 0; h < hbits; h++) {
-        const int16_t *xp = x;
-        const int16_t *rp = rt + h * la;
-        int32_t acc = off[h];
-        int32_t j = pairs;
-        while (j >= 2) {
-            acc = trec_smlad(trec_read_s16x2(xp), trec_read_s16x2(rp), acc);
-            acc = trec_smlad(trec_read_s16x2(xp + 2), trec_read_s16x2(rp + 2), acc);
-            xp += 4;
-            rp += 4;
-            j -= 2;
-        }
-        if (j) {
-            acc = trec_smlad(trec_read_s16x2(xp), trec_read_s16x2(rp), acc);
-        }
-        code |= (acc > 0) << h;
-    }
-#else
-    for (int32_t h = 0; h < hbits; h++) {
-        int32_t acc = off[h];
-        for (int32_t i = 0; i < l; i++) {
-            acc += x[i] * rt[h * la + i];
-        }
-        code |= (acc > 0) << h;
-    }
-#endif
-    return code;
-}
-
-static void compute_codes(const geom *g, const int8_t *input, const int32_t *off, const int16_t *rt, int16_t *row,
-                          uint8_t *ids)
-{
+    int16_t *row = (int16_t *)(void *)work;
+    int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(g->kp + 1) * 2));
+    int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hbits * g->la * 2);
+    int32_t *chan_sum = off + (size_t)g->m * g->hbits;
+    void *map = (void *)(chan_sum + g->cin);
+    transpose_hash(g, hash, rt);
+    hash_offsets(g, input, hash, g->m, off, chan_sum);
     size_t i = 0;
     for (int32_t oy = 0; oy < g->out_h; oy++) {
         for (int32_t ox = 0; ox < g->out_w; ox++) {
             gather_row(g, input, oy, ox, row);
-            /* the odd-L SMLAD tail reads x[l] of the next sub-vector times rt[h][l] = 0 */
             for (int32_t m = 0; m < g->m; m++, i++) {
-                write_id(ids, g->id_size, i, hash_code(row + m * g->l, rt, off + m * g->hbits, g->l, g->hbits));
+                write_id(ids, g->id_size, i, hash_code(row + m * g->l, rt, off + m * g->hbits, g->la, g->hbits));
+            }
+        }
+    }
+    PROFILE_MARK(PHASE_CENTROIDS);
+    for (int32_t m = 0; m < g->m; m++) {
+        slots[m] = compact(g, ids, (size_t)m, (size_t)g->m, g->n, map);
+    }
+}
+
+/* Strip path: vector of the strip at position (y, x) of the grid: pixels (y - pad_h,
+ * x - pad_w + t*dil_w), t < j, as int16 with the input offset; 0 outside the image. */
+static void strip_vector(const geom *g, const int8_t *input, int32_t y, int32_t x, int16_t *v)
+{
+    const int32_t iy = y - g->pad_h;
+    for (int32_t t = 0; t < g->j; t++, v += g->cin) {
+        const int32_t ix = x - g->pad_w + t * g->dil_w;
+        if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) {
+            trec_s8_to_s16_offset(input + ((size_t)iy * g->in_w + ix) * g->cin, v, g->cin, g->input_offset);
+        } else {
+            memset(v, 0, (size_t)g->cin * sizeof(int16_t));
+        }
+    }
+}
+
+/* Strip path: ids[y][x] = cluster id of the strip at every position of the grid; the same ids
+ * serve every sub-matrix. Returns the number of ids. */
+static int32_t hash_strips(const geom *g, const int8_t *input, const int8_t *hash, uint8_t *ids, uint8_t *work)
+{
+    int16_t *v = (int16_t *)(void *)work;
+    int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(g->la + 1) * 2));
+    int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hbits * g->la * 2);
+    int32_t *chan_sum = off + g->hbits;
+    void *map = (void *)(chan_sum + g->cin);
+    transpose_hash(g, hash, rt);
+    hash_offsets(g, input, hash, 1, off, chan_sum);
+    v[g->l] = 0; /* odd-L tail element, times a zero hash entry */
+    size_t i = 0;
+    for (int32_t y = 0; y < g->ph; y++) {
+        for (int32_t x = 0; x < g->pw; x++, i++) {
+            strip_vector(g, input, y, x, v);
+            write_id(ids, g->id_size, i, hash_code(v, rt, off, g->la, g->hbits));
+        }
+    }
+    PROFILE_MARK(PHASE_CENTROIDS);
+    return compact(g, ids, 0, 1, g->ph * g->pw, map);
+}
+
+/* ================================================================================================
+ * cluster sums of sub-matrix m, elements [l0, l0 + lb): sums[s][j] (int32, x - zp), counts[s]
+ * ============================================================================================== */
+/* A rectangle of the strip path's position grid, [y0, y1) x [x0, x1). */
+typedef struct {
+    int32_t y0, y1, x0, x1;
+} rect;
+
+/* grid position of sub-matrix m's strip for row (0, 0); row (oy, ox) adds (oy*sh, ox*sw) */
+static void strip_origin(const geom *g, int32_t m, int32_t *y, int32_t *x)
+{
+    const int32_t per_row = g->kw / g->j;
+    const int32_t ky = m / per_row;
+    *y = ky * g->dil_h;
+    *x = (m - ky * per_row) * g->j * g->dil_w;
+}
+
+/* Sum the strips at the positions of r into sums[id][0..lb) (elements [l0, l0 + lb) of each strip,
+ * raw int8 values, sign +1 or -1) and count members and in-image members per strip pixel:
+ * counts[id * (j + 1)] = members, counts[id * (j + 1) + 1 + t] = members whose pixel t is in the image. */
+HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t l0, int32_t lb,
+                       int32_t sign, int32_t *sums, int32_t *counts)
+{
+    const int32_t cps = g->j + 1;
+    for (int32_t y = r.y0; y < r.y1; y++) {
+        const int32_t iy = y - g->pad_h;
+        const int row_in = iy >= 0 && iy < g->in_h;
+        for (int32_t x = r.x0; x < r.x1; x++) {
+            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+            int32_t *cnt = counts + (size_t)s * cps;
+            cnt[0] += sign;
+            if (!row_in) {
+                continue;
+            }
+            int32_t *acc = sums + (size_t)s * lb;
+            for (int32_t t = 0; t < g->j; t++) {
+                const int32_t ix = x - g->pad_w + t * g->dil_w;
+                if (ix < 0 || ix >= g->in_w) {
+                    continue;
+                }
+                cnt[1 + t] += sign;
+                /* elements of pixel t inside [l0, l0 + lb) */
+                const int32_t e0 = TREC_MAX(t * g->cin, l0), e1 = TREC_MIN((t + 1) * g->cin, l0 + lb);
+                if (e0 >= e1) {
+                    continue;
+                }
+                const int8_t *src = input + ((size_t)iy * g->in_w + ix) * g->cin + (e0 - t * g->cin);
+                int32_t *dst = acc + (e0 - l0);
+                const int32_t n = e1 - e0;
+                if (sign > 0) {
+                    for (int32_t e = 0; e < n; e++) {
+                        dst[e] += src[e];
+                    }
+                } else {
+                    for (int32_t e = 0; e < n; e++) {
+                        dst[e] -= src[e];
+                    }
+                }
             }
         }
     }
 }
 
-/* ------------------------------------------------------------------------------------------------
- * compaction: codes of sub-matrix m -> dense cluster ids, returns the number of clusters
- * ---------------------------------------------------------------------------------------------- */
-static int32_t compact_ids(const geom *g, uint8_t *ids, int32_t m, uint16_t *map)
+/* Add (sign +1) or remove (-1) the positions of the grid outside sub-matrix m's window
+ * (stride 1): sums over every position minus these are the window's sums. */
+static void border_strips(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t sign,
+                          int32_t *sums, int32_t *counts)
 {
-    const uint32_t mask = (uint32_t)g->map_cap - 1u;
-    for (int32_t i = 0; i < 2 * g->map_cap; i++) {
-        map[i] = MAP_EMPTY; /* map[2s] = code, map[2s+1] = cluster id */
-    }
-    int32_t clusters = 0;
-    for (int32_t n = 0; n < g->n; n++) {
-        const size_t idx = (size_t)n * g->m + m;
-        const uint32_t code = (uint32_t)read_id(ids, g->id_size, idx);
-        uint32_t s = code & mask; /* a direct table when map_cap == 2^H: no probing */
-        while (map[2 * s + 1] != MAP_EMPTY && map[2 * s] != code) {
-            s = (s + 1u) & mask;
+    int32_t y0, x0;
+    strip_origin(g, m, &y0, &x0);
+    const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
+    const rect strips[4] = {{0, w.y0, 0, g->pw}, {w.y1, g->ph, 0, g->pw}, {w.y0, w.y1, 0, w.x0},
+                            {w.y0, w.y1, w.x1, g->pw}};
+    for (int i = 0; i < 4; i++) {
+        if (strips[i].y1 > strips[i].y0 && strips[i].x1 > strips[i].x0) {
+            add_strips(g, input, ids, strips[i], 0, g->l, sign, sums, counts);
         }
-        if (map[2 * s + 1] == MAP_EMPTY) {
-            map[2 * s] = (uint16_t)code;
-            map[2 * s + 1] = (uint16_t)clusters++;
-        }
-        write_id(ids, g->id_size, idx, map[2 * s + 1]);
     }
-    return clusters;
 }
 
-/* ------------------------------------------------------------------------------------------------
- * pass 2 pieces
- * ---------------------------------------------------------------------------------------------- */
-/* Cluster sums of sub-matrix m: sums[c][l] = sum over members of x~, counts[c] = members. */
-static void cluster_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t clusters,
-                         int32_t *sums, uint16_t *counts)
+/* sums[s][e] += sign * offset * (in-image members of the strip pixel holding element l0 + e):
+ * turns raw int8 sums into sums of x - zp, padding elements counting 0 */
+HOT static void strip_offsets(const geom *g, int32_t slots, int32_t l0, int32_t lb, const int32_t *counts, int32_t *sums,
+                          int32_t sign)
 {
-    const int32_t l_len = g->l;
-    memset(sums, 0, (size_t)clusters * l_len * sizeof(int32_t));
-    memset(counts, 0, (size_t)clusters * sizeof(uint16_t));
-    const int32_t k0 = m * l_len;
-    const int32_t k1 = TREC_MIN(k0 + l_len, g->k);
+    const int32_t cps = g->j + 1;
+    for (int32_t s = 0; s < slots; s++) {
+        const int32_t *cnt = counts + (size_t)s * cps;
+        int32_t *dst = sums + (size_t)s * lb;
+        for (int32_t t = 0; t < g->j; t++) {
+            const int32_t e0 = TREC_MAX(t * g->cin, l0), e1 = TREC_MIN((t + 1) * g->cin, l0 + lb);
+            const int32_t add = sign * cnt[1 + t] * g->input_offset;
+            for (int32_t e = e0; e < e1; e++) {
+                dst[e - l0] += add;
+            }
+        }
+    }
+}
+
+/* Strip path sums of sub-matrix m, elements [l0, l0 + lb): sums[s][.] of x - zp, counts as in
+ * add_strips. gsum/gcnt: sums and counts over the whole grid (stride 1), or NULL to gather the
+ * window's strips directly. */
+static void strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
+                       int32_t lb, const int32_t *gsum, const int32_t *gcnt, int32_t *sums, int32_t *counts)
+{
+    const int32_t cps = g->j + 1;
+    int32_t y0, x0;
+    strip_origin(g, m, &y0, &x0);
+    if (g->stride_h == 1 && g->stride_w == 1) {
+        const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
+        if (gsum != NULL) {
+            /* in place: sums == gsum, counts == gcnt (raw sums over every position) minus the
+             * positions outside the window; restore_global() adds them back afterwards */
+            (void)gcnt;
+            border_strips(g, input, ids, m, -1, sums, counts);
+        } else {
+            memset(sums, 0, (size_t)slots * lb * 4);
+            memset(counts, 0, (size_t)slots * cps * 4);
+            add_strips(g, input, ids, w, l0, lb, +1, sums, counts);
+        }
+    } else {
+        memset(sums, 0, (size_t)slots * lb * 4);
+        memset(counts, 0, (size_t)slots * cps * 4);
+        for (int32_t oy = 0; oy < g->out_h; oy++) {
+            const int32_t y = y0 + oy * g->stride_h;
+            for (int32_t ox = 0; ox < g->out_w; ox++) {
+                const int32_t x = x0 + ox * g->stride_w;
+                const rect one = {y, y + 1, x, x + 1};
+                add_strips(g, input, ids, one, l0, lb, +1, sums, counts);
+            }
+        }
+    }
+    strip_offsets(g, slots, l0, lb, counts, sums, +1);
+}
+
+/* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors. */
+HOT static void row_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
+                     int32_t lb, int32_t *sums, int32_t *counts)
+{
+    memset(sums, 0, (size_t)slots * lb * 4);
+    if (l0 == 0) {
+        memset(counts, 0, (size_t)slots * 4);
+    }
+    const int32_t k0 = m * g->l + l0;
+    const int32_t k1 = TREC_MIN(k0 + lb, g->k);
     const int32_t cin = g->cin;
+    /* the taps this block covers: one run of consecutive channels per tap */
     int32_t n = 0;
     for (int32_t oy = 0; oy < g->out_h; oy++) {
         const int32_t iy0 = oy * g->stride_h - g->pad_h;
         for (int32_t ox = 0; ox < g->out_w; ox++, n++) {
             const int32_t ix0 = ox * g->stride_w - g->pad_w;
-            const int32_t c = read_id(ids, g->id_size, (size_t)n * g->m + m);
-            counts[c]++;
-            int32_t *acc = sums + c * l_len;
-            /* walk the taps this sub-vector covers, one run of consecutive channels per tap */
+            const int32_t s = read_id(ids, g->id_size, (size_t)n * g->m + m);
+            if (l0 == 0) {
+                counts[s]++;
+            }
+            int32_t *acc = sums + (size_t)s * lb - k0;
             int32_t k = k0;
+            int32_t tap = k0 / cin;
+            int32_t ci = k0 - tap * cin;
+            int32_t ky = tap / g->kw;
+            int32_t kx = tap - ky * g->kw;
             while (k < k1) {
-                const int32_t tap = k / cin;
-                const int32_t ci = k - tap * cin;
                 const int32_t run = TREC_MIN(cin - ci, k1 - k);
-                const int32_t ky = tap / g->kw;
-                const int32_t kx = tap - ky * g->kw;
                 const int32_t iy = iy0 + ky * g->dil_h;
                 const int32_t ix = ix0 + kx * g->dil_w;
                 if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) {
                     const int8_t *src = input + ((size_t)iy * g->in_w + ix) * cin + ci;
-                    int32_t *dst = acc + (k - k0);
-                    const int32_t offset = g->input_offset;
+                    int32_t *dst = acc + k;
                     for (int32_t j = 0; j < run; j++) {
-                        dst[j] += src[j] + offset;
+                        dst[j] += src[j] + g->input_offset;
                     }
                 }
                 k += run;
-            }
-        }
-    }
-}
-
-/* Filter slice of sub-matrix m for channels [c0, c0+blk): ws[j][l] int16, rows padded to even. */
-static void filter_slice(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk, int16_t *ws)
-{
-    const int32_t la = l_aligned(g);
-    for (int32_t j = 0; j < blk; j++) {
-        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l;
-        for (int32_t l = 0; l < la; l++) {
-            ws[j * la + l] = (int16_t)((l < g->l && m * g->l + l < g->k) ? w[l] : 0);
-        }
-    }
-}
-
-/* table[c][j] = round(sum_l sums[c][l] * ws[j][l] / counts[c]) for blk channels */
-static void cluster_products(const geom *g, const int32_t *sums, const uint16_t *counts, int32_t clusters,
-                             const int16_t *ws, int32_t blk, int32_t *table)
-{
-    const int32_t l_len = g->l;
-    const int32_t la = l_aligned(g);
-    /* Dot products stay in int32 when |sum of member dot products| < 2^31 is guaranteed. */
-    const int wide = (int64_t)g->n * l_len * 255 * 127 >= ((int64_t)1 << 31);
-    for (int32_t c = 0; c < clusters; c++) {
-        const int32_t *s = sums + c * l_len;
-        const int32_t cnt = counts[c];
-        int32_t *t = table + (size_t)c * blk;
-#if TREC_DSP
-        /* int16 pairs of the sums when every sum fits int16 (clusters of <= 128 members always do) */
-        int32_t fits = 1;
-        for (int32_t l = 0; l < l_len; l++) {
-            fits &= (s[l] >= -32768) & (s[l] <= 32767);
-        }
-        if (fits && l_len <= 32) { /* then |acc| <= 32 * 32767 * 127 < 2^31 */
-            int32_t sp[16];
-            for (int32_t p = 0; p < la / 2; p++) {
-                const int32_t lo = s[2 * p];
-                const int32_t hi = (2 * p + 1 < l_len) ? s[2 * p + 1] : 0;
-                sp[p] = trec_pack_s16x2(lo, hi);
-            }
-            for (int32_t j = 0; j < blk; j++) {
-                const int16_t *w = ws + j * la;
-                int32_t acc = 0;
-                for (int32_t p = 0; p < la / 2; p++) {
-                    acc = trec_smlad(sp[p], trec_read_s16x2(w + 2 * p), acc);
+                ci = 0;
+                if (++kx == g->kw) {
+                    kx = 0;
+                    ky++;
                 }
-                t[j] = div_round32(acc, cnt);
+            }
+        }
+    }
+}
+
+/* ================================================================================================
+ * products: table[s][j] (+)= sums[s][0..lb) . filter[c0 + j][m*L + l0 .. + lb)
+ * ============================================================================================== */
+/* Filter slice as int16, rows padded to even length lba. */
+static void filter_slice(const geom *g, const int8_t *filter, int32_t m, int32_t l0, int32_t lb, int32_t c0,
+                         int32_t blk, int16_t *ws)
+{
+    const int32_t lba = (lb + 1) & ~1;
+    for (int32_t j = 0; j < blk; j++) {
+        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l + l0;
+        for (int32_t l = 0; l < lba; l++) {
+            ws[j * lba + l] = (int16_t)((l < lb && m * g->l + l0 + l < g->k) ? w[l] : 0);
+        }
+    }
+}
+
+#if TREC_DSP
+/* 2 clusters (packed int16 rows r0, r1) x all channels of ws, SMLAD; r1 may be NULL */
+HOT static void products_2xn(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws, int32_t lba,
+                         int32_t blk, int first, int32_t *t0, int32_t *t1)
+{
+    int32_t j = 0;
+    if (r1 != NULL) {
+        for (; j + 1 < blk; j += 2) {
+            const int16_t *w0 = ws + (size_t)j * lba;
+            const int16_t *w1 = w0 + lba;
+            int32_t a00 = first ? 0 : t0[j], a01 = first ? 0 : t0[j + 1];
+            int32_t a10 = first ? 0 : t1[j], a11 = first ? 0 : t1[j + 1];
+            for (int32_t p = 0; p < pairs; p++) {
+                const int32_t x0 = r0[p], x1 = r1[p];
+                const int32_t y0 = trec_read_s16x2(w0 + 2 * p), y1 = trec_read_s16x2(w1 + 2 * p);
+                a00 = trec_smlad(x0, y0, a00);
+                a01 = trec_smlad(x0, y1, a01);
+                a10 = trec_smlad(x1, y0, a10);
+                a11 = trec_smlad(x1, y1, a11);
+            }
+            t0[j] = a00;
+            t0[j + 1] = a01;
+            t1[j] = a10;
+            t1[j + 1] = a11;
+        }
+    }
+    for (; j < blk; j++) {
+        const int16_t *w0 = ws + (size_t)j * lba;
+        int32_t a0 = first ? 0 : t0[j];
+        int32_t a1 = (r1 == NULL || first) ? 0 : t1[j];
+        for (int32_t p = 0; p < pairs; p++) {
+            const int32_t y0 = trec_read_s16x2(w0 + 2 * p);
+            a0 = trec_smlad(r0[p], y0, a0);
+            if (r1 != NULL) {
+                a1 = trec_smlad(r1[p], y0, a1);
+            }
+        }
+        t0[j] = a0;
+        if (r1 != NULL) {
+            t1[j] = a1;
+        }
+    }
+}
+#endif
+
+/* table[s][j] (+)= sums[s][0..lb) . ws[j][0..lb) for the clusters of this sub-matrix (counts > 0).
+ * DSP: a cluster whose sums all fit int16 is packed to int16 pairs at packed_buf[s * pairs] (which
+ * may be sums itself: never ahead of unread data since pairs <= lb) and processed with the previous
+ * such cluster, 2 clusters x 2 channels at a time: 4 loads and 4 SMLAD per 8 multiply-accumulates.
+ * Other clusters take the scalar loop at once. */
+HOT static void accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t slots, const int32_t *counts, int32_t lb,
+                                const int16_t *ws, int32_t blk, int first, int32_t *table)
+{
+    const int32_t lba = (lb + 1) & ~1;
+#if TREC_DSP
+    const int32_t pairs = lba >> 1;
+    int32_t pending = -1;
+    for (int32_t s = 0; s < slots; s++) {
+        if (counts[s] == 0) {
+            continue;
+        }
+        const int32_t *sv = sums + (size_t)s * lb;
+        int32_t fits = 1;
+        for (int32_t l = 0; l < lb && fits; l++) {
+            fits = sv[l] >= -32768 && sv[l] <= 32767;
+        }
+        int32_t *t = table + (size_t)s * blk;
+        if (!fits) {
+            for (int32_t j = 0; j < blk; j++) {
+                const int16_t *w = ws + (size_t)j * lba;
+                int32_t acc = first ? 0 : t[j];
+                for (int32_t l = 0; l < lb; l++) {
+                    acc += sv[l] * w[l];
+                }
+                t[j] = acc;
             }
             continue;
         }
-#endif
+        int32_t *row = packed_buf + (size_t)s * pairs;
+        for (int32_t p = 0; p < pairs; p++) {
+            const int32_t lo = sv[2 * p];
+            const int32_t hi = 2 * p + 1 < lb ? sv[2 * p + 1] : 0;
+            row[p] = trec_pack_s16x2(lo, hi);
+        }
+        if (pending < 0) {
+            pending = s;
+        } else {
+            products_2xn(packed_buf + (size_t)pending * pairs, row, pairs, ws, lba, blk, first,
+                         table + (size_t)pending * blk, t);
+            pending = -1;
+        }
+    }
+    if (pending >= 0) {
+        products_2xn(packed_buf + (size_t)pending * pairs, NULL, pairs, ws, lba, blk, first,
+                     table + (size_t)pending * blk, NULL);
+    }
+#else
+    (void)packed_buf;
+    for (int32_t s = 0; s < slots; s++) {
+        if (counts[s] == 0) {
+            continue;
+        }
+        const int32_t *sv = sums + (size_t)s * lb;
+        int32_t *t = table + (size_t)s * blk;
         for (int32_t j = 0; j < blk; j++) {
-            const int16_t *w = ws + j * la;
-            if (wide) {
-                int64_t acc = 0;
-                for (int32_t l = 0; l < l_len; l++) {
-                    acc += (int64_t)s[l] * w[l];
-                }
-                t[j] = div_round(acc, cnt);
-            } else {
-                int32_t acc = 0;
-                for (int32_t l = 0; l < l_len; l++) {
-                    acc += s[l] * w[l];
-                }
-                t[j] = div_round32(acc, cnt);
+            const int16_t *w = ws + (size_t)j * lba;
+            int32_t acc = first ? 0 : t[j];
+            for (int32_t l = 0; l < lb; l++) {
+                acc += sv[l] * w[l];
             }
+            t[j] = acc;
+        }
+    }
+#endif
+}
+
+/* wide path (int64 dot products): whole sub-vectors only */
+static void products_wide(const int32_t *sums, int32_t slots, const int32_t *counts, int32_t l, const int16_t *ws,
+                          int32_t blk, int32_t *table)
+{
+    const int32_t la = (l + 1) & ~1;
+    for (int32_t s = 0; s < slots; s++) {
+        if (counts[s] == 0) {
+            continue;
+        }
+        for (int32_t j = 0; j < blk; j++) {
+            int64_t acc = 0;
+            for (int32_t i = 0; i < l; i++) {
+                acc += (int64_t)sums[(size_t)s * l + i] * ws[(size_t)j * la + i];
+            }
+            table[(size_t)s * blk + j] = div_round64(acc, counts[s]);
         }
     }
 }
 
-/* ------------------------------------------------------------------------------------------------
- * plan choice
- * ---------------------------------------------------------------------------------------------- */
+HOT static void divide_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk)
+{
+    for (int32_t s = 0; s < slots; s++) {
+        const int32_t c = counts[s];
+        int32_t *t = table + (size_t)s * blk;
+        if (c <= 1) {
+            continue;
+        }
+        for (int32_t j = 0; j < blk; j++) {
+            t[j] = div_round32(t[j], c);
+        }
+    }
+}
+
+/* ================================================================================================
+ * plans
+ * ============================================================================================== */
 typedef struct {
-    int plan_t; /* 1: tables + register scatter, 0: accumulator */
-    int32_t blk;
+    int plan_t;      /* 1: all tables + register scatter; 0: accumulator */
+    int32_t blk;     /* channels per pass */
+    int32_t lb;      /* sums block length */
+    int use_global;  /* pixel path, stride 1: image-wide sums kept */
 } plan;
 
-/* Largest blk whose chunk fits `avail` bytes; 0 if none. */
-static int32_t max_blk(const geom *g, size_t avail, int plan_t, int64_t c_tot, int64_t c_max)
+/* Instruction estimate of a plan (measured per operation on Cortex-M7 with -Ofast): every pass
+ * re-derives the sums (~4 per element gathered); products ~1 per multiply-accumulate plus ~12 per
+ * (cluster, channel, sums block); the scatter ~3.5 per (row, sub-matrix, channel) in registers
+ * (plan T) and ~4.5 through memory (plan A). */
+static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
 {
-    const size_t per = plan_t ? chunk_bytes_t(g, 1, c_tot) : chunk_bytes_a(g, 1, c_max);
-    if (per == 0) {
-        return g->cout;
+    const int64_t passes = (g->cout + p->blk - 1) / p->blk;
+    const int64_t blocks = (g->l + p->lb - 1) / p->lb;
+    const int64_t products = slots_tot * g->cout * (g->l + 12 * blocks);
+    const int64_t scatter = (int64_t)g->n * g->m * g->cout * (p->plan_t ? 35 : 45) / 10;
+    return passes * gather_per_pass * 4 + products + scatter;
+}
+
+/* Largest channel chunk for sums blocks of lb elements in `avail` bytes; 0 if none fits. */
+static int32_t fit_blk(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int plan_t, int32_t lb,
+                       int global)
+{
+    const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, plan_t, global);
+    const size_t per = pass2_bytes(g, slots_max, slots_tot, lb, 1, plan_t, global) - base;
+    if (avail < base + per) {
+        return 0;
     }
-    const size_t blk = avail / per;
+    const size_t blk = (avail - base) / per;
     return blk >= (size_t)g->cout ? g->cout : (int32_t)blk;
 }
 
-/* Instruction estimate (relative): every extra chunk re-gathers the cluster sums (~5 per element of
- * the im2col matrix); the scatter costs ~1.3 per (row, sub-matrix, channel) in registers (plan T)
- * and ~2.5 through memory (plan A). */
-static int64_t plan_cost(const geom *g, int plan_t, int32_t blk)
-{
-    const int64_t chunks = (g->cout + blk - 1) / blk;
-    const int64_t gather = (int64_t)g->n * g->k * 5;
-    const int64_t scatter = (int64_t)g->n * g->m * g->cout * (plan_t ? 13 : 25) / 10;
-    return chunks * gather + scatter;
-}
-
-static int choose_plan(const geom *g, size_t avail, int64_t c_tot, int64_t c_max, plan *p)
-{
-    const int32_t bt = max_blk(g, avail, 1, c_tot, c_max);
-    const int32_t ba = max_blk(g, avail, 0, c_tot, c_max);
-    if (bt == 0 && ba == 0) {
-        return 0;
-    }
-    if (bt > 0 && (ba == 0 || plan_cost(g, 1, bt) <= plan_cost(g, 0, ba))) {
-        p->plan_t = 1;
-        p->blk = bt;
-    } else {
-        p->plan_t = 0;
-        p->blk = ba;
-    }
-    return 1;
-}
-
-/* ------------------------------------------------------------------------------------------------
+/* ================================================================================================
  * one image
- * ---------------------------------------------------------------------------------------------- */
+ * ============================================================================================== */
 typedef struct {
     const int8_t *filter;
     const int32_t *bias;
@@ -602,111 +913,273 @@ typedef struct {
     const int32_t *shift;
 } weights;
 
-static void requantize_row(const geom *g, const int32_t *acc, int32_t c0, int32_t blk, const weights *w,
-                           int8_t *out)
+HOT static void requantize_row(const geom *g, const int32_t *TREC_RESTRICT acc, int32_t c0, int32_t blk,
+                           const weights *w, int8_t *TREC_RESTRICT out)
 {
+    /* locals: stores through int8_t may alias anything, which would reload every field per output */
+    const int32_t *TREC_RESTRICT mult = w->mult + c0;
+    const int32_t *TREC_RESTRICT shift = w->shift + c0;
+    const int32_t offset = g->output_offset, lo = g->act_min, hi = g->act_max;
+    out += c0;
     for (int32_t j = 0; j < blk; j++) {
-        out[c0 + j] = trec_requantize_s8(acc[j], w->mult[c0 + j], w->shift[c0 + j], g->output_offset, g->act_min,
-                                         g->act_max);
+        out[j] = trec_requantize_s8(acc[j], mult[j], shift[j], offset, lo, hi);
     }
 }
 
-static int32_t run_image(const geom *g, const layout *lay, uint8_t *buf, size_t size, const int8_t *input,
-                         const int8_t *hash, const weights *w, int8_t *output, int32_t *passes)
+/* Index of row (oy, ox)'s id for sub-matrix m: row_base(oy, ox) + id_off[m]. */
+TREC_INLINE size_t row_base(const geom *g, int32_t oy, int32_t ox)
 {
-    uint8_t *ids = buf + lay->ids;
-    int32_t *off = (int32_t *)(void *)(buf + lay->offsets);
-    int32_t *ncl = (int32_t *)(void *)(buf + lay->clusters);
-    uint8_t *work = buf + lay->work;
-    const size_t work_size = size - lay->work;
-
-    /* pass 1 */
-    PROFILE_MARK(PHASE_HASH);
-    {
-        int16_t *row = (int16_t *)(void *)work;
-        int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(g->kp + 1) * 2));
-        int32_t *chan_sum = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hbits * l_aligned(g) * 2);
-        transpose_hash(g, hash, rt);
-        hash_offsets(g, input, hash, off, chan_sum);
-        compute_codes(g, input, off, rt, row, ids);
+    if (g->strip) {
+        return (size_t)oy * g->stride_h * g->pw + (size_t)ox * g->stride_w;
     }
+    return ((size_t)oy * g->out_w + ox) * g->m;
+}
 
-    /* compaction */
-    PROFILE_MARK(PHASE_CENTROIDS);
-    uint16_t *map = (uint16_t *)(void *)work;
-    uint16_t *counts = (uint16_t *)(void *)(work + (size_t)g->map_cap * 4);
-    int32_t *sums = (int32_t *)(void *)(work + (size_t)g->map_cap * 4 + align4((size_t)g->max_clusters * 2));
-    uint8_t *chunk_area = work + lay->pass2_fixed;
-    int64_t c_tot = 0;
-    int32_t c_max = 0;
-    for (int32_t m = 0; m < g->m; m++) {
-        ncl[m] = compact_ids(g, ids, m, map);
-        c_tot += ncl[m];
-        c_max = TREC_MAX(c_max, ncl[m]);
-    }
+/* Pass-2 buffers. */
+typedef struct {
+    int32_t *gsum, *gcnt; /* strip path, stride 1: sums and counts over every position, or NULL */
+    int32_t *members;     /* members per cluster of the current sub-matrix */
+    int32_t *counts;      /* strip path: [members, in-image members per strip pixel] per cluster */
+    int32_t *sums;
+    int32_t *packed;      /* where products pack int16 sums (sums itself unless they must survive) */
+    int16_t *ws;
+    int32_t *tables;
+} pass2;
 
-    plan p;
-    if (!choose_plan(g, work_size - lay->pass2_fixed, c_tot, c_max, &p)) {
-        return -1; /* cannot happen when size >= the minimum (worst case is budgeted) */
-    }
-    const int32_t la = l_aligned(g);
-    int16_t *ws = (int16_t *)(void *)chunk_area;
-    int32_t *tables = (int32_t *)(void *)(chunk_area + align4((size_t)p.blk * la * 2));
-    int32_t chunks = 0;
-
-    for (int32_t c0 = 0; c0 < g->cout; c0 += p.blk, chunks++) {
-        const int32_t blk = TREC_MIN(p.blk, g->cout - c0);
-        int32_t *acc = tables; /* plan A: N x blk accumulator, then one table after it */
-        int32_t *table = p.plan_t ? tables : tables + (size_t)g->n * blk;
-        if (!p.plan_t) {
-            for (int32_t n = 0; n < g->n; n++) {
-                for (int32_t j = 0; j < blk; j++) {
-                    acc[n * blk + j] = w->bias ? w->bias[c0 + j] : 0;
-                }
-            }
-        }
-        for (int32_t m = 0; m < g->m; m++) {
-            PROFILE_MARK(PHASE_CENTROIDS);
-            cluster_sums(g, input, ids, m, ncl[m], sums, counts);
-            PROFILE_MARK(PHASE_PRODUCTS);
-            filter_slice(g, w->filter, m, c0, blk, ws);
-            cluster_products(g, sums, counts, ncl[m], ws, blk, table);
-            if (p.plan_t) {
-                table += (size_t)ncl[m] * blk;
-            } else {
-                PROFILE_MARK(PHASE_SCATTER);
-                for (int32_t n = 0; n < g->n; n++) {
-                    const int32_t c = read_id(ids, g->id_size, (size_t)n * g->m + m);
-                    const int32_t *t = table + (size_t)c * blk;
-                    int32_t *a = acc + (size_t)n * blk;
-                    for (int32_t j = 0; j < blk; j++) {
-                        a[j] += t[j];
-                    }
-                }
-            }
-        }
-        PROFILE_MARK(PHASE_SCATTER);
-        if (p.plan_t) {
-            int32_t row_acc[64];
-            for (int32_t n = 0; n < g->n; n++) {
-                for (int32_t j0 = 0; j0 < blk; j0 += 64) {
-                    const int32_t nb = TREC_MIN(64, blk - j0);
-                    for (int32_t j = 0; j < nb; j++) {
-                        row_acc[j] = w->bias ? w->bias[c0 + j0 + j] : 0;
-                    }
-                    const int32_t *t = tables;
-                    for (int32_t m = 0; m < g->m; m++) {
-                        const int32_t c = read_id(ids, g->id_size, (size_t)n * g->m + m);
-                        const int32_t *tc = t + (size_t)c * blk + j0;
-                        for (int32_t j = 0; j < nb; j++) {
-                            row_acc[j] += tc[j];
-                        }
-                        t += (size_t)ncl[m] * blk;
-                    }
-                    requantize_row(g, row_acc, c0 + j0, nb, w, output + (size_t)n * g->cout);
-                }
+/* one sub-matrix's table for the channels [c0, c0 + blk) */
+static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
+                        const plan *p, const pass2 *b, const int8_t *filter, int32_t c0, int32_t blk, int32_t *table)
+{
+    for (int32_t l0 = 0; l0 < g->l; l0 += p->lb) {
+        const int32_t lb = TREC_MIN(p->lb, g->l - l0);
+        PROFILE_MARK(PHASE_CENTROIDS);
+        if (g->strip) {
+            strip_sums(g, input, ids, m, slots, l0, lb, b->gsum, b->gcnt, b->sums, b->counts);
+            for (int32_t s = 0; s < slots; s++) {
+                b->members[s] = b->counts[(size_t)s * (g->j + 1)];
             }
         } else {
+            row_sums(g, input, ids, m, slots, l0, lb, b->sums, b->members);
+        }
+        PROFILE_MARK(PHASE_PRODUCTS);
+        filter_slice(g, filter, m, l0, lb, c0, blk, b->ws);
+        if (g->wide) {
+            products_wide(b->sums, slots, b->members, g->l, b->ws, blk, table);
+        } else {
+            accumulate_products(b->sums, b->packed, slots, b->members, lb, b->ws, blk, l0 == 0, table);
+        }
+    }
+    if (!g->wide) {
+        divide_table(table, slots, b->members, blk);
+    }
+    if (b->gsum != NULL) {
+        /* back to sums over every position for the next sub-matrix */
+        PROFILE_MARK(PHASE_CENTROIDS);
+        strip_offsets(g, slots, 0, g->l, b->counts, b->sums, -1);
+        border_strips(g, input, ids, m, +1, b->sums, b->counts);
+    }
+}
+
+/* Elements gathered per pass over the channels: every sub-matrix's sums are re-derived. On the
+ * strip path with sums over all positions (stride 1) only the smaller of window and rest is read. */
+static int64_t gather_per_pass(const geom *g, int use_global)
+{
+    if (!g->strip) {
+        return (int64_t)g->n * g->k;
+    }
+    const int64_t window = (int64_t)g->n * g->l;
+    const int64_t rest = ((int64_t)g->ph * g->pw - g->n) * g->l;
+    return (use_global && rest < window ? rest : window) * g->m;
+}
+
+/* Best plan for `avail` bytes (plan A or T, sums block length, and on the strip path with or
+ * without sums over all positions); 0 when nothing fits. */
+static int choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best)
+{
+    int found = 0;
+    int64_t best_cost = 0;
+    const int can_global = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
+    for (int global = 0; global <= can_global; global++) {
+        const int64_t gather = gather_per_pass(g, global);
+        for (int plan_t = 0; plan_t <= 1; plan_t++) {
+            /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
+             * the rows' ids per block */
+            for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide) ? 0 : (lb + 1) / 2) {
+                plan p = {plan_t, fit_blk(g, avail, slots_max, slots_tot, plan_t, lb, global), lb, global};
+                if (p.blk == 0 || (global && lb != g->l)) {
+                    continue; /* image-wide sums are used whole */
+                }
+                const int64_t blocks = (g->l + lb - 1) / lb;
+                const int64_t cost = plan_cost(g, &p, gather + (int64_t)g->n * g->m * (blocks - 1) * 2, slots_tot);
+                if (!found || cost < best_cost) {
+                    *best = p;
+                    best_cost = cost;
+                    found = 1;
+                }
+            }
+        }
+    }
+    return found;
+}
+
+HOT static void scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
+                           const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
+                           int32_t *rowp, int32_t *row_acc)
+{
+    /* plan T: per row, the M table rows it uses are found once; then every block of 4 channels sums
+     * them in registers (one pointer load, four loads, four adds per sub-matrix) */
+    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;
+    const int32_t *bias = w->bias;
+    int8_t *out = output;
+    for (int32_t oy = 0; oy < g->out_h; oy++) {
+        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {
+            const size_t base = row_base(g, oy, ox);
+            for (int32_t m = 0; m < m_count; m++) {
+                rowp[m] = toff[m] + read_id(ids, id_size, base + id_off[m]) * blk;
+            }
+            int32_t j0 = 0;
+            for (; j0 + 3 < blk; j0 += 4) {
+                int32_t a0 = bias ? bias[c0 + j0] : 0, a1 = bias ? bias[c0 + j0 + 1] : 0;
+                int32_t a2 = bias ? bias[c0 + j0 + 2] : 0, a3 = bias ? bias[c0 + j0 + 3] : 0;
+                for (int32_t m = 0; m < m_count; m++) {
+                    const int32_t *tc = tables + rowp[m] + j0;
+                    a0 += tc[0];
+                    a1 += tc[1];
+                    a2 += tc[2];
+                    a3 += tc[3];
+                }
+                row_acc[j0] = a0;
+                row_acc[j0 + 1] = a1;
+                row_acc[j0 + 2] = a2;
+                row_acc[j0 + 3] = a3;
+            }
+            for (; j0 < blk; j0++) {
+                int32_t a0 = bias ? bias[c0 + j0] : 0;
+                for (int32_t m = 0; m < m_count; m++) {
+                    a0 += tables[rowp[m] + j0];
+                }
+                row_acc[j0] = a0;
+            }
+            requantize_row(g, row_acc, c0, blk, w, out);
+        }
+    }
+}
+
+HOT static void scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table, int32_t blk,
+                        int32_t *acc)
+{
+    /* plan A: acc[n][0..blk) += table[id(n, m)][0..blk) */
+    const int32_t id_size = g->id_size, out_w = g->out_w;
+    int32_t *a = acc;
+    for (int32_t oy = 0; oy < g->out_h; oy++) {
+        size_t idx = row_base(g, oy, 0) + (size_t)id_off;
+        const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step) {
+            const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            int32_t j = 0;
+            for (; j + 3 < blk; j += 4) {
+                const int32_t t0 = tc[j], t1 = tc[j + 1], t2 = tc[j + 2], t3 = tc[j + 3];
+                a[j] += t0;
+                a[j + 1] += t1;
+                a[j + 2] += t2;
+                a[j + 3] += t3;
+            }
+            for (; j < blk; j++) {
+                a[j] += tc[j];
+            }
+        }
+    }
+}
+
+static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t *input, const int8_t *hash,
+                         const weights *w, int8_t *output, int32_t *passes, int32_t *plan_t)
+{
+    uint8_t *ids = buf;
+    int32_t *slots = (int32_t *)(void *)(buf + ids_bytes(g));
+    int32_t *id_off = slots + g->m;
+    uint8_t *work = buf + header_bytes(g);
+    const size_t work_size = size - header_bytes(g);
+
+    PROFILE_MARK(PHASE_HASH);
+    if (g->strip) {
+        const int32_t n_slots = hash_strips(g, input, hash, ids, work);
+        for (int32_t m = 0; m < g->m; m++) {
+            int32_t y, x;
+            strip_origin(g, m, &y, &x);
+            slots[m] = n_slots;
+            id_off[m] = y * g->pw + x;
+        }
+    } else {
+        hash_rows(g, input, hash, ids, slots, work);
+        for (int32_t m = 0; m < g->m; m++) {
+            id_off[m] = m;
+        }
+    }
+
+    PROFILE_MARK(PHASE_CENTROIDS);
+    int64_t slots_tot = 0;
+    int32_t slots_max = 0;
+    for (int32_t m = 0; m < g->m; m++) {
+        slots_tot += slots[m];
+        slots_max = TREC_MAX(slots_max, slots[m]);
+    }
+    /* plan T's table offsets, a row's table rows and its accumulators: 2 * M + Cout ints */
+    const size_t tptr_bytes = (size_t)g->m * 8 + (size_t)g->cout * 4;
+    plan p;
+    if (work_size <= tptr_bytes || !choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, &p)) {
+        return -1; /* below the minimum: excluded by the size check */
+    }
+    int32_t *toff = (int32_t *)(void *)work;
+    int32_t *rowp = toff + g->m;
+    uint8_t *area = work + tptr_bytes;
+    pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    const int32_t cps = g->j + 1;
+    b.members = (int32_t *)(void *)area;
+    b.counts = b.members + slots_max;
+    b.sums = b.members + (size_t)slots_max * counts_per_slot(g);
+    b.packed = b.sums;
+    int32_t *after_sums = b.sums + (size_t)slots_max * p.lb;
+    if (p.use_global) {
+        /* sums and counts over every position, kept whole; each sub-matrix subtracts its border in
+         * place and adds it back; products read a packed copy */
+        b.gsum = b.sums;
+        b.gcnt = b.counts;
+        b.packed = b.sums + (size_t)slots_max * g->l;
+        after_sums = b.packed + (size_t)slots_max * (g->la / 2);
+        memset(b.gsum, 0, (size_t)slots_max * g->l * 4);
+        memset(b.gcnt, 0, (size_t)slots_max * cps * 4);
+        const rect all = {0, g->ph, 0, g->pw};
+        add_strips(g, input, ids, all, 0, g->l, +1, b.gsum, b.gcnt);
+    }
+    b.ws = (int16_t *)(void *)after_sums;
+    b.tables = (int32_t *)(void *)((uint8_t *)b.ws + (size_t)p.blk * ((p.lb + 1) & ~1) * 2);
+
+    int32_t chunks = 0;
+    for (int32_t c0 = 0; c0 < g->cout; c0 += p.blk, chunks++) {
+        const int32_t blk = TREC_MIN(p.blk, g->cout - c0);
+        if (p.plan_t) {
+            int32_t *table = b.tables;
+            for (int32_t m = 0; m < g->m; m++) {
+                toff[m] = (int32_t)(table - b.tables);
+                build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table);
+                table += (size_t)slots[m] * blk;
+            }
+            PROFILE_MARK(PHASE_SCATTER);
+            scatter_tables(g, ids, id_off, b.tables, toff, c0, blk, w, output, rowp, rowp + g->m);
+        } else {
+            int32_t *acc = b.tables;
+            int32_t *table = b.tables + (size_t)g->n * blk;
+            for (int32_t n = 0; n < g->n; n++) {
+                for (int32_t j = 0; j < blk; j++) {
+                    acc[(size_t)n * blk + j] = w->bias ? w->bias[c0 + j] : 0;
+                }
+            }
+            for (int32_t m = 0; m < g->m; m++) {
+                build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table);
+                PROFILE_MARK(PHASE_SCATTER);
+                scatter_add(g, ids, id_off[m], table, blk, acc);
+            }
+            PROFILE_MARK(PHASE_REQUANT);
             for (int32_t n = 0; n < g->n; n++) {
                 requantize_row(g, acc + (size_t)n * blk, c0, blk, w, output + (size_t)n * g->cout);
             }
@@ -714,12 +1187,30 @@ static int32_t run_image(const geom *g, const layout *lay, uint8_t *buf, size_t 
     }
     PROFILE_MARK(PHASE_DONE);
     *passes = chunks;
-    return (int32_t)c_tot;
+    *plan_t = p.plan_t;
+    return (int32_t)(g->strip ? 0 : slots_tot);
 }
 
-/* ------------------------------------------------------------------------------------------------
+/* clusters of each sub-matrix on the strip path = ids that occur in its window (for the stats) */
+static int32_t strip_clusters(const geom *g, const uint8_t *ids, const int32_t *id_off, int32_t slots, uint8_t *seen)
+{
+    int32_t total = 0;
+    for (int32_t m = 0; m < g->m; m++) {
+        memset(seen, 0, (size_t)slots);
+        for (int32_t oy = 0; oy < g->out_h; oy++) {
+            for (int32_t ox = 0; ox < g->out_w; ox++) {
+                const int32_t s = read_id(ids, g->id_size, row_base(g, oy, ox) + id_off[m]);
+                total += !seen[s];
+                seen[s] = 1;
+            }
+        }
+    }
+    return total;
+}
+
+/* ================================================================================================
  * entry point
- * ---------------------------------------------------------------------------------------------- */
+ * ============================================================================================== */
 trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *conv_params,
                              const trec_hash_params *hash_params, const trec_per_channel_quant_params *quant_params,
                              const trec_dims *input_dims, const int8_t *input, const trec_dims *filter_dims,
@@ -748,8 +1239,6 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
     if (ctx->buf == NULL || ctx->size < min_scratch(&g)) {
         return TREC_BUFFER_ERROR;
     }
-    layout lay;
-    make_layout(&g, &lay);
     uint8_t *buf = (uint8_t *)ctx->buf;
     size_t size = (size_t)ctx->size;
     const size_t skew = (size_t)((4u - ((uintptr_t)buf & 3u)) & 3u);
@@ -760,13 +1249,17 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
     const size_t in_size = (size_t)g.in_h * g.in_w * g.cin;
     const size_t out_size = (size_t)g.n * g.cout;
     int64_t clusters = 0;
-    int32_t passes = 0;
+    int32_t passes = 0, plan_t = 0;
     for (int32_t b = 0; b < input_dims->n; b++) {
         int32_t pass_b = 0;
-        const int32_t c = run_image(&g, &lay, buf, size, input + b * in_size, hash, &w, output + b * out_size,
-                                    &pass_b);
+        int32_t c = run_image(&g, buf, size, input + b * in_size, hash, &w, output + b * out_size, &pass_b, &plan_t);
         if (c < 0) {
             return TREC_BUFFER_ERROR;
+        }
+        if (g.strip && stats != NULL) {
+            /* statistics only: count the clusters each sub-matrix really has */
+            const int32_t *slots = (const int32_t *)(const void *)(buf + ids_bytes(&g));
+            c = strip_clusters(&g, buf, slots + g.m, slots[0], buf + header_bytes(&g));
         }
         clusters += c;
         passes = TREC_MAX(passes, pass_b);
@@ -776,6 +1269,7 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
         stats->sub_matrices = g.m;
         stats->clusters = (int32_t)clusters;
         stats->passes = passes;
+        stats->plan = plan_t;
     }
     return TREC_SUCCESS;
 }

@@ -246,14 +246,16 @@ TREC_INLINE int trec_quant_params_valid(int32_t multiplier, int32_t shift)
  */
 TREC_INLINE int32_t trec_requantize(int32_t x, int32_t multiplier, int32_t shift)
 {
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
-    const int32_t xs = (int32_t)((uint32_t)x << left);
-    const int64_t prod = (int64_t)xs * (int64_t)multiplier + ((int64_t)1 << 30);
-    /* bits [62:31] of prod; prod >> 31 fits in int32 because |xs * multiplier| < 2^62 */
-    const uint32_t lo = (uint32_t)prod;
-    const uint32_t hi = (uint32_t)((uint64_t)prod >> 32);
-    const int32_t h = (int32_t)((hi << 1) | (lo >> 31));
+    /* shift is constant per channel: the branch is predictable, and each path compiles to a few
+     * instructions (a branch-free form makes the compiler evaluate both). */
+    int32_t right = -shift;
+    if (shift > 0) {
+        x = (int32_t)((uint32_t)x << shift);
+        right = 0;
+    }
+    /* bits [62:31] of x * multiplier + 2^30: one SMLAL; fits int32 since |x * multiplier| < 2^62 */
+    const int64_t prod = (int64_t)x * (int64_t)multiplier + ((int64_t)1 << 30);
+    const int32_t h = (int32_t)(prod >> 31);
     const uint32_t mask = (1u << right) - 1u;
     const uint32_t rem = (uint32_t)h & mask;
     const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);

@@ -102,6 +102,7 @@ typedef struct {
     int32_t sub_matrices; /* M = ceil(K / L) */
     int32_t clusters;     /* sum over images and sub-matrices */
     int32_t passes;       /* passes over the output channels the scratch allowed (1 = fastest) */
+    int32_t plan;         /* scatter plan of the last image: 1 = per-row tables, 0 = accumulator */
 } trec_reuse_stats;
 
 trec_status trec_convolve_s8(const trec_context *ctx,
