@@ -25,6 +25,7 @@ class TrecPlan:
     sub_vector_length: Sequence[int] | int = 9
     hash_bits: Sequence[int] | int = 8
     hash_center: str = "mean"
+    hash_trainable: bool = True
     _next: int = field(default=0, init=False)
 
     def __post_init__(self):
@@ -44,7 +45,8 @@ class TrecPlan:
         if index in self.trec:
             j = self.trec.index(index)
             return TRECConv2D(filters, kernel_size, name=name, sub_vector_length=self.sub_vector_length[j],
-                              hash_bits=self.hash_bits[j], hash_center=self.hash_center, **kwargs)
+                              hash_bits=self.hash_bits[j], hash_center=self.hash_center,
+                              hash_trainable=self.hash_trainable, **kwargs)
         return keras.layers.Conv2D(filters, kernel_size, name=name, **kwargs)
 
     def check_used(self, model_name):
@@ -170,12 +172,14 @@ class ModelSpec:
 
 # Defaults: TREC on the large-kernel convolutions, (L, H) that keep accuracy (docs/BENCHMARKS.md).
 MODELS: dict[str, ModelSpec] = {
-    "fashion_net": ModelSpec(fashion_net, "fashion_mnist", (0, 1), (5, 16), (6, 8)),
-    "cifarnet": ModelSpec(cifarnet, "cifar10", (0, 1), (5, 16), (8, 8)),
-    "zfnet": ModelSpec(zfnet, "cifar10", (0, 1), (7, 16), (8, 8)),
-    "cmsisnn_cifar10": ModelSpec(cmsisnn_cifar10, "cifar10", (0, 1, 2), (15, 16, 16), (8, 8, 8)),
-    "squeezenet": ModelSpec(squeezenet, "cifar10", (0, 3, 6), (9, 16, 16), (8, 8, 8)),
-    "squeezenet_complex": ModelSpec(squeezenet_complex, "cifar10", (0, 3, 7), (9, 16, 16), (8, 8, 8)),
+    # L = j * Cin with j dividing the kernel width lets the int8 kernel hash each input position
+    # once (docs/OP_SPEC.md, "strip path"); H trades clusters (speed) against accuracy.
+    "fashion_net": ModelSpec(fashion_net, "fashion_mnist", (0, 1), (5, 32), (6, 8)),
+    "cifarnet": ModelSpec(cifarnet, "cifar10", (0, 1), (15, 64), (6, 6)),
+    "zfnet": ModelSpec(zfnet, "cifar10", (0, 1), (21, 48), (6, 6)),
+    "cmsisnn_cifar10": ModelSpec(cmsisnn_cifar10, "cifar10", (0, 1, 2), (15, 32, 16), (6, 6, 6)),
+    "squeezenet": ModelSpec(squeezenet, "cifar10", (0, 3, 6), (9, 16, 16), (6, 6, 6)),
+    "squeezenet_complex": ModelSpec(squeezenet_complex, "cifar10", (0, 3, 7), (9, 16, 16), (6, 6, 6)),
 }
 ALIASES = {"CifarNet": "cifarnet", "ZfNet": "zfnet", "SqueezeNet": "squeezenet",
            "SqueezeNet_complex": "squeezenet_complex", "SqueezeNetComplex": "squeezenet_complex"}
@@ -186,7 +190,7 @@ def model_names() -> list[str]:
 
 
 def build_model(name: str, *, input_shape=None, num_classes=10, trec=None, sub_vector_length=None,
-                hash_bits=None, hash_center="mean") -> keras.Model:
+                hash_bits=None, hash_center="mean", hash_trainable=True) -> keras.Model:
     """Build a registered model. ``trec=None`` uses the model's default TREC convolutions;
     ``trec=()`` builds the dense twin."""
     key = ALIASES.get(name, name)
@@ -198,7 +202,7 @@ def build_model(name: str, *, input_shape=None, num_classes=10, trec=None, sub_v
         sub_vector_length = spec.default_l if sub_vector_length is None else sub_vector_length
         hash_bits = spec.default_h if hash_bits is None else hash_bits
     plan = TrecPlan(trec, 9 if sub_vector_length is None else sub_vector_length,
-                    8 if hash_bits is None else hash_bits, hash_center)
+                    8 if hash_bits is None else hash_bits, hash_center, hash_trainable)
     kwargs = {"num_classes": num_classes}
     if input_shape is not None:
         kwargs["input_shape"] = tuple(input_shape)

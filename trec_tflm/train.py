@@ -33,6 +33,7 @@ class TrainConfig:
     sub_vector_length: list[int] | None = None
     hash_bits: list[int] | None = None
     hash_center: str = "mean"
+    hash_trainable: bool = True
     train_limit: int | None = None  # use the first N training images (quick runs)
     validation_size: int = 5000
     augment: bool = False
@@ -90,7 +91,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     (x_tr, y_tr), (x_val, y_val) = _split(ds, cfg)
     model = build_model(cfg.model, input_shape=ds.input_shape, num_classes=ds.num_classes, trec=cfg.trec,
                         sub_vector_length=cfg.sub_vector_length, hash_bits=cfg.hash_bits,
-                        hash_center=cfg.hash_center)
+                        hash_center=cfg.hash_center, hash_trainable=cfg.hash_trainable)
     steps = cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size)
     compile_model(model, cfg.lr, steps)
 
@@ -172,7 +173,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--L", dest="sub_vector_length", type=_int_list, default=None,
                    help="sub-vector length per TREC conv, e.g. 5,10")
     p.add_argument("--H", dest="hash_bits", type=_int_list, default=None, help="hash bits per TREC conv, e.g. 15,10")
-    p.add_argument("--hash-center", default="mean", choices=["mean", "none"])
+    p.add_argument("--hash-center", default="mean", choices=["mean", "none"],
+                   help="hash around the per-image channel mean (default) or around zero")
+    p.add_argument("--freeze-hash", action="store_true",
+                   help="keep the hash matrices at their random initialisation (plain LSH) instead of learning them")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
     p.add_argument("--augment", action="store_true", help="random flips and shifts (CIFAR-10)")
     p.add_argument("--seed", type=int, default=0)
@@ -182,7 +186,8 @@ def config_from_args(args) -> TrainConfig:
     return TrainConfig(model=args.model, dataset=args.dataset, dataset_path=args.dataset_path,
                        checkpoint_path=args.checkpoint_path, epochs=args.epochs, batch_size=args.batch_size,
                        lr=args.lr, trec=args.trec, sub_vector_length=args.sub_vector_length,
-                       hash_bits=args.hash_bits, hash_center=args.hash_center, train_limit=args.train_limit,
+                       hash_bits=args.hash_bits, hash_center=args.hash_center,
+                       hash_trainable=not args.freeze_hash, train_limit=args.train_limit,
                        augment=args.augment, seed=args.seed)
 
 
