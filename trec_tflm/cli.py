@@ -17,6 +17,9 @@ COMMANDS = [
     ("train", "trec_tflm.train", "train a model with TREC layers (its dense twin with --trec none)"),
     ("demo", "trec_tflm.demo", "the whole workflow on Fashion-MNIST: train TREC and dense, compare"),
     ("bench", "trec_tflm.bench", "run a model on a board (or QEMU) over the serial benchmark protocol"),
+    ("convert", "trec_tflm.convert", "Keras model -> int8 .tflite with TREC layers as TREC_CONV_2D custom ops"),
+    ("inspect", "trec_tflm.inspect", "list a .tflite's operators, TREC options, work estimate, weights, arena"),
+    ("eval", "trec_tflm.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
 ]
 
 
