@@ -1,0 +1,279 @@
+"""``trec-tflm bench-kernels``: TREC vs dense int8 convolution on emulated Cortex-M7/M4.
+
+Every benchmark layer is a TREC_CONV_2D of a model trained on real data, converted to int8 by
+trec_tflm.convert; its input is a real activation: the int8 graph is run on a real image up to
+that operator (3-channel first layers get real photographs, scikit-image's bundled samples cropped
+and scaled to 32x32; deeper layers get Fashion-MNIST test images through the trained layers
+before them). The kernels then run side by side on QEMU with ``-icount`` (instructions, exact):
+
+  TREC at its default scratch (trec_convolve_s8_get_buffer_size: at most twice the int8 output
+  where the layer allows), TREC with 4x the output as scratch, the dense int8 kernel, and
+  CMSIS-NN's arm_convolve_wrapper_s8 when CMSIS_NN_ROOT is set.
+
+Per layer it prints the instruction ratio dense / TREC, rc, the work-model bound
+Cout / (H + 1 + rc*Cout + Cout/L) and the share of the bound reached, the split of TREC's
+instructions (profile build), and scratch bytes beside a full im2col (N*K) and CMSIS-NN's.
+
+Models are trained on first use (a few minutes each on 2 cores) into the cache directory, or
+taken from ``--models-dir`` (``<dir>/<model>_trec/best.keras``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import kernel_bench
+
+CACHE = Path(os.environ.get("TREC_TFLM_CACHE", Path.home() / ".cache" / "trec_tflm")) / "bench_models"
+# CIFAR-10 itself is not on this machine: the CIFAR-10 architectures are trained on Fashion-MNIST
+# padded to 32x32 and repeated over 3 channels (a stand-in with the same input shape).
+TRAIN_DATASET = "fashion_mnist_32x32x3"
+DESIGN_CMSIS_NN = {  # DESIGN section 8: arm_convolve_wrapper_s8 instructions (-Ofast, gcc 12.2)
+    "m7": {"L1": 7_024_376, "L2": 6_374_867, "L3": 1_570_271, "L4": 12_668_664, "L5": 44_764_115, "L6": 4_818_311},
+    "m4": {"L1": 6_974_060, "L2": 6_361_607, "L3": 1_566_611, "L4": 12_618_348, "L5": 44_750_855, "L6": 4_813_755},
+}
+
+
+@dataclass(frozen=True)
+class BenchLayer:
+    name: str
+    model: str
+    layer: str
+    source: str  # "photo": real photographs at the model input; "dataset": test images through the model
+    shape: str
+
+    def describe_data(self) -> str:
+        if self.source == "photo":
+            return "real photographs (scikit-image samples, 32x32)"
+        return "Fashion-MNIST 32x32x3 test images through the trained layers"
+
+
+LAYERS = [
+    BenchLayer("L1", "cmsisnn_cifar10", "conv1", "photo", "32x32x3 -> 32, 5x5"),
+    BenchLayer("L2", "cmsisnn_cifar10", "conv2", "dataset", "16x16x32 -> 16, 5x5"),
+    BenchLayer("L3", "cmsisnn_cifar10", "conv3", "dataset", "8x8x16 -> 32, 5x5"),
+    BenchLayer("L4", "cifarnet", "conv1", "photo", "32x32x3 -> 64, 5x5"),
+    BenchLayer("L5", "cifarnet", "conv2", "dataset", "16x16x64 -> 64, 5x5"),
+    BenchLayer("L6", "squeezenet", "fire2_expand3x3", "dataset", "16x16x16 -> 64, 3x3"),
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# models and real inputs
+# ------------------------------------------------------------------------------------------------
+def photographs(count: int = 8, seed: int = 0) -> np.ndarray:
+    """Real photographs from scikit-image's bundled samples, random crops scaled to 32x32, in [0, 1]."""
+    try:
+        import skimage.data as skd
+        import skimage.transform as skt
+    except ImportError as exc:
+        raise RuntimeError("the kernel benchmark takes real photographs from scikit-image: "
+                           "pip install scikit-image") from exc
+    names = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry"]
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        img = getattr(skd, names[i % len(names)])()[..., :3].astype(np.float32) / 255.0
+        h, w, _ = img.shape
+        s = int(rng.integers(min(h, w) // 4, min(h, w)))
+        y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        out.append(skt.resize(img[y:y + s, x:x + s], (32, 32), anti_aliasing=True))
+    return np.stack(out).astype(np.float32)
+
+
+def trained_model(model: str, models_dir: Path | None, log=print) -> Path:
+    """best.keras of the TREC model (trained with the model's default TREC settings if missing)."""
+    for d in ([models_dir] if models_dir else []) + [CACHE]:
+        path = Path(d) / f"{model}_trec" / "best.keras"
+        if path.is_file():
+            return path
+    from .train import TrainConfig, train
+
+    out = CACHE / f"{model}_trec"
+    log(f"training {model} (TREC, default settings) on {TRAIN_DATASET} into {out} (once)")
+    train(TrainConfig(model=model, dataset=TRAIN_DATASET, checkpoint_path=str(out), epochs=3,
+                      train_limit=20000, verbose=0))
+    return out / "best.keras"
+
+
+def converted(model_path: Path, cache: dict, log=print) -> bytes:
+    key = str(model_path)
+    if key not in cache:
+        from .convert import convert, load_keras_model
+        from .data import load_dataset
+
+        ds = load_dataset(TRAIN_DATASET)
+        log(f"converting {model_path} to int8 (calibration: 200 {TRAIN_DATASET} training images)")
+        cache[key] = convert(load_keras_model(model_path), ds.x_train[:200])
+    return cache[key]
+
+
+def layer_case(spec: BenchLayer, tflite: bytes, image: np.ndarray) -> kernel_bench.KernelCase:
+    """The TREC op of ``spec.layer`` with the int8 activation that reaches it from ``image``."""
+    from . import tflite_model as tm
+    from .evaluate import GoldenGraphRunner
+
+    runner = GoldenGraphRunner(tflite)
+    meta = tm.read_metadata(runner.model) or {}
+    entries = {e.get("name"): e.get("operator_index") for e in meta.get("trec_layers", [])}
+    steps = {s.op_index: s for s in runner.steps if getattr(s, "kind", "") == "trec"}
+    if entries.get(spec.layer) not in steps:
+        raise RuntimeError(f"{spec.model}: no TREC_CONV_2D for layer {spec.layer!r} "
+                           f"(TREC layers in the metadata: {sorted(k for k in entries if k)})")
+    step = steps[entries[spec.layer]]
+    values = runner.invoke_all(runner.prepare_input(image[None]))
+    p = step.params
+    x = values[p["input_index"]]
+    return kernel_bench.KernelCase(spec.name, np.ascontiguousarray(x), p["filter"], p["bias"], p["hash"],
+                                   dict(p["kwargs"]), note=spec.describe_data())
+
+
+# ------------------------------------------------------------------------------------------------
+# the benchmark
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class LayerRow:
+    layer: str
+    shape: str
+    data: str
+    sub_vector_length: int
+    hash_bits: int
+    rc: float
+    trec_instructions: int
+    trec_scratch: int
+    trec_passes: int
+    trec4_instructions: int
+    trec4_scratch: int
+    dense_instructions: int
+    dense_scratch: int
+    ratio: float
+    ratio_4x: float
+    bound: float
+    share_of_bound: float
+    phases: dict = field(default_factory=dict)
+    output_bytes: int = 0
+    im2col_bytes: int = 0
+    cmsis_instructions: int | None = None
+    cmsis_scratch: int | None = None
+    cmsis_source: str = ""
+
+
+def work_model_bound(cout: int, bits: int, rc: float, length: int) -> float:
+    return cout / (bits + 1 + rc * cout + cout / length)
+
+
+def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_root=None, log=print) -> list[LayerRow]:
+    specs = [s for s in LAYERS if not layers or s.name in layers]
+    cache: dict = {}
+    cases, big = [], []
+    for spec in specs:
+        tfl = converted(trained_model(spec.model, models_dir, log), cache, log)
+        if spec.source == "photo":
+            image = photographs(1)[0]
+        else:
+            from .data import load_dataset
+
+            image = load_dataset(TRAIN_DATASET).x_test[0]
+        case = layer_case(spec, tfl, image)
+        cases.append(case)
+        four = kernel_bench.KernelCase(f"{spec.name}_4x", case.input, case.filter, case.bias, case.hash,
+                                       case.params, dense=False, note=case.note)
+        y, _ = case.golden_trec()
+        four.scratch_bytes = 4 * int(y.size)
+        big.append(four)
+    with tempfile.TemporaryDirectory() as tmp:
+        log(f"running {len(cases)} layers on {kernel_bench.BOARD_OF_CORE.get(core, core)} (QEMU -icount)")
+        plain = kernel_bench.build_and_run(core, cases + big, Path(tmp), cmsis_nn_root=cmsis_nn_root)
+        prof = kernel_bench.build_and_run(core, cases, Path(tmp), profile=True)
+    for res in (plain, prof):
+        bad = [n for n, r in {**res.trec, **res.dense, **res.cmsis}.items() if not r.ok]
+        if bad or res.exit_code != 0:
+            raise RuntimeError(f"kernel mismatch against golden on {res.board}: {bad}\n{res.stdout[-2000:]}")
+    rows = []
+    for spec, case in zip(specs, cases):
+        t, t4, d = plain.trec[spec.name], plain.trec[f"{spec.name}_4x"], plain.dense[spec.name]
+        cout, kh, kw, cin = case.filter.shape
+        length, bits = case.params["sub_vector_length"], case.params["hash_bits"]
+        rc = t.remaining_ratio
+        bound = work_model_bound(cout, bits, rc, length)
+        ratio = d.ticks / t.ticks
+        y_bytes = t.rows * cout
+        row = LayerRow(spec.name, spec.shape, case.note, length, bits, rc, t.ticks, t.scratch, t.passes, t4.ticks,
+                       t4.scratch, d.ticks, d.scratch, ratio, d.ticks / t4.ticks, bound, ratio / bound,
+                       prof.trec[spec.name].phases, y_bytes, t.rows * kh * kw * cin)
+        c = plain.cmsis.get(spec.name)
+        if c is not None:
+            row.cmsis_instructions, row.cmsis_scratch, row.cmsis_source = c.ticks, c.scratch, "measured"
+        elif (case.input.shape[1:], cout, kh) in _DESIGN_SHAPES:
+            row.cmsis_instructions = DESIGN_CMSIS_NN[core][_DESIGN_SHAPES[(case.input.shape[1:], cout, kh)]]
+            row.cmsis_source = "DESIGN table"
+        rows.append(row)
+    return rows
+
+
+_DESIGN_SHAPES = {((32, 32, 3), 32, 5): "L1", ((16, 16, 32), 16, 5): "L2", ((8, 8, 16), 32, 5): "L3",
+                  ((32, 32, 3), 64, 5): "L4", ((16, 16, 64), 64, 5): "L5", ((16, 16, 16), 64, 3): "L6"}
+
+
+def format_table(rows: list[LayerRow], core: str) -> str:
+    lines = [f"TREC_CONV_2D vs dense int8 convolution on emulated Cortex-{core.upper()} (QEMU -icount, instructions)",
+             "",
+             f"{'layer':<6}{'shape':<22}{'L':>4}{'H':>3}{'rc':>7}{'TREC':>12}{'dense':>12}{'ratio':>7}"
+             f"{'bound':>7}{'of bnd':>7}{'ratio@4x':>9}{'CMSIS-NN':>12}"]
+    for r in rows:
+        cm = f"{r.cmsis_instructions:>12,}" if r.cmsis_instructions else f"{'-':>12}"
+        lines.append(f"{r.layer:<6}{r.shape:<22}{r.sub_vector_length:>4}{r.hash_bits:>3}{r.rc:>7.3f}"
+                     f"{r.trec_instructions:>12,}{r.dense_instructions:>12,}{r.ratio:>6.2f}x{r.bound:>6.2f}x"
+                     f"{r.share_of_bound:>6.0%}{r.ratio_4x:>8.2f}x{cm}")
+    lines += ["", "TREC instructions by phase (profile build; hashing / centroids / products / scatter+requantize):"]
+    for r in rows:
+        tot = sum(r.phases.values()) or 1
+        p = r.phases
+        lines.append(f"  {r.layer}: hash {p.get('hash', 0) / tot:5.1%}  centroids {p.get('centroids', 0) / tot:5.1%}  "
+                     f"products {p.get('products', 0) / tot:5.1%}  scatter+requant "
+                     f"{(p.get('scatter', 0) + p.get('requant', 0)) / tot:5.1%}")
+    lines += ["", "scratch bytes:", f"  {'layer':<6}{'TREC':>9}{'passes':>8}{'2x output':>11}{'im2col N*K':>12}"
+              f"{'TREC@4x':>9}{'dense':>7}{'CMSIS-NN':>10}"]
+    for r in rows:
+        lines.append(f"  {r.layer:<6}{r.trec_scratch:>9,}{r.trec_passes:>8}{2 * r.output_bytes:>11,}"
+                     f"{r.im2col_bytes:>12,}{r.trec4_scratch:>9,}{r.dense_scratch:>7,}"
+                     f"{(r.cmsis_scratch if r.cmsis_scratch is not None else '-'):>10}")
+    lines += ["", "data: " + "; ".join(f"{r.layer}: {r.data}" for r in rows)]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--core", choices=["m7", "m4"], default="m7", help="emulated core (qemu_m7 or qemu_m4)")
+    p.add_argument("--layers", default=None, help="comma-separated subset, e.g. L1,L5 (default: all)")
+    p.add_argument("--models-dir", default=None,
+                   help=f"trained models as <dir>/<model>_trec/best.keras (default: train into {CACHE})")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=command)
+
+
+def command(args) -> int:
+    from . import qemu
+
+    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    if reason:
+        print(f"trec-tflm bench-kernels: {reason}", file=sys.stderr)
+        return 2
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    rows = run(args.core, args.layers.split(",") if args.layers else None,
+               Path(args.models_dir) if args.models_dir else None, os.environ.get("CMSIS_NN_ROOT") or None, log)
+    if args.json:
+        print(json.dumps({"core": args.core, "layers": [asdict(r) for r in rows]}, indent=2))
+    else:
+        print(format_table(rows, args.core))
+    return 0
