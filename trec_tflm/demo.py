@@ -1,7 +1,11 @@
 """``make demo`` / ``trec-tflm demo``: the whole workflow on real Fashion-MNIST images.
 
 1. train the demo net with TREC layers and its dense twin (same net, plain Conv2D);
-2. print both test accuracies and the remaining ratio rc of every TREC layer.
+2. print both test accuracies and the remaining ratio rc of every TREC layer;
+3. convert both to int8 .tflite (TREC layers as TREC_CONV_2D), print their sizes and their int8
+   accuracies next to the float ones on the same test images. The int8 evaluation runs on the
+   first ``--eval-limit`` test images (default 1,000: the TREC model takes ~20-40 ms per image on the
+   golden route, so the full 10,000 would take several minutes; pass --eval-limit 10000 for it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=3, help="training epochs per model (default 3; 10 for full runs)")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
     p.add_argument("--dataset-path", default=None, help="Fashion-MNIST directory (default: Debian package)")
+    p.add_argument("--eval-limit", type=int, default=1000,
+                   help="int8 accuracy on the first N test images (default 1000; 10000 = the whole test set)")
+    p.add_argument("--calibration-samples", type=int, default=500, help="int8 calibration images (default 500)")
 
 
 def _rule(title: str) -> None:
@@ -53,4 +60,36 @@ def demo_command(args) -> int:
         s = settings[name]
         print(f"  {name:<8} L={s['sub_vector_length']:<3} H={s['hash_bits']:<3} rc={rc:.4f}")
     print(f"\nmodels: {trec.checkpoint} and {dense.checkpoint}")
+    convert_stage(results, ds, args)
     return 0
+
+
+def convert_stage(results: dict, ds, args) -> None:
+    """Convert both checkpoints to int8 .tflite and evaluate them beside their float versions."""
+    from .convert import convert_file
+    from .evaluate import evaluate, keras_accuracy
+
+    n = min(args.eval_limit, len(ds.x_test))
+    _rule(f"int8 TFLite (first {n:,} test images)")
+    rows = []
+    for label, r in results.items():
+        out = Path(r.checkpoint).with_suffix(".tflite")
+        summary = convert_file(r.checkpoint, out, dataset="fashion_mnist", dataset_path=args.dataset_path,
+                               calibration_samples=args.calibration_samples)
+        buf = out.read_bytes()
+        # TREC: TFLM with the C kernel when the glue is built here, else the golden route.
+        # dense: golden route (CONV_2D in golden.conv2d_s8, bit-exact with TFLM's and ~20x faster than
+        # the tflite-micro wheel's reference kernel; other ops in TFLM).
+        res = evaluate(buf, ds.x_test, ds.y_test, reference="auto" if label == "TREC" else "golden", limit=n)
+        float_acc = keras_accuracy(r.checkpoint, ds.x_test[:n], ds.y_test[:n])
+        rows.append((label, summary["bytes"], float_acc, res))
+        for note in res.notes:
+            print(f"note ({label}): {note}")
+    print(f"{'model':<8}{'.tflite bytes':>15}{'float acc':>11}{'int8 acc':>10}{'int8-float':>12}{'ms/img':>8}  route")
+    for label, size, float_acc, res in rows:
+        print(f"{label:<8}{size:>15,}{float_acc * 100:>10.2f}%{res.accuracy * 100:>9.2f}%"
+              f"{(res.accuracy - float_acc) * 100:>+11.2f}pt{res.ms_per_image:>8.1f}  {res.route}")
+    for label, _, _, res in rows:
+        for name, rc in res.reuse_rates.items():
+            print(f"  {label} {name}: rc = {rc:.4f} in int8 (golden kernel on the evaluated images)")
+    print("files: " + ", ".join(str(Path(results[label].checkpoint).with_suffix(".tflite")) for label in results))
