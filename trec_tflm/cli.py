@@ -21,6 +21,7 @@ COMMANDS = [
     ("inspect", "trec_tflm.inspect", "list a .tflite's operators, TREC options, work estimate, weights, arena"),
     ("bench-kernels", "trec_tflm.bench_kernels", "TREC vs dense int8 conv instructions on emulated Cortex-M7/M4"),
     ("eval", "trec_tflm.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
+    ("deploy", "trec_tflm.deploy", "a .tflite as a TFLM firmware project for a board; --build, --flash"),
 ]
 
 
