@@ -81,7 +81,7 @@ def run_both(kernels: native.Kernels, case: dict) -> tuple[np.ndarray, np.ndarra
 def kern(request):
     try:
         return native.kernels(request.param)
-    except native.NativeBuildError as exc:
+    except native.NativeToolMissing as exc:
         pytest.skip(str(exc))
 
 
@@ -383,7 +383,7 @@ _CHILD_PRELUDE = textwrap.dedent(f"""
 def _run_child(code: str, timeout: int = 600) -> subprocess.CompletedProcess:
     try:
         env = native.sanitizer_env()
-    except native.NativeBuildError as exc:
+    except native.NativeToolMissing as exc:
         pytest.skip(str(exc))
     env.pop("PYTHONPATH", None)
     return subprocess.run([sys.executable, "-c", _CHILD_PRELUDE + textwrap.dedent(code)], env=env,
@@ -394,7 +394,7 @@ def _run_child(code: str, timeout: int = 600) -> subprocess.CompletedProcess:
 def test_sanitizer_build_subset(variant):
     try:
         native.library_path(variant)
-    except native.NativeBuildError as exc:
+    except native.NativeToolMissing as exc:
         pytest.skip(str(exc))
     proc = _run_child(f"""
         import numpy as np
@@ -424,7 +424,7 @@ def test_sanitizer_harness_catches_an_overflow(tmp_path):
     flags = native._BASE_FLAGS + native._VARIANT_FLAGS["host-asan"]
     try:
         cc = native._compiler()
-    except native.NativeBuildError as exc:
+    except native.NativeToolMissing as exc:
         pytest.skip(str(exc))
     subprocess.run([cc, *flags, "-o", str(lib), str(src)], check=True)
     proc = _run_child(f"""

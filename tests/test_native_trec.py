@@ -26,7 +26,7 @@ GRID = list(itertools.product((1, 3, 8, 16, 64), (1, 3, 5, 7), (1, 2), ("SAME", 
 def kern(request):
     try:
         return native.kernels(request.param)
-    except native.NativeBuildError as exc:
+    except native.NativeToolMissing as exc:
         pytest.skip(str(exc))
 
 
@@ -91,6 +91,17 @@ def test_pixel_path_l_equals_cin(kern, cin, k, stride, dilation, padding):
     case = make_case(2000 + seed, cin, k, stride, padding, length=cin, dilation=dilation,
                      bits=int(np.random.default_rng(seed).choice([2, 5, 8, 12])))
     check(kern, case)
+
+
+@pytest.mark.parametrize("cin,length", [(16, 16), (8, 24)])
+def test_strip_path_clusters_beyond_int16_lanes(kern, cin, length):
+    """Mostly uniform 24x24 input: clusters of more than 256 members (the SIMD sums' int32 branch)."""
+    case = make_case(4000 + cin, cin, 3, 1, "SAME", length=length, bits=4, h=24, w=24, center="none")
+    x = np.full(case["input"].shape, 60, np.int8)
+    x[:, :3] = np.random.default_rng(cin).integers(-128, 128, x[:, :3].shape, dtype=np.int8)
+    case["input"] = x
+    _, stats = check(kern, case)
+    assert stats.rows == 576 and stats.clusters < stats.rows  # big clusters exist
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -297,7 +308,7 @@ def test_python_errors_name_the_problem(kern):
 def test_sanitizer_build_subset(variant):
     try:
         native.library_path(variant)
-    except native.NativeBuildError as exc:
+    except native.NativeToolMissing as exc:
         pytest.skip(str(exc))
     proc = dense_tests._run_child(f"""
         import numpy as np

@@ -51,7 +51,11 @@ _VARIANT_FLAGS = {
 
 
 class NativeBuildError(RuntimeError):
-    """The host kernel library could not be built (no compiler, no sources, compile error)."""
+    """The host kernel library could not be built (a compile error, or see NativeToolMissing)."""
+
+
+class NativeToolMissing(NativeBuildError):
+    """A tool the host build needs is not installed (gcc, libasan): tests skip on this only."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -80,7 +84,7 @@ def _compiler() -> str:
     cc = os.environ.get("CC", "gcc")
     path = shutil.which(cc)
     if path is None:
-        raise NativeBuildError(
+        raise NativeToolMissing(
             f"C compiler {cc!r} not found: the native kernels need gcc on the host "
             "(Debian: apt-get install gcc), or set CC to a compatible compiler")
     return path
@@ -137,7 +141,7 @@ def sanitizer_env(base: dict | None = None) -> dict:
     cc = _compiler()
     asan = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
     if not asan or not os.path.isabs(asan) or not os.path.exists(asan):
-        raise NativeBuildError("libasan.so not found next to the compiler (Debian: apt-get install libasan8)")
+        raise NativeToolMissing("libasan.so not found next to the compiler (Debian: apt-get install libasan8)")
     env["LD_PRELOAD"] = asan
     # CPython's allocations are not leaks we care about; stop at the first error
     env["ASAN_OPTIONS"] = "detect_leaks=0:abort_on_error=0:halt_on_error=1:exitcode=86"

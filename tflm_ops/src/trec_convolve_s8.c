@@ -204,6 +204,14 @@ static size_t pass1_bytes(const geom *g)
     return row + rt + off + (size_t)g->cin * 4 + align4(map_bytes(g));
 }
 
+/* SIMD sums (strip path, Cin % 4 == 0): int16 lanes hold the raw sum of at most 256 int8 exactly */
+#define SIMD_LANE_MEMBERS 256
+
+static int simd_possible(const geom *g) { return TREC_DSP && g->strip && g->cin % 4 == 0 && !g->wide; }
+
+/* members that may exceed the int16 lanes: at most this many clusters of a sub-matrix */
+static int32_t simd_big_max(const geom *g) { return g->n / (SIMD_LANE_MEMBERS + 1); }
+
 /* ints kept per cluster besides the sums: its members, and on the strip path a copy of them plus
  * the in-image members per strip pixel (the zero-point offset applies to in-image elements only) */
 static int32_t counts_per_slot(const geom *g) { return g->strip ? g->j + 2 : 1; }
@@ -212,11 +220,16 @@ static int32_t counts_per_slot(const geom *g) { return g->strip ? g->j + 2 : 1; 
  * sums over every position kept whole plus a packed copy), the filter slice of a chunk of blk
  * channels, and the tables (plan T) or the accumulator and one table (plan A) */
 static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk, int plan_t,
-                          int global)
+                          int global, int simd)
 {
     const size_t lba = (size_t)((lb + 1) & ~1);
     size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk * lba * 2;
-    b += global ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
+    if (simd) { /* big-cluster map, int16 sums, int32 sums of big clusters, filter sums per strip pixel */
+        b += (size_t)slots_max * 4 + (size_t)slots_max * g->l * 2 + (size_t)simd_big_max(g) * g->l * 4 +
+             (size_t)blk * g->j * 4;
+    } else {
+        b += global ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
+    }
     if (plan_t) {
         b += (size_t)slots_tot * blk * 4;
     } else {
@@ -231,7 +244,7 @@ static int64_t min_scratch(const geom *g)
      * the whole L for the wide int64 path), one channel per pass, plan A */
     const int32_t lb = g->wide ? g->l : 1;
     const size_t p2 = (size_t)g->m * 8 + (size_t)g->cout * 4 +
-                      pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, 0, 0);
+                      pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, 0, 0, 0);
     const size_t p1 = pass1_bytes(g);
     return (int64_t)(header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
 }
@@ -262,7 +275,7 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
      * minimum, at most what the fastest plan could use in the worst case. */
     const int64_t target = 2 * (int64_t)g.n * g.cout;
     const int64_t fastest = (int64_t)header_bytes(&g) + 3 + (int64_t)g.m * 8 + (int64_t)g.cout * 4 +
-                            (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, 1, g.strip);
+                            (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, 1, g.strip, 0);
     const int64_t lo = min_scratch(&g);
     int64_t bytes = target < fastest ? target : fastest;
     bytes = bytes > lo ? bytes : lo;
@@ -653,6 +666,171 @@ static void strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, i
     strip_offsets(g, slots, l0, lb, counts, sums, +1);
 }
 
+/* ------------------------------------------------------------------------------------------------
+ * SIMD sums (strip path, Cin a multiple of 4, DSP): raw int8 accumulated in int16 lanes, two SXTAB16
+ * per four values, in the "unordered" lane order of SXTB16 ((x0,x2),(x1,x3) per group of four) which
+ * products then use directly against a filter slice in the same order. int16 lanes hold the raw sum of
+ * at most 256 int8 values exactly; clusters with more members of a sub-matrix are summed in int32.
+ * The zero point is applied in the products: offset * sum_t (in-image members of strip pixel t) *
+ * (sum of the filter over pixel t's channels).
+ * ---------------------------------------------------------------------------------------------- */
+#if TREC_DSP
+static void products_2xn(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws, int32_t lba,
+                         int32_t blk, int first, int32_t *t0, int32_t *t1);
+#endif
+
+
+/* visit the window positions of sub-matrix m: f(y, x) */
+#define FOR_WINDOW(g, m, y, x, body)                                                                    \
+    do {                                                                                               \
+        int32_t y0_, x0_;                                                                              \
+        strip_origin((g), (m), &y0_, &x0_);                                                            \
+        for (int32_t oy_ = 0; oy_ < (g)->out_h; oy_++) {                                               \
+            const int32_t y = y0_ + oy_ * (g)->stride_h;                                               \
+            for (int32_t ox_ = 0; ox_ < (g)->out_w; ox_++) {                                           \
+                const int32_t x = x0_ + ox_ * (g)->stride_w;                                           \
+                body                                                                                   \
+            }                                                                                          \
+        }                                                                                              \
+    } while (0)
+
+#if TREC_DSP
+HOT static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
+{
+    for (int32_t q = 0; q < words4; q++) {
+        const int32_t v = trec_read_s8x4(src + 4 * q);
+        dst[2 * q] = trec_sxtab16(dst[2 * q], v);
+        dst[2 * q + 1] = trec_sxtab16_ror8(dst[2 * q + 1], v);
+    }
+}
+#endif
+
+/* Sums of sub-matrix m: sums16[s] (L/2 words) for clusters of <= 256 members, sums32[big[s]] (L
+ * int32, natural order) otherwise; counts[s*(j+1)] members, counts[s*(j+1)+1+t] in-image members. */
+static void strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
+                            int32_t *counts, int32_t *big, int32_t *sums16, int32_t *sums32)
+{
+    const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
+    memset(counts, 0, (size_t)slots * cps * 4);
+    FOR_WINDOW(g, m, y, x, { counts[(size_t)read_id(ids, g->id_size, (size_t)y * g->pw + x) * cps]++; });
+    int32_t n_big = 0;
+    for (int32_t s = 0; s < slots; s++) {
+        big[s] = counts[(size_t)s * cps] > SIMD_LANE_MEMBERS ? n_big++ : -1;
+    }
+    memset(sums16, 0, (size_t)slots * words * 4);
+    if (n_big) {
+        memset(sums32, 0, (size_t)n_big * g->l * 4);
+    }
+#if TREC_DSP
+    FOR_WINDOW(g, m, y, x, {
+        const int32_t iy = y - g->pad_h;
+        if (iy >= 0 && iy < g->in_h) {
+            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+            int32_t *cnt = counts + (size_t)s * cps + 1;
+            const int8_t *row = input + (size_t)iy * g->in_w * cin;
+            for (int32_t t = 0; t < g->j; t++) {
+                const int32_t ix = x - g->pad_w + t * g->dil_w;
+                if (ix < 0 || ix >= g->in_w) {
+                    continue;
+                }
+                cnt[t]++;
+                const int8_t *src = row + (size_t)ix * cin;
+                if (big[s] < 0) {
+                    simd_accumulate(src, cin / 4, sums16 + (size_t)s * words + (size_t)t * (cin / 2));
+                } else {
+                    int32_t *dst = sums32 + (size_t)big[s] * g->l + (size_t)t * cin;
+                    for (int32_t c = 0; c < cin; c++) {
+                        dst[c] += src[c];
+                    }
+                }
+            }
+        }
+    });
+#else
+    (void)input;
+    (void)cin;
+#endif
+}
+
+/* filter slice in the SIMD lane order (ws[j][L]) and per strip pixel sums of it (wsum[j][t]) */
+static void filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk, int16_t *ws,
+                              int32_t *wsum)
+{
+    for (int32_t j = 0; j < blk; j++) {
+        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l;
+        int16_t *d = ws + (size_t)j * g->l;
+        for (int32_t e = 0; e < g->l; e++) {
+            d[(e & ~3) + TREC_UNORDERED_SLOT(e & 3)] = w[e];
+        }
+        for (int32_t t = 0; t < g->j; t++) {
+            int32_t acc = 0;
+            for (int32_t c = 0; c < g->cin; c++) {
+                acc += w[t * g->cin + c];
+            }
+            wsum[(size_t)j * g->j + t] = acc;
+        }
+    }
+}
+
+static void products_simd(const geom *g, int32_t slots, const int32_t *counts, const int32_t *big, int32_t *sums16,
+                          int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk, int32_t *members,
+                          int32_t *table)
+{
+#if TREC_DSP
+    const int32_t cps = g->j + 1, words = g->l / 2;
+    int32_t pending = -1;
+    for (int32_t s = 0; s < slots; s++) {
+        members[s] = counts[(size_t)s * cps];
+        if (members[s] == 0) {
+            continue;
+        }
+        int32_t *t = table + (size_t)s * blk;
+        if (big[s] >= 0) {
+            /* int32 sums: natural order against the lane-ordered slice */
+            const int32_t *sv = sums32 + (size_t)big[s] * g->l;
+            for (int32_t jj = 0; jj < blk; jj++) {
+                const int16_t *w = ws + (size_t)jj * g->l;
+                int32_t acc = 0;
+                for (int32_t e = 0; e < g->l; e++) {
+                    acc += sv[e] * w[(e & ~3) + TREC_UNORDERED_SLOT(e & 3)];
+                }
+                t[jj] = acc;
+            }
+            continue;
+        }
+        if (pending < 0) {
+            pending = s;
+        } else {
+            products_2xn(sums16 + (size_t)pending * words, sums16 + (size_t)s * words, words, ws, g->l, blk, 1,
+                         table + (size_t)pending * blk, t);
+            pending = -1;
+        }
+    }
+    if (pending >= 0) {
+        products_2xn(sums16 + (size_t)pending * words, NULL, words, ws, g->l, blk, 1, table + (size_t)pending * blk,
+                     NULL);
+    }
+    /* zero point: + offset * sum_t (in-image members of pixel t) * (filter sum over pixel t) */
+    for (int32_t s = 0; s < slots; s++) {
+        if (members[s] == 0) {
+            continue;
+        }
+        const int32_t *cnt = counts + (size_t)s * cps + 1;
+        int32_t *t = table + (size_t)s * blk;
+        for (int32_t jj = 0; jj < blk; jj++) {
+            int32_t corr = 0;
+            for (int32_t p = 0; p < g->j; p++) {
+                corr += cnt[p] * wsum[(size_t)jj * g->j + p];
+            }
+            t[jj] += corr * g->input_offset;
+        }
+    }
+#else
+    (void)g; (void)slots; (void)counts; (void)big; (void)sums16; (void)sums32; (void)ws; (void)wsum; (void)blk;
+    (void)members; (void)table;
+#endif
+}
+
 /* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors. */
 HOT static void row_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
                      int32_t lb, int32_t *sums, int32_t *counts)
@@ -874,7 +1052,8 @@ typedef struct {
     int plan_t;      /* 1: all tables + register scatter; 0: accumulator */
     int32_t blk;     /* channels per pass */
     int32_t lb;      /* sums block length */
-    int use_global;  /* pixel path, stride 1: image-wide sums kept */
+    int use_global;  /* strip path, stride 1: sums over every position kept */
+    int simd;        /* strip path, Cin % 4 == 0: int16-lane sums (lb == L) */
 } plan;
 
 /* Instruction estimate of a plan (measured per operation on Cortex-M7 with -Ofast): every pass
@@ -883,6 +1062,9 @@ typedef struct {
  * (plan T) and ~4.5 through memory (plan A). */
 static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
 {
+    if (p->simd) {
+        gather_per_pass = gather_per_pass * 2 / 4; /* ~2 per element instead of ~4 */
+    }
     const int64_t passes = (g->cout + p->blk - 1) / p->blk;
     const int64_t blocks = (g->l + p->lb - 1) / p->lb;
     const int64_t products = slots_tot * g->cout * (g->l + 12 * blocks);
@@ -892,10 +1074,10 @@ static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, 
 
 /* Largest channel chunk for sums blocks of lb elements in `avail` bytes; 0 if none fits. */
 static int32_t fit_blk(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int plan_t, int32_t lb,
-                       int global)
+                       int global, int simd)
 {
-    const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, plan_t, global);
-    const size_t per = pass2_bytes(g, slots_max, slots_tot, lb, 1, plan_t, global) - base;
+    const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, plan_t, global, simd);
+    const size_t per = pass2_bytes(g, slots_max, slots_tot, lb, 1, plan_t, global, simd) - base;
     if (avail < base + per) {
         return 0;
     }
@@ -914,15 +1096,31 @@ typedef struct {
 } weights;
 
 HOT static void requantize_row(const geom *g, const int32_t *TREC_RESTRICT acc, int32_t c0, int32_t blk,
-                           const weights *w, int8_t *TREC_RESTRICT out)
+                               const weights *w, int8_t *TREC_RESTRICT out)
 {
     /* locals: stores through int8_t may alias anything, which would reload every field per output */
     const int32_t *TREC_RESTRICT mult = w->mult + c0;
     const int32_t *TREC_RESTRICT shift = w->shift + c0;
-    const int32_t offset = g->output_offset, lo = g->act_min, hi = g->act_max;
+    const int32_t offset = g->output_offset;
+    const int32_t lo = g->act_min - offset, hi = g->act_max - offset;
     out += c0;
     for (int32_t j = 0; j < blk; j++) {
-        out[j] = trec_requantize_s8(acc[j], mult[j], shift[j], offset, lo, hi);
+        const int32_t sh = shift[j];
+        int32_t v;
+        if (TREC_LIKELY(sh <= 0)) {
+            /* TFLite's MultiplyByQuantizedMultiplier without the left shift: one SMLAL, then the
+             * rounding right shift (see trec_requantize) */
+            const int64_t prod = (int64_t)acc[j] * mult[j] + ((int64_t)1 << 30);
+            const int32_t h = (int32_t)(prod >> 31);
+            const uint32_t mask = (1u << (uint32_t)(-sh)) - 1u;
+            const uint32_t rem = (uint32_t)h & mask;
+            const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);
+            v = (h >> (-sh)) + (rem > threshold ? 1 : 0);
+        } else {
+            v = trec_requantize(acc[j], mult[j], sh);
+        }
+        v = v < lo ? lo : (v > hi ? hi : v);
+        out[j] = (int8_t)(v + offset);
     }
 }
 
@@ -942,6 +1140,9 @@ typedef struct {
     int32_t *counts;      /* strip path: [members, in-image members per strip pixel] per cluster */
     int32_t *sums;
     int32_t *packed;      /* where products pack int16 sums (sums itself unless they must survive) */
+    int32_t *big;         /* SIMD: big-cluster index per cluster, or -1 */
+    int32_t *sums32;      /* SIMD: int32 sums of big clusters */
+    int32_t *wsum;        /* SIMD: filter sums per strip pixel */
     int16_t *ws;
     int32_t *tables;
 } pass2;
@@ -950,6 +1151,15 @@ typedef struct {
 static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
                         const plan *p, const pass2 *b, const int8_t *filter, int32_t c0, int32_t blk, int32_t *table)
 {
+    if (p->simd) {
+        PROFILE_MARK(PHASE_CENTROIDS);
+        strip_sums_simd(g, input, ids, m, slots, b->counts, b->big, b->sums, b->sums32);
+        PROFILE_MARK(PHASE_PRODUCTS);
+        filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
+        products_simd(g, slots, b->counts, b->big, b->sums, b->sums32, b->ws, b->wsum, blk, b->members, table);
+        divide_table(table, slots, b->members, blk);
+        return;
+    }
     for (int32_t l0 = 0; l0 < g->l; l0 += p->lb) {
         const int32_t lb = TREC_MIN(p->lb, g->l - l0);
         PROFILE_MARK(PHASE_CENTROIDS);
@@ -999,15 +1209,20 @@ static int choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t s
     int found = 0;
     int64_t best_cost = 0;
     const int can_global = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
-    for (int global = 0; global <= can_global; global++) {
+    const int can_simd = simd_possible(g);
+    for (int mode = 0; mode <= 2; mode++) { /* 0 scalar, 1 sums over all positions, 2 SIMD */
+        const int global = mode == 1, simd = mode == 2;
+        if ((global && !can_global) || (simd && !can_simd)) {
+            continue;
+        }
         const int64_t gather = gather_per_pass(g, global);
         for (int plan_t = 0; plan_t <= 1; plan_t++) {
             /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
-             * the rows' ids per block */
-            for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide) ? 0 : (lb + 1) / 2) {
-                plan p = {plan_t, fit_blk(g, avail, slots_max, slots_tot, plan_t, lb, global), lb, global};
-                if (p.blk == 0 || (global && lb != g->l)) {
-                    continue; /* image-wide sums are used whole */
+             * the rows' ids per block; the global and SIMD modes use whole sub-vectors */
+            for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || global || simd) ? 0 : (lb + 1) / 2) {
+                plan p = {plan_t, fit_blk(g, avail, slots_max, slots_tot, plan_t, lb, global, simd), lb, global, simd};
+                if (p.blk == 0) {
+                    continue;
                 }
                 const int64_t blocks = (g->l + lb - 1) / lb;
                 const int64_t cost = plan_cost(g, &p, gather + (int64_t)g->n * g->m * (blocks - 1) * 2, slots_tot);
@@ -1132,7 +1347,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     int32_t *toff = (int32_t *)(void *)work;
     int32_t *rowp = toff + g->m;
     uint8_t *area = work + tptr_bytes;
-    pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     const int32_t cps = g->j + 1;
     b.members = (int32_t *)(void *)area;
     b.counts = b.members + slots_max;
@@ -1150,6 +1365,13 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         memset(b.gcnt, 0, (size_t)slots_max * cps * 4);
         const rect all = {0, g->ph, 0, g->pw};
         add_strips(g, input, ids, all, 0, g->l, +1, b.gsum, b.gcnt);
+    }
+    if (p.simd) {
+        /* sums16 (slots x L/2 words) | big map (slots) | int32 sums of big clusters | filter sums */
+        b.big = b.sums + (size_t)slots_max * (g->l / 2);
+        b.sums32 = b.big + slots_max;
+        b.wsum = b.sums32 + (size_t)simd_big_max(g) * g->l;
+        after_sums = b.wsum + (size_t)p.blk * g->j;
     }
     b.ws = (int16_t *)(void *)after_sums;
     b.tables = (int32_t *)(void *)((uint8_t *)b.ws + (size_t)p.blk * ((p.lb + 1) & ~1) * 2);
