@@ -228,6 +228,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--board", choices=BOARDS, help="board the firmware runs on; with "
                         "qemu_m7/qemu_m4 and --elf (and no --port) QEMU is started here")
     parser.add_argument("--elf", help="firmware ELF to run on QEMU (--board qemu_*)")
+    parser.add_argument("--model", help="a .tflite: deploy and build it for --board qemu_m7|qemu_m4 and run "
+                        "it on QEMU in one go (needs TFLM_ROOT; the project is cached under build/deploy/)")
+    parser.add_argument("--compare", metavar="DENSE.tflite", help="with --model: also run this model (the "
+                        "dense twin) on the same images and report accuracy, instructions, their ratio "
+                        "and the per-operator breakdown of both (trec_tflm.compare)")
+    parser.add_argument("--no-host-check", action="store_true", help="with --compare: do not compare the "
+                        "board's outputs with the host TFLM's")
     parser.add_argument("--dataset", default="fashion_mnist",
                         choices=("fashion_mnist", "fashion_mnist_32x32x3", "cifar10"),
                         help="test images to send (default fashion_mnist)")
@@ -279,6 +286,31 @@ def bench_command(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print("bench: --limit must be >= 1", file=sys.stderr)
         return 2
+    model = getattr(args, "model", None)
+    if getattr(args, "compare", None) and not model:
+        print("bench: --compare DENSE.tflite needs --model TREC.tflite", file=sys.stderr)
+        return 2
+    if model:
+        if args.port or args.elf:
+            print("bench: --model builds and runs its own firmware on QEMU: drop --port/--elf (for a real "
+                  "board: trec-tflm deploy MODEL --board B -o OUT --flash, then bench --port)", file=sys.stderr)
+            return 2
+        if args.board not in QEMU_BOARDS:
+            print(f"bench: --model needs --board qemu_m7 or qemu_m4 (got {args.board}); for a real board: "
+                  "trec-tflm deploy MODEL --board B -o OUT --flash, then bench --port", file=sys.stderr)
+            return 2
+        from . import compare, deploy
+
+        if args.compare:
+            return compare.compare_command(args)
+        try:
+            buf = deploy.load_checked_model(model)[0]
+            fw = compare.firmware_for(buf, args.board, name=deploy.firmware_name(model),
+                                      log=lambda s: print(s, file=sys.stderr, flush=True))
+        except deploy.DeployError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return exc.exit_code
+        args.elf = str(fw.elf)
     try:
         if port is None:
             if args.board in QEMU_BOARDS and args.elf:

@@ -358,6 +358,13 @@ def _tflm_configured() -> bool:
     return bool(os.environ.get("TFLM_ROOT", "").strip())
 
 
+def firmware_name(path: PathLike) -> str:
+    """Model name a firmware reports for a .tflite path (its sanitized file name stem)."""
+    from . import firmware
+
+    return firmware._sanitize_name(Path(path).stem)
+
+
 def _model_name(name: Optional[str], source: Optional[Path], model: bytes) -> str:
     from . import firmware
 
@@ -479,6 +486,10 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
         info["source_model"] = None if source is None else str(source.resolve())
         (tmp / PROJECT_FILE).write_text(json.dumps(info, indent=1) + "\n")
         if state in ("project", "empty"):
+            # keep the previous build (objects are keyed by absolute source paths, which stay the
+            # same): a re-deploy then rebuilds only what changed
+            if (out / "build").is_dir() and not (tmp / "build").exists():
+                os.rename(out / "build", tmp / "build")
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.rename(out, old / "p")
             os.rename(tmp, out)
@@ -725,9 +736,13 @@ def _board_mk_value(board: str, key: str) -> Optional[str]:
 
 
 def _openocd_scripts(openocd: str) -> list:
+    """OpenOCD's script directory: <prefix>/share/openocd/scripts beside the executable (that is
+    where a Debian or source install puts them), else the usual system places."""
     exe = Path(os.path.realpath(openocd))
-    return [p for p in (exe.parent.parent / "share" / "openocd" / "scripts",
-                        Path("/usr/share/openocd/scripts"), Path("/usr/local/share/openocd/scripts")) if p.is_dir()]
+    own = exe.parent.parent / "share" / "openocd" / "scripts"
+    if own.is_dir():
+        return [own]
+    return [p for p in (Path("/usr/share/openocd/scripts"), Path("/usr/local/share/openocd/scripts")) if p.is_dir()]
 
 
 def flash_command(tool: str, path: str, board: str, elf: Path, binary: Path) -> list:
