@@ -19,6 +19,7 @@ COMMANDS = [
     ("bench", "trec_tflm.bench", "run a model on a board (or QEMU) over the serial benchmark protocol"),
     ("convert", "trec_tflm.convert", "Keras model -> int8 .tflite with TREC layers as TREC_CONV_2D custom ops"),
     ("inspect", "trec_tflm.inspect", "list a .tflite's operators, TREC options, work estimate, weights, arena"),
+    ("bench-train", "trec_tflm.bench_train", "training-step cost of TRECConv2D relative to Conv2D (ratios)"),
     ("bench-kernels", "trec_tflm.bench_kernels", "TREC vs dense int8 conv instructions on emulated Cortex-M7/M4"),
     ("eval", "trec_tflm.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
     ("deploy", "trec_tflm.deploy", "a .tflite as a TFLM firmware project for a board; --build, --flash"),
