@@ -375,3 +375,32 @@ def test_trained_model_int8_accuracy_close_to_keras(calib):
     assert keras_acc > 0.70, "training failed; the comparison would be meaningless"
     assert abs(res.accuracy - keras_acc) <= 0.03
     assert set(res.reuse_rates) == {"c1", "c2"} and all(0 < v < 1 for v in res.reuse_rates.values())
+
+
+def test_identical_kernels_resolved_by_name_or_refused(calib, monkeypatch):
+    """Two TREC layers with the same geometry and proportional kernels: content cannot tell them
+    apart, the tensor names can; without usable names the conversion stops instead of guessing.
+    (Identical kernels on one input are merged into one CONV_2D by TF's converter: refused too.)"""
+    import trec_tflm.convert as conv_mod
+
+    keras.utils.set_random_seed(12)
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="head")(inp)
+    a = TRECConv2D(4, 3, padding="same", sub_vector_length=4, hash_bits=3, name="twin_a")(x)
+    b = TRECConv2D(4, 3, padding="same", sub_vector_length=6, hash_bits=5, name="twin_b")(x)
+    y = keras.layers.GlobalAveragePooling2D()(keras.layers.Concatenate()([a, b]))
+    model = keras.Model(inp, keras.layers.Dense(10)(y))
+    layer_b = model.get_layer("twin_b")
+    layer_b.kernel.assign(2.0 * model.get_layer("twin_a").kernel.numpy())
+    m, ops = _ops(convert(model, calib.x_train[:16], calibration_samples=16))
+    meta = tm.read_metadata(m)
+    got = {e["name"]: ops[e["operator_index"]].trec_options["sub_vector_length"] for e in meta["trec_layers"]}
+    assert got == {"twin_a": 4, "twin_b": 6}
+    monkeypatch.setattr(conv_mod, "_name_hint", lambda *a: False)
+    with pytest.raises(ConvertError, match="is ambiguous: it matches the convolutions 'twin_a', 'twin_b'"):
+        convert(model, calib.x_train[:16], calibration_samples=16)
+    monkeypatch.undo()
+    layer_b.kernel.assign(model.get_layer("twin_a").kernel.numpy())
+    layer_b.bias.assign(model.get_layer("twin_a").bias.numpy())
+    with pytest.raises(ConvertError, match="twin_b have no matching CONV_2D operator"):
+        convert(model, calib.x_train[:16], calibration_samples=16)

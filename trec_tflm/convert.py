@@ -255,7 +255,8 @@ def match_trec_layers(model, m) -> list[Match]:
     if missing:
         raise ConvertError(
             f"TREC layer(s) {', '.join(missing)} have no matching CONV_2D operator in the converted model "
-            "(the TFLite converter changed them beyond recognition, e.g. into another op); nothing was written")
+            "(the TFLite converter changed them beyond recognition, e.g. into another op, or merged layers with "
+            "identical weights on the same input into one op); nothing was written")
     return matches
 
 
