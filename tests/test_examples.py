@@ -1,0 +1,50 @@
+"""examples/train_model.py: the original TREC scripts' flags become a trec-tflm train call."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("train_model", ROOT / "examples" / "train_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_paper_flags_translate_to_train_arguments():
+    argv = _load().translate(["--model_name=SqueezeNet", "--checkpoint_path=ck", "--dataset_path=/data/c10",
+                              "--trec=0,3,6", "--L=9,16,16", "--H=6,6,6", "--epochs=2"])
+    assert argv[:2] == ["train", "--model"] and argv[2] == "squeezenet"
+    pairs = dict(zip(argv[3::2], argv[4::2]))
+    assert pairs["--dataset"] == "cifar10" and pairs["--dataset-path"] == "/data/c10"
+    assert pairs["--checkpoint-path"] == "ck" and pairs["--trec"] == "0,3,6"
+    assert pairs["--L"] == "9,16,16" and pairs["--H"] == "6,6,6" and pairs["--epochs"] == "2"
+    assert "--augment" in argv  # CIFAR-10 training uses flips and shifts
+
+
+def test_translated_arguments_parse_with_the_real_cli():
+    from trec_tflm.cli import build_parser
+
+    argv = _load().translate(["--model_name=CifarNet", "--checkpoint_path=ck", "--dataset=fashion_mnist",
+                              "--trec=0,1", "--L=15,64", "--H=6,6"])
+    args = build_parser().parse_args(argv)
+    assert (args.model, args.dataset, args.trec, args.sub_vector_length, args.hash_bits) == \
+        ("cifarnet", "fashion_mnist", [0, 1], [15, 64], [6, 6])
+
+
+def test_unknown_model_name_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        _load().translate(["--model_name=ResNet", "--checkpoint_path=ck"])
+    assert "unknown --model_name 'ResNet'" in capsys.readouterr().err
+
+
+def test_template_script_is_executable_and_uses_the_example():
+    script = ROOT / "examples" / "scripts" / "train_squeeze_on_cifar10_template.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert "train_model.py" in text and "--model_name=SqueezeNet" in text
