@@ -127,10 +127,18 @@ def _tf_convert(twin, calib: np.ndarray, float_io: bool) -> bytes:
     if not float_io:
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
+    import contextlib
+    import io
+    import warnings
+
+    chatter = io.StringIO()  # Keras' export prints "Saved artifact at ..." and its signature
     try:
-        return conv.convert()
+        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+            return conv.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types
-        raise ConvertError(f"TensorFlow's TFLite converter failed on the dense twin: {exc}") from exc
+        raise ConvertError(f"TensorFlow's TFLite converter failed on the dense twin: {exc}\n"
+                           f"{chatter.getvalue()[-2000:]}") from exc
 
 
 # ------------------------------------------------------------------------------------------------
