@@ -99,21 +99,3 @@ def round_half_away_from_zero_div(num, den) -> np.ndarray:
     pos = (num + half) // den
     neg = -((-num + half) // den)
     return np.where(num > 0, pos, neg)
-
-
-def activation_range(activation: str, output_scale: float, output_zero_point: int) -> tuple[int, int]:
-    """int8 clamp for a fused activation, as TFLite's CalculateActivationRangeQuantized."""
-    qmin, qmax = -128, 127
-
-    def q(v: float) -> int:
-        return output_zero_point + int(round(v / output_scale))
-
-    if activation in (None, "NONE", "linear"):
-        return qmin, qmax
-    if activation in ("RELU", "relu"):
-        return max(qmin, q(0.0)), qmax
-    if activation in ("RELU6", "relu6"):
-        return max(qmin, q(0.0)), min(qmax, q(6.0))
-    if activation in ("RELU_N1_TO_1",):
-        return max(qmin, q(-1.0)), min(qmax, q(1.0))
-    raise ValueError(f"unsupported fused activation {activation!r}; use NONE, RELU or RELU6")
