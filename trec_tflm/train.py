@@ -37,6 +37,7 @@ class TrainConfig:
     train_limit: int | None = None  # use the first N training images (quick runs)
     validation_size: int = 5000
     augment: bool = False
+    init_from: str | None = None  # a trained (dense) .keras whose weights start this model
     seed: int = 0
     verbose: int | str = "auto"
 
@@ -92,6 +93,9 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     model = build_model(cfg.model, input_shape=ds.input_shape, num_classes=ds.num_classes, trec=cfg.trec,
                         sub_vector_length=cfg.sub_vector_length, hash_bits=cfg.hash_bits,
                         hash_center=cfg.hash_center, hash_trainable=cfg.hash_trainable)
+    if cfg.init_from:
+        copied = init_from(model, cfg.init_from)
+        print(f"initialised {copied} layers from {cfg.init_from}")
     steps = cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size)
     compile_model(model, cfg.lr, steps)
 
@@ -131,6 +135,40 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
                       "reuse_rate": rates, "train_seconds": seconds}
     _write_json(history_path, record)
     return TrainResult(best, record, float(scores["accuracy"]), rates, seconds)
+
+
+def init_from(model, path) -> int:
+    """Copy weights from a trained model into ``model``, layer by layer (same names).
+
+    A TRECConv2D takes the kernel and bias of a Conv2D of the same name (its hash matrix keeps its
+    initialisation): the usual way to make a TREC model is to fine-tune its trained dense twin.
+    Returns the number of layers copied; a layer whose weights do not fit is an error.
+    """
+    import keras
+
+    from .layers import TRECConv2D
+
+    src = keras.models.load_model(path)
+    by_name = {layer.name: layer for layer in src._flatten_layers(include_self=False, recursive=True)}
+    copied = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        other = by_name.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        if isinstance(layer, TRECConv2D):
+            weights = [other.kernel.numpy()] + ([other.bias.numpy()] if layer.use_bias else [])
+            targets = [layer._kernel] + ([layer.bias] if layer.use_bias else [])
+        else:
+            weights, targets = other.get_weights(), layer.weights
+        if len(weights) != len(targets) or any(tuple(w.shape) != tuple(t.shape) for w, t in zip(weights, targets)):
+            raise ValueError(f"--init-from {path}: layer {layer.name!r} does not match "
+                             f"({[tuple(w.shape) for w in weights]} vs {[tuple(t.shape) for t in targets]})")
+        for w, t in zip(weights, targets):
+            t.assign(w)
+        copied += 1
+    if copied == 0:
+        raise ValueError(f"--init-from {path}: no layer names in common with {model.name}")
+    return copied
 
 
 def _write_json(path: Path, data) -> None:
@@ -179,6 +217,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the hash matrices at their random initialisation (plain LSH) instead of learning them")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
     p.add_argument("--augment", action="store_true", help="random flips and shifts (CIFAR-10)")
+    p.add_argument("--init-from", default=None,
+                   help="start from a trained model's weights (same layer names), e.g. the dense twin: "
+                        "TREC layers take its kernel and bias, then fine-tune")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -188,7 +229,7 @@ def config_from_args(args) -> TrainConfig:
                        lr=args.lr, trec=args.trec, sub_vector_length=args.sub_vector_length,
                        hash_bits=args.hash_bits, hash_center=args.hash_center,
                        hash_trainable=not args.freeze_hash, train_limit=args.train_limit,
-                       augment=args.augment, seed=args.seed)
+                       augment=args.augment, init_from=args.init_from, seed=args.seed)
 
 
 def train_command(args) -> int:
