@@ -137,7 +137,7 @@ def test_project_for_every_board(tiny_model, no_tflm, tmp_path, board):
     assert re.search(rf"^TFLM_CORE\s+:= {core}$", mk, re.M)
     assert "include $(TREC_ROOT)/boards/firmware.mk" in mk
     assert f"TREC_ROOT        := {dp.REPO_ROOT}" in mk
-    assert "boards/app/main.cc" in mk and "tflm_ops/tflm/trec_conv.cc" in mk
+    assert "$(PROJECT_DIR)/trec_app_model.cc" in mk and "$(PROJECT_DIR)/trec_app_ops.cc" in mk
     assert "TFLM_ROOT        := $(TFLM_ROOT)" in mk
     assert "TFLM_ROOT is not set" in mk
     umask = os.umask(0)

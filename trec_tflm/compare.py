@@ -60,14 +60,19 @@ class Firmware:
     budget: "dp.MemoryBudget"
 
 
+def project_dir(model: bytes, board: str, name: str) -> Path:
+    """The cached project directory of a model, board and firmware name under work_root()."""
+    key = hashlib.sha256(bytes(model) + board.encode() + name.encode()).hexdigest()[:12]
+    return work_root() / board / f"{name}-{key}"
+
+
 def firmware_for(model: bytes, board: str, *, name: str, work_dir: Optional[PathLike] = None,
                  log: Optional[Callable[[str], None]] = None) -> Firmware:
     """Deploy + build ``model`` for ``board`` into a cached project directory (reused when the
     model, board and name are the same; the build is incremental)."""
     dp.check_board(board)
     model = bytes(model)
-    key = hashlib.sha256(model + board.encode() + name.encode()).hexdigest()[:12]
-    out = Path(work_dir) if work_dir is not None else work_root() / board / f"{name}-{key}"
+    out = Path(work_dir) if work_dir is not None else project_dir(model, board, name)
     proj_file = out / dp.PROJECT_FILE
     reuse = False
     if proj_file.is_file():
