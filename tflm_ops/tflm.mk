@@ -3,7 +3,8 @@
 #   make -f tflm_ops/tflm.mk host-ops TFLM_ROOT=...   libtrec_tflm_ops.so for the tflite-micro Python wheel
 #   make -f tflm_ops/tflm.mk host     TFLM_ROOT=...   libtflm_core.a + libtflm_kernels.a (g++, reference kernels)
 #   make -f tflm_ops/tflm.mk host-core TFLM_ROOT=...  libtflm_core.a only (framework, KernelRunner)
-#   make -f tflm_ops/tflm.mk m7 TFLM_ROOT=... [CMSIS_NN_ROOT=...]   Cortex-M7 libraries (also m4 m33 m55 m3 m0plus)
+#   make -f tflm_ops/tflm.mk m7 TFLM_ROOT=... [CMSIS_NN_ROOT=...]   Cortex-M7 libraries (also m4 m33 m55 m3 m0plus):
+#                                                                   libtflm_core.a libtflm_kernels.a libtrec_app.a
 #   make -f tflm_ops/tflm.mk print-build-dir TARGET=m7 ...          where that configuration's outputs go
 #   make -f tflm_ops/tflm.mk print-app-flags TARGET=m7 ...          flags code linked with the library needs
 #
@@ -22,9 +23,11 @@
 #
 # Outputs go to $(BUILD_ROOT)/<target>[-cmsis_nn]-<hash of the configuration>/, so builds for different
 # trees, flags or compilers never mix and each is built once (objects track their headers with -MMD).
-# Nothing is written into TFLM_ROOT, FLATBUFFERS_ROOT or CMSIS_NN_ROOT. Our glue (tflm/trec_conv.cc) and
-# C kernels (src/*.c) are not in the static libraries: programs compile them with their own flags
-# (e.g. -DTREC_SCRATCH_BUDGET=...). The host-ops library contains them.
+# Nothing is written into TFLM_ROOT, FLATBUFFERS_ROOT or CMSIS_NN_ROOT. libtflm_core.a / libtflm_kernels.a
+# are TFLM alone. Our glue (tflm/trec_conv.cc) and C kernels (src/*.c) are in the host-ops library and,
+# on Cortex-M, in libtrec_app.a with the model-independent firmware app (boards/app/main.cc,
+# trec_app_profiler.cc); a program that wants other flags (e.g. -DTREC_SCRATCH_BUDGET=...) compiles
+# trec_conv.cc itself, and its object takes precedence over the library's.
 
 TFLM_MK        := $(abspath $(lastword $(MAKEFILE_LIST)))
 OPS_DIR        := $(patsubst %/,%,$(dir $(TFLM_MK)))
@@ -232,8 +235,10 @@ ifeq ($(TARGET),host-ops)
 lib: $(OPS_SO)
 else ifeq ($(TARGET),host-core)
 lib: $(BUILD_DIR)/libtflm_core.a
-else
+else ifeq ($(TARGET),host)
 lib: $(BUILD_DIR)/libtflm_core.a $(BUILD_DIR)/libtflm_kernels.a
+else
+lib: $(BUILD_DIR)/libtflm_core.a $(BUILD_DIR)/libtflm_kernels.a $(BUILD_DIR)/libtrec_app.a
 endif
 	@echo "  DONE    $(BUILD_DIR)"
 
@@ -244,6 +249,23 @@ $(BUILD_DIR)/libtflm_core.a: $(CORE_OBJS)
 $(BUILD_DIR)/libtflm_kernels.a: $(KERNEL_OBJS)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# Cortex-M: the model-independent part of the firmware app (boards/app/, docs/TFLM.md), our glue and
+# C kernels, so a firmware project compiles only its per-model files.
+APP_LIB_SRCS := $(TREC_ROOT)/boards/app/main.cc $(TREC_ROOT)/boards/app/trec_app_profiler.cc \
+                $(OPS_DIR)/tflm/trec_conv.cc $(OPS_C)
+APP_LIB_OBJS := $(foreach s,$(APP_LIB_SRCS),$(call obj,$(s)))
+APP_INCLUDES := -I$(TREC_ROOT)/boards/app -I$(TREC_ROOT)/boards/common -I$(TREC_ROOT)/boards/common/eembc \
+                $(OPS_INCLUDES)
+$(BUILD_DIR)/libtrec_app.a: $(APP_LIB_OBJS)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(OBJ)$(TREC_ROOT)/boards/%.cc.o: $(TREC_ROOT)/boards/%.cc
+	@mkdir -p $(@D)
+	@echo "  CXX     boards/$*.cc"
+	$(Q)$(CXX) -std=c++17 -fno-rtti -fno-exceptions -fno-threadsafe-statics -g $(COMMON_FLAGS) $(OUR_WARN) \
+	  $(APP_INCLUDES) -c $< -o $@
 
 $(OPS_SO): $(OPS_OBJS) $(WHEEL)/_runtime.so
 	@echo "  LD      $@"
@@ -303,7 +325,7 @@ $(RUNNER): $(RUNNER_SRCS) $(OPS_C) $(wildcard $(OPS_DIR)/tflm/*.h $(OPS_DIR)/inc
 	  $(OUR_WARN) $(OPS_INCLUDES) -Wl,--gc-sections -o $@ $(RUNNER_SRCS) $(@D)/obj$(RUNNER_SUFFIX)/*.o \
 	  $(BUILD_DIR)/libtflm_core.a
 
--include $(CORE_OBJS:.o=.d) $(KERNEL_OBJS:.o=.d) $(OPS_OBJS:.o=.d)
+-include $(CORE_OBJS:.o=.d) $(KERNEL_OBJS:.o=.d) $(OPS_OBJS:.o=.d) $(APP_LIB_OBJS:.o=.d)
 
 # ------------------------------------------------------------------------------ for other builds --
 print-build-dir:
@@ -319,8 +341,8 @@ print-app-includes:
 	  $(OPS_DIR)/include $(OPS_DIR)/src $(OPS_DIR)/tflm
 
 print-libs:
-	@echo -Wl,--start-group $(if $(filter host-core,$(TARGET)),,$(BUILD_DIR)/libtflm_kernels.a) \
-	  $(BUILD_DIR)/libtflm_core.a -Wl,--end-group
+	@echo -Wl,--start-group $(if $(filter $(TARGET),$(CORES)),$(BUILD_DIR)/libtrec_app.a) \
+	  $(if $(filter host-core,$(TARGET)),,$(BUILD_DIR)/libtflm_kernels.a) $(BUILD_DIR)/libtflm_core.a -Wl,--end-group
 
 clean-target:
 	rm -rf $(BUILD_DIR)

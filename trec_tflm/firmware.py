@@ -179,9 +179,20 @@ def _config_h(model_name: str, arena: int, op_count: int, selftest_count: int, i
 
 def _ops_cc(kinds: Sequence[str], calls: Sequence[str]) -> str:
     body = "".join(f"  TF_LITE_ENSURE_STATUS({c});  // {k}\n" for k, c in zip(kinds, calls))
-    return (_HEADER + '#include "trec_app.h"\n#include "trec_conv.h"\n\n'
+    return (_HEADER + '#include <new>\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n'
+            '#include "trec_app.h"\n#include "trec_app_config.h"\n#include "trec_conv.h"\n\n'
             "TfLiteStatus TrecAppRegisterOps(tflite::MicroMutableOpResolver<TREC_APP_OP_COUNT>& resolver) {\n"
-            + body + "  return kTfLiteOk;\n}\n")
+            + body + "  return kTfLiteOk;\n}\n\n"
+            "// The resolver, built on first use (not at static initialisation).\n"
+            "tflite::MicroOpResolver* TrecAppResolver() {\n"
+            "  using Resolver = tflite::MicroMutableOpResolver<TREC_APP_OP_COUNT>;\n"
+            "  alignas(Resolver) static unsigned char mem[sizeof(Resolver)];\n"
+            "  static Resolver* resolver = nullptr;\n"
+            "  if (resolver == nullptr) {\n"
+            "    resolver = new (mem) Resolver();\n"
+            "    if (TrecAppRegisterOps(*resolver) != kTfLiteOk) return nullptr;\n"
+            "  }\n"
+            "  return resolver;\n}\n")
 
 
 def _model_cc(model: bytes) -> str:
@@ -191,9 +202,8 @@ def _model_cc(model: bytes) -> str:
 
 def _selftest_cc(inputs: np.ndarray) -> str:
     data = np.ascontiguousarray(inputs, dtype=np.int8).tobytes()
-    return (_HEADER + '#include "trec_app.h"\n\n'
-            + c_array(data, "g_trec_app_selftest_inputs", align=16, ctype="int8_t").replace(
-                "0x", "(int8_t)0x"))
+    return (_HEADER + '#include <stdint.h>\n\nextern "C" const int8_t g_trec_app_selftest_inputs[];\n'
+            + c_array(data, "g_trec_app_selftest_inputs", align=16, ctype="int8_t").replace("0x", "(int8_t)0x"))
 
 
 def _makefile(info: dict) -> str:
@@ -214,16 +224,17 @@ FLATBUFFERS_ROOT := {q['flatbuffers_root']}
 CMSIS_NN_ROOT    := {q['cmsis_nn_root']}
 TFLM_BUILD_ROOT  := {q['build_root']}
 TFLM_BUILD_DIR   := {q['tflm_build_dir']}
-TFLM_LIB_FILES   := $(TFLM_BUILD_DIR)/libtflm_kernels.a $(TFLM_BUILD_DIR)/libtflm_core.a
+TFLM_LIB_FILES   := $(TFLM_BUILD_DIR)/libtrec_app.a $(TFLM_BUILD_DIR)/libtflm_kernels.a $(TFLM_BUILD_DIR)/libtflm_core.a
 TFLM_MK_ARGS     := -f $(TREC_ROOT)/tflm_ops/tflm.mk TARGET=$(TFLM_CORE) TFLM_ROOT=$(TFLM_ROOT) \\
                     FLATBUFFERS_ROOT=$(FLATBUFFERS_ROOT) BUILD_ROOT=$(TFLM_BUILD_ROOT) \\
                     CMSIS_NN_ROOT=$(CMSIS_NN_ROOT)
 
 APP          := {APP_NAME}
 SELFTEST     ?= 0
-APP_SRCS     := $(TREC_ROOT)/boards/app/main.cc $(TREC_ROOT)/boards/app/trec_app_profiler.cc \\
-                $(TREC_ROOT)/boards/common/eembc/ee_protocol.c $(TREC_ROOT)/tflm_ops/tflm/trec_conv.cc \\
-                $(sort $(wildcard $(TREC_ROOT)/tflm_ops/src/*.c)) \\
+# The model-independent app is built once per core by tflm_ops/tflm.mk into libtrec_app.a:
+#   boards/app/main.cc boards/app/trec_app_profiler.cc tflm_ops/tflm/trec_conv.cc tflm_ops/src/*.c
+# The project compiles the per-model part only.
+APP_SRCS     := $(TREC_ROOT)/boards/app/trec_app_project.cc $(TREC_ROOT)/boards/common/eembc/ee_protocol.c \\
                 $(PROJECT_DIR)/trec_app_model.cc $(PROJECT_DIR)/trec_app_ops.cc \\
                 $(wildcard $(PROJECT_DIR)/trec_app_selftest.cc)
 INCLUDE_DIRS := $(PROJECT_DIR) $(TREC_ROOT)/boards/app $(TREC_ROOT)/boards/common/eembc \\
@@ -232,6 +243,8 @@ APP_FLAGS    := {q['app_flags']}
 EXTRA_CFLAGS   += $(APP_FLAGS)
 EXTRA_CXXFLAGS += $(APP_FLAGS) -Wno-unused-parameter
 DEFINES      += EE_DB_CAPACITY={q['db_capacity']}u {q['extra_defines']}
+# A scratch budget changes the kernel glue: compile it here (it then takes precedence over the library's).
+APP_SRCS     += $(if $(filter TREC_SCRATCH_BUDGET=%,$(DEFINES)),$(TREC_ROOT)/tflm_ops/tflm/trec_conv.cc)
 LIBS         += -Wl,--start-group $(TFLM_LIB_FILES) -Wl,--end-group
 STACK_SIZE   ?= {q['stack_size']}
 OPT          ?= {q['opt']}

@@ -8,7 +8,10 @@
  *
  * Boot: board_init(), set the interpreter up, print
  *   trec-tflm app: model <name>, <n> operators, arena <used> of <size> bytes
- * then run the protocol loop (or, built with TREC_APP_SELFTEST, the self-test and exit).
+ * then run the protocol loop (or, in a project built with SELFTEST=1, the self-test and exit).
+ *
+ * This file does not depend on the model: tflm_ops/tflm.mk builds it once per core into
+ * libtrec_app.a; the project's Makefile compiles only the per-model part (trec_app.h).
  */
 #include <stdio.h>
 #include <string.h>
@@ -28,13 +31,10 @@
 
 namespace {
 
-// The tensor arena: TREC_APP_ARENA_SIZE bytes (measured need + margin, generated).
-alignas(16) uint8_t g_arena[TREC_APP_ARENA_SIZE];
-
-// Objects with constructors are built in trec_app_setup() (placement new), not at static
-// initialisation, so their order and failures are under our control.
-alignas(tflite::MicroMutableOpResolver<TREC_APP_OP_COUNT>) uint8_t
-    g_resolver_mem[sizeof(tflite::MicroMutableOpResolver<TREC_APP_OP_COUNT>)];
+// The arena (g_trec_app_arena, g_trec_app_arena_size: measured need + margin) and the resolver
+// (TrecAppResolver) come from the project (trec_app.h). Objects with constructors are built in
+// trec_app_setup() (placement new), not at static initialisation, so their order and failures
+// are under our control.
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_mem[sizeof(tflite::MicroInterpreter)];
 alignas(TrecAppProfiler) uint8_t g_profiler_mem[sizeof(TrecAppProfiler)];
 
@@ -73,18 +73,19 @@ extern "C" int trec_app_setup(void) {
     put_line(line);
     return 2;
   }
-  auto* resolver = new (g_resolver_mem) tflite::MicroMutableOpResolver<TREC_APP_OP_COUNT>();
-  if (TrecAppRegisterOps(*resolver) != kTfLiteOk) {
+  tflite::MicroOpResolver* resolver = TrecAppResolver();
+  if (resolver == nullptr) {
     put_line("trec-tflm app: error: registering the model's operators failed");
     return 3;
   }
   g_profiler = new (g_profiler_mem) TrecAppProfiler();
   g_interpreter = new (g_interpreter_mem)
-      tflite::MicroInterpreter(model, *resolver, g_arena, sizeof g_arena, nullptr, g_profiler);
+      tflite::MicroInterpreter(model, *resolver, g_trec_app_arena, g_trec_app_arena_size,
+                                                  nullptr, g_profiler);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     snprintf(line, sizeof line,
              "trec-tflm app: error: AllocateTensors failed (arena %u bytes; see the TFLM message above)",
-             static_cast<unsigned>(sizeof g_arena));
+             static_cast<unsigned>(g_trec_app_arena_size));
     put_line(line);
     return 4;
   }
@@ -98,9 +99,9 @@ extern "C" int trec_app_setup(void) {
   g_input_bytes = g_input->bytes;
   g_output_count = g_output->bytes;
   snprintf(line, sizeof line, "trec-tflm app: model %s, %u operators, arena %u of %u bytes",
-           TREC_APP_MODEL_NAME, static_cast<unsigned>(model->subgraphs()->Get(0)->operators()->size()),
+           g_trec_app_model_name, static_cast<unsigned>(model->subgraphs()->Get(0)->operators()->size()),
            static_cast<unsigned>(g_interpreter->arena_used_bytes()),
-           static_cast<unsigned>(sizeof g_arena));
+           static_cast<unsigned>(g_trec_app_arena_size));
   put_line(line);
   return 0;
 }
@@ -110,7 +111,7 @@ extern "C" size_t trec_app_arena_used(void) {
 }
 
 // ------------------------------------------------------------------ the protocol's model side --
-extern "C" const char* app_model_name(void) { return TREC_APP_MODEL_NAME; }
+extern "C" const char* app_model_name(void) { return g_trec_app_model_name; }
 
 extern "C" size_t app_input_size(void) { return g_input_bytes; }
 
@@ -167,21 +168,15 @@ extern "C" int app_profile_entry(size_t i, const char** name, uint64_t* ticks) {
 //   selftest-done
 extern "C" int trec_app_selftest(void) {
   char line[96];
-#if TREC_APP_SELFTEST_COUNT > 0
-  const int count = TREC_APP_SELFTEST_COUNT;
-#else
-  const int count = 0;
-#endif
+  const int count = g_trec_app_selftest_count;
   snprintf(line, sizeof line, "selftest-begin-[%d,%u,%u]", count,
            static_cast<unsigned>(g_input_bytes), static_cast<unsigned>(g_output_count));
   put_line(line);
   uint64_t total = 0;
   for (int img = 0; img < count; ++img) {
-#if TREC_APP_SELFTEST_COUNT > 0
     const uint8_t* src =
-        reinterpret_cast<const uint8_t*>(g_trec_app_selftest_inputs) + img * g_input_bytes;
+        reinterpret_cast<const uint8_t*>(g_trec_app_selftest_data) + img * g_input_bytes;
     if (app_set_input(src, g_input_bytes) != 0) return 6;
-#endif
     const uint64_t t0 = board_ticks();
     const int rc = app_invoke();
     total += board_ticks() - t0;
@@ -212,7 +207,7 @@ extern "C" int trec_app_selftest(void) {
     }
   }
   snprintf(line, sizeof line, "selftest-arena-[%u,%u]", static_cast<unsigned>(trec_app_arena_used()),
-           static_cast<unsigned>(sizeof g_arena));
+           static_cast<unsigned>(g_trec_app_arena_size));
   put_line(line);
   char num[21];
   snprintf(line, sizeof line, "selftest-ticks-[%s,%s]", u64_str(total, num), board_tick_unit());
@@ -227,9 +222,8 @@ int main(void) {
   if (rc != 0) {
     board_exit(rc);
   }
-#ifdef TREC_APP_SELFTEST
-  board_exit(trec_app_selftest());
-#else
+  if (g_trec_app_selftest_mode) {
+    board_exit(trec_app_selftest());
+  }
   board_exit(ee_protocol_run());
-#endif
 }

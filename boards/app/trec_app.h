@@ -1,13 +1,15 @@
 /*
- * trec-tflm firmware app: what the generated model files (trec_tflm.firmware.generate_project)
- * provide to the app (boards/app/), and what the app exposes for tests.
+ * trec-tflm firmware app: the interface between the model-independent app (main.cc,
+ * trec_app_profiler.cc; built once per core into libtrec_app.a by tflm_ops/tflm.mk) and the
+ * per-project part compiled by each project's Makefile:
  *
- * Generated per project (in the project directory):
- *   trec_app_config.h   TREC_APP_MODEL_NAME, TREC_APP_ARENA_SIZE, TREC_APP_OP_COUNT,
- *                       TREC_APP_SELFTEST_COUNT (0 without self-test inputs)
- *   trec_app_model.cc   g_trec_app_model[] (the .tflite, 16-byte aligned, in flash)
- *   trec_app_ops.cc     TrecAppRegisterOps(): exactly the operators the model uses
- *   trec_app_selftest.cc  g_trec_app_selftest_inputs[] (only with self-test inputs)
+ *   trec_app_config.h     generated: TREC_APP_MODEL_NAME, TREC_APP_ARENA_SIZE, TREC_APP_OP_COUNT,
+ *                         TREC_APP_SELFTEST_COUNT, TREC_APP_INPUT_BYTES
+ *   trec_app_model.cc     generated: g_trec_app_model[] (the .tflite, 16-byte aligned, in flash)
+ *   trec_app_ops.cc       generated: TrecAppRegisterOps() with exactly the model's operators, and
+ *                         TrecAppResolver() (the MicroMutableOpResolver<TREC_APP_OP_COUNT>)
+ *   trec_app_selftest.cc  generated, optional: g_trec_app_selftest_inputs[]
+ *   boards/app/trec_app_project.cc   the arena and the constants below, from trec_app_config.h
  */
 #ifndef TREC_APP_H_
 #define TREC_APP_H_
@@ -15,28 +17,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "trec_app_config.h"
-
 #ifdef __cplusplus
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+namespace tflite {
+class MicroOpResolver;
+}
 
 extern "C" {
 #endif
 
 extern const unsigned char g_trec_app_model[];
 extern const unsigned int g_trec_app_model_len;
-#if TREC_APP_SELFTEST_COUNT > 0
-/* TREC_APP_SELFTEST_COUNT inputs of the model's input size, back to back. */
-extern const int8_t g_trec_app_selftest_inputs[];
-#endif
 
+/* trec_app_project.cc */
+extern uint8_t g_trec_app_arena[];            /* 16-byte aligned, .bss */
+extern const size_t g_trec_app_arena_size;    /* TREC_APP_ARENA_SIZE */
+extern const char g_trec_app_model_name[];    /* TREC_APP_MODEL_NAME */
+extern const int g_trec_app_selftest_count;   /* built-in inputs (0: none) */
+extern const int8_t* const g_trec_app_selftest_data;
+extern const int g_trec_app_selftest_mode;    /* 1 when built with TREC_APP_SELFTEST (make SELFTEST=1) */
+
+/* main.cc */
 /* Set the interpreter up (model, resolver, arena, AllocateTensors); prints one line
  * "trec-tflm app: ..." with the arena use. 0 on success, else a code to exit with. */
 int trec_app_setup(void);
-
 /* Arena bytes TFLM used (valid after trec_app_setup). */
 size_t trec_app_arena_used(void);
-
 /* Self-test: run the built-in inputs, print outputs, per-operator ticks and arena use in a
  * line format the host parses (docs/TFLM.md), return 0. */
 int trec_app_selftest(void);
@@ -44,8 +49,9 @@ int trec_app_selftest(void);
 #ifdef __cplusplus
 }
 
-// Registers the model's operators (generated: trec_app_ops.cc).
-TfLiteStatus TrecAppRegisterOps(tflite::MicroMutableOpResolver<TREC_APP_OP_COUNT>& resolver);
+// trec_app_ops.cc: the resolver with the model's operators registered, or nullptr when a
+// registration failed.
+tflite::MicroOpResolver* TrecAppResolver();
 #endif
 
 #endif /* TREC_APP_H_ */
