@@ -222,6 +222,9 @@ ifeq ($(wildcard $(TFLM_WHEEL_DIR)/_runtime.so),)
 $(error the tflite-micro wheel's _runtime.so was not found (TFLM_WHEEL_DIR='$(TFLM_WHEEL_DIR)'): pip install tflite-micro==0.dev20260203175027 or set TFLM_WHEEL_DIR)
 endif
 WHEEL := $(abspath $(TFLM_WHEEL_DIR))
+ifeq ($(wildcard $(TFLM)/python/tflite_micro/python_ops_resolver.h),)
+$(error $(TFLM) has no python/tflite_micro/python_ops_resolver.h (a create_tflm_tree.py export?): the host op library needs the tflite-micro git checkout; $(TREE_HELP))
+endif
 endif
 
 ifeq ($(V),1)
