@@ -79,7 +79,8 @@ def firmware_for(model: bytes, board: str, *, name: str, work_dir: Optional[Path
         try:
             proj = json.loads(proj_file.read_text())
             reuse = (proj.get("model_sha256") == hashlib.sha256(model).hexdigest() and proj.get("board") == board
-                     and proj.get("model_name") == name and proj.get("tflm_build_dir"))
+                     and proj.get("model_name") == name and proj.get("tflm_build_dir")
+                     and proj.get("generator") == dp.generator_fingerprint())
         except ValueError:
             reuse = False
     if not reuse:

@@ -358,6 +358,17 @@ def _tflm_configured() -> bool:
     return bool(os.environ.get("TFLM_ROOT", "").strip())
 
 
+def generator_fingerprint() -> str:
+    """Hash of the code that writes projects (this module, trec_tflm.firmware, the app's file
+    list): a cached project written by other code is regenerated, not reused."""
+    h = hashlib.sha256()
+    for p in (Path(__file__), Path(__file__).with_name("firmware.py")):
+        h.update(p.read_bytes())
+    for p in sorted((BOARDS_DIR / "app").glob("*")):
+        h.update(p.name.encode())
+    return h.hexdigest()[:16]
+
+
 def firmware_name(path: PathLike) -> str:
     """Model name a firmware reports for a .tflite path (its sanitized file name stem)."""
     from . import firmware
@@ -483,6 +494,7 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
                                           arena_margin=arena_margin, stack_size=stack_size, opt=opt)
         info["out_dir"] = str(out)
         info["stack_size"] = stack_size
+        info["generator"] = generator_fingerprint()
         info["source_model"] = None if source is None else str(source.resolve())
         (tmp / PROJECT_FILE).write_text(json.dumps(info, indent=1) + "\n")
         if state in ("project", "empty"):
@@ -717,11 +729,19 @@ def build_project(out_dir: PathLike, *, jobs: Optional[int] = None) -> tuple[Pat
         text = str(exc)
         over = parse_link_overflow(text)
         if over:
-            what = "; ".join(f"region {r} overflowed" + (f" by {n:,} bytes" if n >= 0 else
-                                                         " (.data + .bss + heap + stack)") for r, n in over)
+            stack = int(proj.get("stack_size") or DEFAULT_STACK)
+
+            def one(r, n):
+                if n < 0:
+                    return f"region {r} overflowed (.data + .bss + heap + the {stack:,}-byte stack)"
+                extra = f" (its sections; the {stack:,}-byte main stack comes on top)" if r == "RAM" else ""
+                return f"region {r} overflowed by {n:,} bytes{extra}"
+
+            what = "; ".join(one(r, n) for r, n in over)
+            tail = "\n".join(text.strip().splitlines()[-12:])
             raise DeployError(f"the firmware does not fit {proj['board']}: {what}. Arena {proj['arena_size']:,} "
                               "bytes; a smaller model, --arena-size or a board with more memory is needed.\n"
-                              + text[-1500:], 1) from None
+                              f"The linker said:\n{tail}", 1) from None
         raise DeployError(text, 1) from None
     budget = elf_budget(elf, proj["board"], arena_size=proj.get("arena_size"), stack_size=proj.get("stack_size"))
     return elf, budget
