@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,10 @@ def cache_dir() -> Path:
 def _library_path() -> Path:
     import tensorflow as tf
 
-    digest = hashlib.sha256(_SOURCE.read_bytes() + tf.__version__.encode()).hexdigest()[:16]
+    # Built with -march=native for the machine that runs it: the host name in the key keeps a
+    # home directory shared between machines from loading another CPU's build.
+    key = _SOURCE.read_bytes() + tf.__version__.encode() + platform.node().encode()
+    digest = hashlib.sha256(key).hexdigest()[:16]
     return cache_dir() / f"trec_train_ops-{digest}.so"
 
 
@@ -41,7 +45,7 @@ def _build(target: Path) -> None:
     cxx = os.environ.get("CXX", "g++")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        cmd = [cxx, "-std=c++17", "-shared", "-fPIC", "-O3", "-w", str(_SOURCE), "-o", str(out),
+        cmd = [cxx, "-std=c++17", "-shared", "-fPIC", "-O3", "-march=native", "-w", str(_SOURCE), "-o", str(out),
                *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:

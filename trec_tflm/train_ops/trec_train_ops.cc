@@ -287,49 +287,64 @@ class TrecClusterMeanOp : public OpKernel {
     float* out = means->flat<float>().data();
     int32_t* ncl = clusters->flat<int32_t>().data();
     const int64_t num_codes = num_codes_;
-    ParallelOverImages(ctx, d.batch * d.m, d.n * d.l * 4, [&](int64_t i0, int64_t i1) {
+    // One image at a time: slots are assigned per sub-matrix (a pass over the small code
+    // tensor), then the values are summed and written back in memory order, which is what
+    // keeps this op near the cost of a copy.
+    const int64_t per_image = d.n * d.m;
+    ParallelOverImages(ctx, d.batch, per_image * d.l * 6, [&](int64_t b0, int64_t b1) {
       SlotMap map(num_codes);
-      std::vector<float> sums(d.n * d.l);
-      std::vector<int32_t> counts(d.n), slot_of_row(d.n), code_of_slot(d.n);
+      std::vector<float> sums(per_image * d.l);
+      std::vector<int32_t> counts(per_image), slot_of(per_image), code_of_slot(per_image), next(d.m);
       std::vector<double> set_sum(bits * d.l), total(d.l);
-      for (int64_t item = i0; item < i1; ++item) {
-        const int64_t b = item / d.m, m = item % d.m;
-        map.Reset();
-        int32_t next = 0;
-        for (int64_t r = 0; r < d.n; ++r) {
-          const int64_t row = (b * d.n + r) * d.m + m;
-          const int32_t before = next;
-          slot_of_row[r] = map.Get(c[row], &next);
-          if (next != before) code_of_slot[before] = c[row];
+      for (int64_t b = b0; b < b1; ++b) {
+        const int32_t* cb = c + b * per_image;
+        const float* vb = v + b * per_image * d.l;
+        for (int64_t m = 0; m < d.m; ++m) {
+          map.Reset();
+          int32_t n_slots = 0;
+          int32_t* codes_m = &code_of_slot[m * d.n];
+          for (int64_t r = 0; r < d.n; ++r) {
+            const int32_t code = cb[r * d.m + m];
+            const int32_t before = n_slots;
+            const int32_t s = map.Get(code, &n_slots);
+            if (n_slots != before) codes_m[before] = code;
+            slot_of[r * d.m + m] = static_cast<int32_t>(m * d.n) + s;
+          }
+          next[m] = n_slots;
+          std::fill(sums.begin() + m * d.n * d.l, sums.begin() + (m * d.n + n_slots) * d.l, 0.0f);
+          std::fill(counts.begin() + m * d.n, counts.begin() + m * d.n + n_slots, 0);
         }
-        std::fill(sums.begin(), sums.begin() + next * d.l, 0.0f);
-        std::fill(counts.begin(), counts.begin() + next, 0);
-        for (int64_t r = 0; r < d.n; ++r) {
-          const float* src = v + ((b * d.n + r) * d.m + m) * d.l;
-          float* acc = &sums[slot_of_row[r] * d.l];
+        for (int64_t i = 0; i < per_image; ++i) {
+          const float* src = vb + i * d.l;
+          float* acc = &sums[slot_of[i] * d.l];
           for (int64_t j = 0; j < d.l; ++j) acc[j] += src[j];
-          ++counts[slot_of_row[r]];
+          ++counts[slot_of[i]];
         }
-        if (bits > 0) HalfspaceDelta(d, bits, next, sums, counts, code_of_slot, &set_sum, &total,
-                                     dl + item * bits * d.l);
-        for (int32_t s = 0; s < next; ++s) {
-          const float inv = 1.0f / static_cast<float>(counts[s]);
-          for (int64_t j = 0; j < d.l; ++j) sums[s * d.l + j] *= inv;
+        for (int64_t m = 0; m < d.m; ++m) {
+          const int64_t base = m * d.n;
+          if (bits > 0)
+            HalfspaceDelta(d, bits, next[m], &sums[base * d.l], &counts[base], &code_of_slot[base], &set_sum,
+                           &total, dl + (b * d.m + m) * bits * d.l);
+          for (int32_t s = 0; s < next[m]; ++s) {
+            const float inv = 1.0f / static_cast<float>(counts[base + s]);
+            float* row = &sums[(base + s) * d.l];
+            for (int64_t j = 0; j < d.l; ++j) row[j] *= inv;
+          }
+          ncl[b * d.m + m] = next[m];
         }
-        for (int64_t r = 0; r < d.n; ++r) {
-          const float* src = &sums[slot_of_row[r] * d.l];
-          std::copy(src, src + d.l, out + ((b * d.n + r) * d.m + m) * d.l);
+        float* ob = out + b * per_image * d.l;
+        for (int64_t i = 0; i < per_image; ++i) {
+          const float* src = &sums[slot_of[i] * d.l];
+          std::copy(src, src + d.l, ob + i * d.l);
         }
-        ncl[b * d.m + m] = next;
       }
     });
   }
 
  private:
   // delta[h] = mean(members with bit h) - mean(the others), from the cluster sums.
-  static void HalfspaceDelta(const ClusterDims& d, int bits, int32_t slots,
-                             const std::vector<float>& sums, const std::vector<int32_t>& counts,
-                             const std::vector<int32_t>& code_of_slot, std::vector<double>* set_sum,
+  static void HalfspaceDelta(const ClusterDims& d, int bits, int32_t slots, const float* sums,
+                             const int32_t* counts, const int32_t* code_of_slot, std::vector<double>* set_sum,
                              std::vector<double>* total, float* out) {
     std::fill(set_sum->begin(), set_sum->end(), 0.0);
     std::fill(total->begin(), total->end(), 0.0);
