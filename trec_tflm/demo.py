@@ -1,11 +1,14 @@
 """``make demo`` / ``trec-tflm demo``: the whole workflow on real Fashion-MNIST images.
 
-1. train the demo net with TREC layers and its dense twin (same net, plain Conv2D);
+1. train the dense twin of the demo net (plain Conv2D), then the TREC net: initialised from the
+   dense twin's weights and fine-tuned with its TREC layers (the usual way to make a TREC model);
 2. print both test accuracies and the remaining ratio rc of every TREC layer;
 3. convert both to int8 .tflite (TREC layers as TREC_CONV_2D), print their sizes and their int8
    accuracies next to the float ones on the same test images. The int8 evaluation runs on the
    first ``--eval-limit`` test images (default 1,000: the TREC model takes ~20-40 ms per image on the
-   golden route, so the full 10,000 would take several minutes; pass --eval-limit 10000 for it).
+   golden route, so the full 10,000 would take several minutes; pass --eval-limit 10000 for it);
+4. with TFLM_ROOT set (README, "TFLM tree"): build both for the emulated Cortex-M7 board, run them
+   through the serial benchmark protocol and print accuracy and instructions of each and their ratio.
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs per model (default 3; 10 for full runs)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the dense twin (default 3; 10 for full runs)")
+    p.add_argument("--finetune-epochs", type=int, default=2,
+                   help="epochs of the TREC net, fine-tuned from the dense twin (default 2)")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
     p.add_argument("--dataset-path", default=None, help="Fashion-MNIST directory (default: Debian package)")
     p.add_argument("--eval-limit", type=int, default=1000,
                    help="int8 accuracy on the first N test images (default 1000; 10000 = the whole test set)")
     p.add_argument("--calibration-samples", type=int, default=500, help="int8 calibration images (default 500)")
+    p.add_argument("--qemu-images", type=int, default=20,
+                   help="test images for the emulated-board comparison (needs TFLM_ROOT; default 20)")
 
 
 def _rule(title: str) -> None:
@@ -42,11 +49,16 @@ def demo_command(args) -> int:
     ds = load_fashion_mnist(args.dataset_path)
     print(f"Fashion-MNIST from {ds.source}: {len(ds.x_train)} training, {len(ds.x_test)} test images")
     results = {}
-    for label, trec in (("TREC", None), ("dense", [])):
-        _rule(f"training the {label} model")
-        cfg = TrainConfig(model="fashion_net", dataset="fashion_mnist", checkpoint_path=str(out / label.lower()),
-                          epochs=args.epochs, trec=trec, train_limit=args.train_limit, verbose=2)
-        results[label] = train(cfg, ds)
+    _rule("training the dense twin")
+    dense_cfg = TrainConfig(model="fashion_net", dataset="fashion_mnist", checkpoint_path=str(out / "dense"),
+                            epochs=args.epochs, trec=[], train_limit=args.train_limit, verbose=2)
+    dense_result = train(dense_cfg, ds)
+    _rule("fine-tuning the TREC model from the dense twin")
+    trec_cfg = TrainConfig(model="fashion_net", dataset="fashion_mnist", checkpoint_path=str(out / "trec"),
+                           epochs=args.finetune_epochs, lr=1e-3, train_limit=args.train_limit, verbose=2,
+                           init_from=str(dense_result.checkpoint))
+    results["TREC"] = train(trec_cfg, ds)
+    results["dense"] = dense_result
 
     _rule("results (Fashion-MNIST test set, 10,000 images)")
     trec, dense = results["TREC"], results["dense"]
@@ -60,7 +72,8 @@ def demo_command(args) -> int:
         s = settings[name]
         print(f"  {name:<8} L={s['sub_vector_length']:<3} H={s['hash_bits']:<3} rc={rc:.4f}")
     print(f"\nmodels: {trec.checkpoint} and {dense.checkpoint}")
-    convert_stage(results, ds, args)
+    tflites = convert_stage(results, ds, args)
+    qemu_stage(tflites, ds, args)
     return 0
 
 
@@ -93,3 +106,26 @@ def convert_stage(results: dict, ds, args) -> None:
         for name, rc in res.reuse_rates.items():
             print(f"  {label} {name}: rc = {rc:.4f} in int8 (golden kernel on the evaluated images)")
     print("files: " + ", ".join(str(Path(results[label].checkpoint).with_suffix(".tflite")) for label in results))
+    return {label: Path(results[label].checkpoint).with_suffix(".tflite") for label in results}
+
+
+def qemu_stage(tflites: dict, ds, args) -> None:
+    """TREC vs dense twin on the emulated Cortex-M7 board, when a TFLM tree is configured."""
+    import os
+
+    _rule("emulated Cortex-M7 (QEMU mps2-an500): TREC vs dense twin")
+    if not os.environ.get("TFLM_ROOT"):
+        print("skipped: set TFLM_ROOT to a tflite-micro checkout (README, \"TFLM tree\") to build the firmware "
+              "and compare both models on the emulated board")
+        return
+    from . import qemu
+    from .compare import compare_on_qemu
+
+    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    if reason:
+        print(f"skipped: {reason}")
+        return
+    n = min(args.qemu_images, len(ds.x_test))
+    result = compare_on_qemu(tflites["TREC"].read_bytes(), tflites["dense"].read_bytes(), "qemu_m7",
+                             ds.x_test[:n], ds.y_test[:n], log=lambda line: print(line, flush=True))
+    print(result.summary())

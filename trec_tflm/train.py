@@ -123,6 +123,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     train_data = train_data.prefetch(tf.data.AUTOTUNE)
     start = time.time()
     model.fit(train_data, epochs=cfg.epochs, validation_data=(x_val, y_val), verbose=cfg.verbose,
+              shuffle=False,  # train_data reshuffles itself every epoch
               callbacks=[keras.callbacks.ModelCheckpoint(best, monitor="val_accuracy", save_best_only=True),
                          JsonHistory()])
     seconds = time.time() - start
