@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: demo test system-deps venv bench bench-kernels clean
+.PHONY: demo test system-deps venv bench-kernels bench-train clean
 
 demo: system-deps $(VENV)/.installed
 	$(VENV)/bin/trec-tflm demo $(DEMO_ARGS)
@@ -48,9 +48,19 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 venv: $(VENV)/.installed-dev
 
-bench-kernels: $(VENV)/.installed-dev
-	$(VENV)/bin/trec-tflm bench-kernels --core m7
-	$(VENV)/bin/trec-tflm bench-kernels --core m4
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(PIP) install -q -e '.[dev,bench]'
+	touch $@
+
+# Kernel instructions on emulated Cortex-M7 and M4 (docs/BENCHMARKS.md); BENCH_MODELS: a directory
+# of trained models from examples/benchmarks/accuracy.sh (default: trained on first use).
+BENCH_MODELS ?=
+bench-kernels: system-deps $(VENV)/.installed-bench
+	$(VENV)/bin/trec-tflm bench-kernels --core m7 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
+	$(VENV)/bin/trec-tflm bench-kernels --core m4 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
+
+bench-train: $(VENV)/.installed
+	$(VENV)/bin/trec-tflm bench-train
 
 clean:
 	rm -rf build demo_out .pytest_cache

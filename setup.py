@@ -17,6 +17,8 @@ setup(
     extras_require={
         "tflm": ["tflite-micro==0.dev20260203175027"],
         "dev": ["pytest>=8", "tflite-micro==0.dev20260203175027", "ai-edge-litert"],
+        # trec-tflm bench-kernels feeds first layers real photographs (scikit-image's samples)
+        "bench": ["scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["trec-tflm=trec_tflm.cli:main"]},
     package_data={"trec_tflm.train_ops": ["*.cc"]},

@@ -26,7 +26,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", help="output directory (default: demo_out)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs of the dense twin (default 3; 10 for full runs)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs of the dense twin (default 2; 10 for full runs)")
     p.add_argument("--finetune-epochs", type=int, default=2,
                    help="epochs of the TREC net, fine-tuned from the dense twin (default 2)")
     p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only")
