@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -293,8 +294,11 @@ class TrecClusterMeanOp : public OpKernel {
     const int64_t per_image = d.n * d.m;
     ParallelOverImages(ctx, d.batch, per_image * d.l * 6, [&](int64_t b0, int64_t b1) {
       SlotMap map(num_codes);
-      std::vector<float> sums(per_image * d.l);
-      std::vector<int32_t> counts(per_image), slot_of(per_image), code_of_slot(per_image), next(d.m);
+      // not value-initialised: only the slots in use are cleared, per image
+      std::unique_ptr<float[]> sums(new float[per_image * d.l]);
+      std::unique_ptr<int32_t[]> counts(new int32_t[per_image]), slot_of(new int32_t[per_image]),
+          code_of_slot(new int32_t[per_image]);
+      std::vector<int32_t> next(d.m);
       std::vector<double> set_sum(bits * d.l), total(d.l);
       for (int64_t b = b0; b < b1; ++b) {
         const int32_t* cb = c + b * per_image;
@@ -311,8 +315,8 @@ class TrecClusterMeanOp : public OpKernel {
             slot_of[r * d.m + m] = static_cast<int32_t>(m * d.n) + s;
           }
           next[m] = n_slots;
-          std::fill(sums.begin() + m * d.n * d.l, sums.begin() + (m * d.n + n_slots) * d.l, 0.0f);
-          std::fill(counts.begin() + m * d.n, counts.begin() + m * d.n + n_slots, 0);
+          std::fill(sums.get() + m * d.n * d.l, sums.get() + (m * d.n + n_slots) * d.l, 0.0f);
+          std::fill(counts.get() + m * d.n, counts.get() + m * d.n + n_slots, 0);
         }
         for (int64_t i = 0; i < per_image; ++i) {
           const float* src = vb + i * d.l;
