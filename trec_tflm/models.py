@@ -4,7 +4,7 @@ Every builder takes the TREC choice the way the original TREC scripts do
 (``--trec=0,1 --L=5,10 --H=15,10``): ``trec`` lists the indices of the convolutions (in build
 order, see ``conv_layers``) that become TRECConv2D, ``sub_vector_length`` / ``hash_bits`` give
 one value per TREC conv (or one value for all). ``trec=()`` builds the dense twin.
-Defaults are the settings recorded in docs/BENCHMARKS.md as keeping accuracy.
+The accuracy each default keeps against its dense twin is measured in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ class ModelSpec:
     default_h: tuple[int, ...]
 
 
-# Defaults: TREC on the large-kernel convolutions, (L, H) that keep accuracy (docs/BENCHMARKS.md).
+# Defaults: TREC on the large-kernel convolutions; their accuracy and rc are in docs/BENCHMARKS.md.
 MODELS: dict[str, ModelSpec] = {
     # L = j * Cin with j dividing the kernel width lets the int8 kernel hash each input position
     # once (docs/OP_SPEC.md, "strip path"); H trades clusters (speed) against accuracy.
