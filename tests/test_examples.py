@@ -48,3 +48,45 @@ def test_template_script_is_executable_and_uses_the_example():
     assert os.access(script, os.X_OK)
     text = script.read_text()
     assert "train_model.py" in text and "--model_name=SqueezeNet" in text
+
+
+def test_accuracy_benchmark_script_runs_valid_train_commands(tmp_path):
+    """examples/benchmarks/accuracy.sh (the docs/BENCHMARKS.md accuracy runs): every trec-tflm call
+    parses with the real CLI, TREC nets start from their own twin, and finished runs are skipped."""
+    import shlex
+    import subprocess
+
+    from trec_tflm.cli import build_parser
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    fake = bin_dir / "trec-tflm"
+    # records its arguments and leaves what a finished training run leaves
+    fake.write_text('#!/bin/sh\necho "$@" >> "%s"\nwhile [ "$1" != "--checkpoint-path" ]; do shift; done\n'
+                    'mkdir -p "$2" && echo \'{"test": {}}\' > "$2/history.json"\necho "test accuracy: 0.5"\n'
+                    % calls)
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    out = tmp_path / "runs"
+    script = ROOT / "examples" / "benchmarks" / "accuracy.sh"
+    subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 10
+    parser = build_parser()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line))
+        assert args.command == "train"
+        if args.checkpoint_path.endswith("_trec"):
+            assert args.init_from == args.checkpoint_path[:-len("_trec")] + "_dense/best.keras"
+    subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
+    assert len(calls.read_text().splitlines()) == 10  # nothing rerun
+
+
+def test_work_model_bound_hand_checked():
+    from trec_tflm.bench_kernels import work_model_bound
+
+    # Cout 64, H 6, rc 0.1, L 64: 64 / (6 + 1 + 6.4 + 1) = 4.444...
+    assert work_model_bound(64, 6, 0.1, 64) == pytest.approx(64 / 14.4)
+    # every row its own cluster: never better than dense
+    assert work_model_bound(32, 4, 1.0, 8) < 1.0
