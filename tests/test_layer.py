@@ -240,3 +240,52 @@ def test_sub_vector_length_must_fit_k():
 def test_dynamic_spatial_dims_rejected():
     with pytest.raises(ValueError, match="static spatial"):
         TRECConv2D(4, 3, sub_vector_length=4, hash_bits=4).build((None, None, None, 3))
+
+
+@pytest.mark.parametrize("h,w,cin,k,stride,dil,padding,j", [
+    (14, 14, 32, 5, 1, 1, "same", 1), (9, 8, 4, 4, 2, 1, "valid", 2), (10, 9, 3, 3, 1, 2, "same", 3),
+    (11, 10, 2, 4, 2, 1, "same", 4), (8, 8, 3, 5, 3, 1, "valid", 1)])
+@pytest.mark.parametrize("centre", ["mean", "none"])
+def test_strip_projections_equal_im2col_projections(h, w, cin, k, stride, dil, padding, j, centre):
+    """L = j*Cin: projecting every image position once and gathering gives the projections of
+    the im2col sub-vectors (padding, stride, dilation, strips crossing the border)."""
+    rng = np.random.default_rng(h * w + j)
+    x = tf.constant(np.abs(rng.normal(size=(3, h, w, cin))).astype("float32"))
+    length = j * cin
+    layer = TRECConv2D(5, k, strides=stride, dilation_rate=dil, padding=padding, sub_vector_length=length,
+                       hash_bits=6, hash_center=centre)
+    layer(x)
+    kk = k * k * cin
+    geom = primitives.Geometry(h, w, cin, (k, k), (stride, stride), (dil, dil), padding, kk)
+    assert geom.strip_width(length) == j
+    m = kk // length
+    sub = tf.reshape(primitives.im2col(x, geom), [3, geom.rows, m, length])
+    want = layer._projections(x, sub, layer.hash_kernel, kk, m).numpy()
+    got = tf.gather(layer._strip_projections(x, layer.hash_kernel, geom, j), geom.strip_layout(j)[2], axis=1)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_strip_path_trains_like_the_im2col_path(monkeypatch):
+    """Same outputs, rc and gradients (hash matrix included) with the strip projections on and off."""
+    rng = np.random.default_rng(8)
+    x = tf.constant(np.abs(rng.normal(size=(10, 9, 9, 4))).astype("float32"))
+    upstream = tf.constant(rng.normal(size=(10, 9, 9, 6)).astype("float32"))
+    results = []
+    for strip in (True, False):
+        if not strip:
+            monkeypatch.setattr(primitives.Geometry, "strip_width", lambda self, length: 0)
+        keras.utils.set_random_seed(3)
+        layer = TRECConv2D(6, 3, padding="same", sub_vector_length=4, hash_bits=4)
+        layer.build(x.shape)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.kernel, layer.hash_kernel])
+        results.append((y.numpy(), [g.numpy() for g in grads], layer.reuse_rate))
+    (y0, g0, rc0), (y1, g1, rc1) = results
+    np.testing.assert_allclose(y0, y1, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g0, g1):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert np.abs(g0[2]).max() > 0
+    assert rc0 == rc1

@@ -134,9 +134,17 @@ class TRECConv2D(keras.layers.Conv2D):
         rows = primitives.im2col(x, geom, self.use_fused_ops)  # [B, N, M*L]
         sub = tf.reshape(rows, [batch, n, m_count, length])
         r = tf.cast(self.hash_kernel, sub.dtype)
-        proj = self._projections(x, sub, tf.stop_gradient(r), k, m_count)  # [B, N, M, H]
-        codes = tf.reduce_sum(tf.cast(proj > 0, tf.int32) * tf.constant(1 << np.arange(bits), tf.int32),
-                              axis=-1)
+        pow2 = tf.constant(1 << np.arange(bits), tf.int32)
+        j = geom.strip_width(length)
+        if j:
+            # strips of j whole pixels (the model builders' default L): project each image position
+            # once and gather the codes, as the int8 kernel does
+            strip_index = geom.strip_layout(j)[2]
+            pixel_proj = self._strip_projections(x, tf.stop_gradient(r), geom, j)  # [B, P, H]
+            codes = tf.gather(tf.reduce_sum(tf.cast(pixel_proj > 0, tf.int32) * pow2, axis=-1), strip_index, axis=1)
+        else:
+            proj = self._projections(x, sub, tf.stop_gradient(r), k, m_count)  # [B, N, M, H]
+            codes = tf.reduce_sum(tf.cast(proj > 0, tf.int32) * pow2, axis=-1)
         surrogate = bool(self.hash_trainable and training)
         x_hat, clusters, delta = primitives.cluster_mean(sub, codes, 2**bits, bits if surrogate else 0,
                                                          self.use_fused_ops)
@@ -144,7 +152,10 @@ class TRECConv2D(keras.layers.Conv2D):
             # R has only L*H entries: a few images of the batch estimate its gradient well, at a
             # fraction of the cost; hash_surrogate rescales by B/S so the estimate is unbiased.
             s = tf.minimum(batch, SURROGATE_IMAGES)
-            proj_s = self._projections(x[:s], sub[:s], r, k, m_count)
+            if j:
+                proj_s = tf.gather(self._strip_projections(x[:s], r, geom, j), strip_index, axis=1)
+            else:
+                proj_s = self._projections(x[:s], sub[:s], r, k, m_count)
             x_hat = primitives.hash_surrogate(x_hat, proj_s, delta[:s], batch, self.use_fused_ops)
 
         kernel = tf.reshape(tf.cast(self.kernel, x_hat.dtype), [k, self.filters])
@@ -160,6 +171,14 @@ class TRECConv2D(keras.layers.Conv2D):
         if self.activation is not None:
             y = self.activation(y)
         return y
+
+    def _strip_projections(self, x, r, geom, j):
+        """[B, P, H]: (strip - centre) . R for every strip position (see _projections)."""
+        proj = primitives.strip_projections(tf.stop_gradient(x), r, geom, j)
+        if self.hash_center == "mean":
+            mean = tf.reduce_mean(tf.stop_gradient(x), axis=[1, 2])  # [B, Cin]
+            proj = proj - tf.matmul(tf.tile(mean, [1, j]), r)[:, None, :]
+        return proj
 
     def _projections(self, x, sub, r, k, m_count):
         """(sub - centre) . R with the centre folded into a per-(image, sub-matrix, bit) offset.

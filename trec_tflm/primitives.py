@@ -53,6 +53,42 @@ class Geometry:
         flat = np.where(valid, flat, self.height * self.width)
         return flat.reshape(self.rows, kh * kw).astype(np.int32)
 
+    def strip_width(self, length: int) -> int:
+        """j when sub-vectors of length L are strips of j whole input pixels (L = j*Cin, j dividing
+        kw), else 0."""
+        cin, kw = self.channels, self.kernel_size[1]
+        if length % cin or self.padded_k != self.k:
+            return 0
+        j = length // cin
+        return j if kw % j == 0 else 0
+
+    def strip_layout(self, j: int):
+        """Padding (top, bottom, left, right) of the image, width of the strip-projection map over
+        it, and [N, M] flat indices of each (row, sub-matrix)'s strip start in that map."""
+        kh, kw = self.kernel_size
+        sh, sw = self.strides
+        dh, dw = self.dilation
+        need_h = (self.ho - 1) * sh + (kh - 1) * dh + 1
+        need_w = (self.wo - 1) * sw + (kw - 1) * dw + 1
+        pads = (self.pad_top, max(0, need_h - self.pad_top - self.height),
+                self.pad_left, max(0, need_w - self.pad_left - self.width))
+        map_w = self.pad_left + self.width + pads[3] - (j - 1) * dw
+        ys = (np.arange(self.ho) * sh)[:, None] + np.arange(kh) * dh                # [Ho, kh]
+        xs = (np.arange(self.wo) * sw)[:, None] + np.arange(0, kw, j) * dw          # [Wo, kw/j]
+        flat = ys[:, None, :, None] * map_w + xs[None, :, None, :]                  # [Ho, Wo, kh, kw/j]
+        return pads, map_w, flat.reshape(self.rows, -1).astype(np.int32)
+
+
+def strip_projections(x, r, geom: Geometry, j: int):
+    """[B, P, H]: x . R for every strip of j pixels of the zero-padded image (L = j*Cin), once per
+    image position instead of once per (row, sub-matrix): kh*kw/j times fewer multiply-adds than
+    projecting the im2col sub-vectors. Gather with ``geom.strip_layout(j)[2]``."""
+    pads, _, _ = geom.strip_layout(j)
+    xp = tf.pad(x, [[0, 0], [pads[0], pads[1]], [pads[2], pads[3]], [0, 0]])
+    kernel = tf.reshape(r, [1, j, geom.channels, -1])
+    p = tf.nn.conv2d(xp, kernel, strides=1, padding="VALID", dilations=[1, 1, geom.dilation[1], 1])
+    return tf.reshape(p, [tf.shape(x)[0], -1, tf.shape(r)[-1]])
+
 
 def im2col(x, geom: Geometry, use_fused=None):
     """x [B,H,W,C] -> [B, N, padded_k]: rows in (ky, kx, ci) order, zero padding/extension."""
