@@ -19,9 +19,10 @@ run() {
 }
 
 # CIFAR-10 architectures on the 32x32x3 Fashion-MNIST stand-in (CIFAR-10 is not on the machine;
-# with it, use --dataset cifar10 --dataset-path DIR): the dense twin, then the TREC net with the
-# builder's default (L, H), initialised from the twin and fine-tuned.
-C32="--dataset fashion_mnist_32x32x3 --epochs 2 --train-limit 20000 --batch-size 64"
+# with it: CIFAR_DATA="--dataset cifar10 --dataset-path DIR"): the dense twin, then the TREC net
+# with the builder's default (L, H), initialised from the twin and fine-tuned.
+CIFAR_DATA=${CIFAR_DATA:-"--dataset fashion_mnist_32x32x3"}
+C32="$CIFAR_DATA --epochs 2 --train-limit 20000 --batch-size 64"
 for m in cmsisnn_cifar10 cifarnet squeezenet; do
     run "${m}_dense" --model "$m" $C32 --trec none
     run "${m}_trec" --model "$m" $C32 --init-from "$OUT/${m}_dense/best.keras" --lr 0.001
