@@ -175,20 +175,53 @@ def work_model_bound(cout: int, bits: int, rc: float, length: int) -> float:
     return cout / (bits + 1 + rc * cout + cout / length)
 
 
-def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_root=None, log=print) -> list[LayerRow]:
-    specs = [s for s in LAYERS if not layers or s.name in layers]
-    cache: dict = {}
-    cases, big = [], []
-    for spec in specs:
-        tfl = converted(trained_model(spec.model, models_dir, log), cache, log)
-        if spec.source == "photo":
-            image = photographs(1)[0]
-        else:
-            from .data import load_dataset
+def model_layers(tflite: bytes, image: np.ndarray, data: str) -> list[tuple[BenchLayer, kernel_bench.KernelCase]]:
+    """Every TREC_CONV_2D of a converted model, fed what ``image`` gives it through the model."""
+    from . import tflite_model as tm
+    from .evaluate import GoldenGraphRunner
 
-            image = load_dataset(TRAIN_DATASET).x_test[0]
-        case = layer_case(spec, tfl, image)
-        cases.append(case)
+    meta = tm.read_metadata(GoldenGraphRunner(tflite).model) or {}
+    names = [e.get("name") for e in meta.get("trec_layers", []) if e.get("name")]
+    if not names:
+        raise ValueError("the model has no TREC_CONV_2D layers listed in its trec_tflm metadata "
+                         "(convert it with trec-tflm convert)")
+    out = []
+    for name in names:
+        spec = BenchLayer(name, "", name, "dataset", "")
+        case = layer_case(spec, tflite, image)
+        case.note = data
+        _, h, w, cin = case.input.shape
+        cout, kh, kw, _ = case.filter.shape
+        out.append((BenchLayer(name, "", name, "dataset", f"{h}x{w}x{cin} -> {cout}, {kh}x{kw}"), case))
+    return out
+
+
+def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_root=None, log=print,
+        tflite: bytes | None = None, dataset: str = "fashion_mnist") -> list[LayerRow]:
+    """The benchmark layers L1-L6, or with ``tflite`` every TREC layer of that model (its input
+    from the first ``dataset`` test image)."""
+    if tflite is not None:
+        from .data import load_dataset
+
+        pairs = model_layers(tflite, load_dataset(dataset).x_test[0], f"first {dataset} test image through the model")
+    else:
+        cache: dict = {}
+        pairs = []
+        for spec in LAYERS:
+            if layers and spec.name not in layers:
+                continue
+            tfl = converted(trained_model(spec.model, models_dir, log), cache, log)
+            if spec.source == "photo":
+                image = photographs(1)[0]
+            else:
+                from .data import load_dataset
+
+                image = load_dataset(TRAIN_DATASET).x_test[0]
+            pairs.append((spec, layer_case(spec, tfl, image)))
+    pairs = [(s, c) for s, c in pairs if not layers or s.name in layers]
+    specs, cases = [s for s, _ in pairs], [c for _, c in pairs]
+    big = []
+    for spec, case in pairs:
         four = kernel_bench.KernelCase(f"{spec.name}_4x", case.input, case.filter, case.bias, case.hash,
                                        case.params, dense=False, note=case.note)
         y, _ = case.golden_trec()
@@ -265,6 +298,10 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default=None, help="comma-separated subset, e.g. L1,L5 (default: all)")
     p.add_argument("--models-dir", default=None,
                    help=f"trained models as <dir>/<model>_trec/best.keras (default: train into {CACHE})")
+    p.add_argument("--tflite", default=None, metavar="MODEL.tflite",
+                   help="instead of L1-L6: every TREC layer of this converted model (e.g. the demo's)")
+    p.add_argument("--dataset", default="fashion_mnist",
+                   help="with --tflite: the test image fed through the model (default fashion_mnist)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=command)
 
@@ -277,8 +314,18 @@ def command(args) -> int:
         print(f"trec-tflm bench-kernels: {reason}", file=sys.stderr)
         return 2
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    tflite = None
+    if args.tflite:
+        from .deploy import DeployError, load_checked_model
+
+        try:
+            tflite = load_checked_model(args.tflite)[0]
+        except DeployError as exc:
+            print(f"trec-tflm bench-kernels: error: {exc}", file=sys.stderr)
+            return 2
     rows = run(args.core, args.layers.split(",") if args.layers else None,
-               Path(args.models_dir) if args.models_dir else None, os.environ.get("CMSIS_NN_ROOT") or None, log)
+               Path(args.models_dir) if args.models_dir else None, os.environ.get("CMSIS_NN_ROOT") or None, log,
+               tflite=tflite, dataset=args.dataset)
     if args.json:
         print(json.dumps({"core": args.core, "layers": [asdict(r) for r in rows]}, indent=2))
     else:
