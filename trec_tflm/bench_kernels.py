@@ -307,12 +307,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def command(args) -> int:
-    from . import qemu
-
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
-    if reason:
-        print(f"trec-tflm bench-kernels: {reason}", file=sys.stderr)
-        return 2
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     tflite = None
     if args.tflite:
@@ -323,6 +317,12 @@ def command(args) -> int:
         except DeployError as exc:
             print(f"trec-tflm bench-kernels: error: {exc}", file=sys.stderr)
             return 2
+    from . import qemu
+
+    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    if reason:
+        print(f"trec-tflm bench-kernels: {reason}", file=sys.stderr)
+        return 2
     rows = run(args.core, args.layers.split(",") if args.layers else None,
                Path(args.models_dir) if args.models_dir else None, os.environ.get("CMSIS_NN_ROOT") or None, log,
                tflite=tflite, dataset=args.dataset)

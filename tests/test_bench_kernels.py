@@ -1,0 +1,65 @@
+"""trec-tflm bench-kernels --tflite on QEMU: every TREC layer of a converted model runs on the
+emulated Cortex-M7 beside the dense kernel, both checked bit for bit against the golden model
+(the run raises on a mismatch); the printed ratios follow from the printed counts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trec_tflm.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tmp_path_factory):
+    pytest.importorskip("tflite_micro")
+    import keras
+
+    from trec_tflm.convert import convert
+    from trec_tflm.data import DatasetError, load_fashion_mnist
+    from trec_tflm.layers import TRECConv2D
+
+    try:
+        ds = load_fashion_mnist()
+    except DatasetError as exc:
+        pytest.skip(str(exc))
+    keras.utils.set_random_seed(11)
+    inp = keras.Input((28, 28, 1), name="image")
+    x = TRECConv2D(8, 5, padding="same", activation="relu", sub_vector_length=5, hash_bits=5, name="t1")(inp)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = TRECConv2D(16, 3, padding="same", activation="relu", sub_vector_length=8, hash_bits=6, name="t2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x))
+    path = tmp_path_factory.mktemp("bk") / "tiny.tflite"
+    path.write_bytes(convert(model, ds.x_train[:32], calibration_samples=32))
+    return path
+
+
+def test_bench_kernels_on_a_converted_model(tiny_tflite, capsys):
+    from trec_tflm import qemu
+
+    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    if reason:
+        pytest.skip(reason)
+    assert main(["bench-kernels", "--core", "m7", "--tflite", str(tiny_tflite), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    rows = {r["layer"]: r for r in doc["layers"]}
+    assert doc["core"] == "m7" and set(rows) == {"t1", "t2"}
+    t1, t2 = rows["t1"], rows["t2"]
+    assert t1["shape"] == "28x28x1 -> 8, 5x5" and t2["shape"] == "14x14x8 -> 16, 3x3"
+    assert (t1["sub_vector_length"], t1["hash_bits"], t2["sub_vector_length"], t2["hash_bits"]) == (5, 5, 8, 6)
+    for r in rows.values():
+        assert 0 < r["rc"] <= 1
+        assert r["trec_instructions"] > 0 and r["dense_instructions"] > 0
+        assert r["ratio"] == pytest.approx(r["dense_instructions"] / r["trec_instructions"])
+        cout = int(r["shape"].split("-> ")[1].split(",")[0])
+        bound = cout / (r["hash_bits"] + 1 + r["rc"] * cout + cout / r["sub_vector_length"])
+        assert r["bound"] == pytest.approx(bound)
+        assert r["trec_scratch"] <= 2 * r["output_bytes"] or r["trec_passes"] == 1
+        assert "fashion_mnist" in r["data"]
+
+
+def test_bench_kernels_refuses_a_missing_model(capsys):
+    assert main(["bench-kernels", "--tflite", "/no/such/model.tflite"]) == 2
+    assert "no such file" in capsys.readouterr().err
