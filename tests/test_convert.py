@@ -404,3 +404,13 @@ def test_identical_kernels_resolved_by_name_or_refused(calib, monkeypatch):
     layer_b.bias.assign(model.get_layer("twin_a").bias.numpy())
     with pytest.raises(ConvertError, match="twin_b have no matching CONV_2D operator"):
         convert(model, calib.x_train[:16], calibration_samples=16)
+
+
+def test_converter_chatter_stays_off_the_terminal(calib, capfd):
+    """Keras' export (Python stdout) and the calibrator's "fully_quantize: ..." (C++ stderr) are
+    swallowed on success: a user sees only trec-tflm's own lines."""
+    keras.utils.set_random_seed(12)
+    convert(tiny_trec_model("quiet"), calib.x_train[:16], calibration_samples=16)
+    out, err = capfd.readouterr()
+    assert "Saved artifact" not in out
+    assert "fully_quantize" not in err and "fully_quantize" not in out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -131,14 +132,42 @@ def _tf_convert(twin, calib: np.ndarray, float_io: bool) -> bytes:
     import io
     import warnings
 
-    chatter = io.StringIO()  # Keras' export prints "Saved artifact at ..." and its signature
+    # Keras' export prints "Saved artifact at ..." and its signature to Python's stdout, the
+    # calibrator "fully_quantize: 0, ..." to the process's stderr: both are kept for errors only.
+    chatter = io.StringIO()
+    native = _NativeStderr()
     try:
-        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+        with contextlib.redirect_stdout(chatter), native, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             return conv.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types
         raise ConvertError(f"TensorFlow's TFLite converter failed on the dense twin: {exc}\n"
-                           f"{chatter.getvalue()[-2000:]}") from exc
+                           f"{chatter.getvalue()[-2000:]}{native.text[-2000:]}") from exc
+
+
+class _NativeStderr:
+    """Redirects file descriptor 2 (what C++ code writes to) into a temporary file while active."""
+
+    def __init__(self):
+        self.text = ""
+
+    def __enter__(self):
+        import tempfile
+
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode("utf-8", "replace")
+        self._file.close()
+        return False
 
 
 # ------------------------------------------------------------------------------------------------
