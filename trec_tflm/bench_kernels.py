@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernel_bench
+from . import kernel_bench, paths
 
-CACHE = Path(os.environ.get("TREC_TFLM_CACHE", Path.home() / ".cache" / "trec_tflm")) / "bench_models"
+CACHE = paths.cache_dir() / "bench_models"
 # CIFAR-10 itself is not on this machine: the CIFAR-10 architectures are trained on Fashion-MNIST
 # padded to 32x32 and repeated over 3 channels (a stand-in with the same input shape).
 TRAIN_DATASET = "fashion_mnist_32x32x3"

@@ -32,24 +32,18 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from . import deploy as dp
+from . import paths
 
 PathLike = Union[str, os.PathLike]
 
 
 def work_root() -> Path:
     """Where cached firmware projects go: $TREC_TFLM_DEPLOY_ROOT, else build/deploy in the source
-    tree when writable, else ~/.cache/trec_tflm/deploy."""
+    tree when writable, else the cache directory (trec_tflm.paths)."""
     env = os.environ.get("TREC_TFLM_DEPLOY_ROOT")
     if env:
         return Path(env).expanduser()
-    pref = dp.REPO_ROOT / "build" / "deploy"
-    try:
-        pref.mkdir(parents=True, exist_ok=True)
-        if os.access(pref, os.W_OK):
-            return pref
-    except OSError:
-        pass
-    return Path.home() / ".cache" / "trec_tflm" / "deploy"
+    return paths.writable_dir(paths.REPO_ROOT / "build" / "deploy") or paths.cache_dir() / "deploy"
 
 
 @dataclasses.dataclass

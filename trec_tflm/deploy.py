@@ -41,7 +41,9 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from . import paths
+
+REPO_ROOT = paths.REPO_ROOT
 BOARDS_DIR = REPO_ROOT / "boards"
 
 REAL_BOARDS = ("nucleo_f746zg", "disco_f469ni")

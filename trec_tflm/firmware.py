@@ -42,9 +42,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import runtime
+from . import paths, runtime
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = paths.REPO_ROOT
 BOARDS_DIR = REPO_ROOT / "boards"
 APP_DIR = BOARDS_DIR / "app"
 APP_NAME = "trec_app"

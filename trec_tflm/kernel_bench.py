@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import golden, qemu
+from . import golden, paths, qemu
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = paths.REPO_ROOT
 FIRMWARE = REPO / "tflm_ops" / "bench" / "kernel_bench.c"
 BOARD_OF_CORE = {"m7": "qemu_m7", "m4": "qemu_m4"}
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import golden
+from . import golden, paths
 
 VARIANTS = ("host", "host-plain", "host-asan", "host-asan-plain")
 LIB_NAME = "libtrec_nn.so"
@@ -91,16 +91,11 @@ def _compiler() -> str:
 
 
 def _build_dir(root: Path, variant: str) -> Path:
-    preferred = root / "build" / variant
-    try:
-        preferred.mkdir(parents=True, exist_ok=True)
-        if os.access(preferred, os.W_OK):
-            return preferred
-    except OSError:
-        pass
-    cache = Path(os.environ.get("TREC_TFLM_CACHE", Path.home() / ".cache" / "trec_tflm"))
+    preferred = paths.writable_dir(root / "build" / variant)
+    if preferred is not None:
+        return preferred
     key = hashlib.sha1(str(root).encode()).hexdigest()[:12]
-    d = cache / key / variant
+    d = paths.cache_dir() / key / variant
     d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -38,7 +38,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from . import paths
+
+REPO_ROOT = paths.REPO_ROOT
 BOARDS_DIR = REPO_ROOT / "boards"
 FIRMWARE_MK = BOARDS_DIR / "firmware.mk"
 

@@ -40,7 +40,9 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from . import paths
+
+REPO_ROOT = paths.REPO_ROOT
 OPS_DIR = REPO_ROOT / "tflm_ops"
 TFLM_MK = OPS_DIR / "tflm.mk"
 
@@ -163,14 +165,7 @@ def build_root() -> Path:
     env = os.environ.get("TREC_TFLM_BUILD_ROOT")
     if env:
         return Path(env).expanduser()
-    preferred = REPO_ROOT / "build" / "tflm"
-    try:
-        preferred.mkdir(parents=True, exist_ok=True)
-        if os.access(preferred, os.W_OK):
-            return preferred
-    except OSError:
-        pass
-    return Path(os.environ.get("TREC_TFLM_CACHE", Path.home() / ".cache" / "trec_tflm")) / "tflm"
+    return paths.writable_dir(REPO_ROOT / "build" / "tflm") or paths.cache_dir() / "tflm"
 
 
 def make_command(target: str, goal: str = "lib", *, cmsis_nn: bool = True,

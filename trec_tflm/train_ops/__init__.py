@@ -18,6 +18,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from .. import paths
+
 _SOURCE = Path(__file__).with_name("trec_train_ops.cc")
 _lock = threading.Lock()
 _module = None
@@ -25,7 +27,7 @@ _failed: str | None = None
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TREC_TFLM_CACHE", Path.home() / ".cache" / "trec_tflm"))
+    return paths.cache_dir()
 
 
 def _library_path() -> Path:
