@@ -121,24 +121,28 @@ def converted(model_path: Path, cache: dict, log=print) -> bytes:
     return cache[key]
 
 
-def layer_case(spec: BenchLayer, tflite: bytes, image: np.ndarray) -> kernel_bench.KernelCase:
-    """The TREC op of ``spec.layer`` with the int8 activation that reaches it from ``image``."""
+def trec_cases(tflite: bytes, image: np.ndarray, names=None, what: str = "the model") -> dict:
+    """{layer name: KernelCase} for the TREC ops of a converted model (all, or ``names``), each with
+    the int8 activation that reaches it from ``image``; the graph runs once."""
     from . import tflite_model as tm
     from .evaluate import GoldenGraphRunner
 
     runner = GoldenGraphRunner(tflite)
     meta = tm.read_metadata(runner.model) or {}
-    entries = {e.get("name"): e.get("operator_index") for e in meta.get("trec_layers", [])}
+    entries = {e.get("name"): e.get("operator_index") for e in meta.get("trec_layers", []) if e.get("name")}
     steps = {s.op_index: s for s in runner.steps if getattr(s, "kind", "") == "trec"}
-    if entries.get(spec.layer) not in steps:
-        raise RuntimeError(f"{spec.model}: no TREC_CONV_2D for layer {spec.layer!r} "
-                           f"(TREC layers in the metadata: {sorted(k for k in entries if k)})")
-    step = steps[entries[spec.layer]]
+    names = [n for n in entries if entries[n] in steps] if names is None else list(names)
+    missing = [n for n in names if entries.get(n) not in steps]
+    if missing or not names:
+        raise ValueError(f"{what}: no TREC_CONV_2D for layer(s) {missing or 'any'} (TREC layers in its "
+                         f"trec_tflm metadata: {sorted(entries)}; convert models with trec-tflm convert)")
     values = runner.invoke_all(runner.prepare_input(image[None]))
-    p = step.params
-    x = values[p["input_index"]]
-    return kernel_bench.KernelCase(spec.name, np.ascontiguousarray(x), p["filter"], p["bias"], p["hash"],
-                                   dict(p["kwargs"]), note=spec.describe_data())
+    cases = {}
+    for name in names:
+        p = steps[entries[name]].params
+        cases[name] = kernel_bench.KernelCase(name, np.ascontiguousarray(values[p["input_index"]]), p["filter"],
+                                              p["bias"], p["hash"], dict(p["kwargs"]))
+    return cases
 
 
 # ------------------------------------------------------------------------------------------------
@@ -175,50 +179,32 @@ def work_model_bound(cout: int, bits: int, rc: float, length: int) -> float:
     return cout / (bits + 1 + rc * cout + cout / length)
 
 
-def model_layers(tflite: bytes, image: np.ndarray, data: str) -> list[tuple[BenchLayer, kernel_bench.KernelCase]]:
-    """Every TREC_CONV_2D of a converted model, fed what ``image`` gives it through the model."""
-    from . import tflite_model as tm
-    from .evaluate import GoldenGraphRunner
-
-    meta = tm.read_metadata(GoldenGraphRunner(tflite).model) or {}
-    names = [e.get("name") for e in meta.get("trec_layers", []) if e.get("name")]
-    if not names:
-        raise ValueError("the model has no TREC_CONV_2D layers listed in its trec_tflm metadata "
-                         "(convert it with trec-tflm convert)")
-    out = []
-    for name in names:
-        spec = BenchLayer(name, "", name, "dataset", "")
-        case = layer_case(spec, tflite, image)
-        case.note = data
-        _, h, w, cin = case.input.shape
-        cout, kh, kw, _ = case.filter.shape
-        out.append((BenchLayer(name, "", name, "dataset", f"{h}x{w}x{cin} -> {cout}, {kh}x{kw}"), case))
-    return out
-
-
 def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_root=None, log=print,
         tflite: bytes | None = None, dataset: str = "fashion_mnist") -> list[LayerRow]:
     """The benchmark layers L1-L6, or with ``tflite`` every TREC layer of that model (its input
     from the first ``dataset`` test image)."""
-    if tflite is not None:
-        from .data import load_dataset
+    from .data import load_dataset
 
-        pairs = model_layers(tflite, load_dataset(dataset).x_test[0], f"first {dataset} test image through the model")
+    pairs = []
+    if tflite is not None:
+        cases = trec_cases(tflite, load_dataset(dataset).x_test[0])
+        for name, case in cases.items():
+            if layers and name not in layers:
+                continue
+            case.note = f"first {dataset} test image through the model"
+            _, h, w, cin = case.input.shape
+            cout, kh, kw, _ = case.filter.shape
+            pairs.append((BenchLayer(name, "", name, "dataset", f"{h}x{w}x{cin} -> {cout}, {kh}x{kw}"), case))
     else:
         cache: dict = {}
-        pairs = []
         for spec in LAYERS:
             if layers and spec.name not in layers:
                 continue
             tfl = converted(trained_model(spec.model, models_dir, log), cache, log)
-            if spec.source == "photo":
-                image = photographs(1)[0]
-            else:
-                from .data import load_dataset
-
-                image = load_dataset(TRAIN_DATASET).x_test[0]
-            pairs.append((spec, layer_case(spec, tfl, image)))
-    pairs = [(s, c) for s, c in pairs if not layers or s.name in layers]
+            image = photographs(1)[0] if spec.source == "photo" else load_dataset(TRAIN_DATASET).x_test[0]
+            case = trec_cases(tfl, image, [spec.layer], what=spec.model)[spec.layer]
+            case.name, case.note = spec.name, spec.describe_data()
+            pairs.append((spec, case))
     specs, cases = [s for s, _ in pairs], [c for _, c in pairs]
     big = []
     for spec, case in pairs:
