@@ -12,18 +12,14 @@ from trec_tflm.cli import main
 
 
 @pytest.fixture(scope="module")
-def tiny_tflite(tmp_path_factory):
+def tiny_tflite(tmp_path_factory, fashion):
     pytest.importorskip("tflite_micro")
     import keras
 
     from trec_tflm.convert import convert
-    from trec_tflm.data import DatasetError, load_fashion_mnist
     from trec_tflm.layers import TRECConv2D
 
-    try:
-        ds = load_fashion_mnist()
-    except DatasetError as exc:
-        pytest.skip(str(exc))
+    ds = fashion
     keras.utils.set_random_seed(11)
     inp = keras.Input((28, 28, 1), name="image")
     x = TRECConv2D(8, 5, padding="same", activation="relu", sub_vector_length=5, hash_bits=5, name="t1")(inp)

@@ -20,6 +20,7 @@ tf = pytest.importorskip("tensorflow")
 tflm = pytest.importorskip("tflite_micro")
 
 from trec_tflm import golden, quant  # noqa: E402
+from trec_tflm.convert import tf_int8_convert  # noqa: E402
 from trec_tflm import tflite_model as tm  # noqa: E402
 
 
@@ -30,14 +31,7 @@ def _one_op_conv(h, w, cin, cout, k, strides, padding, act, rep) -> bytes:
     layer = keras.layers.Conv2D(cout, k, strides=strides, padding=padding, activation=act,
                                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.4, seed=7),
                                 bias_initializer=keras.initializers.RandomUniform(-0.3, 0.3, seed=8))
-    model = keras.Model(inp, layer(inp))
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in rep)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return tf_int8_convert(keras.Model(inp, layer(inp)), rep)
 
 
 def _patches(fashion, n, h, w, cin, seed):

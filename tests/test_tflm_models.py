@@ -45,15 +45,9 @@ def require_tflm() -> None:
 # ------------------------------------------------------------------------------------------------
 def convert_int8(model, rep_data) -> bytes:
     """Full-int8 conversion (int8 input and output) with a representative dataset."""
-    import tensorflow as tf
+    from trec_tflm.convert import tf_int8_convert
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in rep_data)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return tf_int8_convert(model, rep_data)
 
 
 def one_conv_model(h, w, cin, cout, k, *, strides=1, dilation=1, padding="same", activation="relu",

@@ -118,7 +118,8 @@ def measure_reuse(model, images: np.ndarray, batch_size: int = 64) -> dict[str, 
 # ------------------------------------------------------------------------------------------------
 # TF conversion of the dense twin
 # ------------------------------------------------------------------------------------------------
-def _tf_convert(twin, calib: np.ndarray, float_io: bool) -> bytes:
+def tf_int8_convert(twin, calib: np.ndarray, float_io: bool = False) -> bytes:
+    """TensorFlow's full-integer int8 conversion of a Keras model (no TREC rewriting)."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(twin)
@@ -413,7 +414,7 @@ def convert(model, representative_data, *, float_io: bool = False,
 
     rc = measure_reuse(model, calib)
     twin = dense_twin(model)
-    buf = _tf_convert(twin, calib, float_io)
+    buf = tf_int8_convert(twin, calib, float_io)
     m = tm.load_model(buf, "the converted model")
     matches = match_trec_layers(model, m)
 
