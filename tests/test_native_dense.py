@@ -126,8 +126,12 @@ def test_requantization_extremes(kern):
     rng = np.random.default_rng(7)
     acc_values = [-(2**31), 2**31 - 1, 0, 1, -1, 2**30, -(2**30), 3 << 28, -(3 << 28),
                   (1 << 20) + (1 << 19), -((1 << 20) + (1 << 19)), 12345678, -12345678]
+    # where the fast path's saturating doublings start to act (|x| = 2^30, |h| = 2^30 - 2^19)
+    acc_values += [(1 << 30) - 1, -(1 << 30) + 1, -(1 << 30) - 1, (1 << 30) - (1 << 19) + 1,
+                   -((1 << 30) - (1 << 19)) - 1, (1 << 29) + 12345, -(1 << 29) - 12345]
     acc_values += list(rng.integers(-(2**31), 2**31, 40))
-    mults = [0, 1 << 30, (1 << 31) - 1, 1518500250, 1073741825]
+    # 2^30 - 1 and 1: below QuantizeMultiplier's range, the exact slow path
+    mults = [0, 1, 1 << 30, (1 << 30) - 1, (1 << 31) - 1, 1518500250, 1073741825]
     for shift in range(-31, 31):
         for m in mults:
             bias = np.array(acc_values, np.int32)

@@ -114,6 +114,29 @@ def correctness_cases() -> list[tuple[str, dict]]:
         case["output_multiplier"], case["output_shift"] = quant.quantize_multipliers(
             rng.uniform(0.002, 0.05, cout))
         cases.append((f"small_k_cin{cin}_k{k}_cout{cout}", case))
+    cases += requantization_cases()
+    return cases
+
+
+def requantization_cases() -> list[tuple[str, dict]]:
+    """Input == zero point makes each accumulator its bias: extreme int32 accumulators against
+    (multiplier, shift) pairs on both sides of the fast requantization's limits (shift -18/-19,
+    multiplier 2^30 / 2^30 - 1, left shifts), run with the core's own QADD/SMMULR."""
+    acc = [-(2**31), 2**31 - 1, 0, 1, -1, 1 << 30, -(1 << 30), (1 << 30) - 1, -(1 << 30) + 1,
+           (1 << 30) - (1 << 19) + 1, -((1 << 30) - (1 << 19)) - 1, 3 << 28, -(3 << 28), 12345678, -12345678,
+           (1 << 20) + (1 << 19), -((1 << 20) + (1 << 19)), 1 << 9, -(1 << 9) - 1, 767]
+    combos = [(1 << 30, 0), (1 << 30, -1), ((1 << 31) - 1, -18), ((1 << 31) - 1, -19), (1518500250, -9),
+              ((1 << 30) - 1, -5), (1, 0), (0, -3), (1073741825, 3), (1717986918, -31)]
+    cases = []
+    for zp, (amin, amax) in ((-7, (-128, 127)), (100, (-20, 110))):
+        cout = len(acc) * len(combos)
+        mult = np.array([m for m, _ in combos for _ in acc], np.int32)
+        shift = np.array([sh for _, sh in combos for _ in acc], np.int32)
+        case = dict(input=np.full((1, 1, 1, 1), 9, np.int8), filter=np.ones((cout, 1, 1, 1), np.int8),
+                    bias=np.array(acc * len(combos), np.int32), input_zero_point=9, output_zero_point=zp,
+                    output_multiplier=mult, output_shift=shift, stride=1, dilation=1, padding="VALID",
+                    activation_min=amin, activation_max=amax)
+        cases.append((f"requant_zp{zp}", case))
     return cases
 
 

@@ -106,6 +106,7 @@ TREC_INLINE void trec_write_s8x4(int8_t *p, int32_t v) { memcpy(p, &v, 4); }
  *   trec_sxtab16(a, x)    = { a.lo + (int8)x[7:0],  a.hi + (int8)x[23:16] }   (lanes wrap mod 2^16)
  *   trec_sxtab16_ror8(a,x)= { a.lo + (int8)x[15:8], a.hi + (int8)x[31:24] }
  *   trec_smlad(a, b, acc) = acc + a.lo*b.lo + a.hi*b.hi                         (wraps mod 2^32)
+ *   trec_ssub16(a, b)     = { a.lo - b.lo, a.hi - b.hi }                         (lanes wrap mod 2^16)
  *   trec_pack_s16x2(lo,hi)= { lo, hi }
  * ---------------------------------------------------------------------------------------------- */
 TREC_INLINE int32_t trec_pack_s16x2(int32_t lo, int32_t hi)
@@ -141,6 +142,18 @@ TREC_INLINE int32_t trec_smlad(int32_t a, int32_t b, int32_t acc)
     return __smlad((int16x2_t)a, (int16x2_t)b, acc);
 }
 
+TREC_INLINE int32_t trec_ssub16(int32_t a, int32_t b) { return (int32_t)__ssub16((int16x2_t)a, (int16x2_t)b); }
+
+TREC_INLINE int32_t trec_qadd(int32_t a, int32_t b) { return __qadd(a, b); }
+
+/* (a * b + 2^31) >> 32 (SMMULR) */
+TREC_INLINE int32_t trec_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 #else /* C emulation: same results, bit for bit */
 
 TREC_INLINE int32_t trec_lo16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x & 0xFFFFu); }
@@ -161,6 +174,11 @@ TREC_INLINE int32_t trec_sxtab16_ror8(int32_t a, int32_t x)
     return trec_pack_s16x2(trec_lo16(a) + trec_byte(x, 1), trec_hi16(a) + trec_byte(x, 3));
 }
 
+TREC_INLINE int32_t trec_ssub16(int32_t a, int32_t b)
+{
+    return trec_pack_s16x2(trec_lo16(a) - trec_lo16(b), trec_hi16(a) - trec_hi16(b));
+}
+
 TREC_INLINE int32_t trec_smlad(int32_t a, int32_t b, int32_t acc)
 {
     const uint32_t p0 = (uint32_t)(trec_lo16(a) * trec_lo16(b));
@@ -169,6 +187,20 @@ TREC_INLINE int32_t trec_smlad(int32_t a, int32_t b, int32_t acc)
 }
 
 #endif /* TREC_DSP_NATIVE */
+
+#if !TREC_DSP_NATIVE
+/* saturating add (QADD) */
+TREC_INLINE int32_t trec_qadd(int32_t a, int32_t b)
+{
+    const int64_t s = (int64_t)a + b;
+    return s > INT32_MAX ? INT32_MAX : (s < INT32_MIN ? INT32_MIN : (int32_t)s);
+}
+
+TREC_INLINE int32_t trec_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
+#endif
 
 /* Load four int8 (advancing the pointer) and unpack them to int16 pairs in "unordered" lane order:
  * *even = (x0, x2), *odd = (x1, x3). Pairs with columns written by trec_s8_to_s16_unordered_offset(). */
@@ -282,6 +314,38 @@ static inline int32_t trec_requantize_reference(int32_t x, int32_t multiplier, i
     return (h >> right) + (rem > threshold ? 1 : 0);
 }
 
+/* Fast requantization. TFLite's MultiplyByQuantizedMultiplier rounds twice: h = (x*m + 2^30) >> 31
+ * (the rounded doubling high multiply), then h / 2^r rounded half away from zero. For a multiplier
+ * m = 0 or m >= 2^30 (what QuantizeMultiplier produces) and a right shift r = -shift in [0, 18]:
+ *   h = SMMULR(2x, m)                                  exact while |x| < 2^30;
+ *   round(h / 2^r) = (2h + 2^r - 1 + [h >= 0]) >> (r + 1).
+ * Doubling with saturating adds (QADD) keeps every step in 32 bits: they saturate only when
+ * |x| >= 2^30 or |h| >= 2^30 - 2^19, and there both the result and the exact value exceed
+ * +-2047, so after the clamp to an int8 range (|lo|, |hi| <= 255) they agree. Six instructions
+ * instead of ~20; trec_requantize_clamp() takes this path whenever it applies. */
+TREC_INLINE int trec_requantize_fast_ok(int32_t multiplier, int32_t shift)
+{
+    return (uint32_t)(-shift) <= 18u && (multiplier == 0 || multiplier >= (1 << 30));
+}
+
+/* v such that clamp(v) equals clamp(MultiplyByQuantizedMultiplier(x, m, shift)), when fast_ok */
+TREC_INLINE int32_t trec_requantize_fast(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t h = trec_smmulr(trec_qadd(x, x), multiplier);
+    const int32_t t = trec_qadd(trec_qadd(h, h), (int32_t)(1u << (uint32_t)(-shift))) + (h >> 31);
+    return t >> (1 - shift);
+}
+
+/* clamp(MultiplyByQuantizedMultiplier(x, multiplier, shift), lo, hi) for -255 <= lo <= hi <= 255
+ * (an int8 activation range minus the output offset), bit for bit. */
+TREC_INLINE int32_t trec_requantize_clamp(int32_t x, int32_t multiplier, int32_t shift, int32_t lo, int32_t hi)
+{
+    const int32_t v = TREC_LIKELY(trec_requantize_fast_ok(multiplier, shift))
+                          ? trec_requantize_fast(x, multiplier, shift)
+                          : trec_requantize(x, multiplier, shift);
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
 /* requantize + output offset + activation clamp -> int8.
  * The clamp is applied before the offset is added (to [act_min - out_offset, act_max - out_offset]),
  * which gives the same result as TFLM's "add, then clamp" without its int32 overflow when the
@@ -289,10 +353,8 @@ static inline int32_t trec_requantize_reference(int32_t x, int32_t multiplier, i
 TREC_INLINE int8_t trec_requantize_s8(int32_t acc, int32_t multiplier, int32_t shift, int32_t out_offset,
                                       int32_t act_min, int32_t act_max)
 {
-    int32_t v = trec_requantize(acc, multiplier, shift);
-    v = TREC_MAX(v, act_min - out_offset);
-    v = TREC_MIN(v, act_max - out_offset);
-    return (int8_t)(v + out_offset);
+    return (int8_t)(trec_requantize_clamp(acc, multiplier, shift, act_min - out_offset, act_max - out_offset) +
+                    out_offset);
 }
 
 /* ------------------------------------------------------------------------------------------------
