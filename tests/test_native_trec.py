@@ -114,6 +114,24 @@ def test_pixel_path_every_scratch_budget(kern, stride):
         check(kern, case, scratch_bytes=size)
 
 
+@pytest.mark.parametrize("cin,length,k,dilation,padding", [
+    (8, 24, 3, 1, "SAME"), (4, 8, 4, 2, "SAME"), (16, 32, 4, 1, "VALID"), (8, 8, 5, 1, "SAME"), (64, 64, 3, 2, "SAME")])
+def test_strip_path_incremental_sums(kern, cin, length, k, dilation, padding):
+    """Stride 1, at most 256 rows, Cin % 4 == 0: on the DSP path a sub-matrix's cluster sums are its
+    predecessor's minus and plus the rows and columns where their windows differ (also across a
+    kernel row's end). Strips of 1-3 pixels, dilation, one pass and several (every budget)."""
+    seed = 5000 + cin * 10 + k
+    case = make_case(seed, cin, k, 1, padding, length=length, bits=5, h=15, w=14, dilation=dilation)
+    if seed % 2:  # smooth image: few, large clusters
+        case["input"] = np.ascontiguousarray(np.repeat(np.repeat(case["input"][:, ::4, ::4], 4, 1), 4, 2)[:, :15, :14])
+    tensors, kwargs = split(case)
+    preferred, least = kern.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, sub_vector_length=length,
+                                              hash_bits=5, hash_center=kwargs["hash_center"], stride=1,
+                                              dilation=dilation, padding=padding)
+    for size in sorted({least, (least + preferred) // 2, preferred, preferred * 8}):
+        check(kern, case, scratch_bytes=size)
+
+
 @pytest.mark.parametrize("bits", list(range(1, golden.MAX_HASH_BITS + 1)))
 def test_every_hash_width(kern, bits):
     check(kern, make_case(100 + bits, 4, 3, 1, "SAME", bits=bits, length=7))

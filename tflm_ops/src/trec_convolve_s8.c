@@ -705,12 +705,112 @@ HOT static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
 }
 #endif
 
-/* Sums of sub-matrix m: sums16[s] (L/2 words) for clusters of <= 256 members, sums32[big[s]] (L
- * int32, natural order) otherwise; counts[s*(j+1)] members, counts[s*(j+1)+1+t] in-image members. */
-static void strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
-                            int32_t *counts, int32_t *big, int32_t *sums16, int32_t *sums32)
+#if TREC_DSP
+HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
+{
+    for (int32_t q = 0; q < words4; q++) {
+        const int32_t v = trec_read_s8x4(src + 4 * q);
+        dst[2 * q] = trec_ssub16(dst[2 * q], trec_sxtb16(v));
+        dst[2 * q + 1] = trec_ssub16(dst[2 * q + 1], trec_sxtb16_ror8(v));
+    }
+}
+
+/* add (sign +1) or remove (-1) the strips at the positions of r: counts as in strip_sums_simd,
+ * sums16 in int16 lanes (mod 2^16: exact once every cluster holds at most 256 members again) */
+static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
+                        int32_t *counts, int32_t *sums16)
 {
     const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
+    for (int32_t y = r.y0; y < r.y1; y++) {
+        const int32_t iy = y - g->pad_h;
+        const int row_in = iy >= 0 && iy < g->in_h;
+        const int8_t *row = input + (size_t)iy * g->in_w * cin;
+        for (int32_t x = r.x0; x < r.x1; x++) {
+            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+            int32_t *cnt = counts + (size_t)s * cps;
+            cnt[0] += sign;
+            if (!row_in) {
+                continue;
+            }
+            for (int32_t t = 0; t < g->j; t++) {
+                const int32_t ix = x - g->pad_w + t * g->dil_w;
+                if (ix < 0 || ix >= g->in_w) {
+                    continue;
+                }
+                cnt[1 + t] += sign;
+                int32_t *dst = sums16 + (size_t)s * words + (size_t)t * (cin / 2);
+                if (sign > 0) {
+                    simd_accumulate(row + (size_t)ix * cin, cin / 4, dst);
+                } else {
+                    simd_subtract(row + (size_t)ix * cin, cin / 4, dst);
+                }
+            }
+        }
+    }
+}
+
+#endif
+
+/* The parts of rectangle a outside rectangle b (at most 4 rectangles). */
+static int32_t rect_minus(rect a, rect b, rect *out)
+{
+    int32_t n = 0;
+    const int32_t my0 = TREC_MAX(a.y0, b.y0), my1 = TREC_MIN(a.y1, b.y1);
+    const rect parts[4] = {{a.y0, TREC_MIN(a.y1, b.y0), a.x0, a.x1}, {TREC_MAX(a.y0, b.y1), a.y1, a.x0, a.x1},
+                           {my0, my1, a.x0, TREC_MIN(a.x1, b.x0)}, {my0, my1, TREC_MAX(a.x0, b.x1), a.x1}};
+    for (int i = 0; i < 4; i++) {
+        if (parts[i].y1 > parts[i].y0 && parts[i].x1 > parts[i].x0) {
+            out[n++] = parts[i];
+        }
+    }
+    return n;
+}
+
+static rect window_of(const geom *g, int32_t m)
+{
+    int32_t y0, x0;
+    strip_origin(g, m, &y0, &x0);
+    const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
+    return w;
+}
+
+/* Incremental SIMD sums: at stride 1 neighbouring sub-matrices' windows overlap in all but a row or
+ * a column, so sub-matrix m's sums are sub-matrix prev's minus prev's window outside m's, plus m's
+ * outside prev's. Needs every cluster of every window to fit the int16 lanes (N <= 256). */
+static int simd_incremental(const geom *g) { return g->stride_h == 1 && g->stride_w == 1 && simd_big_max(g) == 0; }
+
+/* Sums of sub-matrix m: sums16[s] (L/2 words) for clusters of <= 256 members, sums32[big[s]] (L
+ * int32, natural order) otherwise; counts[s*(j+1)] members, counts[s*(j+1)+1+t] in-image members. */
+static void strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                            int32_t slots, int32_t *counts, int32_t *big, int32_t *sums16, int32_t *sums32)
+{
+    const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
+#if TREC_DSP
+    if (simd_incremental(g)) {
+        const rect w = window_of(g, m);
+        if (prev < 0) {
+            memset(counts, 0, (size_t)slots * cps * 4);
+            memset(sums16, 0, (size_t)slots * words * 4);
+            simd_strips(g, input, ids, w, +1, counts, sums16);
+        } else {
+            const rect v = window_of(g, prev);
+            rect parts[4];
+            const int32_t n_out = rect_minus(v, w, parts);
+            for (int32_t i = 0; i < n_out; i++) {
+                simd_strips(g, input, ids, parts[i], -1, counts, sums16);
+            }
+            const int32_t n_in = rect_minus(w, v, parts);
+            for (int32_t i = 0; i < n_in; i++) {
+                simd_strips(g, input, ids, parts[i], +1, counts, sums16);
+            }
+        }
+        for (int32_t s = 0; s < slots; s++) {
+            big[s] = -1;
+        }
+        (void)sums32;
+        return;
+    }
+#endif
     memset(counts, 0, (size_t)slots * cps * 4);
     FOR_WINDOW(g, m, y, x, { counts[(size_t)read_id(ids, g->id_size, (size_t)y * g->pw + x) * cps]++; });
     int32_t n_big = 0;
@@ -756,20 +856,25 @@ static void strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *i
 static void filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk, int16_t *ws,
                               int32_t *wsum)
 {
+#if TREC_DSP
+    /* L is a multiple of 4 here: SXTB16 converts four weights at a time, and SMLAD against (1, 1)
+     * sums the converted pairs */
+    const int32_t ones = trec_pack_s16x2(1, 1), half_cin = g->cin / 2;
     for (int32_t j = 0; j < blk; j++) {
-        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l;
         int16_t *d = ws + (size_t)j * g->l;
-        for (int32_t e = 0; e < g->l; e++) {
-            d[(e & ~3) + TREC_UNORDERED_SLOT(e & 3)] = w[e];
-        }
+        trec_s8_to_s16_unordered_offset(filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l, d, g->l, 0);
+        const int32_t *dw = (const int32_t *)(const void *)d;
         for (int32_t t = 0; t < g->j; t++) {
             int32_t acc = 0;
-            for (int32_t c = 0; c < g->cin; c++) {
-                acc += w[t * g->cin + c];
+            for (int32_t q = 0; q < half_cin; q++) {
+                acc = trec_smlad(dw[t * half_cin + q], ones, acc);
             }
             wsum[(size_t)j * g->j + t] = acc;
         }
     }
+#else
+    (void)g; (void)filter; (void)m; (void)c0; (void)blk; (void)ws; (void)wsum;
+#endif
 }
 
 static void products_simd(const geom *g, int32_t slots, const int32_t *counts, const int32_t *big, int32_t *sums16,
@@ -1105,22 +1210,7 @@ HOT static void requantize_row(const geom *g, const int32_t *TREC_RESTRICT acc, 
     const int32_t lo = g->act_min - offset, hi = g->act_max - offset;
     out += c0;
     for (int32_t j = 0; j < blk; j++) {
-        const int32_t sh = shift[j];
-        int32_t v;
-        if (TREC_LIKELY(sh <= 0)) {
-            /* TFLite's MultiplyByQuantizedMultiplier without the left shift: one SMLAL, then the
-             * rounding right shift (see trec_requantize) */
-            const int64_t prod = (int64_t)acc[j] * mult[j] + ((int64_t)1 << 30);
-            const int32_t h = (int32_t)(prod >> 31);
-            const uint32_t mask = (1u << (uint32_t)(-sh)) - 1u;
-            const uint32_t rem = (uint32_t)h & mask;
-            const uint32_t threshold = (mask >> 1) + ((uint32_t)h >> 31);
-            v = (h >> (-sh)) + (rem > threshold ? 1 : 0);
-        } else {
-            v = trec_requantize(acc[j], mult[j], sh);
-        }
-        v = v < lo ? lo : (v > hi ? hi : v);
-        out[j] = (int8_t)(v + offset);
+        out[j] = (int8_t)(trec_requantize_clamp(acc[j], mult[j], shift[j], lo, hi) + offset);
     }
 }
 
@@ -1153,7 +1243,7 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
 {
     if (p->simd) {
         PROFILE_MARK(PHASE_CENTROIDS);
-        strip_sums_simd(g, input, ids, m, slots, b->counts, b->big, b->sums, b->sums32);
+        strip_sums_simd(g, input, ids, m, m - 1, slots, b->counts, b->big, b->sums, b->sums32);
         PROFILE_MARK(PHASE_PRODUCTS);
         filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
         products_simd(g, slots, b->counts, b->big, b->sums, b->sums32, b->ws, b->wsum, blk, b->members, table);
@@ -1191,11 +1281,24 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
 }
 
 /* Elements gathered per pass over the channels: every sub-matrix's sums are re-derived. On the
- * strip path with sums over all positions (stride 1) only the smaller of window and rest is read. */
-static int64_t gather_per_pass(const geom *g, int use_global)
+ * strip path with sums over all positions (stride 1) only the smaller of window and rest is read;
+ * incremental SIMD sums read the first window and then the positions where windows differ. */
+static int64_t gather_per_pass(const geom *g, int use_global, int simd)
 {
     if (!g->strip) {
         return (int64_t)g->n * g->k;
+    }
+    if (simd && simd_incremental(g)) {
+        int64_t positions = g->n;
+        for (int32_t m = 1; m < g->m; m++) {
+            rect parts[4];
+            const rect a = window_of(g, m - 1), b = window_of(g, m);
+            const int32_t n_out = rect_minus(a, b, parts);
+            for (int32_t i = 0; i < n_out; i++) {
+                positions += 2 * (int64_t)(parts[i].y1 - parts[i].y0) * (parts[i].x1 - parts[i].x0);
+            }
+        }
+        return positions * g->l;
     }
     const int64_t window = (int64_t)g->n * g->l;
     const int64_t rest = ((int64_t)g->ph * g->pw - g->n) * g->l;
@@ -1215,7 +1318,7 @@ static int choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t s
         if ((global && !can_global) || (simd && !can_simd)) {
             continue;
         }
-        const int64_t gather = gather_per_pass(g, global);
+        const int64_t gather = gather_per_pass(g, global, simd);
         for (int plan_t = 0; plan_t <= 1; plan_t++) {
             /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
              * the rows' ids per block; the global and SIMD modes use whole sub-vectors */
@@ -1237,48 +1340,73 @@ static int choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t s
     return found;
 }
 
-HOT static void scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
-                           const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                           int32_t *rowp, int32_t *row_acc)
+/* channels [c0, c0 + blk) all take trec_requantize_fast */
+static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
 {
-    /* plan T: per row, the M table rows it uses are found once; then every block of 4 channels sums
-     * them in registers (one pointer load, four loads, four adds per sub-matrix) */
-    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;
-    const int32_t *bias = w->bias;
-    int8_t *out = output;
-    for (int32_t oy = 0; oy < g->out_h; oy++) {
-        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {
-            const size_t base = row_base(g, oy, ox);
-            for (int32_t m = 0; m < m_count; m++) {
-                rowp[m] = toff[m] + read_id(ids, id_size, base + id_off[m]) * blk;
-            }
-            int32_t j0 = 0;
-            for (; j0 + 3 < blk; j0 += 4) {
-                int32_t a0 = bias ? bias[c0 + j0] : 0, a1 = bias ? bias[c0 + j0 + 1] : 0;
-                int32_t a2 = bias ? bias[c0 + j0 + 2] : 0, a3 = bias ? bias[c0 + j0 + 3] : 0;
-                for (int32_t m = 0; m < m_count; m++) {
-                    const int32_t *tc = tables + rowp[m] + j0;
-                    a0 += tc[0];
-                    a1 += tc[1];
-                    a2 += tc[2];
-                    a3 += tc[3];
-                }
-                row_acc[j0] = a0;
-                row_acc[j0 + 1] = a1;
-                row_acc[j0 + 2] = a2;
-                row_acc[j0 + 3] = a3;
-            }
-            for (; j0 < blk; j0++) {
-                int32_t a0 = bias ? bias[c0 + j0] : 0;
-                for (int32_t m = 0; m < m_count; m++) {
-                    a0 += tables[rowp[m] + j0];
-                }
-                row_acc[j0] = a0;
-            }
-            requantize_row(g, row_acc, c0, blk, w, out);
+    for (int32_t j = c0; j < c0 + blk; j++) {
+        if (!trec_requantize_fast_ok(w->mult[j], w->shift[j])) {
+            return 0;
         }
     }
+    return 1;
 }
+
+/* plan T: per row, the M table rows it uses are found once; then every block of 4 channels sums
+ * them in registers (one pointer load, four loads, four adds per sub-matrix) and is requantized
+ * straight from the registers. FAST: every channel takes trec_requantize_fast (no per-output test). */
+#define SCATTER_TABLES_BODY(REQUANT)                                                                    \
+    for (int32_t oy = 0; oy < g->out_h; oy++) {                                                        \
+        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {                                       \
+            const size_t base = row_base(g, oy, ox);                                                   \
+            for (int32_t m = 0; m < m_count; m++) {                                                    \
+                rowp[m] = toff[m] + read_id(ids, id_size, base + id_off[m]) * blk;                     \
+            }                                                                                          \
+            int32_t j0 = 0;                                                                            \
+            for (; j0 + 3 < blk; j0 += 4) {                                                            \
+                int32_t a0 = bias[j0], a1 = bias[j0 + 1], a2 = bias[j0 + 2], a3 = bias[j0 + 3];        \
+                for (int32_t m = 0; m < m_count; m++) {                                                \
+                    const int32_t *tc = tables + rowp[m] + j0;                                         \
+                    a0 += tc[0];                                                                       \
+                    a1 += tc[1];                                                                       \
+                    a2 += tc[2];                                                                       \
+                    a3 += tc[3];                                                                       \
+                }                                                                                      \
+                out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
+                out[j0 + 1] = (int8_t)(REQUANT(a1, j0 + 1) + offset);                                  \
+                out[j0 + 2] = (int8_t)(REQUANT(a2, j0 + 2) + offset);                                  \
+                out[j0 + 3] = (int8_t)(REQUANT(a3, j0 + 3) + offset);                                  \
+            }                                                                                          \
+            for (; j0 < blk; j0++) {                                                                   \
+                int32_t a0 = bias[j0];                                                                 \
+                for (int32_t m = 0; m < m_count; m++) {                                                \
+                    a0 += tables[rowp[m] + j0];                                                        \
+                }                                                                                      \
+                out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+HOT static void scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
+                               const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
+                               int32_t *rowp, const int32_t *bias)
+{
+    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;
+    const int32_t offset = g->output_offset;
+    const int32_t lo = g->act_min - offset, hi = g->act_max - offset;
+    const int32_t *TREC_RESTRICT mult = w->mult + c0;
+    const int32_t *TREC_RESTRICT shift = w->shift + c0;
+    int8_t *out = output + c0;
+#define FAST_RQ(a, j) TREC_MIN(TREC_MAX(trec_requantize_fast((a), mult[j], shift[j]), lo), hi)
+#define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
+    if (fast_requant_block(w, c0, blk)) {
+        SCATTER_TABLES_BODY(FAST_RQ)
+    } else {
+        SCATTER_TABLES_BODY(ANY_RQ)
+    }
+#undef FAST_RQ
+#undef ANY_RQ
+}
+#undef SCATTER_TABLES_BODY
 
 HOT static void scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table, int32_t blk,
                         int32_t *acc)
@@ -1338,7 +1466,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         slots_tot += slots[m];
         slots_max = TREC_MAX(slots_max, slots[m]);
     }
-    /* plan T's table offsets, a row's table rows and its accumulators: 2 * M + Cout ints */
+    /* plan T's table offsets, a row's table rows and the bias: 2 * M + Cout ints */
     const size_t tptr_bytes = (size_t)g->m * 8 + (size_t)g->cout * 4;
     plan p;
     if (work_size <= tptr_bytes || !choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, &p)) {
@@ -1346,6 +1474,10 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     }
     int32_t *toff = (int32_t *)(void *)work;
     int32_t *rowp = toff + g->m;
+    int32_t *bias = rowp + g->m; /* the bias, or zeros: the scatter reads it without a test */
+    for (int32_t c = 0; c < g->cout; c++) {
+        bias[c] = w->bias ? w->bias[c] : 0;
+    }
     uint8_t *area = work + tptr_bytes;
     pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     const int32_t cps = g->j + 1;
@@ -1387,13 +1519,13 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
                 table += (size_t)slots[m] * blk;
             }
             PROFILE_MARK(PHASE_SCATTER);
-            scatter_tables(g, ids, id_off, b.tables, toff, c0, blk, w, output, rowp, rowp + g->m);
+            scatter_tables(g, ids, id_off, b.tables, toff, c0, blk, w, output, rowp, bias + c0);
         } else {
             int32_t *acc = b.tables;
             int32_t *table = b.tables + (size_t)g->n * blk;
             for (int32_t n = 0; n < g->n; n++) {
                 for (int32_t j = 0; j < blk; j++) {
-                    acc[(size_t)n * blk + j] = w->bias ? w->bias[c0 + j] : 0;
+                    acc[(size_t)n * blk + j] = bias[c0 + j];
                 }
             }
             for (int32_t m = 0; m < g->m; m++) {
