@@ -186,6 +186,16 @@ static trec_status make_geom(const trec_conv_params *cp, const trec_hash_params 
  * ============================================================================================== */
 static size_t align4(size_t v) { return (v + 3u) & ~(size_t)3u; }
 
+/* Filter slices are stored in channel quads: int16 element l of channel j is at ws_index(pairs, j,
+ * l), so that word p of the four channels of a quad is contiguous (two 64-bit loads feed 8 SMLAD
+ * of two clusters); channels from blk up to a multiple of 4 hold zeros. */
+static int32_t blk_quads(int32_t blk) { return (blk + 3) & ~3; }
+
+static inline size_t ws_index(int32_t pairs, int32_t j, int32_t l)
+{
+    return ((((size_t)(j >> 2) * (size_t)pairs + (size_t)(l >> 1)) << 2) + (size_t)(j & 3)) * 2 + (size_t)(l & 1);
+}
+
 static size_t ids_bytes(const geom *g)
 {
     const size_t cells = g->strip ? (size_t)g->ph * g->pw : (size_t)g->n * g->m;
@@ -196,9 +206,16 @@ static size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t)g->m *
 
 static size_t map_bytes(const geom *g) { return (size_t)g->map_cap * (g->direct ? 2 : 4); }
 
+/* strip path, int16 buffer: one padded input row (dilation 1: every strip of the row is a run of
+ * it), or one strip */
+static int32_t strip_row_elems(const geom *g)
+{
+    return g->dil_w == 1 ? TREC_MAX((g->pw + g->j - 1) * g->cin, g->la) : g->la;
+}
+
 static size_t pass1_bytes(const geom *g)
 {
-    const size_t row = align4((size_t)((g->strip ? g->la : g->kp) + 1) * 2);
+    const size_t row = align4((size_t)((g->strip ? strip_row_elems(g) : g->kp) + 1) * 2);
     const size_t rt = (size_t)g->hbits * g->la * 2;
     const size_t off = (size_t)(g->strip ? 1 : g->m) * g->hbits * 4;
     return row + rt + off + (size_t)g->cin * 4 + align4(map_bytes(g));
@@ -216,19 +233,19 @@ static int32_t simd_big_max(const geom *g) { return g->n / (SIMD_LANE_MEMBERS + 
  * the in-image members per strip pixel (the zero-point offset applies to in-image elements only) */
 static int32_t counts_per_slot(const geom *g) { return g->strip ? g->j + 2 : 1; }
 
-/* pass-2 bytes: per-cluster counts, the sums (a block of lb, or on the global strip path the
- * sums over every position kept whole plus a packed copy), the filter slice of a chunk of blk
+/* pass-2 bytes: per-cluster counts, the sums (a block of lb, or on the incremental strip path
+ * the raw sums kept whole plus a packed copy), the filter slice of a chunk of blk
  * channels, and the tables (plan T) or the accumulator and one table (plan A) */
 static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk, int plan_t,
-                          int global, int simd)
+                          int incremental, int simd)
 {
     const size_t lba = (size_t)((lb + 1) & ~1);
-    size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk * lba * 2;
+    size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk_quads(blk) * lba * 2;
     if (simd) { /* big-cluster map, int16 sums, int32 sums of big clusters, filter sums per strip pixel */
         b += (size_t)slots_max * 4 + (size_t)slots_max * g->l * 2 + (size_t)simd_big_max(g) * g->l * 4 +
              (size_t)blk * g->j * 4;
     } else {
-        b += global ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
+        b += incremental ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
     }
     if (plan_t) {
         b += (size_t)slots_tot * blk * 4;
@@ -238,12 +255,16 @@ static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, i
     return b;
 }
 
+/* plan T's table offsets and a row's table rows (2 * M ints), then per output channel the bias
+ * (or zeros) and the fast requantization's 2^r and r + 1 */
+static size_t row_state_bytes(const geom *g) { return (size_t)g->m * 8 + (size_t)g->cout * 12; }
+
 static int64_t min_scratch(const geom *g)
 {
     /* worst case: every sub-matrix has max_slots clusters; sums one element at a time (lb = 1, or
      * the whole L for the wide int64 path), one channel per pass, plan A */
     const int32_t lb = g->wide ? g->l : 1;
-    const size_t p2 = (size_t)g->m * 8 + (size_t)g->cout * 4 +
+    const size_t p2 = row_state_bytes(g) +
                       pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, 0, 0, 0);
     const size_t p1 = pass1_bytes(g);
     return (int64_t)(header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
@@ -274,7 +295,7 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
     /* Twice the int8 output tensor of one image (the paper's space-efficiency bar), at least the
      * minimum, at most what the fastest plan could use in the worst case. */
     const int64_t target = 2 * (int64_t)g.n * g.cout;
-    const int64_t fastest = (int64_t)header_bytes(&g) + 3 + (int64_t)g.m * 8 + (int64_t)g.cout * 4 +
+    const int64_t fastest = (int64_t)header_bytes(&g) + 3 + (int64_t)row_state_bytes(&g) +
                             (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, 1, g.strip, 0);
     const int64_t lo = min_scratch(&g);
     int64_t bytes = target < fastest ? target : fastest;
@@ -512,19 +533,49 @@ static void strip_vector(const geom *g, const int8_t *input, int32_t y, int32_t 
  * serve every sub-matrix. Returns the number of ids. */
 static int32_t hash_strips(const geom *g, const int8_t *input, const int8_t *hash, uint8_t *ids, uint8_t *work)
 {
+    const int32_t row_elems = strip_row_elems(g);
     int16_t *v = (int16_t *)(void *)work;
-    int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(g->la + 1) * 2));
+    int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(row_elems + 1) * 2));
     int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hbits * g->la * 2);
     int32_t *chan_sum = off + g->hbits;
     void *map = (void *)(chan_sum + g->cin);
     transpose_hash(g, hash, rt);
     hash_offsets(g, input, hash, 1, off, chan_sum);
-    v[g->l] = 0; /* odd-L tail element, times a zero hash entry */
     size_t i = 0;
-    for (int32_t y = 0; y < g->ph; y++) {
-        for (int32_t x = 0; x < g->pw; x++, i++) {
-            strip_vector(g, input, y, x, v);
-            write_id(ids, g->id_size, i, hash_code(v, rt, off, g->la, g->hbits));
+    if (g->dil_w == 1) {
+        /* one int16 copy of each padded row; a strip is then a run of it (the odd-L tail element
+         * read past a strip meets a zero hash entry) */
+        const int32_t cin = g->cin, left = TREC_MIN(g->pad_w, g->pw + g->j - 1);
+        const int32_t inside = TREC_MAX(0, TREC_MIN(g->in_w, g->pw + g->j - 1 - g->pad_w));
+        memset(v, 0, (size_t)(row_elems + 1) * 2);
+        int32_t zero_code = -1; /* code of an all-padding strip (rows outside the image) */
+        for (int32_t y = 0; y < g->ph; y++) {
+            const int32_t iy = y - g->pad_h;
+            if (iy < 0 || iy >= g->in_h) {
+                if (zero_code < 0) {
+                    memset(v, 0, (size_t)row_elems * 2);
+                    zero_code = hash_code(v, rt, off, g->la, g->hbits);
+                }
+                for (int32_t x = 0; x < g->pw; x++, i++) {
+                    write_id(ids, g->id_size, i, zero_code);
+                }
+                continue;
+            }
+            memset(v, 0, (size_t)left * cin * 2);
+            trec_s8_to_s16_offset(input + (size_t)iy * g->in_w * cin, v + (size_t)left * cin, inside * cin,
+                                  g->input_offset);
+            memset(v + (size_t)(left + inside) * cin, 0, (size_t)(row_elems - (left + inside) * cin) * 2);
+            for (int32_t x = 0; x < g->pw; x++, i++) {
+                write_id(ids, g->id_size, i, hash_code(v + (size_t)x * cin, rt, off, g->la, g->hbits));
+            }
+        }
+    } else {
+        v[g->l] = 0; /* odd-L tail element, times a zero hash entry */
+        for (int32_t y = 0; y < g->ph; y++) {
+            for (int32_t x = 0; x < g->pw; x++, i++) {
+                strip_vector(g, input, y, x, v);
+                write_id(ids, g->id_size, i, hash_code(v, rt, off, g->la, g->hbits));
+            }
         }
     }
     PROFILE_MARK(PHASE_CENTROIDS);
@@ -548,6 +599,29 @@ static void strip_origin(const geom *g, int32_t m, int32_t *y, int32_t *x)
     *x = (m - ky * per_row) * g->j * g->dil_w;
 }
 
+/* The parts of rectangle a outside rectangle b (at most 4 rectangles). */
+static int32_t rect_minus(rect a, rect b, rect *out)
+{
+    int32_t n = 0;
+    const int32_t my0 = TREC_MAX(a.y0, b.y0), my1 = TREC_MIN(a.y1, b.y1);
+    const rect parts[4] = {{a.y0, TREC_MIN(a.y1, b.y0), a.x0, a.x1}, {TREC_MAX(a.y0, b.y1), a.y1, a.x0, a.x1},
+                           {my0, my1, a.x0, TREC_MIN(a.x1, b.x0)}, {my0, my1, TREC_MAX(a.x0, b.x1), a.x1}};
+    for (int i = 0; i < 4; i++) {
+        if (parts[i].y1 > parts[i].y0 && parts[i].x1 > parts[i].x0) {
+            out[n++] = parts[i];
+        }
+    }
+    return n;
+}
+
+static rect window_of(const geom *g, int32_t m)
+{
+    int32_t y0, x0;
+    strip_origin(g, m, &y0, &x0);
+    const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
+    return w;
+}
+
 /* Sum the strips at the positions of r into sums[id][0..lb) (elements [l0, l0 + lb) of each strip,
  * raw int8 values, sign +1 or -1) and count members and in-image members per strip pixel:
  * counts[id * (j + 1)] = members, counts[id * (j + 1) + 1 + t] = members whose pixel t is in the image. */
@@ -555,6 +629,41 @@ HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *id
                        int32_t sign, int32_t *sums, int32_t *counts)
 {
     const int32_t cps = g->j + 1;
+    if (l0 == 0 && lb == g->l && g->dil_w == 1) {
+        /* whole strips of neighbouring pixels: the in-image part is one run of the input row */
+        const int32_t cin = g->cin, j = g->j;
+        for (int32_t y = r.y0; y < r.y1; y++) {
+            const int32_t iy = y - g->pad_h;
+            const int row_in = iy >= 0 && iy < g->in_h;
+            const int8_t *row = input + (size_t)iy * g->in_w * cin;
+            for (int32_t x = r.x0; x < r.x1; x++) {
+                const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+                int32_t *cnt = counts + (size_t)s * cps;
+                cnt[0] += sign;
+                const int32_t ix0 = x - g->pad_w;
+                const int32_t t0 = ix0 < 0 ? -ix0 : 0, t1 = TREC_MIN(j, g->in_w - ix0);
+                if (!row_in || t0 >= t1) {
+                    continue;
+                }
+                for (int32_t t = t0; t < t1; t++) {
+                    cnt[1 + t] += sign;
+                }
+                const int8_t *src = row + (size_t)(ix0 + t0) * cin;
+                int32_t *dst = sums + (size_t)s * lb + (size_t)t0 * cin;
+                const int32_t n = (t1 - t0) * cin;
+                if (sign > 0) {
+                    for (int32_t e = 0; e < n; e++) {
+                        dst[e] += src[e];
+                    }
+                } else {
+                    for (int32_t e = 0; e < n; e++) {
+                        dst[e] -= src[e];
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (int32_t y = r.y0; y < r.y1; y++) {
         const int32_t iy = y - g->pad_h;
         const int row_in = iy >= 0 && iy < g->in_h;
@@ -594,20 +703,21 @@ HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *id
     }
 }
 
-/* Add (sign +1) or remove (-1) the positions of the grid outside sub-matrix m's window
- * (stride 1): sums over every position minus these are the window's sums. */
-static void border_strips(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t sign,
-                          int32_t *sums, int32_t *counts)
+/* Stride 1: turn sub-matrix prev's raw sums and counts into sub-matrix m's by removing the
+ * positions of prev's window outside m's and adding those of m's outside prev's (a row or a column
+ * between neighbouring sub-matrices instead of a whole window). */
+static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, int32_t prev, int32_t m,
+                        int32_t *sums, int32_t *counts)
 {
-    int32_t y0, x0;
-    strip_origin(g, m, &y0, &x0);
-    const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
-    const rect strips[4] = {{0, w.y0, 0, g->pw}, {w.y1, g->ph, 0, g->pw}, {w.y0, w.y1, 0, w.x0},
-                            {w.y0, w.y1, w.x1, g->pw}};
-    for (int i = 0; i < 4; i++) {
-        if (strips[i].y1 > strips[i].y0 && strips[i].x1 > strips[i].x0) {
-            add_strips(g, input, ids, strips[i], 0, g->l, sign, sums, counts);
-        }
+    const rect v = window_of(g, prev), w = window_of(g, m);
+    rect parts[4];
+    const int32_t n_out = rect_minus(v, w, parts);
+    for (int32_t i = 0; i < n_out; i++) {
+        add_strips(g, input, ids, parts[i], 0, g->l, -1, sums, counts);
+    }
+    const int32_t n_in = rect_minus(w, v, parts);
+    for (int32_t i = 0; i < n_in; i++) {
+        add_strips(g, input, ids, parts[i], 0, g->l, +1, sums, counts);
     }
 }
 
@@ -631,21 +741,18 @@ HOT static void strip_offsets(const geom *g, int32_t slots, int32_t l0, int32_t 
 }
 
 /* Strip path sums of sub-matrix m, elements [l0, l0 + lb): sums[s][.] of x - zp, counts as in
- * add_strips. gsum/gcnt: sums and counts over the whole grid (stride 1), or NULL to gather the
- * window's strips directly. */
+ * add_strips. incremental (stride 1, whole sub-vectors): sums and counts hold sub-matrix m - 1's
+ * raw sums when m > 0 (build_table takes the zero point out again after the products). */
 static void strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
-                       int32_t lb, const int32_t *gsum, const int32_t *gcnt, int32_t *sums, int32_t *counts)
+                       int32_t lb, int incremental, int32_t *sums, int32_t *counts)
 {
     const int32_t cps = g->j + 1;
     int32_t y0, x0;
     strip_origin(g, m, &y0, &x0);
     if (g->stride_h == 1 && g->stride_w == 1) {
         const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
-        if (gsum != NULL) {
-            /* in place: sums == gsum, counts == gcnt (raw sums over every position) minus the
-             * positions outside the window; restore_global() adds them back afterwards */
-            (void)gcnt;
-            border_strips(g, input, ids, m, -1, sums, counts);
+        if (incremental && m > 0) {
+            move_window(g, input, ids, m - 1, m, sums, counts);
         } else {
             memset(sums, 0, (size_t)slots * lb * 4);
             memset(counts, 0, (size_t)slots * cps * 4);
@@ -675,8 +782,8 @@ static void strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, i
  * (sum of the filter over pixel t's channels).
  * ---------------------------------------------------------------------------------------------- */
 #if TREC_DSP
-static void products_2xn(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws, int32_t lba,
-                         int32_t blk, int first, int32_t *t0, int32_t *t1);
+static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws, int32_t blk,
+                           int first, int32_t *t0, int32_t *t1);
 #endif
 
 
@@ -750,29 +857,6 @@ static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, 
 }
 
 #endif
-
-/* The parts of rectangle a outside rectangle b (at most 4 rectangles). */
-static int32_t rect_minus(rect a, rect b, rect *out)
-{
-    int32_t n = 0;
-    const int32_t my0 = TREC_MAX(a.y0, b.y0), my1 = TREC_MIN(a.y1, b.y1);
-    const rect parts[4] = {{a.y0, TREC_MIN(a.y1, b.y0), a.x0, a.x1}, {TREC_MAX(a.y0, b.y1), a.y1, a.x0, a.x1},
-                           {my0, my1, a.x0, TREC_MIN(a.x1, b.x0)}, {my0, my1, TREC_MAX(a.x0, b.x1), a.x1}};
-    for (int i = 0; i < 4; i++) {
-        if (parts[i].y1 > parts[i].y0 && parts[i].x1 > parts[i].x0) {
-            out[n++] = parts[i];
-        }
-    }
-    return n;
-}
-
-static rect window_of(const geom *g, int32_t m)
-{
-    int32_t y0, x0;
-    strip_origin(g, m, &y0, &x0);
-    const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
-    return w;
-}
 
 /* Incremental SIMD sums: at stride 1 neighbouring sub-matrices' windows overlap in all but a row or
  * a column, so sub-matrix m's sums are sub-matrix prev's minus prev's window outside m's, plus m's
@@ -852,22 +936,33 @@ static void strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *i
 #endif
 }
 
-/* filter slice in the SIMD lane order (ws[j][L]) and per strip pixel sums of it (wsum[j][t]) */
+/* filter slice in the SIMD lane order, channel quads (ws_index), and per strip pixel sums of it
+ * (wsum[j][t]) */
 static void filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk, int16_t *ws,
                               int32_t *wsum)
 {
 #if TREC_DSP
-    /* L is a multiple of 4 here: SXTB16 converts four weights at a time, and SMLAD against (1, 1)
-     * sums the converted pairs */
-    const int32_t ones = trec_pack_s16x2(1, 1), half_cin = g->cin / 2;
-    for (int32_t j = 0; j < blk; j++) {
-        int16_t *d = ws + (size_t)j * g->l;
-        trec_s8_to_s16_unordered_offset(filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l, d, g->l, 0);
-        const int32_t *dw = (const int32_t *)(const void *)d;
+    /* L is a multiple of 4 here: SXTB16 converts four weights at a time into the lane order
+     * ((x0, x2), (x1, x3)), and SMLAD against (1, 1) sums the converted pairs */
+    const int32_t ones = trec_pack_s16x2(1, 1), pairs = g->l / 2, groups = g->cin / 4;
+    int32_t *ws32 = (int32_t *)(void *)ws;
+    for (int32_t j = 0; j < blk_quads(blk); j++) {
+        int32_t *d = ws32 + (size_t)(j >> 2) * pairs * 4 + (j & 3);
+        if (j >= blk) {
+            for (int32_t p = 0; p < pairs; p++) {
+                d[4 * p] = 0;
+            }
+            continue;
+        }
+        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l;
         for (int32_t t = 0; t < g->j; t++) {
             int32_t acc = 0;
-            for (int32_t q = 0; q < half_cin; q++) {
-                acc = trec_smlad(dw[t * half_cin + q], ones, acc);
+            for (int32_t q = t * groups; q < (t + 1) * groups; q++) {
+                const int32_t v = trec_read_s8x4(w + 4 * q);
+                const int32_t even = trec_sxtb16(v), odd = trec_sxtb16_ror8(v);
+                d[8 * q] = even;
+                d[8 * q + 4] = odd;
+                acc = trec_smlad(odd, ones, trec_smlad(even, ones, acc));
             }
             wsum[(size_t)j * g->j + t] = acc;
         }
@@ -894,10 +989,9 @@ static void products_simd(const geom *g, int32_t slots, const int32_t *counts, c
             /* int32 sums: natural order against the lane-ordered slice */
             const int32_t *sv = sums32 + (size_t)big[s] * g->l;
             for (int32_t jj = 0; jj < blk; jj++) {
-                const int16_t *w = ws + (size_t)jj * g->l;
                 int32_t acc = 0;
                 for (int32_t e = 0; e < g->l; e++) {
-                    acc += sv[e] * w[(e & ~3) + TREC_UNORDERED_SLOT(e & 3)];
+                    acc += sv[e] * ws[ws_index(words, jj, (e & ~3) + TREC_UNORDERED_SLOT(e & 3))];
                 }
                 t[jj] = acc;
             }
@@ -906,14 +1000,13 @@ static void products_simd(const geom *g, int32_t slots, const int32_t *counts, c
         if (pending < 0) {
             pending = s;
         } else {
-            products_2xn(sums16 + (size_t)pending * words, sums16 + (size_t)s * words, words, ws, g->l, blk, 1,
-                         table + (size_t)pending * blk, t);
+            products_quads(sums16 + (size_t)pending * words, sums16 + (size_t)s * words, words, ws, blk, 1,
+                           table + (size_t)pending * blk, t);
             pending = -1;
         }
     }
     if (pending >= 0) {
-        products_2xn(sums16 + (size_t)pending * words, NULL, words, ws, g->l, blk, 1, table + (size_t)pending * blk,
-                     NULL);
+        products_quads(sums16 + (size_t)pending * words, NULL, words, ws, blk, 1, table + (size_t)pending * blk, NULL);
     }
     /* zero point: + offset * sum_t (in-image members of pixel t) * (filter sum over pixel t) */
     for (int32_t s = 0; s < slots; s++) {
@@ -988,60 +1081,73 @@ HOT static void row_sums(const geom *g, const int8_t *input, const uint8_t *ids,
 /* ================================================================================================
  * products: table[s][j] (+)= sums[s][0..lb) . filter[c0 + j][m*L + l0 .. + lb)
  * ============================================================================================== */
-/* Filter slice as int16, rows padded to even length lba. */
+/* Filter slice as int16 in channel quads (ws_index), rows padded to even length lba. */
 static void filter_slice(const geom *g, const int8_t *filter, int32_t m, int32_t l0, int32_t lb, int32_t c0,
                          int32_t blk, int16_t *ws)
 {
     const int32_t lba = (lb + 1) & ~1;
-    for (int32_t j = 0; j < blk; j++) {
+    for (int32_t j = 0; j < blk_quads(blk); j++) {
         const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l + l0;
         for (int32_t l = 0; l < lba; l++) {
-            ws[j * lba + l] = (int16_t)((l < lb && m * g->l + l0 + l < g->k) ? w[l] : 0);
+            ws[ws_index(lba / 2, j, l)] = (int16_t)((j < blk && l < lb && m * g->l + l0 + l < g->k) ? w[l] : 0);
         }
     }
 }
 
 #if TREC_DSP
-/* 2 clusters (packed int16 rows r0, r1) x all channels of ws, SMLAD; r1 may be NULL */
-HOT static void products_2xn(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws, int32_t lba,
-                         int32_t blk, int first, int32_t *t0, int32_t *t1)
+/* t[j + i] = a_i for i < n (a partial quad), or += unless first */
+TREC_INLINE void store_quad(int32_t *t, int32_t n, int first, int32_t a0, int32_t a1, int32_t a2, int32_t a3)
 {
-    int32_t j = 0;
-    if (r1 != NULL) {
-        for (; j + 1 < blk; j += 2) {
-            const int16_t *w0 = ws + (size_t)j * lba;
-            const int16_t *w1 = w0 + lba;
-            int32_t a00 = first ? 0 : t0[j], a01 = first ? 0 : t0[j + 1];
-            int32_t a10 = first ? 0 : t1[j], a11 = first ? 0 : t1[j + 1];
-            for (int32_t p = 0; p < pairs; p++) {
-                const int32_t x0 = r0[p], x1 = r1[p];
-                const int32_t y0 = trec_read_s16x2(w0 + 2 * p), y1 = trec_read_s16x2(w1 + 2 * p);
-                a00 = trec_smlad(x0, y0, a00);
-                a01 = trec_smlad(x0, y1, a01);
-                a10 = trec_smlad(x1, y0, a10);
-                a11 = trec_smlad(x1, y1, a11);
-            }
-            t0[j] = a00;
-            t0[j + 1] = a01;
-            t1[j] = a10;
-            t1[j + 1] = a11;
-        }
+    if (n == 4 && first) {
+        t[0] = a0;
+        t[1] = a1;
+        t[2] = a2;
+        t[3] = a3;
+        return;
     }
-    for (; j < blk; j++) {
-        const int16_t *w0 = ws + (size_t)j * lba;
-        int32_t a0 = first ? 0 : t0[j];
-        int32_t a1 = (r1 == NULL || first) ? 0 : t1[j];
-        for (int32_t p = 0; p < pairs; p++) {
-            const int32_t y0 = trec_read_s16x2(w0 + 2 * p);
-            a0 = trec_smlad(r0[p], y0, a0);
-            if (r1 != NULL) {
-                a1 = trec_smlad(r1[p], y0, a1);
+    const int32_t a[4] = {a0, a1, a2, a3};
+    for (int32_t i = 0; i < n; i++) {
+        t[i] = first ? a[i] : t[i] + a[i];
+    }
+}
+
+/* 2 clusters (packed int16 rows r0, r1; r1 may be NULL) x channels [0, blk) of the quad-layout
+ * slice ws: per word of the clusters, four weights words and 8 SMLAD (2 x 4 accumulators) */
+HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws, int32_t blk,
+                               int first, int32_t *t0, int32_t *t1)
+{
+    const int32_t *wq = (const int32_t *)(const void *)ws;
+    for (int32_t j = 0; j < blk; j += 4, wq += (size_t)pairs * 4) {
+        const int32_t n = TREC_MIN(4, blk - j);
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (r1 != NULL) {
+            int32_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            const int32_t *w = wq;
+            for (int32_t p = 0; p < pairs; p++, w += 4) {
+                const int32_t x0 = r0[p], x1 = r1[p];
+                const int32_t w0 = w[0], w1 = w[1];
+                a0 = trec_smlad(x0, w0, a0);
+                b0 = trec_smlad(x1, w0, b0);
+                a1 = trec_smlad(x0, w1, a1);
+                b1 = trec_smlad(x1, w1, b1);
+                const int32_t w2 = w[2], w3 = w[3];
+                a2 = trec_smlad(x0, w2, a2);
+                b2 = trec_smlad(x1, w2, b2);
+                a3 = trec_smlad(x0, w3, a3);
+                b3 = trec_smlad(x1, w3, b3);
+            }
+            store_quad(t1 + j, n, first, b0, b1, b2, b3);
+        } else {
+            const int32_t *w = wq;
+            for (int32_t p = 0; p < pairs; p++, w += 4) {
+                const int32_t x0 = r0[p];
+                a0 = trec_smlad(x0, w[0], a0);
+                a1 = trec_smlad(x0, w[1], a1);
+                a2 = trec_smlad(x0, w[2], a2);
+                a3 = trec_smlad(x0, w[3], a3);
             }
         }
-        t0[j] = a0;
-        if (r1 != NULL) {
-            t1[j] = a1;
-        }
+        store_quad(t0 + j, n, first, a0, a1, a2, a3);
     }
 }
 #endif
@@ -1070,10 +1176,9 @@ HOT static void accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t 
         int32_t *t = table + (size_t)s * blk;
         if (!fits) {
             for (int32_t j = 0; j < blk; j++) {
-                const int16_t *w = ws + (size_t)j * lba;
                 int32_t acc = first ? 0 : t[j];
                 for (int32_t l = 0; l < lb; l++) {
-                    acc += sv[l] * w[l];
+                    acc += sv[l] * ws[ws_index(pairs, j, l)];
                 }
                 t[j] = acc;
             }
@@ -1088,14 +1193,14 @@ HOT static void accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t 
         if (pending < 0) {
             pending = s;
         } else {
-            products_2xn(packed_buf + (size_t)pending * pairs, row, pairs, ws, lba, blk, first,
-                         table + (size_t)pending * blk, t);
+            products_quads(packed_buf + (size_t)pending * pairs, row, pairs, ws, blk, first,
+                           table + (size_t)pending * blk, t);
             pending = -1;
         }
     }
     if (pending >= 0) {
-        products_2xn(packed_buf + (size_t)pending * pairs, NULL, pairs, ws, lba, blk, first,
-                     table + (size_t)pending * blk, NULL);
+        products_quads(packed_buf + (size_t)pending * pairs, NULL, pairs, ws, blk, first,
+                       table + (size_t)pending * blk, NULL);
     }
 #else
     (void)packed_buf;
@@ -1106,10 +1211,9 @@ HOT static void accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t 
         const int32_t *sv = sums + (size_t)s * lb;
         int32_t *t = table + (size_t)s * blk;
         for (int32_t j = 0; j < blk; j++) {
-            const int16_t *w = ws + (size_t)j * lba;
             int32_t acc = first ? 0 : t[j];
             for (int32_t l = 0; l < lb; l++) {
-                acc += sv[l] * w[l];
+                acc += sv[l] * ws[ws_index(lba / 2, j, l)];
             }
             t[j] = acc;
         }
@@ -1129,7 +1233,7 @@ static void products_wide(const int32_t *sums, int32_t slots, const int32_t *cou
         for (int32_t j = 0; j < blk; j++) {
             int64_t acc = 0;
             for (int32_t i = 0; i < l; i++) {
-                acc += (int64_t)sums[(size_t)s * l + i] * ws[(size_t)j * la + i];
+                acc += (int64_t)sums[(size_t)s * l + i] * ws[ws_index(la / 2, j, i)];
             }
             table[(size_t)s * blk + j] = div_round64(acc, counts[s]);
         }
@@ -1157,7 +1261,7 @@ typedef struct {
     int plan_t;      /* 1: all tables + register scatter; 0: accumulator */
     int32_t blk;     /* channels per pass */
     int32_t lb;      /* sums block length */
-    int use_global;  /* strip path, stride 1: sums over every position kept */
+    int incremental; /* strip path, stride 1, scalar: sums kept whole and moved from window to window */
     int simd;        /* strip path, Cin % 4 == 0: int16-lane sums (lb == L) */
 } plan;
 
@@ -1179,15 +1283,20 @@ static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, 
 
 /* Largest channel chunk for sums blocks of lb elements in `avail` bytes; 0 if none fits. */
 static int32_t fit_blk(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int plan_t, int32_t lb,
-                       int global, int simd)
+                       int incremental, int simd)
 {
-    const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, plan_t, global, simd);
-    const size_t per = pass2_bytes(g, slots_max, slots_tot, lb, 1, plan_t, global, simd) - base;
+    const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, plan_t, incremental, simd);
+    /* linear in blk for multiples of 4 (the filter slice is kept in whole channel quads) */
+    const size_t per = (pass2_bytes(g, slots_max, slots_tot, lb, 4, plan_t, incremental, simd) - base + 3) / 4;
     if (avail < base + per) {
         return 0;
     }
-    const size_t blk = (avail - base) / per;
-    return blk >= (size_t)g->cout ? g->cout : (int32_t)blk;
+    size_t blk = (avail - base) / per;
+    blk = blk >= (size_t)g->cout ? (size_t)g->cout : blk;
+    while (blk > 0 && pass2_bytes(g, slots_max, slots_tot, lb, (int32_t)blk, plan_t, incremental, simd) > avail) {
+        blk--;
+    }
+    return (int32_t)blk;
 }
 
 /* ================================================================================================
@@ -1225,7 +1334,6 @@ TREC_INLINE size_t row_base(const geom *g, int32_t oy, int32_t ox)
 
 /* Pass-2 buffers. */
 typedef struct {
-    int32_t *gsum, *gcnt; /* strip path, stride 1: sums and counts over every position, or NULL */
     int32_t *members;     /* members per cluster of the current sub-matrix */
     int32_t *counts;      /* strip path: [members, in-image members per strip pixel] per cluster */
     int32_t *sums;
@@ -1254,7 +1362,7 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
         const int32_t lb = TREC_MIN(p->lb, g->l - l0);
         PROFILE_MARK(PHASE_CENTROIDS);
         if (g->strip) {
-            strip_sums(g, input, ids, m, slots, l0, lb, b->gsum, b->gcnt, b->sums, b->counts);
+            strip_sums(g, input, ids, m, slots, l0, lb, p->incremental, b->sums, b->counts);
             for (int32_t s = 0; s < slots; s++) {
                 b->members[s] = b->counts[(size_t)s * (g->j + 1)];
             }
@@ -1272,37 +1380,33 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
     if (!g->wide) {
         divide_table(table, slots, b->members, blk);
     }
-    if (b->gsum != NULL) {
-        /* back to sums over every position for the next sub-matrix */
+    if (p->incremental) {
+        /* raw sums again: the next sub-matrix starts from them */
         PROFILE_MARK(PHASE_CENTROIDS);
         strip_offsets(g, slots, 0, g->l, b->counts, b->sums, -1);
-        border_strips(g, input, ids, m, +1, b->sums, b->counts);
     }
 }
 
-/* Elements gathered per pass over the channels: every sub-matrix's sums are re-derived. On the
- * strip path with sums over all positions (stride 1) only the smaller of window and rest is read;
- * incremental SIMD sums read the first window and then the positions where windows differ. */
-static int64_t gather_per_pass(const geom *g, int use_global, int simd)
+/* Elements gathered per pass over the channels: every sub-matrix's sums are re-derived, from its
+ * whole window, or incrementally (stride 1) from the first window and then the positions where
+ * neighbouring windows differ. */
+static int64_t gather_per_pass(const geom *g, int incremental)
 {
     if (!g->strip) {
         return (int64_t)g->n * g->k;
     }
-    if (simd && simd_incremental(g)) {
-        int64_t positions = g->n;
-        for (int32_t m = 1; m < g->m; m++) {
-            rect parts[4];
-            const rect a = window_of(g, m - 1), b = window_of(g, m);
-            const int32_t n_out = rect_minus(a, b, parts);
-            for (int32_t i = 0; i < n_out; i++) {
-                positions += 2 * (int64_t)(parts[i].y1 - parts[i].y0) * (parts[i].x1 - parts[i].x0);
-            }
-        }
-        return positions * g->l;
+    if (!incremental) {
+        return (int64_t)g->n * g->l * g->m;
     }
-    const int64_t window = (int64_t)g->n * g->l;
-    const int64_t rest = ((int64_t)g->ph * g->pw - g->n) * g->l;
-    return (use_global && rest < window ? rest : window) * g->m;
+    int64_t positions = g->n;
+    for (int32_t m = 1; m < g->m; m++) {
+        rect parts[4];
+        const int32_t n_out = rect_minus(window_of(g, m - 1), window_of(g, m), parts);
+        for (int32_t i = 0; i < n_out; i++) {
+            positions += 2 * (int64_t)(parts[i].y1 - parts[i].y0) * (parts[i].x1 - parts[i].x0);
+        }
+    }
+    return positions * g->l;
 }
 
 /* Best plan for `avail` bytes (plan A or T, sums block length, and on the strip path with or
@@ -1311,19 +1415,20 @@ static int choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t s
 {
     int found = 0;
     int64_t best_cost = 0;
-    const int can_global = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
+    const int can_incremental = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
     const int can_simd = simd_possible(g);
-    for (int mode = 0; mode <= 2; mode++) { /* 0 scalar, 1 sums over all positions, 2 SIMD */
-        const int global = mode == 1, simd = mode == 2;
-        if ((global && !can_global) || (simd && !can_simd)) {
+    for (int mode = 0; mode <= 2; mode++) { /* 0 scalar, 1 scalar incremental, 2 SIMD */
+        const int incremental = mode == 1, simd = mode == 2;
+        if ((incremental && !can_incremental) || (simd && !can_simd)) {
             continue;
         }
-        const int64_t gather = gather_per_pass(g, global, simd);
+        const int64_t gather = gather_per_pass(g, incremental || (simd && simd_incremental(g)));
         for (int plan_t = 0; plan_t <= 1; plan_t++) {
             /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
-             * the rows' ids per block; the global and SIMD modes use whole sub-vectors */
-            for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || global || simd) ? 0 : (lb + 1) / 2) {
-                plan p = {plan_t, fit_blk(g, avail, slots_max, slots_tot, plan_t, lb, global, simd), lb, global, simd};
+             * the rows' ids per block; the incremental and SIMD modes use whole sub-vectors */
+            for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || incremental || simd) ? 0 : (lb + 1) / 2) {
+                plan p = {plan_t, fit_blk(g, avail, slots_max, slots_tot, plan_t, lb, incremental, simd), lb,
+                          incremental, simd};
                 if (p.blk == 0) {
                     continue;
                 }
@@ -1388,21 +1493,27 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
 
 HOT static void scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                                const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                               int32_t *rowp, const int32_t *bias)
+                               int32_t *rowp, const int32_t *bias, const int32_t *pow, const int32_t *r1)
 {
     const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;
-    const int32_t offset = g->output_offset;
-    const int32_t lo = g->act_min - offset, hi = g->act_max - offset;
+    const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;
+    const int32_t lo = amin - offset, hi = amax - offset;
     const int32_t *TREC_RESTRICT mult = w->mult + c0;
     const int32_t *TREC_RESTRICT shift = w->shift + c0;
     int8_t *out = output + c0;
-#define FAST_RQ(a, j) TREC_MIN(TREC_MAX(trec_requantize_fast((a), mult[j], shift[j]), lo), hi)
+    /* fast path: |requantized| <= 2^30, so adding the offset cannot overflow; SSAT does the int8
+     * clamp, and a narrower activation range adds a max and a min */
+#define FULL_RQ(a, j) (trec_ssat8(trec_requantize_fast_pre((a), mult[j], pow[j], r1[j]) + offset) - offset)
+#define FAST_RQ(a, j) (TREC_MIN(TREC_MAX(FULL_RQ(a, j), lo), hi))
 #define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
-    if (fast_requant_block(w, c0, blk)) {
-        SCATTER_TABLES_BODY(FAST_RQ)
-    } else {
+    if (!fast_requant_block(w, c0, blk)) {
         SCATTER_TABLES_BODY(ANY_RQ)
+    } else if (amin == -128 && amax == 127) {
+        SCATTER_TABLES_BODY(FULL_RQ)
+    } else {
+        SCATTER_TABLES_BODY(FAST_RQ)
     }
+#undef FULL_RQ
 #undef FAST_RQ
 #undef ANY_RQ
 }
@@ -1466,8 +1577,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         slots_tot += slots[m];
         slots_max = TREC_MAX(slots_max, slots[m]);
     }
-    /* plan T's table offsets, a row's table rows and the bias: 2 * M + Cout ints */
-    const size_t tptr_bytes = (size_t)g->m * 8 + (size_t)g->cout * 4;
+    const size_t tptr_bytes = row_state_bytes(g);
     plan p;
     if (work_size <= tptr_bytes || !choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, &p)) {
         return -1; /* below the minimum: excluded by the size check */
@@ -1475,28 +1585,25 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     int32_t *toff = (int32_t *)(void *)work;
     int32_t *rowp = toff + g->m;
     int32_t *bias = rowp + g->m; /* the bias, or zeros: the scatter reads it without a test */
+    int32_t *rq_pow = bias + g->cout, *rq_r1 = rq_pow + g->cout;
     for (int32_t c = 0; c < g->cout; c++) {
         bias[c] = w->bias ? w->bias[c] : 0;
+        const int32_t r = w->shift[c] <= 0 ? -w->shift[c] : 0;
+        rq_pow[c] = r < 31 ? (int32_t)(1u << r) : 0; /* used only where fast_ok (r <= 18) */
+        rq_r1[c] = r + 1;
     }
     uint8_t *area = work + tptr_bytes;
-    pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     const int32_t cps = g->j + 1;
     b.members = (int32_t *)(void *)area;
     b.counts = b.members + slots_max;
     b.sums = b.members + (size_t)slots_max * counts_per_slot(g);
     b.packed = b.sums;
     int32_t *after_sums = b.sums + (size_t)slots_max * p.lb;
-    if (p.use_global) {
-        /* sums and counts over every position, kept whole; each sub-matrix subtracts its border in
-         * place and adds it back; products read a packed copy */
-        b.gsum = b.sums;
-        b.gcnt = b.counts;
+    if (p.incremental) {
+        /* raw sums kept whole from one sub-matrix to the next; products read a packed copy */
         b.packed = b.sums + (size_t)slots_max * g->l;
         after_sums = b.packed + (size_t)slots_max * (g->la / 2);
-        memset(b.gsum, 0, (size_t)slots_max * g->l * 4);
-        memset(b.gcnt, 0, (size_t)slots_max * cps * 4);
-        const rect all = {0, g->ph, 0, g->pw};
-        add_strips(g, input, ids, all, 0, g->l, +1, b.gsum, b.gcnt);
     }
     if (p.simd) {
         /* sums16 (slots x L/2 words) | big map (slots) | int32 sums of big clusters | filter sums */
@@ -1506,7 +1613,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         after_sums = b.wsum + (size_t)p.blk * g->j;
     }
     b.ws = (int16_t *)(void *)after_sums;
-    b.tables = (int32_t *)(void *)((uint8_t *)b.ws + (size_t)p.blk * ((p.lb + 1) & ~1) * 2);
+    b.tables = (int32_t *)(void *)((uint8_t *)b.ws + (size_t)blk_quads(p.blk) * ((p.lb + 1) & ~1) * 2);
 
     int32_t chunks = 0;
     for (int32_t c0 = 0; c0 < g->cout; c0 += p.blk, chunks++) {
@@ -1519,7 +1626,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
                 table += (size_t)slots[m] * blk;
             }
             PROFILE_MARK(PHASE_SCATTER);
-            scatter_tables(g, ids, id_off, b.tables, toff, c0, blk, w, output, rowp, bias + c0);
+            scatter_tables(g, ids, id_off, b.tables, toff, c0, blk, w, output, rowp, bias + c0, rq_pow + c0, rq_r1 + c0);
         } else {
             int32_t *acc = b.tables;
             int32_t *table = b.tables + (size_t)g->n * blk;

@@ -336,6 +336,23 @@ TREC_INLINE int32_t trec_requantize_fast(int32_t x, int32_t multiplier, int32_t 
     return t >> (1 - shift);
 }
 
+/* trec_requantize_fast with the per-channel constants precomputed: pow = 2^r, r1 = r + 1 */
+TREC_INLINE int32_t trec_requantize_fast_pre(int32_t x, int32_t multiplier, int32_t pow, int32_t r1)
+{
+    const int32_t h = trec_smmulr(trec_qadd(x, x), multiplier);
+    return (trec_qadd(trec_qadd(h, h), pow) + (h >> 31)) >> r1;
+}
+
+/* clamp(v, -128, 127) (SSAT) */
+TREC_INLINE int32_t trec_ssat8(int32_t v)
+{
+#if TREC_DSP_NATIVE
+    return __ssat(v, 8);
+#else
+    return v < -128 ? -128 : (v > 127 ? 127 : v);
+#endif
+}
+
 /* clamp(MultiplyByQuantizedMultiplier(x, multiplier, shift), lo, hi) for -255 <= lo <= hi <= 255
  * (an int8 activation range minus the output offset), bit for bit. */
 TREC_INLINE int32_t trec_requantize_clamp(int32_t x, int32_t multiplier, int32_t shift, int32_t lo, int32_t hi)
