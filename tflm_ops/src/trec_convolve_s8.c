@@ -936,8 +936,8 @@ static void strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *i
 #endif
 }
 
-/* filter slice in the SIMD lane order, channel quads (ws_index), and per strip pixel sums of it
- * (wsum[j][t]) */
+/* filter slice in the SIMD lane order, channel quads (ws_index), and per strip pixel its sum
+ * times the input offset (wsum[j][t]) */
 static void filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk, int16_t *ws,
                               int32_t *wsum)
 {
@@ -964,7 +964,7 @@ static void filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, in
                 d[8 * q + 4] = odd;
                 acc = trec_smlad(odd, ones, trec_smlad(even, ones, acc));
             }
-            wsum[(size_t)j * g->j + t] = acc;
+            wsum[(size_t)j * g->j + t] = acc * g->input_offset;
         }
     }
 #else
@@ -1008,19 +1008,28 @@ static void products_simd(const geom *g, int32_t slots, const int32_t *counts, c
     if (pending >= 0) {
         products_quads(sums16 + (size_t)pending * words, NULL, words, ws, blk, 1, table + (size_t)pending * blk, NULL);
     }
-    /* zero point: + offset * sum_t (in-image members of pixel t) * (filter sum over pixel t) */
+    /* zero point: + sum_t (in-image members of pixel t) * offset * (filter sum over pixel t), then
+     * the rounding division by the members, in one pass over the table */
     for (int32_t s = 0; s < slots; s++) {
-        if (members[s] == 0) {
+        const int32_t c = members[s];
+        if (c == 0) {
             continue;
         }
         const int32_t *cnt = counts + (size_t)s * cps + 1;
         int32_t *t = table + (size_t)s * blk;
+        if (g->j == 1) {
+            const int32_t c0 = cnt[0];
+            for (int32_t jj = 0; jj < blk; jj++) {
+                t[jj] = div_round32(t[jj] + c0 * wsum[jj], c);
+            }
+            continue;
+        }
         for (int32_t jj = 0; jj < blk; jj++) {
             int32_t corr = 0;
             for (int32_t p = 0; p < g->j; p++) {
                 corr += cnt[p] * wsum[(size_t)jj * g->j + p];
             }
-            t[jj] += corr * g->input_offset;
+            t[jj] = div_round32(t[jj] + corr, c);
         }
     }
 #else
@@ -1309,20 +1318,6 @@ typedef struct {
     const int32_t *shift;
 } weights;
 
-HOT static void requantize_row(const geom *g, const int32_t *TREC_RESTRICT acc, int32_t c0, int32_t blk,
-                               const weights *w, int8_t *TREC_RESTRICT out)
-{
-    /* locals: stores through int8_t may alias anything, which would reload every field per output */
-    const int32_t *TREC_RESTRICT mult = w->mult + c0;
-    const int32_t *TREC_RESTRICT shift = w->shift + c0;
-    const int32_t offset = g->output_offset;
-    const int32_t lo = g->act_min - offset, hi = g->act_max - offset;
-    out += c0;
-    for (int32_t j = 0; j < blk; j++) {
-        out[j] = (int8_t)(trec_requantize_clamp(acc[j], mult[j], shift[j], lo, hi) + offset);
-    }
-}
-
 /* Index of row (oy, ox)'s id for sub-matrix m: row_base(oy, ox) + id_off[m]. */
 TREC_INLINE size_t row_base(const geom *g, int32_t oy, int32_t ox)
 {
@@ -1355,7 +1350,6 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
         PROFILE_MARK(PHASE_PRODUCTS);
         filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
         products_simd(g, slots, b->counts, b->big, b->sums, b->sums32, b->ws, b->wsum, blk, b->members, table);
-        divide_table(table, slots, b->members, blk);
         return;
     }
     for (int32_t l0 = 0; l0 < g->l; l0 += p->lb) {
@@ -1519,27 +1513,61 @@ HOT static void scatter_tables(const geom *g, const uint8_t *ids, const int32_t 
 }
 #undef SCATTER_TABLES_BODY
 
+/* plan A, one sub-matrix: acc[n][0..blk) (+)= table[id(n, m)][0..blk); the first sub-matrix
+ * sets acc = bias + table row */
 HOT static void scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table, int32_t blk,
-                        int32_t *acc)
+                            const int32_t *bias, int first, int32_t *acc)
 {
-    /* plan A: acc[n][0..blk) += table[id(n, m)][0..blk) */
     const int32_t id_size = g->id_size, out_w = g->out_w;
-    int32_t *a = acc;
+    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
+    int32_t *TREC_RESTRICT a = acc;
     for (int32_t oy = 0; oy < g->out_h; oy++) {
         size_t idx = row_base(g, oy, 0) + (size_t)id_off;
-        const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
         for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step) {
-            const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            const int32_t *TREC_RESTRICT src = first ? bias : a;
             int32_t j = 0;
             for (; j + 3 < blk; j += 4) {
                 const int32_t t0 = tc[j], t1 = tc[j + 1], t2 = tc[j + 2], t3 = tc[j + 3];
-                a[j] += t0;
-                a[j + 1] += t1;
-                a[j + 2] += t2;
-                a[j + 3] += t3;
+                const int32_t a0 = src[j], a1 = src[j + 1], a2 = src[j + 2], a3 = src[j + 3];
+                a[j] = a0 + t0;
+                a[j + 1] = a1 + t1;
+                a[j + 2] = a2 + t2;
+                a[j + 3] = a3 + t3;
             }
             for (; j < blk; j++) {
-                a[j] += tc[j];
+                a[j] = src[j] + tc[j];
+            }
+        }
+    }
+}
+
+/* plan A, the last sub-matrix: requantize acc[n] + table[id(n, m)] straight into the output */
+HOT static void scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
+                                   int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
+                                   const int32_t *pow, const int32_t *r1, int8_t *output)
+{
+    const int32_t id_size = g->id_size, out_w = g->out_w, cout = g->cout;
+    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
+    const int32_t offset = g->output_offset, lo = g->act_min - offset, hi = g->act_max - offset;
+    const int32_t *TREC_RESTRICT mult = w->mult + c0;
+    const int32_t *TREC_RESTRICT shift = w->shift + c0;
+    const int fast = fast_requant_block(w, c0, blk);
+    const int32_t *a = acc;
+    int8_t *out = output + c0;
+    for (int32_t oy = 0; oy < g->out_h; oy++) {
+        size_t idx = row_base(g, oy, 0) + (size_t)id_off;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, out += cout) {
+            const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            if (fast) {
+                for (int32_t j = 0; j < blk; j++) {
+                    const int32_t v = trec_requantize_fast_pre(a[j] + tc[j], mult[j], pow[j], r1[j]);
+                    out[j] = (int8_t)(TREC_MIN(TREC_MAX(v, lo), hi) + offset);
+                }
+            } else {
+                for (int32_t j = 0; j < blk; j++) {
+                    out[j] = (int8_t)(trec_requantize_clamp(a[j] + tc[j], mult[j], shift[j], lo, hi) + offset);
+                }
             }
         }
     }
@@ -1630,19 +1658,19 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         } else {
             int32_t *acc = b.tables;
             int32_t *table = b.tables + (size_t)g->n * blk;
-            for (int32_t n = 0; n < g->n; n++) {
-                for (int32_t j = 0; j < blk; j++) {
-                    acc[(size_t)n * blk + j] = bias[c0 + j];
+            if (g->m == 1) {
+                for (int32_t n = 0; n < g->n; n++) {
+                    memcpy(acc + (size_t)n * blk, bias + c0, (size_t)blk * 4);
                 }
             }
             for (int32_t m = 0; m < g->m; m++) {
                 build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table);
                 PROFILE_MARK(PHASE_SCATTER);
-                scatter_add(g, ids, id_off[m], table, blk, acc);
-            }
-            PROFILE_MARK(PHASE_REQUANT);
-            for (int32_t n = 0; n < g->n; n++) {
-                requantize_row(g, acc + (size_t)n * blk, c0, blk, w, output + (size_t)n * g->cout);
+                if (m + 1 < g->m) {
+                    scatter_add(g, ids, id_off[m], table, blk, bias + c0, m == 0, acc);
+                } else {
+                    scatter_requantize(g, ids, id_off[m], table, c0, blk, acc, w, rq_pow + c0, rq_r1 + c0, output);
+                }
             }
         }
     }
