@@ -69,6 +69,7 @@ typedef struct {
     int32_t m;         /* sub-matrices = ceil(k / l) */
     int32_t kp;        /* m * l (zero-extended row) */
     int32_t hbits;
+    int32_t hq;        /* hbits rounded up to a multiple of 4: hash vectors are kept in quads */
     int32_t center;
     int32_t id_size;   /* bytes per code / id: 1 when H <= 8, else 2 */
     int32_t strip;     /* strip path: l == j * cin, kw % j == 0 */
@@ -156,6 +157,7 @@ static trec_status make_geom(const trec_conv_params *cp, const trec_hash_params 
     g->m = (g->k + g->l - 1) / g->l;
     g->kp = g->m * g->l;
     g->hbits = hp->hash_bits;
+    g->hq = (g->hbits + 3) & ~3;
     g->center = hp->hash_center;
     g->id_size = g->hbits <= 8 ? 1 : 2;
     g->j = g->l / g->cin;
@@ -216,8 +218,8 @@ static int32_t strip_row_elems(const geom *g)
 static size_t pass1_bytes(const geom *g)
 {
     const size_t row = align4((size_t)((g->strip ? strip_row_elems(g) : g->kp) + 1) * 2);
-    const size_t rt = (size_t)g->hbits * g->la * 2;
-    const size_t off = (size_t)(g->strip ? 1 : g->m) * g->hbits * 4;
+    const size_t rt = (size_t)g->hq * g->la * 2;
+    const size_t off = (size_t)(g->strip ? 1 : g->m) * g->hq * 4;
     return row + rt + off + (size_t)g->cin * 4 + align4(map_bytes(g));
 }
 
@@ -345,13 +347,14 @@ TREC_INLINE int32_t div_round32(int32_t num, int32_t den)
 /* ================================================================================================
  * hashing
  * ============================================================================================== */
-/* off[m][h] (docs/OP_SPEC.md step 3); m_count offsets (1 on the strip path: all equal) */
+/* off[m][h] (docs/OP_SPEC.md step 3), rows of hq (0 past hbits); m_count offsets (1 on the strip
+ * path: all equal) */
 static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash, int32_t m_count, int32_t *off,
                          int32_t *chan_sum)
 {
     const int32_t hb = g->hbits;
+    memset(off, 0, (size_t)m_count * g->hq * sizeof(int32_t));
     if (g->center == TREC_HASH_CENTER_NONE) {
-        memset(off, 0, (size_t)m_count * hb * sizeof(int32_t));
         return;
     }
     const int32_t pixels = g->in_h * g->in_w;
@@ -371,60 +374,52 @@ static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash,
             for (int32_t l = 0; l < g->l && m * g->l + l < g->k; l++) {
                 num += (int64_t)chan_sum[(m * g->l + l) % g->cin] * hash[l * hb + h];
             }
-            off[m * hb + h] = -div_round64(num, pixels);
+            off[m * g->hq + h] = -div_round64(num, pixels);
         }
     }
 }
 
-/* Hash vectors transposed to rt[h][l] int16, each row zero-padded to an even length. */
+/* Hash vectors as int16 in quads of hash bits (ws_index(la / 2, h, l), the filter slices' layout):
+ * each word of a sub-vector meets four bits' words in a row; zero past L and past hbits. */
 static void transpose_hash(const geom *g, const int8_t *hash, int16_t *rt)
 {
-    for (int32_t h = 0; h < g->hbits; h++) {
+    for (int32_t h = 0; h < g->hq; h++) {
         for (int32_t l = 0; l < g->la; l++) {
-            rt[h * g->la + l] = (int16_t)(l < g->l ? hash[l * g->hbits + h] : 0);
+            rt[ws_index(g->la / 2, h, l)] = (int16_t)(h < g->hbits && l < g->l ? hash[l * g->hbits + h] : 0);
         }
     }
 }
 
 /* code of one sub-vector x (la int16, the last odd element times a zero hash entry):
- * bit h set when sum_l x[l] * rt[h][l] + off[h] > 0 */
+ * bit h set when sum_l x[l] * R[l][h] + off[h] > 0. Four bits per pass over x: one load of x and
+ * four SMLAD per word. */
 HOT static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t *off, int32_t la, int32_t hbits)
 {
-    int32_t code = 0;
-#if TREC_DSP
-    /* x may start at an odd int16 index; pairs are read unaligned (allowed on Armv7E-M). */
     const int32_t pairs = la >> 1;
-    for (int32_t h = 0; h < hbits; h++) {
-        const int16_t *xp = x;
-        const int16_t *rp = rt + h * la;
-        int32_t acc = off[h];
-        int32_t j = pairs;
-        while (j >= 4) {
-            acc = trec_smlad(trec_read_s16x2(xp), trec_read_s16x2(rp), acc);
-            acc = trec_smlad(trec_read_s16x2(xp + 2), trec_read_s16x2(rp + 2), acc);
-            acc = trec_smlad(trec_read_s16x2(xp + 4), trec_read_s16x2(rp + 4), acc);
-            acc = trec_smlad(trec_read_s16x2(xp + 6), trec_read_s16x2(rp + 6), acc);
-            xp += 8;
-            rp += 8;
-            j -= 4;
+    int32_t code = 0;
+    for (int32_t h0 = 0; h0 < hbits; h0 += 4, off += 4) {
+        int32_t a0 = off[0], a1 = off[1], a2 = off[2], a3 = off[3];
+#if TREC_DSP
+        /* x may start at an odd int16 index; pairs are read unaligned (allowed on Armv7E-M) */
+        const int32_t *w = (const int32_t *)(const void *)(rt + (size_t)h0 * la);
+        for (int32_t p = 0; p < pairs; p++, w += 4) {
+            const int32_t xv = trec_read_s16x2(x + 2 * p);
+            a0 = trec_smlad(xv, w[0], a0);
+            a1 = trec_smlad(xv, w[1], a1);
+            a2 = trec_smlad(xv, w[2], a2);
+            a3 = trec_smlad(xv, w[3], a3);
         }
-        while (j-- > 0) {
-            acc = trec_smlad(trec_read_s16x2(xp), trec_read_s16x2(rp), acc);
-            xp += 2;
-            rp += 2;
-        }
-        code |= (acc > 0) << h;
-    }
 #else
-    for (int32_t h = 0; h < hbits; h++) {
-        int32_t acc = off[h];
-        for (int32_t i = 0; i < la; i++) {
-            acc += x[i] * rt[h * la + i];
+        for (int32_t l = 0; l < la; l++) {
+            a0 += x[l] * rt[ws_index(pairs, h0, l)];
+            a1 += x[l] * rt[ws_index(pairs, h0 + 1, l)];
+            a2 += x[l] * rt[ws_index(pairs, h0 + 2, l)];
+            a3 += x[l] * rt[ws_index(pairs, h0 + 3, l)];
         }
-        code |= (acc > 0) << h;
-    }
 #endif
-    return code;
+        code |= ((a0 > 0) | (a1 > 0) << 1 | (a2 > 0) << 2 | (a3 > 0) << 3) << h0;
+    }
+    return code & (int32_t)((1u << hbits) - 1u);
 }
 
 /* Replace codes by dense ids over `count` cells (stride `step`); returns the number of ids. */
@@ -494,8 +489,8 @@ static void hash_rows(const geom *g, const int8_t *input, const int8_t *hash, ui
 {
     int16_t *row = (int16_t *)(void *)work;
     int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(g->kp + 1) * 2));
-    int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hbits * g->la * 2);
-    int32_t *chan_sum = off + (size_t)g->m * g->hbits;
+    int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hq * g->la * 2);
+    int32_t *chan_sum = off + (size_t)g->m * g->hq;
     void *map = (void *)(chan_sum + g->cin);
     transpose_hash(g, hash, rt);
     hash_offsets(g, input, hash, g->m, off, chan_sum);
@@ -504,7 +499,7 @@ static void hash_rows(const geom *g, const int8_t *input, const int8_t *hash, ui
         for (int32_t ox = 0; ox < g->out_w; ox++) {
             gather_row(g, input, oy, ox, row);
             for (int32_t m = 0; m < g->m; m++, i++) {
-                write_id(ids, g->id_size, i, hash_code(row + m * g->l, rt, off + m * g->hbits, g->la, g->hbits));
+                write_id(ids, g->id_size, i, hash_code(row + m * g->l, rt, off + m * g->hq, g->la, g->hbits));
             }
         }
     }
@@ -536,8 +531,8 @@ static int32_t hash_strips(const geom *g, const int8_t *input, const int8_t *has
     const int32_t row_elems = strip_row_elems(g);
     int16_t *v = (int16_t *)(void *)work;
     int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(row_elems + 1) * 2));
-    int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hbits * g->la * 2);
-    int32_t *chan_sum = off + g->hbits;
+    int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hq * g->la * 2);
+    int32_t *chan_sum = off + g->hq;
     void *map = (void *)(chan_sum + g->cin);
     transpose_hash(g, hash, rt);
     hash_offsets(g, input, hash, 1, off, chan_sum);
@@ -1463,8 +1458,17 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
             int32_t j0 = 0;                                                                            \
             for (; j0 + 3 < blk; j0 += 4) {                                                            \
                 int32_t a0 = bias[j0], a1 = bias[j0 + 1], a2 = bias[j0 + 2], a3 = bias[j0 + 3];        \
-                for (int32_t m = 0; m < m_count; m++) {                                                \
-                    const int32_t *tc = tables + rowp[m] + j0;                                         \
+                const int32_t *tj = tables + j0;                                                       \
+                int32_t m = 0;                                                                         \
+                for (; m + 1 < m_count; m += 2) {                                                      \
+                    const int32_t *tc = tj + rowp[m], *td = tj + rowp[m + 1];                          \
+                    a0 += tc[0] + td[0];                                                               \
+                    a1 += tc[1] + td[1];                                                               \
+                    a2 += tc[2] + td[2];                                                               \
+                    a3 += tc[3] + td[3];                                                               \
+                }                                                                                      \
+                if (m < m_count) {                                                                     \
+                    const int32_t *tc = tj + rowp[m];                                                  \
                     a0 += tc[0];                                                                       \
                     a1 += tc[1];                                                                       \
                     a2 += tc[2];                                                                       \
