@@ -265,7 +265,7 @@ def format_table(rows: list[LayerRow], core: str) -> str:
         p = r.phases
         lines.append(f"  {r.layer}: hash {p.get('hash', 0) / tot:5.1%}  centroids {p.get('centroids', 0) / tot:5.1%}  "
                      f"products {p.get('products', 0) / tot:5.1%}  scatter+requant "
-                     f"{(p.get('scatter', 0) + p.get('requant', 0)) / tot:5.1%}")
+                     f"{p.get('scatter', 0) / tot:5.1%}")
     lines += ["", "scratch bytes:", f"  {'layer':<6}{'TREC':>9}{'passes':>8}{'2x output':>11}{'im2col N*K':>12}"
               f"{'TREC@4x':>9}{'dense':>7}{'CMSIS-NN':>10}"]
     for r in rows:

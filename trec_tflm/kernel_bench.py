@@ -192,7 +192,7 @@ def parse(board: str, exit_code: int, stdout: str) -> RunResult:
         r = KernelResult(name=name, ok=status == "ok", ticks=int(ticks), scratch=int(fields.get("scratch", 0)),
                          detail=detail.strip())
         if kind == "trec":
-            r.phases = {k: int(fields[k]) for k in ("hash", "centroids", "products", "scatter", "requant")}
+            r.phases = {k: int(fields[k]) for k in ("hash", "centroids", "products", "scatter")}
             r.plan = "tables" if fields.get("plan") == "1" else "accumulator"
             r.clusters, r.rows = int(fields["clusters"]), int(fields["rows"])
             r.sub_matrices, r.passes = int(fields["subm"]), int(fields["passes"])

@@ -39,7 +39,7 @@ static uint8_t scratch_buf[MAX_SCRATCH_BYTES + 2 * GUARD] __attribute__((aligned
 /* ------------------------------------------------------------------------------------------------
  * phase profile (called by the kernel when compiled with -DTREC_PROFILE)
  * ---------------------------------------------------------------------------------------------- */
-static uint64_t phase_ticks[5];
+static uint64_t phase_ticks[4];
 static int current_phase = -1;
 static uint64_t phase_start;
 
@@ -170,10 +170,10 @@ static int run_trec(const bench_case *c)
                                             c->hash, &a.bias, c->bias, &a.out, out_buf + GUARD, &stats);
     const uint64_t t1 = board_ticks();
     const int fail = report("trec", c, st, scratch, scratch, c->expected_trec);
-    printf(" ticks=%lu hash=%lu centroids=%lu products=%lu scatter=%lu requant=%lu scratch=%ld clusters=%ld rows=%ld "
+    printf(" ticks=%lu hash=%lu centroids=%lu products=%lu scatter=%lu scratch=%ld clusters=%ld rows=%ld "
            "subm=%ld passes=%ld plan=%ld\n",
            (unsigned long)(t1 - t0), (unsigned long)phase_ticks[0], (unsigned long)phase_ticks[1],
-           (unsigned long)phase_ticks[2], (unsigned long)phase_ticks[3], (unsigned long)phase_ticks[4], (long)scratch,
+           (unsigned long)phase_ticks[2], (unsigned long)phase_ticks[3], (long)scratch,
            (long)stats.clusters, (long)stats.rows, (long)stats.sub_matrices, (long)stats.passes, (long)stats.plan);
     return fail;
 }

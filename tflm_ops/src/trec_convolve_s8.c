@@ -11,13 +11,17 @@
  *            its position: each position of the padded input is hashed once (kh*kw/j times less
  *            hashing) and the ids live in an image of positions instead of N*M cells.
  *   sums     per sub-matrix, the members' sub-vectors summed per cluster, straight from the HWC
- *            input. Strip path, stride 1: sums over every position are made once, and a
- *            sub-matrix's sums are those minus the positions outside its window.
- *   products per chunk of output channels: cluster sums x filter slice (SMLAD when the sums fit
- *            int16), divided once per cluster and channel, rounding half away from zero.
- *   scatter  plan A: add each sub-matrix's product table into an N x chunk int32 accumulator;
- *            plan T: keep every sub-matrix's table and sum a row's entries in registers.
- *            Then requantize.
+ *            input. Strip path, stride 1: neighbouring sub-matrices' windows differ by a row or a
+ *            column, so each sub-matrix's sums are the previous one's minus the positions it
+ *            leaves and plus those it gains (int16 lanes with SXTAB16 when Cin % 4 == 0).
+ *   products per chunk of output channels: cluster sums x filter slice, 2 clusters x 4 channels
+ *            per SMLAD block (when the sums fit int16), plus the zero-point term, divided once per
+ *            cluster and channel, rounding half away from zero.
+ *   scatter  plan A: add each sub-matrix's product table into an N x chunk int32 accumulator, the
+ *            last one straight into the requantization; plan T: keep every sub-matrix's table and
+ *            sum a row's entries in registers, then requantize them there. Requantization is
+ *            TFLite's, bit for bit, in six instructions where the multiplier allows
+ *            (trec_requantize_fast).
  *
  * Scratch never holds the im2col matrix; an N x Cout int32 accumulator only when the caller's
  * scratch is that large. Plans, chunk sizes and the sums' block length are chosen at run time from
@@ -32,14 +36,14 @@
 
 #if defined(TREC_PROFILE)
 /* Benchmarks define this to time the phases; argument: 0 hashing, 1 centroids (ids and sums),
- * 2 products, 3 scatter, 4 requantize, -1 done. */
+ * 2 products, 3 scatter (with the requantization), -1 done. */
 void trec_profile_mark(int phase);
 #define PROFILE_MARK(p) trec_profile_mark(p)
 #else
 #define PROFILE_MARK(p) ((void)0)
 #endif
 
-enum { PHASE_HASH = 0, PHASE_CENTROIDS = 1, PHASE_PRODUCTS = 2, PHASE_SCATTER = 3, PHASE_REQUANT = 4, PHASE_DONE = -1 };
+enum { PHASE_HASH = 0, PHASE_CENTROIDS = 1, PHASE_PRODUCTS = 2, PHASE_SCATTER = 3, PHASE_DONE = -1 };
 
 /* Hot loops are kept out of line: inlined into one large function they share its registers and
  * spill in the inner loops. */
@@ -928,6 +932,7 @@ static void strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *i
 #else
     (void)input;
     (void)cin;
+    (void)prev;
 #endif
 }
 
@@ -1626,7 +1631,6 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     }
     uint8_t *area = work + tptr_bytes;
     pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    const int32_t cps = g->j + 1;
     b.members = (int32_t *)(void *)area;
     b.counts = b.members + slots_max;
     b.sums = b.members + (size_t)slots_max * counts_per_slot(g);
