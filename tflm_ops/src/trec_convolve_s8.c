@@ -1274,10 +1274,12 @@ typedef struct {
     int simd;        /* strip path, Cin % 4 == 0: int16-lane sums (lb == L) */
 } plan;
 
-/* Instruction estimate of a plan (measured per operation on Cortex-M7 with -Ofast): every pass
- * re-derives the sums (~4 per element gathered); products ~1 per multiply-accumulate plus ~12 per
- * (cluster, channel, sums block); the scatter ~3.5 per (row, sub-matrix, channel) in registers
- * (plan T) and ~4.5 through memory (plan A). */
+/* Instruction estimate of a plan, only to rank plans (per-operation costs measured on Cortex-M7
+ * with -Ofast): every pass re-derives the sums (~4 per element gathered, ~2 with SIMD lanes);
+ * products ~1 per multiply-accumulate plus ~12 per (cluster, channel, sums block); the scatter
+ * ~3.5 per (row, sub-matrix, channel) in registers (plan T) and ~4.5 through memory (plan A).
+ * On the six benchmark layers it picks the fastest of the plans that fit (checked by forcing each
+ * plan and mode in turn). */
 static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
 {
     if (p->simd) {
