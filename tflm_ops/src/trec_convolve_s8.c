@@ -239,10 +239,15 @@ static int32_t simd_big_max(const geom *g) { return g->n / (SIMD_LANE_MEMBERS + 
  * the in-image members per strip pixel (the zero-point offset applies to in-image elements only) */
 static int32_t counts_per_slot(const geom *g) { return g->strip ? g->j + 2 : 1; }
 
+/* Scatter plans: A, an N x chunk int32 accumulator and one sub-matrix's table at a time; A2, the
+ * same with two tables per pass over the accumulator; T, every sub-matrix's table and no
+ * accumulator. */
+enum { PLAN_A = 0, PLAN_T = 1, PLAN_A2 = 2 };
+
 /* pass-2 bytes: per-cluster counts, the sums (a block of lb, or on the incremental strip path
  * the raw sums kept whole plus a packed copy), the filter slice of a chunk of blk
- * channels, and the tables (plan T) or the accumulator and one table (plan A) */
-static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk, int plan_t,
+ * channels, and the tables and accumulator of the scatter plan */
+static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk, int kind,
                           int incremental, int simd)
 {
     const size_t lba = (size_t)((lb + 1) & ~1);
@@ -253,10 +258,10 @@ static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, i
     } else {
         b += incremental ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
     }
-    if (plan_t) {
+    if (kind == PLAN_T) {
         b += (size_t)slots_tot * blk * 4;
     } else {
-        b += ((size_t)g->n + (size_t)slots_max) * blk * 4;
+        b += ((size_t)g->n + (size_t)slots_max * (kind == PLAN_A2 ? 2 : 1)) * blk * 4;
     }
     return b;
 }
@@ -271,7 +276,7 @@ static int64_t min_scratch(const geom *g)
      * the whole L for the wide int64 path), one channel per pass, plan A */
     const int32_t lb = g->wide ? g->l : 1;
     const size_t p2 = row_state_bytes(g) +
-                      pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, 0, 0, 0);
+                      pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, PLAN_A, 0, 0);
     const size_t p1 = pass1_bytes(g);
     return (int64_t)(header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
 }
@@ -302,7 +307,7 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
      * minimum, at most what the fastest plan could use in the worst case. */
     const int64_t target = 2 * (int64_t)g.n * g.cout;
     const int64_t fastest = (int64_t)header_bytes(&g) + 3 + (int64_t)row_state_bytes(&g) +
-                            (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, 1, g.strip, 0);
+                            (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, PLAN_T, g.strip, 0);
     const int64_t lo = min_scratch(&g);
     int64_t bytes = target < fastest ? target : fastest;
     bytes = bytes > lo ? bytes : lo;
@@ -1267,7 +1272,7 @@ HOT static void divide_table(int32_t *table, int32_t slots, const int32_t *count
  * plans
  * ============================================================================================== */
 typedef struct {
-    int plan_t;      /* 1: all tables + register scatter; 0: accumulator */
+    int kind;        /* PLAN_A, PLAN_A2 or PLAN_T */
     int32_t blk;     /* channels per pass */
     int32_t lb;      /* sums block length */
     int incremental; /* strip path, stride 1, scalar: sums kept whole and moved from window to window */
@@ -1277,7 +1282,8 @@ typedef struct {
 /* Instruction estimate of a plan, only to rank plans (per-operation costs measured on Cortex-M7
  * with -Ofast): every pass re-derives the sums (~4 per element gathered, ~2 with SIMD lanes);
  * products ~1 per multiply-accumulate plus ~12 per (cluster, channel, sums block); the scatter
- * ~3.5 per (row, sub-matrix, channel) in registers (plan T) and ~4.5 through memory (plan A).
+ * ~3.5 per (row, sub-matrix, channel) in registers (plan T) and ~4.5 through memory (plan A; ~4
+ * with two tables per pass, A2).
  * On the six benchmark layers it picks the fastest of the plans that fit (checked by forcing each
  * plan and mode in turn). */
 static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
@@ -1288,23 +1294,24 @@ static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, 
     const int64_t passes = (g->cout + p->blk - 1) / p->blk;
     const int64_t blocks = (g->l + p->lb - 1) / p->lb;
     const int64_t products = slots_tot * g->cout * (g->l + 12 * blocks);
-    const int64_t scatter = (int64_t)g->n * g->m * g->cout * (p->plan_t ? 35 : 45) / 10;
+    const int64_t scatter = (int64_t)g->n * g->m * g->cout * (p->kind == PLAN_T ? 35 : p->kind == PLAN_A2 ? 40 : 45) / 10;
     return passes * gather_per_pass * 4 + products + scatter;
 }
 
 /* Largest channel chunk for sums blocks of lb elements in `avail` bytes; 0 if none fits. */
-static int32_t fit_blk(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int plan_t, int32_t lb,
+static int32_t fit_blk(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int kind, int32_t lb,
                        int incremental, int simd)
 {
-    const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, plan_t, incremental, simd);
+    const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, kind, incremental, simd);
     /* linear in blk for multiples of 4 (the filter slice is kept in whole channel quads) */
-    const size_t per = (pass2_bytes(g, slots_max, slots_tot, lb, 4, plan_t, incremental, simd) - base + 3) / 4;
+    const size_t per = (pass2_bytes(g, slots_max, slots_tot, lb, 4, kind, incremental, simd) - base + 3) / 4;
     if (avail < base + per) {
         return 0;
     }
     size_t blk = (avail - base) / per;
-    blk = blk >= (size_t)g->cout ? (size_t)g->cout : blk;
-    while (blk > 0 && pass2_bytes(g, slots_max, slots_tot, lb, (int32_t)blk, plan_t, incremental, simd) > avail) {
+    /* whole channel quads unless one pass takes every channel (the slice pads to a quad) */
+    blk = blk >= (size_t)g->cout ? (size_t)g->cout : (blk >= 4 ? blk & ~(size_t)3 : blk);
+    while (blk > 0 && pass2_bytes(g, slots_max, slots_tot, lb, (int32_t)blk, kind, incremental, simd) > avail) {
         blk--;
     }
     return (int32_t)blk;
@@ -1419,11 +1426,11 @@ static int choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t s
             continue;
         }
         const int64_t gather = gather_per_pass(g, incremental || (simd && simd_incremental(g)));
-        for (int plan_t = 0; plan_t <= 1; plan_t++) {
+        for (int kind = PLAN_A; kind <= PLAN_A2; kind++) {
             /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
              * the rows' ids per block; the incremental and SIMD modes use whole sub-vectors */
             for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || incremental || simd) ? 0 : (lb + 1) / 2) {
-                plan p = {plan_t, fit_blk(g, avail, slots_max, slots_tot, plan_t, lb, incremental, simd), lb,
+                plan p = {kind, fit_blk(g, avail, slots_max, slots_tot, kind, lb, incremental, simd), lb,
                           incremental, simd};
                 if (p.blk == 0) {
                     continue;
@@ -1553,6 +1560,37 @@ HOT static void scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, c
     }
 }
 
+/* plan A2: acc[n] (+)= table[id(n, m)] + table2[id(n, m + 1)], two sub-matrices per pass over
+ * the accumulator */
+HOT static void scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2, const int32_t *table,
+                             const int32_t *table2, int32_t blk, const int32_t *bias, int first, int32_t *acc)
+{
+    const int32_t id_size = g->id_size, out_w = g->out_w;
+    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
+    int32_t *TREC_RESTRICT a = acc;
+    for (int32_t oy = 0; oy < g->out_h; oy++) {
+        const size_t row = row_base(g, oy, 0);
+        size_t idx = row + (size_t)id_off, idx2 = row + (size_t)id_off2;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, idx2 += step) {
+            const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            const int32_t *TREC_RESTRICT td = table2 + (size_t)read_id(ids, id_size, idx2) * blk;
+            const int32_t *TREC_RESTRICT src = first ? bias : a;
+            int32_t j = 0;
+            for (; j + 3 < blk; j += 4) {
+                const int32_t a0 = src[j] + tc[j], a1 = src[j + 1] + tc[j + 1];
+                const int32_t a2 = src[j + 2] + tc[j + 2], a3 = src[j + 3] + tc[j + 3];
+                a[j] = a0 + td[j];
+                a[j + 1] = a1 + td[j + 1];
+                a[j + 2] = a2 + td[j + 2];
+                a[j + 3] = a3 + td[j + 3];
+            }
+            for (; j < blk; j++) {
+                a[j] = src[j] + tc[j] + td[j];
+            }
+        }
+    }
+}
+
 /* plan A, the last sub-matrix: requantize acc[n] + table[id(n, m)] straight into the output */
 HOT static void scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
                                    int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
@@ -1656,7 +1694,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     int32_t chunks = 0;
     for (int32_t c0 = 0; c0 < g->cout; c0 += p.blk, chunks++) {
         const int32_t blk = TREC_MIN(p.blk, g->cout - c0);
-        if (p.plan_t) {
+        if (p.kind == PLAN_T) {
             int32_t *table = b.tables;
             for (int32_t m = 0; m < g->m; m++) {
                 toff[m] = (int32_t)(table - b.tables);
@@ -1668,25 +1706,34 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         } else {
             int32_t *acc = b.tables;
             int32_t *table = b.tables + (size_t)g->n * blk;
+            int32_t *table2 = table + (size_t)slots_max * blk; /* plan A2 only */
             if (g->m == 1) {
                 for (int32_t n = 0; n < g->n; n++) {
                     memcpy(acc + (size_t)n * blk, bias + c0, (size_t)blk * 4);
                 }
             }
-            for (int32_t m = 0; m < g->m; m++) {
+            for (int32_t m = 0; m < g->m;) {
                 build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table);
+                if (p.kind == PLAN_A2 && m + 2 < g->m) {
+                    build_table(g, input, ids, m + 1, slots[m + 1], &p, &b, w->filter, c0, blk, table2);
+                    PROFILE_MARK(PHASE_SCATTER);
+                    scatter_add2(g, ids, id_off[m], id_off[m + 1], table, table2, blk, bias + c0, m == 0, acc);
+                    m += 2;
+                    continue;
+                }
                 PROFILE_MARK(PHASE_SCATTER);
                 if (m + 1 < g->m) {
                     scatter_add(g, ids, id_off[m], table, blk, bias + c0, m == 0, acc);
                 } else {
                     scatter_requantize(g, ids, id_off[m], table, c0, blk, acc, w, rq_pow + c0, rq_r1 + c0, output);
                 }
+                m++;
             }
         }
     }
     PROFILE_MARK(PHASE_DONE);
     *passes = chunks;
-    *plan_t = p.plan_t;
+    *plan_t = p.kind == PLAN_T;
     return (int32_t)(g->strip ? 0 : slots_tot);
 }
 
