@@ -431,6 +431,40 @@ HOT static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t 
     return code & (int32_t)((1u << hbits) - 1u);
 }
 
+#if TREC_DSP
+/* hash_code of two sub-vectors x0 and x1 (neighbouring strips of a row): every hash word is loaded
+ * once for both, 8 SMLAD per word pair */
+HOT static void hash_code2(const int16_t *x0, const int16_t *x1, const int16_t *rt, const int32_t *off, int32_t la,
+                           int32_t hbits, int32_t *code0, int32_t *code1)
+{
+    const int32_t pairs = la >> 1;
+    int32_t c0 = 0, c1 = 0;
+    for (int32_t h0 = 0; h0 < hbits; h0 += 4, off += 4) {
+        int32_t a0 = off[0], a1 = off[1], a2 = off[2], a3 = off[3];
+        int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3;
+        const int32_t *w = (const int32_t *)(const void *)(rt + (size_t)h0 * la);
+        for (int32_t p = 0; p < pairs; p++, w += 4) {
+            const int32_t u = trec_read_s16x2(x0 + 2 * p), v = trec_read_s16x2(x1 + 2 * p);
+            const int32_t w0 = w[0], w1 = w[1];
+            a0 = trec_smlad(u, w0, a0);
+            b0 = trec_smlad(v, w0, b0);
+            a1 = trec_smlad(u, w1, a1);
+            b1 = trec_smlad(v, w1, b1);
+            const int32_t w2 = w[2], w3 = w[3];
+            a2 = trec_smlad(u, w2, a2);
+            b2 = trec_smlad(v, w2, b2);
+            a3 = trec_smlad(u, w3, a3);
+            b3 = trec_smlad(v, w3, b3);
+        }
+        c0 |= ((a0 > 0) | (a1 > 0) << 1 | (a2 > 0) << 2 | (a3 > 0) << 3) << h0;
+        c1 |= ((b0 > 0) | (b1 > 0) << 1 | (b2 > 0) << 2 | (b3 > 0) << 3) << h0;
+    }
+    const int32_t mask = (int32_t)((1u << hbits) - 1u);
+    *code0 = c0 & mask;
+    *code1 = c1 & mask;
+}
+#endif
+
 /* Replace codes by dense ids over `count` cells (stride `step`); returns the number of ids. */
 HOT static int32_t compact(const geom *g, uint8_t *cells, size_t first, size_t step, int32_t count, void *map_mem)
 {
@@ -569,7 +603,16 @@ static int32_t hash_strips(const geom *g, const int8_t *input, const int8_t *has
             trec_s8_to_s16_offset(input + (size_t)iy * g->in_w * cin, v + (size_t)left * cin, inside * cin,
                                   g->input_offset);
             memset(v + (size_t)(left + inside) * cin, 0, (size_t)(row_elems - (left + inside) * cin) * 2);
-            for (int32_t x = 0; x < g->pw; x++, i++) {
+            int32_t x = 0;
+#if TREC_DSP
+            for (; x + 1 < g->pw; x += 2, i += 2) {
+                int32_t c0, c1;
+                hash_code2(v + (size_t)x * cin, v + (size_t)(x + 1) * cin, rt, off, g->la, g->hbits, &c0, &c1);
+                write_id(ids, g->id_size, i, c0);
+                write_id(ids, g->id_size, i + 1, c1);
+            }
+#endif
+            for (; x < g->pw; x++, i++) {
                 write_id(ids, g->id_size, i, hash_code(v + (size_t)x * cin, rt, off, g->la, g->hbits));
             }
         }
@@ -1099,11 +1142,19 @@ HOT static void row_sums(const geom *g, const int8_t *input, const uint8_t *ids,
 static void filter_slice(const geom *g, const int8_t *filter, int32_t m, int32_t l0, int32_t lb, int32_t c0,
                          int32_t blk, int16_t *ws)
 {
-    const int32_t lba = (lb + 1) & ~1;
+    const int32_t lba = (lb + 1) & ~1, pairs = lba / 2;
+    /* valid elements of this slice: inside the block and below K (zero extension) */
+    const int32_t valid = TREC_MAX(0, TREC_MIN(lb, g->k - m * g->l - l0));
     for (int32_t j = 0; j < blk_quads(blk); j++) {
         const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l + l0;
-        for (int32_t l = 0; l < lba; l++) {
-            ws[ws_index(lba / 2, j, l)] = (int16_t)((j < blk && l < lb && m * g->l + l0 + l < g->k) ? w[l] : 0);
+        int16_t *d = ws + ws_index(pairs, j, 0); /* element l at d[(l >> 1) * 8 + (l & 1)] */
+        const int32_t n = j < blk ? valid : 0;
+        int32_t l = 0;
+        for (; l < n; l++) {
+            d[(l >> 1) * 8 + (l & 1)] = w[l];
+        }
+        for (; l < lba; l++) {
+            d[(l >> 1) * 8 + (l & 1)] = 0;
         }
     }
 }
@@ -1349,9 +1400,11 @@ typedef struct {
     int32_t *tables;
 } pass2;
 
-/* one sub-matrix's table for the channels [c0, c0 + blk) */
-static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
-                        const plan *p, const pass2 *b, const int8_t *filter, int32_t c0, int32_t blk, int32_t *table)
+/* one sub-matrix's table for the channels [c0, c0 + blk); with `clusters`, adds the number of
+ * clusters the sub-matrix has (ids with members in its window) */
+static void build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
+                             const plan *p, const pass2 *b, const int8_t *filter, int32_t c0, int32_t blk,
+                             int32_t *table)
 {
     if (p->simd) {
         PROFILE_MARK(PHASE_CENTROIDS);
@@ -1387,6 +1440,18 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
         /* raw sums again: the next sub-matrix starts from them */
         PROFILE_MARK(PHASE_CENTROIDS);
         strip_offsets(g, slots, 0, g->l, b->counts, b->sums, -1);
+    }
+}
+
+static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
+                        const plan *p, const pass2 *b, const int8_t *filter, int32_t c0, int32_t blk, int32_t *table,
+                        int64_t *clusters)
+{
+    build_table_only(g, input, ids, m, slots, p, b, filter, c0, blk, table);
+    if (clusters != NULL) {
+        for (int32_t s = 0; s < slots; s++) {
+            *clusters += b->members[s] > 0;
+        }
     }
 }
 
@@ -1692,13 +1757,15 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     b.tables = (int32_t *)(void *)((uint8_t *)b.ws + (size_t)blk_quads(p.blk) * ((p.lb + 1) & ~1) * 2);
 
     int32_t chunks = 0;
+    int64_t strip_clusters = 0; /* strip path: clusters per sub-matrix, counted in the first chunk */
     for (int32_t c0 = 0; c0 < g->cout; c0 += p.blk, chunks++) {
         const int32_t blk = TREC_MIN(p.blk, g->cout - c0);
+        int64_t *count = c0 == 0 && g->strip ? &strip_clusters : NULL;
         if (p.kind == PLAN_T) {
             int32_t *table = b.tables;
             for (int32_t m = 0; m < g->m; m++) {
                 toff[m] = (int32_t)(table - b.tables);
-                build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table);
+                build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table, count);
                 table += (size_t)slots[m] * blk;
             }
             PROFILE_MARK(PHASE_SCATTER);
@@ -1713,9 +1780,9 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
                 }
             }
             for (int32_t m = 0; m < g->m;) {
-                build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table);
+                build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table, count);
                 if (p.kind == PLAN_A2 && m + 2 < g->m) {
-                    build_table(g, input, ids, m + 1, slots[m + 1], &p, &b, w->filter, c0, blk, table2);
+                    build_table(g, input, ids, m + 1, slots[m + 1], &p, &b, w->filter, c0, blk, table2, count);
                     PROFILE_MARK(PHASE_SCATTER);
                     scatter_add2(g, ids, id_off[m], id_off[m + 1], table, table2, blk, bias + c0, m == 0, acc);
                     m += 2;
@@ -1734,24 +1801,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     PROFILE_MARK(PHASE_DONE);
     *passes = chunks;
     *plan_t = p.kind == PLAN_T;
-    return (int32_t)(g->strip ? 0 : slots_tot);
-}
-
-/* clusters of each sub-matrix on the strip path = ids that occur in its window (for the stats) */
-static int32_t strip_clusters(const geom *g, const uint8_t *ids, const int32_t *id_off, int32_t slots, uint8_t *seen)
-{
-    int32_t total = 0;
-    for (int32_t m = 0; m < g->m; m++) {
-        memset(seen, 0, (size_t)slots);
-        for (int32_t oy = 0; oy < g->out_h; oy++) {
-            for (int32_t ox = 0; ox < g->out_w; ox++) {
-                const int32_t s = read_id(ids, g->id_size, row_base(g, oy, ox) + id_off[m]);
-                total += !seen[s];
-                seen[s] = 1;
-            }
-        }
-    }
-    return total;
+    return (int32_t)(g->strip ? strip_clusters : slots_tot);
 }
 
 /* ================================================================================================
@@ -1801,11 +1851,6 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
         int32_t c = run_image(&g, buf, size, input + b * in_size, hash, &w, output + b * out_size, &pass_b, &plan_t);
         if (c < 0) {
             return TREC_BUFFER_ERROR;
-        }
-        if (g.strip && stats != NULL) {
-            /* statistics only: count the clusters each sub-matrix really has */
-            const int32_t *slots = (const int32_t *)(const void *)(buf + ids_bytes(&g));
-            c = strip_clusters(&g, buf, slots + g.m, slots[0], buf + header_bytes(&g));
         }
         clusters += c;
         passes = TREC_MAX(passes, pass_b);
