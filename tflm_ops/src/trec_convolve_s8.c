@@ -1541,17 +1541,25 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
                 int32_t m = 0;                                                                         \
                 for (; m + 1 < m_count; m += 2) {                                                      \
                     const int32_t *tc = tj + rowp[m], *td = tj + rowp[m + 1];                          \
-                    a0 += tc[0] + td[0];                                                               \
-                    a1 += tc[1] + td[1];                                                               \
-                    a2 += tc[2] + td[2];                                                               \
-                    a3 += tc[3] + td[3];                                                               \
+                    int32_t u0, u1, u2, u3, v0, v1, v2, v3;                                            \
+                    trec_load2(tc, 0, u0, u1);                                                         \
+                    trec_load2(tc, 2, u2, u3);                                                         \
+                    trec_load2(td, 0, v0, v1);                                                         \
+                    trec_load2(td, 2, v2, v3);                                                         \
+                    a0 += u0 + v0;                                                                     \
+                    a1 += u1 + v1;                                                                     \
+                    a2 += u2 + v2;                                                                     \
+                    a3 += u3 + v3;                                                                     \
                 }                                                                                      \
                 if (m < m_count) {                                                                     \
                     const int32_t *tc = tj + rowp[m];                                                  \
-                    a0 += tc[0];                                                                       \
-                    a1 += tc[1];                                                                       \
-                    a2 += tc[2];                                                                       \
-                    a3 += tc[3];                                                                       \
+                    int32_t u0, u1, u2, u3;                                                            \
+                    trec_load2(tc, 0, u0, u1);                                                         \
+                    trec_load2(tc, 2, u2, u3);                                                         \
+                    a0 += u0;                                                                          \
+                    a1 += u1;                                                                          \
+                    a2 += u2;                                                                          \
+                    a3 += u3;                                                                          \
                 }                                                                                      \
                 out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
                 out[j0 + 1] = (int8_t)(REQUANT(a1, j0 + 1) + offset);                                  \
@@ -1611,8 +1619,11 @@ HOT static void scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, c
             const int32_t *TREC_RESTRICT src = first ? bias : a;
             int32_t j = 0;
             for (; j + 3 < blk; j += 4) {
-                const int32_t t0 = tc[j], t1 = tc[j + 1], t2 = tc[j + 2], t3 = tc[j + 3];
-                const int32_t a0 = src[j], a1 = src[j + 1], a2 = src[j + 2], a3 = src[j + 3];
+                int32_t t0, t1, t2, t3, a0, a1, a2, a3;
+                trec_load2(tc + j, 0, t0, t1);
+                trec_load2(tc + j, 2, t2, t3);
+                trec_load2(src + j, 0, a0, a1);
+                trec_load2(src + j, 2, a2, a3);
                 a[j] = a0 + t0;
                 a[j + 1] = a1 + t1;
                 a[j + 2] = a2 + t2;
@@ -1642,12 +1653,17 @@ HOT static void scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, 
             const int32_t *TREC_RESTRICT src = first ? bias : a;
             int32_t j = 0;
             for (; j + 3 < blk; j += 4) {
-                const int32_t a0 = src[j] + tc[j], a1 = src[j + 1] + tc[j + 1];
-                const int32_t a2 = src[j + 2] + tc[j + 2], a3 = src[j + 3] + tc[j + 3];
-                a[j] = a0 + td[j];
-                a[j + 1] = a1 + td[j + 1];
-                a[j + 2] = a2 + td[j + 2];
-                a[j + 3] = a3 + td[j + 3];
+                int32_t s0, s1, s2, s3, c0, c1, c2, c3, d0, d1, d2, d3;
+                trec_load2(src + j, 0, s0, s1);
+                trec_load2(src + j, 2, s2, s3);
+                trec_load2(tc + j, 0, c0, c1);
+                trec_load2(tc + j, 2, c2, c3);
+                trec_load2(td + j, 0, d0, d1);
+                trec_load2(td + j, 2, d2, d3);
+                a[j] = s0 + c0 + d0;
+                a[j + 1] = s1 + c1 + d1;
+                a[j + 2] = s2 + c2 + d2;
+                a[j + 3] = s3 + c3 + d3;
             }
             for (; j < blk; j++) {
                 a[j] = src[j] + tc[j] + td[j];

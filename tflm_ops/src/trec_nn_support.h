@@ -146,6 +146,10 @@ TREC_INLINE int32_t trec_ssub16(int32_t a, int32_t b) { return (int32_t)__ssub16
 
 TREC_INLINE int32_t trec_qadd(int32_t a, int32_t b) { return __qadd(a, b); }
 
+/* *a = p[0], *b = p[1] in one LDRD (p word-aligned: enough on Armv7E-M); `off` words ahead */
+#define trec_load2(p, off, a, b) \
+    __asm__("ldrd %0, %1, [%2, %3]" : "=r"(a), "=r"(b) : "r"(p), "i"(4 * (off)), "m"(*(const int32_t(*)[2])((p) + (off))))
+
 /* (a * b + 2^31) >> 32 (SMMULR) */
 TREC_INLINE int32_t trec_smmulr(int32_t a, int32_t b)
 {
@@ -200,6 +204,8 @@ TREC_INLINE int32_t trec_smmulr(int32_t a, int32_t b)
 {
     return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 }
+
+#define trec_load2(p, off, a, b) ((a) = (p)[(off)], (b) = (p)[(off) + 1])
 #endif
 
 /* Load four int8 (advancing the pointer) and unpack them to int16 pairs in "unordered" lane order:
