@@ -432,32 +432,40 @@ HOT static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t 
 }
 
 #if TREC_DSP
-/* hash_code of two sub-vectors x0 and x1 (neighbouring strips of a row): every hash word is loaded
- * once for both, 8 SMLAD per word pair */
+/* a[i] += x0 . w_i and b[i] += x1 . w_i for the 4 vectors w_i of a quad (ws_index layout: word p
+ * of the four at w[4p .. 4p+3]); x0, x1: `pairs` int16 pairs. Each quad word is loaded once for
+ * both x; 8 SMLAD per pair. Serves the hash codes of two strips and the products of two clusters. */
+TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w, int32_t pairs, int32_t a[4],
+                         int32_t b[4])
+{
+    int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3], b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+    for (int32_t p = 0; p < pairs; p++, w += 4) {
+        const int32_t u = trec_read_s16x2(x0 + 2 * p), v = trec_read_s16x2(x1 + 2 * p);
+        const int32_t w0 = w[0], w1 = w[1];
+        a0 = trec_smlad(u, w0, a0);
+        b0 = trec_smlad(v, w0, b0);
+        a1 = trec_smlad(u, w1, a1);
+        b1 = trec_smlad(v, w1, b1);
+        const int32_t w2 = w[2], w3 = w[3];
+        a2 = trec_smlad(u, w2, a2);
+        b2 = trec_smlad(v, w2, b2);
+        a3 = trec_smlad(u, w3, a3);
+        b3 = trec_smlad(v, w3, b3);
+    }
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3, b[0] = b0, b[1] = b1, b[2] = b2, b[3] = b3;
+}
+
+/* hash_code of two sub-vectors x0 and x1 (neighbouring strips of a row), sharing the hash words */
 HOT static void hash_code2(const int16_t *x0, const int16_t *x1, const int16_t *rt, const int32_t *off, int32_t la,
                            int32_t hbits, int32_t *code0, int32_t *code1)
 {
     const int32_t pairs = la >> 1;
     int32_t c0 = 0, c1 = 0;
     for (int32_t h0 = 0; h0 < hbits; h0 += 4, off += 4) {
-        int32_t a0 = off[0], a1 = off[1], a2 = off[2], a3 = off[3];
-        int32_t b0 = a0, b1 = a1, b2 = a2, b3 = a3;
-        const int32_t *w = (const int32_t *)(const void *)(rt + (size_t)h0 * la);
-        for (int32_t p = 0; p < pairs; p++, w += 4) {
-            const int32_t u = trec_read_s16x2(x0 + 2 * p), v = trec_read_s16x2(x1 + 2 * p);
-            const int32_t w0 = w[0], w1 = w[1];
-            a0 = trec_smlad(u, w0, a0);
-            b0 = trec_smlad(v, w0, b0);
-            a1 = trec_smlad(u, w1, a1);
-            b1 = trec_smlad(v, w1, b1);
-            const int32_t w2 = w[2], w3 = w[3];
-            a2 = trec_smlad(u, w2, a2);
-            b2 = trec_smlad(v, w2, b2);
-            a3 = trec_smlad(u, w3, a3);
-            b3 = trec_smlad(v, w3, b3);
-        }
-        c0 |= ((a0 > 0) | (a1 > 0) << 1 | (a2 > 0) << 2 | (a3 > 0) << 3) << h0;
-        c1 |= ((b0 > 0) | (b1 > 0) << 1 | (b2 > 0) << 2 | (b3 > 0) << 3) << h0;
+        int32_t a[4] = {off[0], off[1], off[2], off[3]}, b[4] = {off[0], off[1], off[2], off[3]};
+        dot_2x4(x0, x1, (const int32_t *)(const void *)(rt + (size_t)h0 * la), pairs, a, b);
+        c0 |= ((a[0] > 0) | (a[1] > 0) << 1 | (a[2] > 0) << 2 | (a[3] > 0) << 3) << h0;
+        c1 |= ((b[0] > 0) | (b[1] > 0) << 1 | (b[2] > 0) << 2 | (b[3] > 0) << 3) << h0;
     }
     const int32_t mask = (int32_t)((1u << hbits) - 1u);
     *code0 = c0 & mask;
@@ -1186,22 +1194,10 @@ HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pai
         const int32_t n = TREC_MIN(4, blk - j);
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         if (r1 != NULL) {
-            int32_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-            const int32_t *w = wq;
-            for (int32_t p = 0; p < pairs; p++, w += 4) {
-                const int32_t x0 = r0[p], x1 = r1[p];
-                const int32_t w0 = w[0], w1 = w[1];
-                a0 = trec_smlad(x0, w0, a0);
-                b0 = trec_smlad(x1, w0, b0);
-                a1 = trec_smlad(x0, w1, a1);
-                b1 = trec_smlad(x1, w1, b1);
-                const int32_t w2 = w[2], w3 = w[3];
-                a2 = trec_smlad(x0, w2, a2);
-                b2 = trec_smlad(x1, w2, b2);
-                a3 = trec_smlad(x0, w3, a3);
-                b3 = trec_smlad(x1, w3, b3);
-            }
-            store_quad(t1 + j, n, first, b0, b1, b2, b3);
+            int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+            dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
+            a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+            store_quad(t1 + j, n, first, b[0], b[1], b[2], b[3]);
         } else {
             const int32_t *w = wq;
             for (int32_t p = 0; p < pairs; p++, w += 4) {
