@@ -300,26 +300,6 @@ TREC_INLINE int32_t trec_requantize(int32_t x, int32_t multiplier, int32_t shift
     return (h >> right) + (rem > threshold ? 1 : 0);
 }
 
-/* The same function written the reference way (with the saturating case), for self-checks. */
-static inline int32_t trec_requantize_reference(int32_t x, int32_t multiplier, int32_t shift)
-{
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
-    const int32_t a = (int32_t)((uint32_t)x << left);
-    int32_t h;
-    if (a == INT32_MIN && multiplier == INT32_MIN) {
-        h = INT32_MAX;
-    } else {
-        const int64_t ab = (int64_t)a * (int64_t)multiplier;
-        const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-        h = (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates towards zero */
-    }
-    const int32_t mask = (int32_t)((1u << right) - 1u);
-    const int32_t rem = h & mask;
-    const int32_t threshold = (mask >> 1) + (h < 0 ? 1 : 0);
-    return (h >> right) + (rem > threshold ? 1 : 0);
-}
-
 /* Fast requantization. TFLite's MultiplyByQuantizedMultiplier rounds twice: h = (x*m + 2^30) >> 31
  * (the rounded doubling high multiply), then h / 2^r rounded half away from zero. For a multiplier
  * m = 0 or m >= 2^30 (what QuantizeMultiplier produces) and a right shift r = -shift in [0, 18]:
@@ -334,19 +314,17 @@ TREC_INLINE int trec_requantize_fast_ok(int32_t multiplier, int32_t shift)
     return (uint32_t)(-shift) <= 18u && (multiplier == 0 || multiplier >= (1 << 30));
 }
 
-/* v such that clamp(v) equals clamp(MultiplyByQuantizedMultiplier(x, m, shift)), when fast_ok */
-TREC_INLINE int32_t trec_requantize_fast(int32_t x, int32_t multiplier, int32_t shift)
-{
-    const int32_t h = trec_smmulr(trec_qadd(x, x), multiplier);
-    const int32_t t = trec_qadd(trec_qadd(h, h), (int32_t)(1u << (uint32_t)(-shift))) + (h >> 31);
-    return t >> (1 - shift);
-}
-
-/* trec_requantize_fast with the per-channel constants precomputed: pow = 2^r, r1 = r + 1 */
+/* v such that clamp(v) equals clamp(MultiplyByQuantizedMultiplier(x, m, shift)), when fast_ok;
+ * pow = 2^r and r1 = r + 1 for the right shift r = -shift (loops over rows precompute them) */
 TREC_INLINE int32_t trec_requantize_fast_pre(int32_t x, int32_t multiplier, int32_t pow, int32_t r1)
 {
     const int32_t h = trec_smmulr(trec_qadd(x, x), multiplier);
     return (trec_qadd(trec_qadd(h, h), pow) + (h >> 31)) >> r1;
+}
+
+TREC_INLINE int32_t trec_requantize_fast(int32_t x, int32_t multiplier, int32_t shift)
+{
+    return trec_requantize_fast_pre(x, multiplier, (int32_t)(1u << (uint32_t)(-shift)), 1 - shift);
 }
 
 /* clamp(v, -128, 127) (SSAT) */
