@@ -8,8 +8,8 @@ The boards (see docs/BOARDS.md):
 Typical use::
 
     from trec_tflm import qemu
-    elf = qemu.build_firmware("qemu_m7", ["app/main.c", "tflm_ops/src/trec_conv.c"],
-                              include_dirs=["tflm_ops/include"], defines=["N=3"])
+    elf = qemu.build_firmware("qemu_m7", ["app/main.c", *sorted(Path("tflm_ops/src").glob("*.c"))],
+                              include_dirs=["tflm_ops/include", "tflm_ops/src"], defines=["N=3"])
     res = qemu.run_elf(elf, "qemu_m7")          # deterministic: -icount shift=0
     print(res.exit_code, res.stdout)
 

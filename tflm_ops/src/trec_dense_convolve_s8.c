@@ -29,31 +29,15 @@
 /* ------------------------------------------------------------------------------------------------
  * argument checks
  * ---------------------------------------------------------------------------------------------- */
-static int dims_positive(const trec_dims *d)
-{
-    return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0;
-}
-
 static int64_t dims_count(const trec_dims *d)
 {
     return (int64_t)d->n * d->h * d->w * d->c;
 }
 
-/* Can TFLite produce output size `out` from input size `in` with this kernel, stride, dilation and
- * top padding? (SAME: pad_top = total/2, bottom = total - pad_top; VALID: pad 0, unused rows < stride) */
-static int geometry_ok(int32_t in, int32_t k, int32_t stride, int32_t dilation, int32_t pad, int32_t out)
-{
-    if (stride < 1 || dilation < 1 || pad < 0) {
-        return 0;
-    }
-    const int64_t eff = (int64_t)(k - 1) * dilation + 1;
-    const int64_t bottom = (int64_t)(out - 1) * stride + eff - in - pad;
-    return pad < eff && bottom > -(int64_t)stride && bottom < eff;
-}
-
 int32_t trec_dense_convolve_s8_get_buffer_size(const trec_dims *input_dims, const trec_dims *filter_dims)
 {
-    if (input_dims == NULL || filter_dims == NULL || !dims_positive(input_dims) || !dims_positive(filter_dims)) {
+    if (input_dims == NULL || filter_dims == NULL || !trec_dims_positive(input_dims) ||
+        !trec_dims_positive(filter_dims)) {
         return TREC_ARG_ERROR;
     }
     const int64_t k = (int64_t)filter_dims->h * filter_dims->w * filter_dims->c;
@@ -470,7 +454,7 @@ trec_status trec_dense_convolve_s8(const trec_context *ctx,
         quant_params->multiplier == NULL || quant_params->shift == NULL) {
         return TREC_ARG_ERROR;
     }
-    if (!dims_positive(input_dims) || !dims_positive(filter_dims) || !dims_positive(output_dims)) {
+    if (!trec_dims_positive(input_dims) || !trec_dims_positive(filter_dims) || !trec_dims_positive(output_dims)) {
         return TREC_ARG_ERROR;
     }
     if (dims_count(input_dims) > INT32_MAX || dims_count(output_dims) > INT32_MAX ||
@@ -490,10 +474,10 @@ trec_status trec_dense_convolve_s8(const trec_context *ctx,
     if (bias != NULL && bias_dims != NULL && dims_count(bias_dims) != cout) {
         return TREC_ARG_ERROR;
     }
-    if (!geometry_ok(input_dims->h, filter_dims->h, conv_params->stride.h, conv_params->dilation.h,
-                     conv_params->padding.h, output_dims->h) ||
-        !geometry_ok(input_dims->w, filter_dims->w, conv_params->stride.w, conv_params->dilation.w,
-                     conv_params->padding.w, output_dims->w)) {
+    if (!trec_conv_geometry_ok(input_dims->h, filter_dims->h, conv_params->stride.h, conv_params->dilation.h,
+                               conv_params->padding.h, output_dims->h) ||
+        !trec_conv_geometry_ok(input_dims->w, filter_dims->w, conv_params->stride.w, conv_params->dilation.w,
+                               conv_params->padding.w, output_dims->w)) {
         return TREC_ARG_ERROR;
     }
     const int32_t in_offset = conv_params->input_offset;

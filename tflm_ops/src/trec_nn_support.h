@@ -13,6 +13,7 @@
  *     writes im2col columns in that order so filters can be unpacked on the fly.
  *   - requantization: TFLite's MultiplyByQuantizedMultiplier (double rounding), bit-exact, written for
  *     Cortex-M (one SMLAL, no 64-bit shifts, no branches).
+ *   - argument checks both kernels make (positive dims, a convolution geometry TFLite can produce).
  *
  * TREC_DSP is 1 when the SIMD code paths are compiled (real DSP or emulation), 0 for the plain C paths.
  */
@@ -374,6 +375,24 @@ static inline void trec_zero_s16(int16_t *dst, int32_t n)
     if (n) {
         *dst = 0;
     }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Argument checks shared by the kernels.
+ * ---------------------------------------------------------------------------------------------- */
+static inline int trec_dims_positive(const trec_dims *d) { return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0; }
+
+/* Can TFLite produce output size `out` from input size `in` with this kernel, stride, dilation and
+ * top padding? (SAME: pad_top = total/2, bottom = total - pad_top; VALID: pad 0, unused rows < stride) */
+static inline int trec_conv_geometry_ok(int32_t in, int32_t k, int32_t stride, int32_t dilation, int32_t pad,
+                                        int32_t out)
+{
+    if (stride < 1 || dilation < 1 || pad < 0) {
+        return 0;
+    }
+    const int64_t eff = (int64_t)(k - 1) * dilation + 1;
+    const int64_t bottom = (int64_t)(out - 1) * stride + eff - in - pad;
+    return pad < eff && bottom > -(int64_t)stride && bottom < eff;
 }
 
 #endif /* TREC_NN_SUPPORT_H */

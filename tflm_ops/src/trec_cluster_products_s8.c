@@ -1,0 +1,288 @@
+/*
+ * trec-tflm: TREC kernel, cluster products (docs/OP_SPEC.md step 5).
+ *
+ * Per chunk of output channels: table[s][j] = round_half_away(sums of cluster s . filter slice of
+ * channel j, members of s), OP_SPEC's Q[m][C][c]: one rounding per cluster and channel, the
+ * centroid is never rounded on its own. The sums are raw int8 on some paths; the zero-point term
+ * (offset x in-image members x filter sum) is then added before the division.
+ * With the DSP extension, 2 clusters x 4 channels per SMLAD block (dot_2x4) when the sums fit
+ * int16; the int64 path (`wide`) takes layers whose sums could overflow int32 products.
+ */
+#include "trec_convolve_internal.h"
+
+/* Filter slice as int16 in channel quads (ws_index), rows padded to even length lba. */
+void trec_filter_slice(const geom *g, const int8_t *filter, int32_t m, int32_t l0, int32_t lb, int32_t c0,
+                       int32_t blk, int16_t *ws)
+{
+    const int32_t lba = (lb + 1) & ~1, pairs = lba / 2;
+    /* valid elements of this slice: inside the block and below K (zero extension) */
+    const int32_t valid = TREC_MAX(0, TREC_MIN(lb, g->k - m * g->l - l0));
+    for (int32_t j = 0; j < blk_quads(blk); j++) {
+        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l + l0;
+        int16_t *d = ws + ws_index(pairs, j, 0); /* element l at d[(l >> 1) * 8 + (l & 1)] */
+        const int32_t n = j < blk ? valid : 0;
+        int32_t l = 0;
+        for (; l < n; l++) {
+            d[(l >> 1) * 8 + (l & 1)] = w[l];
+        }
+        for (; l < lba; l++) {
+            d[(l >> 1) * 8 + (l & 1)] = 0;
+        }
+    }
+}
+
+#if TREC_DSP
+/* t[j + i] = a_i for i < n (a partial quad), or += unless first */
+TREC_INLINE void store_quad(int32_t *t, int32_t n, int first, int32_t a0, int32_t a1, int32_t a2, int32_t a3)
+{
+    if (n == 4 && first) {
+        t[0] = a0;
+        t[1] = a1;
+        t[2] = a2;
+        t[3] = a3;
+        return;
+    }
+    const int32_t a[4] = {a0, a1, a2, a3};
+    for (int32_t i = 0; i < n; i++) {
+        t[i] = first ? a[i] : t[i] + a[i];
+    }
+}
+
+/* 2 clusters (packed int16 rows r0, r1; r1 may be NULL) x channels [0, blk) of the quad-layout
+ * slice ws: per word of the clusters, four weights words and 8 SMLAD (2 x 4 accumulators) */
+HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws, int32_t blk,
+                               int first, int32_t *t0, int32_t *t1)
+{
+    const int32_t *wq = (const int32_t *)(const void *)ws;
+    for (int32_t j = 0; j < blk; j += 4, wq += (size_t)pairs * 4) {
+        const int32_t n = TREC_MIN(4, blk - j);
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (r1 != NULL) {
+            int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+            dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
+            a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+            store_quad(t1 + j, n, first, b[0], b[1], b[2], b[3]);
+        } else {
+            const int32_t *w = wq;
+            for (int32_t p = 0; p < pairs; p++, w += 4) {
+                const int32_t x0 = r0[p];
+                a0 = trec_smlad(x0, w[0], a0);
+                a1 = trec_smlad(x0, w[1], a1);
+                a2 = trec_smlad(x0, w[2], a2);
+                a3 = trec_smlad(x0, w[3], a3);
+            }
+        }
+        store_quad(t0 + j, n, first, a0, a1, a2, a3);
+    }
+}
+#endif
+
+/* table[s][j] (+)= sums[s][0..lb) . ws[j][0..lb) for the clusters of this sub-matrix (counts > 0).
+ * DSP: a cluster whose sums all fit int16 is packed to int16 pairs at packed_buf[s * pairs] (which
+ * may be sums itself: never ahead of unread data since pairs <= lb) and processed with the previous
+ * such cluster, 2 clusters x 2 channels at a time: 4 loads and 4 SMLAD per 8 multiply-accumulates.
+ * Other clusters take the scalar loop at once. */
+HOT void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t slots, const int32_t *counts, int32_t lb,
+                                  const int16_t *ws, int32_t blk, int first, int32_t *table)
+{
+    const int32_t lba = (lb + 1) & ~1;
+#if TREC_DSP
+    const int32_t pairs = lba >> 1;
+    int32_t pending = -1;
+    for (int32_t s = 0; s < slots; s++) {
+        if (counts[s] == 0) {
+            continue;
+        }
+        const int32_t *sv = sums + (size_t)s * lb;
+        int32_t fits = 1;
+        for (int32_t l = 0; l < lb && fits; l++) {
+            fits = sv[l] >= -32768 && sv[l] <= 32767;
+        }
+        int32_t *t = table + (size_t)s * blk;
+        if (!fits) {
+            for (int32_t j = 0; j < blk; j++) {
+                int32_t acc = first ? 0 : t[j];
+                for (int32_t l = 0; l < lb; l++) {
+                    acc += sv[l] * ws[ws_index(pairs, j, l)];
+                }
+                t[j] = acc;
+            }
+            continue;
+        }
+        int32_t *row = packed_buf + (size_t)s * pairs;
+        for (int32_t p = 0; p < pairs; p++) {
+            const int32_t lo = sv[2 * p];
+            const int32_t hi = 2 * p + 1 < lb ? sv[2 * p + 1] : 0;
+            row[p] = trec_pack_s16x2(lo, hi);
+        }
+        if (pending < 0) {
+            pending = s;
+        } else {
+            products_quads(packed_buf + (size_t)pending * pairs, row, pairs, ws, blk, first,
+                           table + (size_t)pending * blk, t);
+            pending = -1;
+        }
+    }
+    if (pending >= 0) {
+        products_quads(packed_buf + (size_t)pending * pairs, NULL, pairs, ws, blk, first,
+                       table + (size_t)pending * blk, NULL);
+    }
+#else
+    (void)packed_buf;
+    for (int32_t s = 0; s < slots; s++) {
+        if (counts[s] == 0) {
+            continue;
+        }
+        const int32_t *sv = sums + (size_t)s * lb;
+        int32_t *t = table + (size_t)s * blk;
+        for (int32_t j = 0; j < blk; j++) {
+            int32_t acc = first ? 0 : t[j];
+            for (int32_t l = 0; l < lb; l++) {
+                acc += sv[l] * ws[ws_index(lba / 2, j, l)];
+            }
+            t[j] = acc;
+        }
+    }
+#endif
+}
+
+/* wide path (int64 dot products): whole sub-vectors only */
+void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *counts, int32_t l, const int16_t *ws,
+                        int32_t blk, int32_t *table)
+{
+    const int32_t la = (l + 1) & ~1;
+    for (int32_t s = 0; s < slots; s++) {
+        if (counts[s] == 0) {
+            continue;
+        }
+        for (int32_t j = 0; j < blk; j++) {
+            int64_t acc = 0;
+            for (int32_t i = 0; i < l; i++) {
+                acc += (int64_t)sums[(size_t)s * l + i] * ws[ws_index(la / 2, j, i)];
+            }
+            table[(size_t)s * blk + j] = div_round64(acc, counts[s]);
+        }
+    }
+}
+
+HOT void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk)
+{
+    for (int32_t s = 0; s < slots; s++) {
+        const int32_t c = counts[s];
+        int32_t *t = table + (size_t)s * blk;
+        if (c <= 1) {
+            continue;
+        }
+        for (int32_t j = 0; j < blk; j++) {
+            t[j] = div_round32(t[j], c);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * SIMD path (strip path, Cin a multiple of 4): the sums come in int16 lanes in SXTB16's
+ * "unordered" order ((x0,x2),(x1,x3) per group of four), so the filter slice is converted into
+ * the same order; the zero point is applied here, from the in-image members per strip pixel and
+ * the filter's sum over that pixel's channels.
+ * ---------------------------------------------------------------------------------------------- */
+/* filter slice in the SIMD lane order, channel quads (ws_index), and per strip pixel its sum
+ * times the input offset (wsum[j][t]) */
+void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk, int16_t *ws,
+                            int32_t *wsum)
+{
+#if TREC_DSP
+    /* L is a multiple of 4 here: SXTB16 converts four weights at a time into the lane order
+     * ((x0, x2), (x1, x3)), and SMLAD against (1, 1) sums the converted pairs */
+    const int32_t ones = trec_pack_s16x2(1, 1), pairs = g->l / 2, groups = g->cin / 4;
+    int32_t *ws32 = (int32_t *)(void *)ws;
+    for (int32_t j = 0; j < blk_quads(blk); j++) {
+        int32_t *d = ws32 + (size_t)(j >> 2) * pairs * 4 + (j & 3);
+        if (j >= blk) {
+            for (int32_t p = 0; p < pairs; p++) {
+                d[4 * p] = 0;
+            }
+            continue;
+        }
+        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l;
+        for (int32_t t = 0; t < g->j; t++) {
+            int32_t acc = 0;
+            for (int32_t q = t * groups; q < (t + 1) * groups; q++) {
+                const int32_t v = trec_read_s8x4(w + 4 * q);
+                const int32_t even = trec_sxtb16(v), odd = trec_sxtb16_ror8(v);
+                d[8 * q] = even;
+                d[8 * q + 4] = odd;
+                acc = trec_smlad(odd, ones, trec_smlad(even, ones, acc));
+            }
+            wsum[(size_t)j * g->j + t] = acc * g->input_offset;
+        }
+    }
+#else
+    (void)g; (void)filter; (void)m; (void)c0; (void)blk; (void)ws; (void)wsum;
+#endif
+}
+
+void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, const int32_t *big, int32_t *sums16,
+                        int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk, int32_t *members,
+                        int32_t *table)
+{
+#if TREC_DSP
+    const int32_t cps = g->j + 1, words = g->l / 2;
+    int32_t pending = -1;
+    for (int32_t s = 0; s < slots; s++) {
+        members[s] = counts[(size_t)s * cps];
+        if (members[s] == 0) {
+            continue;
+        }
+        int32_t *t = table + (size_t)s * blk;
+        if (big[s] >= 0) {
+            /* int32 sums: natural order against the lane-ordered slice */
+            const int32_t *sv = sums32 + (size_t)big[s] * g->l;
+            for (int32_t jj = 0; jj < blk; jj++) {
+                int32_t acc = 0;
+                for (int32_t e = 0; e < g->l; e++) {
+                    acc += sv[e] * ws[ws_index(words, jj, (e & ~3) + TREC_UNORDERED_SLOT(e & 3))];
+                }
+                t[jj] = acc;
+            }
+            continue;
+        }
+        if (pending < 0) {
+            pending = s;
+        } else {
+            products_quads(sums16 + (size_t)pending * words, sums16 + (size_t)s * words, words, ws, blk, 1,
+                           table + (size_t)pending * blk, t);
+            pending = -1;
+        }
+    }
+    if (pending >= 0) {
+        products_quads(sums16 + (size_t)pending * words, NULL, words, ws, blk, 1, table + (size_t)pending * blk, NULL);
+    }
+    /* zero point: + sum_t (in-image members of pixel t) * offset * (filter sum over pixel t), then
+     * the rounding division by the members, in one pass over the table */
+    for (int32_t s = 0; s < slots; s++) {
+        const int32_t c = members[s];
+        if (c == 0) {
+            continue;
+        }
+        const int32_t *cnt = counts + (size_t)s * cps + 1;
+        int32_t *t = table + (size_t)s * blk;
+        if (g->j == 1) {
+            const int32_t c0 = cnt[0];
+            for (int32_t jj = 0; jj < blk; jj++) {
+                t[jj] = div_round32(t[jj] + c0 * wsum[jj], c);
+            }
+            continue;
+        }
+        for (int32_t jj = 0; jj < blk; jj++) {
+            int32_t corr = 0;
+            for (int32_t p = 0; p < g->j; p++) {
+                corr += cnt[p] * wsum[(size_t)jj * g->j + p];
+            }
+            t[jj] = div_round32(t[jj] + corr, c);
+        }
+    }
+#else
+    (void)g; (void)slots; (void)counts; (void)big; (void)sums16; (void)sums32; (void)ws; (void)wsum; (void)blk;
+    (void)members; (void)table;
+#endif
+}

@@ -1,0 +1,365 @@
+/*
+ * trec-tflm: TREC kernel, cluster sums (docs/OP_SPEC.md step 5, the centroids before the division).
+ *
+ * Per sub-matrix m, the members' sub-vectors summed per cluster straight from the HWC input, over
+ * elements [l0, l0 + lb): sums[s][e] of x - zp (int32), members and, on the strip path, in-image
+ * members per strip pixel. Strip path, stride 1: neighbouring sub-matrices' windows differ by a row
+ * or a column, so each sub-matrix's sums are the previous one's minus the positions it leaves and
+ * plus those it gains (move_window; int16 lanes with SXTAB16 when Cin % 4 == 0).
+ */
+#include "trec_convolve_internal.h"
+
+/* Sum the strips at the positions of r into sums[id][0..lb) (elements [l0, l0 + lb) of each strip,
+ * raw int8 values, sign +1 or -1) and count members and in-image members per strip pixel:
+ * counts[id * (j + 1)] = members, counts[id * (j + 1) + 1 + t] = members whose pixel t is in the image. */
+HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t l0, int32_t lb,
+                           int32_t sign, int32_t *sums, int32_t *counts)
+{
+    const int32_t cps = g->j + 1;
+    if (l0 == 0 && lb == g->l && g->dil_w == 1) {
+        /* whole strips of neighbouring pixels: the in-image part is one run of the input row */
+        const int32_t cin = g->cin, j = g->j;
+        for (int32_t y = r.y0; y < r.y1; y++) {
+            const int32_t iy = y - g->pad_h;
+            const int row_in = iy >= 0 && iy < g->in_h;
+            const int8_t *row = input + (size_t)iy * g->in_w * cin;
+            for (int32_t x = r.x0; x < r.x1; x++) {
+                const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+                int32_t *cnt = counts + (size_t)s * cps;
+                cnt[0] += sign;
+                const int32_t ix0 = x - g->pad_w;
+                const int32_t t0 = ix0 < 0 ? -ix0 : 0, t1 = TREC_MIN(j, g->in_w - ix0);
+                if (!row_in || t0 >= t1) {
+                    continue;
+                }
+                for (int32_t t = t0; t < t1; t++) {
+                    cnt[1 + t] += sign;
+                }
+                const int8_t *src = row + (size_t)(ix0 + t0) * cin;
+                int32_t *dst = sums + (size_t)s * lb + (size_t)t0 * cin;
+                const int32_t n = (t1 - t0) * cin;
+                if (sign > 0) {
+                    for (int32_t e = 0; e < n; e++) {
+                        dst[e] += src[e];
+                    }
+                } else {
+                    for (int32_t e = 0; e < n; e++) {
+                        dst[e] -= src[e];
+                    }
+                }
+            }
+        }
+        return;
+    }
+    for (int32_t y = r.y0; y < r.y1; y++) {
+        const int32_t iy = y - g->pad_h;
+        const int row_in = iy >= 0 && iy < g->in_h;
+        for (int32_t x = r.x0; x < r.x1; x++) {
+            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+            int32_t *cnt = counts + (size_t)s * cps;
+            cnt[0] += sign;
+            if (!row_in) {
+                continue;
+            }
+            int32_t *acc = sums + (size_t)s * lb;
+            for (int32_t t = 0; t < g->j; t++) {
+                const int32_t ix = x - g->pad_w + t * g->dil_w;
+                if (ix < 0 || ix >= g->in_w) {
+                    continue;
+                }
+                cnt[1 + t] += sign;
+                /* elements of pixel t inside [l0, l0 + lb) */
+                const int32_t e0 = TREC_MAX(t * g->cin, l0), e1 = TREC_MIN((t + 1) * g->cin, l0 + lb);
+                if (e0 >= e1) {
+                    continue;
+                }
+                const int8_t *src = input + ((size_t)iy * g->in_w + ix) * g->cin + (e0 - t * g->cin);
+                int32_t *dst = acc + (e0 - l0);
+                const int32_t n = e1 - e0;
+                if (sign > 0) {
+                    for (int32_t e = 0; e < n; e++) {
+                        dst[e] += src[e];
+                    }
+                } else {
+                    for (int32_t e = 0; e < n; e++) {
+                        dst[e] -= src[e];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Stride 1: turn sub-matrix prev's raw sums and counts into sub-matrix m's by removing the
+ * positions of prev's window outside m's and adding those of m's outside prev's (a row or a column
+ * between neighbouring sub-matrices instead of a whole window). */
+static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, int32_t prev, int32_t m,
+                        int32_t *sums, int32_t *counts)
+{
+    const rect v = window_of(g, prev), w = window_of(g, m);
+    rect parts[4];
+    const int32_t n_out = rect_minus(v, w, parts);
+    for (int32_t i = 0; i < n_out; i++) {
+        add_strips(g, input, ids, parts[i], 0, g->l, -1, sums, counts);
+    }
+    const int32_t n_in = rect_minus(w, v, parts);
+    for (int32_t i = 0; i < n_in; i++) {
+        add_strips(g, input, ids, parts[i], 0, g->l, +1, sums, counts);
+    }
+}
+
+/* sums[s][e] += sign * offset * (in-image members of the strip pixel holding element l0 + e):
+ * turns raw int8 sums into sums of x - zp, padding elements counting 0 */
+HOT void trec_strip_offsets(const geom *g, int32_t slots, int32_t l0, int32_t lb, const int32_t *counts, int32_t *sums,
+                            int32_t sign)
+{
+    const int32_t cps = g->j + 1;
+    for (int32_t s = 0; s < slots; s++) {
+        const int32_t *cnt = counts + (size_t)s * cps;
+        int32_t *dst = sums + (size_t)s * lb;
+        for (int32_t t = 0; t < g->j; t++) {
+            const int32_t e0 = TREC_MAX(t * g->cin, l0), e1 = TREC_MIN((t + 1) * g->cin, l0 + lb);
+            const int32_t add = sign * cnt[1 + t] * g->input_offset;
+            for (int32_t e = e0; e < e1; e++) {
+                dst[e - l0] += add;
+            }
+        }
+    }
+}
+
+/* Strip path sums of sub-matrix m, elements [l0, l0 + lb): sums[s][.] of x - zp, counts as in
+ * add_strips. incremental (stride 1, whole sub-vectors): sums and counts hold sub-matrix m - 1's
+ * raw sums when m > 0 (build_table takes the zero point out again after the products). */
+void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
+                     int32_t lb, int incremental, int32_t *sums, int32_t *counts)
+{
+    const int32_t cps = g->j + 1;
+    int32_t y0, x0;
+    strip_origin(g, m, &y0, &x0);
+    if (g->stride_h == 1 && g->stride_w == 1) {
+        const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
+        if (incremental && m > 0) {
+            move_window(g, input, ids, m - 1, m, sums, counts);
+        } else {
+            memset(sums, 0, (size_t)slots * lb * 4);
+            memset(counts, 0, (size_t)slots * cps * 4);
+            add_strips(g, input, ids, w, l0, lb, +1, sums, counts);
+        }
+    } else {
+        memset(sums, 0, (size_t)slots * lb * 4);
+        memset(counts, 0, (size_t)slots * cps * 4);
+        for (int32_t oy = 0; oy < g->out_h; oy++) {
+            const int32_t y = y0 + oy * g->stride_h;
+            for (int32_t ox = 0; ox < g->out_w; ox++) {
+                const int32_t x = x0 + ox * g->stride_w;
+                const rect one = {y, y + 1, x, x + 1};
+                add_strips(g, input, ids, one, l0, lb, +1, sums, counts);
+            }
+        }
+    }
+    trec_strip_offsets(g, slots, l0, lb, counts, sums, +1);
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * SIMD sums (strip path, Cin a multiple of 4, DSP): raw int8 accumulated in int16 lanes, two SXTAB16
+ * per four values, in the "unordered" lane order of SXTB16 ((x0,x2),(x1,x3) per group of four) which
+ * products then use directly against a filter slice in the same order. int16 lanes hold the raw sum of
+ * at most 256 int8 values exactly; clusters with more members of a sub-matrix are summed in int32.
+ * The zero point is applied in the products: offset * sum_t (in-image members of strip pixel t) *
+ * (sum of the filter over pixel t's channels).
+ * ---------------------------------------------------------------------------------------------- */
+/* visit the window positions of sub-matrix m: f(y, x) */
+#define FOR_WINDOW(g, m, y, x, body)                                                                    \
+    do {                                                                                               \
+        int32_t y0_, x0_;                                                                              \
+        strip_origin((g), (m), &y0_, &x0_);                                                            \
+        for (int32_t oy_ = 0; oy_ < (g)->out_h; oy_++) {                                               \
+            const int32_t y = y0_ + oy_ * (g)->stride_h;                                               \
+            for (int32_t ox_ = 0; ox_ < (g)->out_w; ox_++) {                                           \
+                const int32_t x = x0_ + ox_ * (g)->stride_w;                                           \
+                body                                                                                   \
+            }                                                                                          \
+        }                                                                                              \
+    } while (0)
+
+#if TREC_DSP
+HOT static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
+{
+    for (int32_t q = 0; q < words4; q++) {
+        const int32_t v = trec_read_s8x4(src + 4 * q);
+        dst[2 * q] = trec_sxtab16(dst[2 * q], v);
+        dst[2 * q + 1] = trec_sxtab16_ror8(dst[2 * q + 1], v);
+    }
+}
+#endif
+
+#if TREC_DSP
+HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
+{
+    for (int32_t q = 0; q < words4; q++) {
+        const int32_t v = trec_read_s8x4(src + 4 * q);
+        dst[2 * q] = trec_ssub16(dst[2 * q], trec_sxtb16(v));
+        dst[2 * q + 1] = trec_ssub16(dst[2 * q + 1], trec_sxtb16_ror8(v));
+    }
+}
+
+/* add (sign +1) or remove (-1) the strips at the positions of r: counts as in trec_strip_sums_simd,
+ * sums16 in int16 lanes (mod 2^16: exact once every cluster holds at most 256 members again) */
+static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
+                        int32_t *counts, int32_t *sums16)
+{
+    const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
+    for (int32_t y = r.y0; y < r.y1; y++) {
+        const int32_t iy = y - g->pad_h;
+        const int row_in = iy >= 0 && iy < g->in_h;
+        const int8_t *row = input + (size_t)iy * g->in_w * cin;
+        for (int32_t x = r.x0; x < r.x1; x++) {
+            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+            int32_t *cnt = counts + (size_t)s * cps;
+            cnt[0] += sign;
+            if (!row_in) {
+                continue;
+            }
+            for (int32_t t = 0; t < g->j; t++) {
+                const int32_t ix = x - g->pad_w + t * g->dil_w;
+                if (ix < 0 || ix >= g->in_w) {
+                    continue;
+                }
+                cnt[1 + t] += sign;
+                int32_t *dst = sums16 + (size_t)s * words + (size_t)t * (cin / 2);
+                if (sign > 0) {
+                    simd_accumulate(row + (size_t)ix * cin, cin / 4, dst);
+                } else {
+                    simd_subtract(row + (size_t)ix * cin, cin / 4, dst);
+                }
+            }
+        }
+    }
+}
+
+#endif
+
+/* Sums of sub-matrix m: sums16[s] (L/2 words) for clusters of <= 256 members, sums32[big[s]] (L
+ * int32, natural order) otherwise; counts[s*(j+1)] members, counts[s*(j+1)+1+t] in-image members. */
+void trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                          int32_t slots, int32_t *counts, int32_t *big, int32_t *sums16, int32_t *sums32)
+{
+    const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
+#if TREC_DSP
+    if (simd_incremental(g)) {
+        const rect w = window_of(g, m);
+        if (prev < 0) {
+            memset(counts, 0, (size_t)slots * cps * 4);
+            memset(sums16, 0, (size_t)slots * words * 4);
+            simd_strips(g, input, ids, w, +1, counts, sums16);
+        } else {
+            const rect v = window_of(g, prev);
+            rect parts[4];
+            const int32_t n_out = rect_minus(v, w, parts);
+            for (int32_t i = 0; i < n_out; i++) {
+                simd_strips(g, input, ids, parts[i], -1, counts, sums16);
+            }
+            const int32_t n_in = rect_minus(w, v, parts);
+            for (int32_t i = 0; i < n_in; i++) {
+                simd_strips(g, input, ids, parts[i], +1, counts, sums16);
+            }
+        }
+        for (int32_t s = 0; s < slots; s++) {
+            big[s] = -1;
+        }
+        (void)sums32;
+        return;
+    }
+#endif
+    memset(counts, 0, (size_t)slots * cps * 4);
+    FOR_WINDOW(g, m, y, x, { counts[(size_t)read_id(ids, g->id_size, (size_t)y * g->pw + x) * cps]++; });
+    int32_t n_big = 0;
+    for (int32_t s = 0; s < slots; s++) {
+        big[s] = counts[(size_t)s * cps] > SIMD_LANE_MEMBERS ? n_big++ : -1;
+    }
+    memset(sums16, 0, (size_t)slots * words * 4);
+    if (n_big) {
+        memset(sums32, 0, (size_t)n_big * g->l * 4);
+    }
+#if TREC_DSP
+    FOR_WINDOW(g, m, y, x, {
+        const int32_t iy = y - g->pad_h;
+        if (iy >= 0 && iy < g->in_h) {
+            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+            int32_t *cnt = counts + (size_t)s * cps + 1;
+            const int8_t *row = input + (size_t)iy * g->in_w * cin;
+            for (int32_t t = 0; t < g->j; t++) {
+                const int32_t ix = x - g->pad_w + t * g->dil_w;
+                if (ix < 0 || ix >= g->in_w) {
+                    continue;
+                }
+                cnt[t]++;
+                const int8_t *src = row + (size_t)ix * cin;
+                if (big[s] < 0) {
+                    simd_accumulate(src, cin / 4, sums16 + (size_t)s * words + (size_t)t * (cin / 2));
+                } else {
+                    int32_t *dst = sums32 + (size_t)big[s] * g->l + (size_t)t * cin;
+                    for (int32_t c = 0; c < cin; c++) {
+                        dst[c] += src[c];
+                    }
+                }
+            }
+        }
+    });
+#else
+    (void)input;
+    (void)cin;
+    (void)prev;
+#endif
+}
+
+
+/* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors. */
+HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
+                       int32_t lb, int32_t *sums, int32_t *counts)
+{
+    memset(sums, 0, (size_t)slots * lb * 4);
+    if (l0 == 0) {
+        memset(counts, 0, (size_t)slots * 4);
+    }
+    const int32_t k0 = m * g->l + l0;
+    const int32_t k1 = TREC_MIN(k0 + lb, g->k);
+    const int32_t cin = g->cin;
+    /* the taps this block covers: one run of consecutive channels per tap */
+    int32_t n = 0;
+    for (int32_t oy = 0; oy < g->out_h; oy++) {
+        const int32_t iy0 = oy * g->stride_h - g->pad_h;
+        for (int32_t ox = 0; ox < g->out_w; ox++, n++) {
+            const int32_t ix0 = ox * g->stride_w - g->pad_w;
+            const int32_t s = read_id(ids, g->id_size, (size_t)n * g->m + m);
+            if (l0 == 0) {
+                counts[s]++;
+            }
+            int32_t *acc = sums + (size_t)s * lb - k0;
+            int32_t k = k0;
+            int32_t tap = k0 / cin;
+            int32_t ci = k0 - tap * cin;
+            int32_t ky = tap / g->kw;
+            int32_t kx = tap - ky * g->kw;
+            while (k < k1) {
+                const int32_t run = TREC_MIN(cin - ci, k1 - k);
+                const int32_t iy = iy0 + ky * g->dil_h;
+                const int32_t ix = ix0 + kx * g->dil_w;
+                if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) {
+                    const int8_t *src = input + ((size_t)iy * g->in_w + ix) * cin + ci;
+                    int32_t *dst = acc + k;
+                    for (int32_t j = 0; j < run; j++) {
+                        dst[j] += src[j] + g->input_offset;
+                    }
+                }
+                k += run;
+                ci = 0;
+                if (++kx == g->kw) {
+                    kx = 0;
+                    ky++;
+                }
+            }
+        }
+    }
+}
+

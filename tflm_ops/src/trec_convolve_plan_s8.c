@@ -1,0 +1,276 @@
+/*
+ * trec-tflm: TREC kernel, geometry, scratch sizes and plan choice.
+ *
+ * A plan fixes how one image runs in the scratch it is given: the scatter plan (A, A2 or T), the
+ * output channels per pass, the length of the sums blocks and the kind of cluster sums. It is chosen
+ * at run time from the actual cluster counts (choose_plan); less scratch means more passes over the
+ * output channels, never a failure above trec_convolve_s8_get_min_buffer_size().
+ */
+#include "trec_convolve_internal.h"
+
+#define MAX_ROWS 65535 /* cluster ids and counts are 16-bit */
+
+/* ================================================================================================
+ * geometry and validation
+ * ============================================================================================== */
+static int32_t pow2_at_least(int32_t v)
+{
+    int32_t p = 1;
+    while (p < v) {
+        p <<= 1;
+    }
+    return p;
+}
+
+trec_status trec_make_geom(const trec_conv_params *cp, const trec_hash_params *hp, const trec_dims *in,
+                           const trec_dims *f, const trec_dims *out, geom *g)
+{
+    if (cp == NULL || hp == NULL || in == NULL || f == NULL || out == NULL) {
+        return TREC_ARG_ERROR;
+    }
+    if (!trec_dims_positive(in) || !trec_dims_positive(f) || !trec_dims_positive(out)) {
+        return TREC_ARG_ERROR;
+    }
+    if (in->c != f->c || out->c != f->n || out->n != in->n) {
+        return TREC_ARG_ERROR;
+    }
+    if (!trec_conv_geometry_ok(in->h, f->h, cp->stride.h, cp->dilation.h, cp->padding.h, out->h) ||
+        !trec_conv_geometry_ok(in->w, f->w, cp->stride.w, cp->dilation.w, cp->padding.w, out->w)) {
+        return TREC_ARG_ERROR;
+    }
+    if (cp->input_offset < -127 || cp->input_offset > 128 || cp->output_offset < -128 || cp->output_offset > 127 ||
+        cp->activation.min < -128 || cp->activation.max > 127 || cp->activation.min > cp->activation.max) {
+        return TREC_ARG_ERROR;
+    }
+    const int64_t k = (int64_t)f->h * f->w * f->c;
+    const int64_t n = (int64_t)out->h * out->w;
+    if (hp->sub_vector_length < 1 || hp->sub_vector_length > k || hp->hash_bits < 1 ||
+        hp->hash_bits > TREC_MAX_HASH_BITS ||
+        (hp->hash_center != TREC_HASH_CENTER_NONE && hp->hash_center != TREC_HASH_CENTER_MEAN)) {
+        return TREC_ARG_ERROR;
+    }
+    if (n > MAX_ROWS || k > (1 << 20) || (int64_t)in->h * in->w > (1 << 23)) {
+        return TREC_NO_IMPL_ERROR;
+    }
+    g->in_h = in->h;
+    g->in_w = in->w;
+    g->cin = in->c;
+    g->kh = f->h;
+    g->kw = f->w;
+    g->stride_h = cp->stride.h;
+    g->stride_w = cp->stride.w;
+    g->dil_h = cp->dilation.h;
+    g->dil_w = cp->dilation.w;
+    g->pad_h = cp->padding.h;
+    g->pad_w = cp->padding.w;
+    g->out_h = out->h;
+    g->out_w = out->w;
+    g->cout = out->c;
+    g->input_offset = cp->input_offset;
+    g->output_offset = cp->output_offset;
+    g->act_min = cp->activation.min;
+    g->act_max = cp->activation.max;
+    g->n = (int32_t)n;
+    g->k = (int32_t)k;
+    g->l = hp->sub_vector_length;
+    g->la = (g->l + 1) & ~1;
+    g->m = (g->k + g->l - 1) / g->l;
+    g->kp = g->m * g->l;
+    g->hbits = hp->hash_bits;
+    g->hq = (g->hbits + 3) & ~3;
+    g->center = hp->hash_center;
+    g->id_size = g->hbits <= 8 ? 1 : 2;
+    g->j = g->l / g->cin;
+    g->strip = g->l % g->cin == 0 && g->kw % g->j == 0;
+    g->ph = (g->out_h - 1) * g->stride_h + (g->kh - 1) * g->dil_h + 1;
+    g->pw = (g->out_w - 1) * g->stride_w + (g->kw - g->j) * g->dil_w + 1;
+    const int64_t codes = (int64_t)1 << g->hbits;
+    const int64_t members = g->strip ? (int64_t)g->ph * g->pw : n;
+    g->max_slots = (int32_t)(codes < members ? codes : members);
+    g->direct = codes <= 2 * members;
+    g->map_cap = g->direct ? (int32_t)codes : pow2_at_least((int32_t)(2 * members));
+    g->wide = (int64_t)g->n * g->l * 255 * 127 >= ((int64_t)1 << 31);
+    return TREC_SUCCESS;
+}
+
+/* ================================================================================================
+ * scratch sizes (the layout is in trec_convolve_internal.h)
+ * ============================================================================================== */
+static size_t map_bytes(const geom *g) { return (size_t)g->map_cap * (g->direct ? 2 : 4); }
+
+static size_t pass1_bytes(const geom *g)
+{
+    const size_t row = align4((size_t)((g->strip ? strip_row_elems(g) : g->kp) + 1) * 2);
+    const size_t rt = (size_t)g->hq * g->la * 2;
+    const size_t off = (size_t)(g->strip ? 1 : g->m) * g->hq * 4;
+    return row + rt + off + (size_t)g->cin * 4 + align4(map_bytes(g));
+}
+
+static int simd_possible(const geom *g) { return TREC_DSP && g->strip && g->cin % 4 == 0 && !g->wide; }
+
+/* pass-2 bytes: per-cluster counts, the sums (a block of lb, or on the incremental strip path
+ * the raw sums kept whole plus a packed copy), the filter slice of a chunk of blk
+ * channels, and the tables and accumulator of the scatter plan */
+static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk, int kind,
+                          int incremental, int simd)
+{
+    const size_t lba = (size_t)((lb + 1) & ~1);
+    size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk_quads(blk) * lba * 2;
+    if (simd) { /* big-cluster map, int16 sums, int32 sums of big clusters, filter sums per strip pixel */
+        b += (size_t)slots_max * 4 + (size_t)slots_max * g->l * 2 + (size_t)simd_big_max(g) * g->l * 4 +
+             (size_t)blk * g->j * 4;
+    } else {
+        b += incremental ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
+    }
+    if (kind == PLAN_T) {
+        b += (size_t)slots_tot * blk * 4;
+    } else {
+        b += ((size_t)g->n + (size_t)slots_max * (kind == PLAN_A2 ? 2 : 1)) * blk * 4;
+    }
+    return b;
+}
+
+int64_t trec_min_scratch(const geom *g)
+{
+    /* worst case: every sub-matrix has max_slots clusters; sums one element at a time (lb = 1, or
+     * the whole L for the wide int64 path), one channel per pass, plan A */
+    const int32_t lb = g->wide ? g->l : 1;
+    const size_t p2 = row_state_bytes(g) +
+                      pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, PLAN_A, 0, 0);
+    const size_t p1 = pass1_bytes(g);
+    return (int64_t)(header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
+}
+
+int32_t trec_convolve_s8_get_min_buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
+                                             const trec_dims *input_dims, const trec_dims *filter_dims,
+                                             const trec_dims *output_dims)
+{
+    geom g;
+    const trec_status st = trec_make_geom(conv_params, hash_params, input_dims, filter_dims, output_dims, &g);
+    if (st != TREC_SUCCESS) {
+        return st;
+    }
+    const int64_t bytes = trec_min_scratch(&g);
+    return bytes > INT32_MAX ? TREC_NO_IMPL_ERROR : (int32_t)bytes;
+}
+
+int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
+                                         const trec_dims *input_dims, const trec_dims *filter_dims,
+                                         const trec_dims *output_dims)
+{
+    geom g;
+    const trec_status st = trec_make_geom(conv_params, hash_params, input_dims, filter_dims, output_dims, &g);
+    if (st != TREC_SUCCESS) {
+        return st;
+    }
+    /* Twice the int8 output tensor of one image (the paper's space-efficiency bar), at least the
+     * minimum, at most what the fastest plan could use in the worst case. */
+    const int64_t target = 2 * (int64_t)g.n * g.cout;
+    const int64_t fastest =
+        (int64_t)header_bytes(&g) + 3 + (int64_t)row_state_bytes(&g) +
+        (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, PLAN_T, g.strip, 0);
+    const int64_t lo = trec_min_scratch(&g);
+    int64_t bytes = target < fastest ? target : fastest;
+    bytes = bytes > lo ? bytes : lo;
+    return bytes > INT32_MAX ? TREC_NO_IMPL_ERROR : (int32_t)bytes;
+}
+
+/* ================================================================================================
+ * plans
+ * ============================================================================================== */
+/* Instruction estimate of a plan, only to rank plans (per-operation costs measured on Cortex-M7
+ * at -O3): every pass re-derives the sums (~4 per element gathered, ~2 with SIMD lanes);
+ * products ~1 per multiply-accumulate plus ~12 per (cluster, channel, sums block); the scatter
+ * ~3.5 per (row, sub-matrix, channel) in registers (plan T) and ~4.5 through memory (plan A; ~4
+ * with two tables per pass, A2).
+ * On the six benchmark layers it picks the fastest of the plans that fit (checked by forcing each
+ * plan and mode in turn). */
+static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
+{
+    if (p->simd) {
+        gather_per_pass = gather_per_pass * 2 / 4; /* ~2 per element instead of ~4 */
+    }
+    const int64_t passes = (g->cout + p->blk - 1) / p->blk;
+    const int64_t blocks = (g->l + p->lb - 1) / p->lb;
+    const int64_t products = slots_tot * g->cout * (g->l + 12 * blocks);
+    const int64_t scatter = (int64_t)g->n * g->m * g->cout * (p->kind == PLAN_T ? 35 : p->kind == PLAN_A2 ? 40 : 45) / 10;
+    return passes * gather_per_pass * 4 + products + scatter;
+}
+
+/* Largest channel chunk for sums blocks of lb elements in `avail` bytes; 0 if none fits. */
+static int32_t fit_blk(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int kind, int32_t lb,
+                       int incremental, int simd)
+{
+    const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, kind, incremental, simd);
+    /* linear in blk for multiples of 4 (the filter slice is kept in whole channel quads) */
+    const size_t per = (pass2_bytes(g, slots_max, slots_tot, lb, 4, kind, incremental, simd) - base + 3) / 4;
+    if (avail < base + per) {
+        return 0;
+    }
+    size_t blk = (avail - base) / per;
+    /* whole channel quads unless one pass takes every channel (the slice pads to a quad) */
+    blk = blk >= (size_t)g->cout ? (size_t)g->cout : (blk >= 4 ? blk & ~(size_t)3 : blk);
+    while (blk > 0 && pass2_bytes(g, slots_max, slots_tot, lb, (int32_t)blk, kind, incremental, simd) > avail) {
+        blk--;
+    }
+    return (int32_t)blk;
+}
+
+/* Elements gathered per pass over the channels: every sub-matrix's sums are re-derived, from its
+ * whole window, or incrementally (stride 1) from the first window and then the positions where
+ * neighbouring windows differ. */
+static int64_t gather_per_pass(const geom *g, int incremental)
+{
+    if (!g->strip) {
+        return (int64_t)g->n * g->k;
+    }
+    if (!incremental) {
+        return (int64_t)g->n * g->l * g->m;
+    }
+    int64_t positions = g->n;
+    for (int32_t m = 1; m < g->m; m++) {
+        rect parts[4];
+        const int32_t n_out = rect_minus(window_of(g, m - 1), window_of(g, m), parts);
+        for (int32_t i = 0; i < n_out; i++) {
+            positions += 2 * (int64_t)(parts[i].y1 - parts[i].y0) * (parts[i].x1 - parts[i].x0);
+        }
+    }
+    return positions * g->l;
+}
+
+/* Best plan for `avail` bytes: scatter plan (A, A2 or T), sums block length, and on the strip path
+ * scalar, incremental or SIMD sums; 0 when nothing fits. */
+int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best)
+{
+    int found = 0;
+    int64_t best_cost = 0;
+    const int can_incremental = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
+    const int can_simd = simd_possible(g);
+    for (int mode = 0; mode <= 2; mode++) { /* 0 scalar, 1 scalar incremental, 2 SIMD */
+        const int incremental = mode == 1, simd = mode == 2;
+        if ((incremental && !can_incremental) || (simd && !can_simd)) {
+            continue;
+        }
+        const int64_t gather = gather_per_pass(g, incremental || (simd && simd_incremental(g)));
+        for (int kind = PLAN_A; kind <= PLAN_A2; kind++) {
+            /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
+             * the rows' ids per block; the incremental and SIMD modes use whole sub-vectors */
+            for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || incremental || simd) ? 0 : (lb + 1) / 2) {
+                plan p = {kind, fit_blk(g, avail, slots_max, slots_tot, kind, lb, incremental, simd), lb,
+                          incremental, simd};
+                if (p.blk == 0) {
+                    continue;
+                }
+                const int64_t blocks = (g->l + lb - 1) / lb;
+                const int64_t cost = plan_cost(g, &p, gather + (int64_t)g->n * g->m * (blocks - 1) * 2, slots_tot);
+                if (!found || cost < best_cost) {
+                    *best = p;
+                    best_cost = cost;
+                    found = 1;
+                }
+            }
+        }
+    }
+    return found;
+}
+

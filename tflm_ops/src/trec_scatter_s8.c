@@ -1,0 +1,201 @@
+/*
+ * trec-tflm: TREC kernel, scatter and requantization (docs/OP_SPEC.md step 6).
+ *
+ * acc[n][c] = bias[c] + sum_m table_m[id(n, m)][c], requantized into the int8 output. Plan A adds
+ * each sub-matrix's table into an N x chunk int32 accumulator (A2: two tables per pass over it),
+ * the last one straight into the requantization; plan T keeps every sub-matrix's table and sums a
+ * row's entries in registers, then requantizes them there. Requantization is TFLite's, bit for
+ * bit, in six instructions where the multiplier allows (trec_requantize_fast_pre).
+ */
+#include "trec_convolve_internal.h"
+
+/* channels [c0, c0 + blk) all take trec_requantize_fast */
+static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
+{
+    for (int32_t j = c0; j < c0 + blk; j++) {
+        if (!trec_requantize_fast_ok(w->mult[j], w->shift[j])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* plan T: per row, the M table rows it uses are found once; then every block of 4 channels sums
+ * them in registers (one pointer load, four loads, four adds per sub-matrix) and is requantized
+ * straight from the registers. FAST: every channel takes trec_requantize_fast (no per-output test). */
+#define SCATTER_TABLES_BODY(REQUANT)                                                                    \
+    for (int32_t oy = 0; oy < g->out_h; oy++) {                                                        \
+        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {                                       \
+            const size_t base = row_base(g, oy, ox);                                                   \
+            for (int32_t m = 0; m < m_count; m++) {                                                    \
+                rowp[m] = toff[m] + read_id(ids, id_size, base + id_off[m]) * blk;                     \
+            }                                                                                          \
+            int32_t j0 = 0;                                                                            \
+            for (; j0 + 3 < blk; j0 += 4) {                                                            \
+                int32_t a0 = bias[j0], a1 = bias[j0 + 1], a2 = bias[j0 + 2], a3 = bias[j0 + 3];        \
+                const int32_t *tj = tables + j0;                                                       \
+                int32_t m = 0;                                                                         \
+                for (; m + 1 < m_count; m += 2) {                                                      \
+                    const int32_t *tc = tj + rowp[m], *td = tj + rowp[m + 1];                          \
+                    int32_t u0, u1, u2, u3, v0, v1, v2, v3;                                            \
+                    trec_load2(tc, 0, u0, u1);                                                         \
+                    trec_load2(tc, 2, u2, u3);                                                         \
+                    trec_load2(td, 0, v0, v1);                                                         \
+                    trec_load2(td, 2, v2, v3);                                                         \
+                    a0 += u0 + v0;                                                                     \
+                    a1 += u1 + v1;                                                                     \
+                    a2 += u2 + v2;                                                                     \
+                    a3 += u3 + v3;                                                                     \
+                }                                                                                      \
+                if (m < m_count) {                                                                     \
+                    const int32_t *tc = tj + rowp[m];                                                  \
+                    int32_t u0, u1, u2, u3;                                                            \
+                    trec_load2(tc, 0, u0, u1);                                                         \
+                    trec_load2(tc, 2, u2, u3);                                                         \
+                    a0 += u0;                                                                          \
+                    a1 += u1;                                                                          \
+                    a2 += u2;                                                                          \
+                    a3 += u3;                                                                          \
+                }                                                                                      \
+                out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
+                out[j0 + 1] = (int8_t)(REQUANT(a1, j0 + 1) + offset);                                  \
+                out[j0 + 2] = (int8_t)(REQUANT(a2, j0 + 2) + offset);                                  \
+                out[j0 + 3] = (int8_t)(REQUANT(a3, j0 + 3) + offset);                                  \
+            }                                                                                          \
+            for (; j0 < blk; j0++) {                                                                   \
+                int32_t a0 = bias[j0];                                                                 \
+                for (int32_t m = 0; m < m_count; m++) {                                                \
+                    a0 += tables[rowp[m] + j0];                                                        \
+                }                                                                                      \
+                out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
+                             const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
+                             int32_t *rowp, const int32_t *bias, const int32_t *pow, const int32_t *r1)
+{
+    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;
+    const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;
+    const int32_t lo = amin - offset, hi = amax - offset;
+    const int32_t *TREC_RESTRICT mult = w->mult + c0;
+    const int32_t *TREC_RESTRICT shift = w->shift + c0;
+    int8_t *out = output + c0;
+    /* fast path: |requantized| <= 2^30, so adding the offset cannot overflow; SSAT does the int8
+     * clamp, and a narrower activation range adds a max and a min */
+#define FULL_RQ(a, j) (trec_ssat8(trec_requantize_fast_pre((a), mult[j], pow[j], r1[j]) + offset) - offset)
+#define FAST_RQ(a, j) (TREC_MIN(TREC_MAX(FULL_RQ(a, j), lo), hi))
+#define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
+    if (!fast_requant_block(w, c0, blk)) {
+        SCATTER_TABLES_BODY(ANY_RQ)
+    } else if (amin == -128 && amax == 127) {
+        SCATTER_TABLES_BODY(FULL_RQ)
+    } else {
+        SCATTER_TABLES_BODY(FAST_RQ)
+    }
+#undef FULL_RQ
+#undef FAST_RQ
+#undef ANY_RQ
+}
+#undef SCATTER_TABLES_BODY
+
+/* plan A, one sub-matrix: acc[n][0..blk) (+)= table[id(n, m)][0..blk); the first sub-matrix
+ * sets acc = bias + table row */
+HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table, int32_t blk,
+                          const int32_t *bias, int first, int32_t *acc)
+{
+    const int32_t id_size = g->id_size, out_w = g->out_w;
+    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
+    int32_t *TREC_RESTRICT a = acc;
+    for (int32_t oy = 0; oy < g->out_h; oy++) {
+        size_t idx = row_base(g, oy, 0) + (size_t)id_off;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step) {
+            const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            const int32_t *TREC_RESTRICT src = first ? bias : a;
+            int32_t j = 0;
+            for (; j + 3 < blk; j += 4) {
+                int32_t t0, t1, t2, t3, a0, a1, a2, a3;
+                trec_load2(tc + j, 0, t0, t1);
+                trec_load2(tc + j, 2, t2, t3);
+                trec_load2(src + j, 0, a0, a1);
+                trec_load2(src + j, 2, a2, a3);
+                a[j] = a0 + t0;
+                a[j + 1] = a1 + t1;
+                a[j + 2] = a2 + t2;
+                a[j + 3] = a3 + t3;
+            }
+            for (; j < blk; j++) {
+                a[j] = src[j] + tc[j];
+            }
+        }
+    }
+}
+
+/* plan A2: acc[n] (+)= table[id(n, m)] + table2[id(n, m + 1)], two sub-matrices per pass over
+ * the accumulator */
+HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2, const int32_t *table,
+                           const int32_t *table2, int32_t blk, const int32_t *bias, int first, int32_t *acc)
+{
+    const int32_t id_size = g->id_size, out_w = g->out_w;
+    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
+    int32_t *TREC_RESTRICT a = acc;
+    for (int32_t oy = 0; oy < g->out_h; oy++) {
+        const size_t row = row_base(g, oy, 0);
+        size_t idx = row + (size_t)id_off, idx2 = row + (size_t)id_off2;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, idx2 += step) {
+            const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            const int32_t *TREC_RESTRICT td = table2 + (size_t)read_id(ids, id_size, idx2) * blk;
+            const int32_t *TREC_RESTRICT src = first ? bias : a;
+            int32_t j = 0;
+            for (; j + 3 < blk; j += 4) {
+                int32_t s0, s1, s2, s3, c0, c1, c2, c3, d0, d1, d2, d3;
+                trec_load2(src + j, 0, s0, s1);
+                trec_load2(src + j, 2, s2, s3);
+                trec_load2(tc + j, 0, c0, c1);
+                trec_load2(tc + j, 2, c2, c3);
+                trec_load2(td + j, 0, d0, d1);
+                trec_load2(td + j, 2, d2, d3);
+                a[j] = s0 + c0 + d0;
+                a[j + 1] = s1 + c1 + d1;
+                a[j + 2] = s2 + c2 + d2;
+                a[j + 3] = s3 + c3 + d3;
+            }
+            for (; j < blk; j++) {
+                a[j] = src[j] + tc[j] + td[j];
+            }
+        }
+    }
+}
+
+/* plan A, the last sub-matrix: requantize acc[n] + table[id(n, m)] straight into the output */
+HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
+                                 int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
+                                 const int32_t *pow, const int32_t *r1, int8_t *output)
+{
+    const int32_t id_size = g->id_size, out_w = g->out_w, cout = g->cout;
+    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
+    const int32_t offset = g->output_offset, lo = g->act_min - offset, hi = g->act_max - offset;
+    const int32_t *TREC_RESTRICT mult = w->mult + c0;
+    const int32_t *TREC_RESTRICT shift = w->shift + c0;
+    const int fast = fast_requant_block(w, c0, blk);
+    const int32_t *a = acc;
+    int8_t *out = output + c0;
+    for (int32_t oy = 0; oy < g->out_h; oy++) {
+        size_t idx = row_base(g, oy, 0) + (size_t)id_off;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, out += cout) {
+            const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            if (fast) {
+                for (int32_t j = 0; j < blk; j++) {
+                    const int32_t v = trec_requantize_fast_pre(a[j] + tc[j], mult[j], pow[j], r1[j]);
+                    out[j] = (int8_t)(TREC_MIN(TREC_MAX(v, lo), hi) + offset);
+                }
+            } else {
+                for (int32_t j = 0; j < blk; j++) {
+                    out[j] = (int8_t)(trec_requantize_clamp(a[j] + tc[j], mult[j], shift[j], lo, hi) + offset);
+                }
+            }
+        }
+    }
+}
+
