@@ -55,14 +55,15 @@ def make_case(seed: int, cin: int, k: int, stride, dilation, padding: str, batch
     if rng.random() < 0.15:
         scale[0] = rng.uniform(1.0, 4.0)  # multiplier > 1: positive shift
     mult, shift = quant.quantize_multipliers(scale)
-    clamp = rng.choice(["none", "relu", "tight"])
+    # clamps as TFLite derives them, around the output zero point, so that the output keeps some
+    # spread (a constant output would check nothing)
+    clamp = rng.choice(["none", "relu", "tight"]) if ozp < 100 else "none"
     if clamp == "none":
         amin, amax = -128, 127
     elif clamp == "relu":
-        amin, amax = max(-128, ozp), 127
+        amin, amax = ozp, 127
     else:
-        lo = int(rng.integers(-100, 20))
-        amin, amax = lo, lo + int(rng.integers(0, 60))
+        amin, amax = max(-128, ozp - int(rng.integers(0, 40))), ozp + int(rng.integers(1, 28))
     return dict(input=x, filter=wt, bias=bias, input_zero_point=izp, output_zero_point=ozp,
                 output_multiplier=mult, output_shift=shift, stride=stride, dilation=dilation,
                 padding=padding, activation_min=amin, activation_max=amax)
