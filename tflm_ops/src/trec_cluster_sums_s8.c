@@ -9,102 +9,130 @@
  */
 #include "trec_convolve_internal.h"
 
-/* Sum the strips at the positions of r into sums[id][0..lb) (elements [l0, l0 + lb) of each strip,
- * raw int8 values, sign +1 or -1) and count members and in-image members per strip pixel:
- * counts[id * (j + 1)] = members, counts[id * (j + 1) + 1 + t] = members whose pixel t is in the image. */
+/* Visit the strips at the positions of rect r: count each one (sign +1 or -1) in
+ * counts[s * (j + 1)] (the members of its cluster s) and its in-image pixels t in
+ * counts[s * (j + 1) + 1 + t]; then run the statements given last for each run of n in-image pixels
+ * t0 .. t0 + n - 1 of the strip, src pointing at the first one in the input. A run is contiguous in
+ * the input: with dilation 1 a strip's in-image pixels are one run, otherwise each pixel is one. */
+#define FOR_STRIP_RUNS(g, input, ids, r, sign, counts, ...)                                            \
+    do {                                                                                               \
+        const int32_t cps_ = (g)->j + 1, cin_ = (g)->cin;                                              \
+        for (int32_t y_ = (r).y0; y_ < (r).y1; y_++) {                                                 \
+            const int32_t iy_ = y_ - (g)->pad_h;                                                       \
+            const int row_in_ = iy_ >= 0 && iy_ < (g)->in_h;                                           \
+            const int8_t *row_ = (input) + (size_t)iy_ * (g)->in_w * cin_;                             \
+            for (int32_t x_ = (r).x0; x_ < (r).x1; x_++) {                                             \
+                const int32_t s = read_id((ids), (g)->id_size, (size_t)y_ * (g)->pw + x_);             \
+                int32_t *cnt_ = (counts) + (size_t)s * cps_;                                           \
+                cnt_[0] += (sign);                                                                     \
+                if (!row_in_) {                                                                        \
+                    continue;                                                                          \
+                }                                                                                      \
+                const int32_t ix0_ = x_ - (g)->pad_w;                                                  \
+                if ((g)->dil_w == 1) {                                                                 \
+                    const int32_t t0 = ix0_ < 0 ? -ix0_ : 0, t1_ = TREC_MIN((g)->j, (g)->in_w - ix0_); \
+                    if (t0 < t1_) {                                                                    \
+                        for (int32_t t_ = t0; t_ < t1_; t_++) {                                        \
+                            cnt_[1 + t_] += (sign);                                                    \
+                        }                                                                              \
+                        const int32_t n = t1_ - t0;                                                    \
+                        const int8_t *src = row_ + (size_t)(ix0_ + t0) * cin_;                         \
+                        __VA_ARGS__                                                                    \
+                    }                                                                                  \
+                    continue;                                                                          \
+                }                                                                                      \
+                for (int32_t t0 = 0; t0 < (g)->j; t0++) {                                              \
+                    const int32_t ix_ = ix0_ + t0 * (g)->dil_w;                                        \
+                    if (ix_ >= 0 && ix_ < (g)->in_w) {                                                 \
+                        cnt_[1 + t0] += (sign);                                                        \
+                        const int32_t n = 1;                                                           \
+                        const int8_t *src = row_ + (size_t)ix_ * cin_;                                 \
+                        __VA_ARGS__                                                                    \
+                    }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
+    } while (0)
+
+/* Sum elements [l0, l0 + lb) of the strips at the positions of r into sums[id][0..lb) (raw int8
+ * values, sign +1 or -1), counting members and in-image members as FOR_STRIP_RUNS does. */
 HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t l0, int32_t lb,
                            int32_t sign, int32_t *sums, int32_t *counts)
 {
-    const int32_t cps = g->j + 1;
-    if (l0 == 0 && lb == g->l && g->dil_w == 1) {
-        /* whole strips of neighbouring pixels: the in-image part is one run of the input row */
-        const int32_t cin = g->cin, j = g->j;
-        for (int32_t y = r.y0; y < r.y1; y++) {
-            const int32_t iy = y - g->pad_h;
-            const int row_in = iy >= 0 && iy < g->in_h;
-            const int8_t *row = input + (size_t)iy * g->in_w * cin;
-            for (int32_t x = r.x0; x < r.x1; x++) {
-                const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
-                int32_t *cnt = counts + (size_t)s * cps;
-                cnt[0] += sign;
-                const int32_t ix0 = x - g->pad_w;
-                const int32_t t0 = ix0 < 0 ? -ix0 : 0, t1 = TREC_MIN(j, g->in_w - ix0);
-                if (!row_in || t0 >= t1) {
-                    continue;
-                }
-                for (int32_t t = t0; t < t1; t++) {
-                    cnt[1 + t] += sign;
-                }
-                const int8_t *src = row + (size_t)(ix0 + t0) * cin;
-                int32_t *dst = sums + (size_t)s * lb + (size_t)t0 * cin;
-                const int32_t n = (t1 - t0) * cin;
-                if (sign > 0) {
-                    for (int32_t e = 0; e < n; e++) {
-                        dst[e] += src[e];
-                    }
-                } else {
-                    for (int32_t e = 0; e < n; e++) {
-                        dst[e] -= src[e];
-                    }
-                }
+    FOR_STRIP_RUNS(g, input, ids, r, sign, counts, {
+        /* the run's elements inside [l0, l0 + lb) */
+        const int32_t e0 = TREC_MAX(t0 * cin_, l0), e1 = TREC_MIN((t0 + n) * cin_, l0 + lb);
+        const int8_t *from = src + (e0 - t0 * cin_);
+        int32_t *dst = sums + (size_t)s * lb + (e0 - l0);
+        if (sign > 0) {
+            for (int32_t e = 0; e < e1 - e0; e++) {
+                dst[e] += from[e];
+            }
+        } else {
+            for (int32_t e = 0; e < e1 - e0; e++) {
+                dst[e] -= from[e];
             }
         }
-        return;
+    });
+}
+
+#if TREC_DSP
+HOT static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
+{
+    for (int32_t q = 0; q < words4; q++) {
+        const int32_t v = trec_read_s8x4(src + 4 * q);
+        dst[2 * q] = trec_sxtab16(dst[2 * q], v);
+        dst[2 * q + 1] = trec_sxtab16_ror8(dst[2 * q + 1], v);
     }
-    for (int32_t y = r.y0; y < r.y1; y++) {
-        const int32_t iy = y - g->pad_h;
-        const int row_in = iy >= 0 && iy < g->in_h;
-        for (int32_t x = r.x0; x < r.x1; x++) {
-            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
-            int32_t *cnt = counts + (size_t)s * cps;
-            cnt[0] += sign;
-            if (!row_in) {
-                continue;
-            }
-            int32_t *acc = sums + (size_t)s * lb;
-            for (int32_t t = 0; t < g->j; t++) {
-                const int32_t ix = x - g->pad_w + t * g->dil_w;
-                if (ix < 0 || ix >= g->in_w) {
-                    continue;
-                }
-                cnt[1 + t] += sign;
-                /* elements of pixel t inside [l0, l0 + lb) */
-                const int32_t e0 = TREC_MAX(t * g->cin, l0), e1 = TREC_MIN((t + 1) * g->cin, l0 + lb);
-                if (e0 >= e1) {
-                    continue;
-                }
-                const int8_t *src = input + ((size_t)iy * g->in_w + ix) * g->cin + (e0 - t * g->cin);
-                int32_t *dst = acc + (e0 - l0);
-                const int32_t n = e1 - e0;
-                if (sign > 0) {
-                    for (int32_t e = 0; e < n; e++) {
-                        dst[e] += src[e];
-                    }
-                } else {
-                    for (int32_t e = 0; e < n; e++) {
-                        dst[e] -= src[e];
-                    }
-                }
-            }
+}
+
+HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
+{
+    for (int32_t q = 0; q < words4; q++) {
+        const int32_t v = trec_read_s8x4(src + 4 * q);
+        dst[2 * q] = trec_ssub16(dst[2 * q], trec_sxtb16(v));
+        dst[2 * q + 1] = trec_ssub16(dst[2 * q + 1], trec_sxtb16_ror8(v));
+    }
+}
+#endif
+
+/* add_strips on the SIMD path: whole strips into sums16, int16 lanes in SXTB16's order (mod 2^16:
+ * exact once every cluster holds at most 256 members again) */
+static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
+                        int32_t *sums16, int32_t *counts)
+{
+#if TREC_DSP
+    const int32_t words = g->l / 2;
+    FOR_STRIP_RUNS(g, input, ids, r, sign, counts, {
+        int32_t *dst = sums16 + (size_t)s * words + (size_t)t0 * (cin_ / 2);
+        if (sign > 0) {
+            simd_accumulate(src, n * cin_ / 4, dst);
+        } else {
+            simd_subtract(src, n * cin_ / 4, dst);
         }
-    }
+    });
+#else
+    (void)g; (void)input; (void)ids; (void)r; (void)sign; (void)sums16; (void)counts;
+#endif
 }
 
 /* Stride 1: turn sub-matrix prev's raw sums and counts into sub-matrix m's by removing the
  * positions of prev's window outside m's and adding those of m's outside prev's (a row or a column
- * between neighbouring sub-matrices instead of a whole window). */
-static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, int32_t prev, int32_t m,
+ * between neighbouring sub-matrices instead of a whole window); int16 lanes when simd. */
+static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, int32_t prev, int32_t m, int simd,
                         int32_t *sums, int32_t *counts)
 {
     const rect v = window_of(g, prev), w = window_of(g, m);
-    rect parts[4];
+    rect parts[8];
     const int32_t n_out = rect_minus(v, w, parts);
-    for (int32_t i = 0; i < n_out; i++) {
-        add_strips(g, input, ids, parts[i], 0, g->l, -1, sums, counts);
-    }
-    const int32_t n_in = rect_minus(w, v, parts);
-    for (int32_t i = 0; i < n_in; i++) {
-        add_strips(g, input, ids, parts[i], 0, g->l, +1, sums, counts);
+    const int32_t n_in = rect_minus(w, v, parts + n_out);
+    for (int32_t i = 0; i < n_out + n_in; i++) {
+        const int32_t sign = i < n_out ? -1 : +1;
+        if (simd) {
+            simd_strips(g, input, ids, parts[i], sign, sums, counts);
+        } else {
+            add_strips(g, input, ids, parts[i], 0, g->l, sign, sums, counts);
+        }
     }
 }
 
@@ -139,7 +167,7 @@ void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int
     if (g->stride_h == 1 && g->stride_w == 1) {
         const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
         if (incremental && m > 0) {
-            move_window(g, input, ids, m - 1, m, sums, counts);
+            move_window(g, input, ids, m - 1, m, 0, sums, counts);
         } else {
             memset(sums, 0, (size_t)slots * lb * 4);
             memset(counts, 0, (size_t)slots * cps * 4);
@@ -182,63 +210,6 @@ void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int
         }                                                                                              \
     } while (0)
 
-#if TREC_DSP
-HOT static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
-{
-    for (int32_t q = 0; q < words4; q++) {
-        const int32_t v = trec_read_s8x4(src + 4 * q);
-        dst[2 * q] = trec_sxtab16(dst[2 * q], v);
-        dst[2 * q + 1] = trec_sxtab16_ror8(dst[2 * q + 1], v);
-    }
-}
-#endif
-
-#if TREC_DSP
-HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
-{
-    for (int32_t q = 0; q < words4; q++) {
-        const int32_t v = trec_read_s8x4(src + 4 * q);
-        dst[2 * q] = trec_ssub16(dst[2 * q], trec_sxtb16(v));
-        dst[2 * q + 1] = trec_ssub16(dst[2 * q + 1], trec_sxtb16_ror8(v));
-    }
-}
-
-/* add (sign +1) or remove (-1) the strips at the positions of r: counts as in trec_strip_sums_simd,
- * sums16 in int16 lanes (mod 2^16: exact once every cluster holds at most 256 members again) */
-static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
-                        int32_t *counts, int32_t *sums16)
-{
-    const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
-    for (int32_t y = r.y0; y < r.y1; y++) {
-        const int32_t iy = y - g->pad_h;
-        const int row_in = iy >= 0 && iy < g->in_h;
-        const int8_t *row = input + (size_t)iy * g->in_w * cin;
-        for (int32_t x = r.x0; x < r.x1; x++) {
-            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
-            int32_t *cnt = counts + (size_t)s * cps;
-            cnt[0] += sign;
-            if (!row_in) {
-                continue;
-            }
-            for (int32_t t = 0; t < g->j; t++) {
-                const int32_t ix = x - g->pad_w + t * g->dil_w;
-                if (ix < 0 || ix >= g->in_w) {
-                    continue;
-                }
-                cnt[1 + t] += sign;
-                int32_t *dst = sums16 + (size_t)s * words + (size_t)t * (cin / 2);
-                if (sign > 0) {
-                    simd_accumulate(row + (size_t)ix * cin, cin / 4, dst);
-                } else {
-                    simd_subtract(row + (size_t)ix * cin, cin / 4, dst);
-                }
-            }
-        }
-    }
-}
-
-#endif
-
 /* Sums of sub-matrix m: sums16[s] (L/2 words) for clusters of <= 256 members, sums32[big[s]] (L
  * int32, natural order) otherwise; counts[s*(j+1)] members, counts[s*(j+1)+1+t] in-image members. */
 void trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
@@ -247,22 +218,12 @@ void trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids
     const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
 #if TREC_DSP
     if (simd_incremental(g)) {
-        const rect w = window_of(g, m);
         if (prev < 0) {
             memset(counts, 0, (size_t)slots * cps * 4);
             memset(sums16, 0, (size_t)slots * words * 4);
-            simd_strips(g, input, ids, w, +1, counts, sums16);
+            simd_strips(g, input, ids, window_of(g, m), +1, sums16, counts);
         } else {
-            const rect v = window_of(g, prev);
-            rect parts[4];
-            const int32_t n_out = rect_minus(v, w, parts);
-            for (int32_t i = 0; i < n_out; i++) {
-                simd_strips(g, input, ids, parts[i], -1, counts, sums16);
-            }
-            const int32_t n_in = rect_minus(w, v, parts);
-            for (int32_t i = 0; i < n_in; i++) {
-                simd_strips(g, input, ids, parts[i], +1, counts, sums16);
-            }
+            move_window(g, input, ids, prev, m, 1, sums16, counts);
         }
         for (int32_t s = 0; s < slots; s++) {
             big[s] = -1;
@@ -312,7 +273,6 @@ void trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids
     (void)prev;
 #endif
 }
-
 
 /* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors. */
 HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
