@@ -110,6 +110,19 @@ def test_strip_path_clusters_beyond_int16_lanes(kern, cin, length):
     assert stats.rows == 576 and stats.clusters < stats.rows  # big clusters exist
 
 
+@pytest.mark.parametrize("cin", [4, 8, 7])
+def test_mean_centre_of_a_bright_image(kern, cin):
+    """The centre's channel sums over 24x24 pixels near +-110: more than int16 lanes hold (the
+    DSP path sums four channels per load in int16 lanes and must flush them in time)."""
+    rng = np.random.default_rng(cin)
+    case = make_case(4100 + cin, cin, 3, 1, "SAME", length=cin, bits=8, h=24, w=24, center="mean")
+    sign = np.where(np.arange(cin) % 2, -1, 1)
+    case["input"] = np.clip(110 * sign + rng.integers(-20, 21, (1, 24, 24, cin)), -128, 127).astype(np.int8)
+    case.update(output_zero_point=0, activation_min=-128, activation_max=127)
+    got, _ = check(kern, case)
+    assert len(np.unique(got)) > 16
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_pixel_path_every_scratch_budget(kern, stride):
     case = make_case(3000 + stride, 16, 3, stride, "SAME", length=16, bits=6, h=14, w=13)

@@ -14,6 +14,42 @@
 
 #define MAP_EMPTY 0xFFFFu
 
+/* chan_sum[c] = sum over the image of input channel c (raw int8) */
+static void channel_sums(const geom *g, const int8_t *input, int32_t *chan_sum)
+{
+    const int32_t pixels = g->in_h * g->in_w, cin = g->cin;
+    memset(chan_sum, 0, (size_t)cin * sizeof(int32_t));
+    int32_t c0 = 0;
+#if TREC_DSP
+    /* four channels per load, in int16 lanes (SXTAB16), flushed every 256 pixels: 256 * 128 still
+     * fits a lane */
+    for (; c0 + 3 < cin; c0 += 4) {
+        const int8_t *p = input + c0;
+        for (int32_t i0 = 0; i0 < pixels; i0 += 256) {
+            const int32_t n = TREC_MIN(256, pixels - i0);
+            int32_t even = 0, odd = 0; /* lanes (c0, c0 + 2) and (c0 + 1, c0 + 3) */
+            for (int32_t i = 0; i < n; i++, p += cin) {
+                const int32_t v = trec_read_s8x4(p);
+                even = trec_sxtab16(even, v);
+                odd = trec_sxtab16_ror8(odd, v);
+            }
+            chan_sum[c0] += (int16_t)(uint16_t)(uint32_t)even;
+            chan_sum[c0 + 1] += (int16_t)(uint16_t)(uint32_t)odd;
+            chan_sum[c0 + 2] += (int16_t)(uint16_t)((uint32_t)even >> 16);
+            chan_sum[c0 + 3] += (int16_t)(uint16_t)((uint32_t)odd >> 16);
+        }
+    }
+#endif
+    for (; c0 < cin; c0++) {
+        const int8_t *p = input + c0;
+        int32_t acc = 0;
+        for (int32_t i = 0; i < pixels; i++, p += cin) {
+            acc += *p;
+        }
+        chan_sum[c0] = acc;
+    }
+}
+
 /* off[m][h] (docs/OP_SPEC.md step 3), rows of hq (0 past hbits); m_count offsets (1 on the strip
  * path: all equal) */
 static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash, int32_t m_count, int32_t *off,
@@ -25,13 +61,7 @@ static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash,
         return;
     }
     const int32_t pixels = g->in_h * g->in_w;
-    memset(chan_sum, 0, (size_t)g->cin * sizeof(int32_t));
-    const int8_t *p = input;
-    for (int32_t i = 0; i < pixels; i++) {
-        for (int32_t c = 0; c < g->cin; c++) {
-            chan_sum[c] += *p++;
-        }
-    }
+    channel_sums(g, input, chan_sum);
     for (int32_t c = 0; c < g->cin; c++) {
         chan_sum[c] += pixels * g->input_offset;
     }
@@ -55,6 +85,20 @@ static void transpose_hash(const geom *g, const int8_t *hash, int16_t *rt)
             rt[ws_index(g->la / 2, h, l)] = (int16_t)(h < g->hbits && l < g->l ? hash[l * g->hbits + h] : 0);
         }
     }
+}
+
+/* bit i set when a_i > 0. DSP: the sign bit of QSUB(0, a_i), negative exactly when a_i > 0 (it
+ * saturates, so INT32_MIN stays non-negative): two instructions per bit instead of a compare, two
+ * conditional moves and an OR. */
+TREC_INLINE int32_t positive_bits4(int32_t a0, int32_t a1, int32_t a2, int32_t a3)
+{
+#if TREC_DSP
+    const uint32_t n0 = (uint32_t)trec_qsub(0, a0), n1 = (uint32_t)trec_qsub(0, a1);
+    const uint32_t n2 = (uint32_t)trec_qsub(0, a2), n3 = (uint32_t)trec_qsub(0, a3);
+    return (int32_t)((n0 >> 31) | (n1 >> 31 << 1) | (n2 >> 31 << 2) | (n3 >> 31 << 3));
+#else
+    return (a0 > 0) | (a1 > 0) << 1 | (a2 > 0) << 2 | (a3 > 0) << 3;
+#endif
 }
 
 /* code of one sub-vector x (la int16, the last odd element times a zero hash entry):
@@ -84,7 +128,7 @@ HOT static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t 
             a3 += x[l] * rt[ws_index(pairs, h0 + 3, l)];
         }
 #endif
-        code |= ((a0 > 0) | (a1 > 0) << 1 | (a2 > 0) << 2 | (a3 > 0) << 3) << h0;
+        code |= positive_bits4(a0, a1, a2, a3) << h0;
     }
     return code & (int32_t)((1u << hbits) - 1u);
 }
@@ -97,10 +141,25 @@ HOT static void hash_code2(const int16_t *x0, const int16_t *x1, const int16_t *
     const int32_t pairs = la >> 1;
     int32_t c0 = 0, c1 = 0;
     for (int32_t h0 = 0; h0 < hbits; h0 += 4, off += 4) {
+        const int32_t *w = (const int32_t *)(const void *)(rt + (size_t)h0 * la);
+        if (hbits - h0 <= 2) {
+            /* at most two bits left (H = 6: the second quad): half the multiply-accumulates */
+            int32_t a0 = off[0], a1 = off[1], b0 = off[0], b1 = off[1];
+            for (int32_t p = 0; p < pairs; p++, w += 4) {
+                const int32_t u = trec_read_s16x2(x0 + 2 * p), v = trec_read_s16x2(x1 + 2 * p);
+                a0 = trec_smlad(u, w[0], a0);
+                b0 = trec_smlad(v, w[0], b0);
+                a1 = trec_smlad(u, w[1], a1);
+                b1 = trec_smlad(v, w[1], b1);
+            }
+            c0 |= positive_bits4(a0, a1, 0, 0) << h0;
+            c1 |= positive_bits4(b0, b1, 0, 0) << h0;
+            break;
+        }
         int32_t a[4] = {off[0], off[1], off[2], off[3]}, b[4] = {off[0], off[1], off[2], off[3]};
-        dot_2x4(x0, x1, (const int32_t *)(const void *)(rt + (size_t)h0 * la), pairs, a, b);
-        c0 |= ((a[0] > 0) | (a[1] > 0) << 1 | (a[2] > 0) << 2 | (a[3] > 0) << 3) << h0;
-        c1 |= ((b[0] > 0) | (b[1] > 0) << 1 | (b[2] > 0) << 2 | (b[3] > 0) << 3) << h0;
+        dot_2x4(x0, x1, w, pairs, a, b);
+        c0 |= positive_bits4(a[0], a[1], a[2], a[3]) << h0;
+        c1 |= positive_bits4(b[0], b[1], b[2], b[3]) << h0;
     }
     const int32_t mask = (int32_t)((1u << hbits) - 1u);
     *code0 = c0 & mask;

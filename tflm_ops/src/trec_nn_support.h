@@ -147,6 +147,8 @@ TREC_INLINE int32_t trec_ssub16(int32_t a, int32_t b) { return (int32_t)__ssub16
 
 TREC_INLINE int32_t trec_qadd(int32_t a, int32_t b) { return __qadd(a, b); }
 
+TREC_INLINE int32_t trec_qsub(int32_t a, int32_t b) { return __qsub(a, b); }
+
 /* *a = p[0], *b = p[1] in one LDRD (p word-aligned: enough on Armv7E-M); `off` words ahead */
 #define trec_load2(p, off, a, b) \
     __asm__("ldrd %0, %1, [%2, %3]" : "=r"(a), "=r"(b) : "r"(p), "i"(4 * (off)), "m"(*(const int32_t(*)[2])((p) + (off))))
@@ -198,6 +200,13 @@ TREC_INLINE int32_t trec_smlad(int32_t a, int32_t b, int32_t acc)
 TREC_INLINE int32_t trec_qadd(int32_t a, int32_t b)
 {
     const int64_t s = (int64_t)a + b;
+    return s > INT32_MAX ? INT32_MAX : (s < INT32_MIN ? INT32_MIN : (int32_t)s);
+}
+
+/* saturating subtract (QSUB) */
+TREC_INLINE int32_t trec_qsub(int32_t a, int32_t b)
+{
+    const int64_t s = (int64_t)a - b;
     return s > INT32_MAX ? INT32_MAX : (s < INT32_MIN ? INT32_MIN : (int32_t)s);
 }
 
