@@ -1,4 +1,5 @@
-"""The C TREC kernel (tflm_ops/src/trec_convolve_s8.c) against golden.trec_conv2d_s8, bit for bit.
+"""The C TREC kernel (tflm_ops/src/trec_convolve_s8.c and its phases, trec_*_s8.c) against golden.trec_conv2d_s8,
+bit for bit.
 
 "host" runs the DSP code path (SMLAD structure, intrinsics emulated in C), "host-plain" the plain C
 path. Scratch budgets between the minimum and get_buffer_size select different plans; every plan must
