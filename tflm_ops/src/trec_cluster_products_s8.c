@@ -54,6 +54,18 @@ HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pai
                                int first, int32_t *t0, int32_t *t1)
 {
     const int32_t *wq = (const int32_t *)(const void *)ws;
+    if (first && r1 != NULL && (blk & 3) == 0) {
+        /* the common case, without partial quads or accumulation */
+        for (int32_t j = 0; j < blk; j += 4, wq += (size_t)pairs * 4) {
+            int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+            dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
+            trec_store2(t0 + j, a[0], a[1]);
+            trec_store2(t0 + j + 2, a[2], a[3]);
+            trec_store2(t1 + j, b[0], b[1]);
+            trec_store2(t1 + j + 2, b[2], b[3]);
+        }
+        return;
+    }
     for (int32_t j = 0; j < blk; j += 4, wq += (size_t)pairs * 4) {
         const int32_t n = TREC_MIN(4, blk - j);
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
@@ -195,7 +207,36 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
      * ((x0, x2), (x1, x3)), and SMLAD against (1, 1) sums the converted pairs */
     const int32_t ones = trec_pack_s16x2(1, 1), pairs = g->l / 2, groups = g->cin / 4;
     int32_t *ws32 = (int32_t *)(void *)ws;
-    for (int32_t j = 0; j < blk_quads(blk); j++) {
+    const int32_t full = blk & ~3, k = g->k;
+    /* whole quads: the four channels' words of a group are contiguous, two STRD per group word */
+    for (int32_t j0 = 0; j0 < full; j0 += 4) {
+        int32_t *d = ws32 + (size_t)(j0 >> 2) * pairs * 4;
+        const int8_t *w = filter + (size_t)(c0 + j0) * k + (size_t)m * g->l;
+        for (int32_t t = 0; t < g->j; t++) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            for (int32_t q = t * groups; q < (t + 1) * groups; q++) {
+                const int32_t v0 = trec_read_s8x4(w + 4 * q), v1 = trec_read_s8x4(w + k + 4 * q);
+                const int32_t e0 = trec_sxtb16(v0), e1 = trec_sxtb16(v1);
+                const int32_t o0 = trec_sxtb16_ror8(v0), o1 = trec_sxtb16_ror8(v1);
+                trec_store2(d + 8 * q, e0, e1);
+                trec_store2(d + 8 * q + 4, o0, o1);
+                a0 = trec_smlad(o0, ones, trec_smlad(e0, ones, a0));
+                a1 = trec_smlad(o1, ones, trec_smlad(e1, ones, a1));
+                const int32_t v2 = trec_read_s8x4(w + 2 * k + 4 * q), v3 = trec_read_s8x4(w + 3 * k + 4 * q);
+                const int32_t e2 = trec_sxtb16(v2), e3 = trec_sxtb16(v3);
+                const int32_t o2 = trec_sxtb16_ror8(v2), o3 = trec_sxtb16_ror8(v3);
+                trec_store2(d + 8 * q + 2, e2, e3);
+                trec_store2(d + 8 * q + 6, o2, o3);
+                a2 = trec_smlad(o2, ones, trec_smlad(e2, ones, a2));
+                a3 = trec_smlad(o3, ones, trec_smlad(e3, ones, a3));
+            }
+            wsum[(size_t)j0 * g->j + t] = a0 * g->input_offset;
+            wsum[(size_t)(j0 + 1) * g->j + t] = a1 * g->input_offset;
+            wsum[(size_t)(j0 + 2) * g->j + t] = a2 * g->input_offset;
+            wsum[(size_t)(j0 + 3) * g->j + t] = a3 * g->input_offset;
+        }
+    }
+    for (int32_t j = full; j < blk_quads(blk); j++) {
         int32_t *d = ws32 + (size_t)(j >> 2) * pairs * 4 + (j & 3);
         if (j >= blk) {
             for (int32_t p = 0; p < pairs; p++) {
@@ -221,9 +262,12 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
 #endif
 }
 
-void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, const int32_t *big, int32_t *sums16,
-                        int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk, int32_t *members,
-                        int32_t *table)
+/* table[s] for every cluster s of the sub-matrix (members from counts[s * (j + 1)], copied to
+ * members[s]): int16-lane sums two clusters at a time (products_quads), the n_big clusters with
+ * int32 sums (big[s] >= 0) one at a time; then the zero-point term and the division */
+void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, const int32_t *big,
+                        int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk,
+                        int32_t *members, int32_t *table)
 {
 #if TREC_DSP
     const int32_t cps = g->j + 1, words = g->l / 2;
@@ -234,7 +278,7 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, con
             continue;
         }
         int32_t *t = table + (size_t)s * blk;
-        if (big[s] >= 0) {
+        if (n_big > 0 && big[s] >= 0) {
             /* int32 sums: natural order against the lane-ordered slice */
             const int32_t *sv = sums32 + (size_t)big[s] * g->l;
             for (int32_t jj = 0; jj < blk; jj++) {
@@ -267,8 +311,24 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, con
         const int32_t *cnt = counts + (size_t)s * cps + 1;
         int32_t *t = table + (size_t)s * blk;
         if (g->j == 1) {
-            const int32_t c0 = cnt[0];
-            for (int32_t jj = 0; jj < blk; jj++) {
+            const int32_t c0 = cnt[0], half = c >> 1;
+            int32_t jj = 0;
+            if (c == 1) {
+                for (; jj < blk; jj++) {
+                    t[jj] += c0 * wsum[jj];
+                }
+                continue;
+            }
+            /* two channels per step: table and filter sums read with LDRD, written with STRD */
+            for (; jj + 1 < blk; jj += 2) {
+                int32_t t0, t1, w0, w1;
+                trec_load2(t + jj, 0, t0, t1);
+                trec_load2(wsum + jj, 0, w0, w1);
+                t0 += c0 * w0;
+                t1 += c0 * w1;
+                trec_store2(t + jj, (t0 > 0 ? t0 + half : t0 - half) / c, (t1 > 0 ? t1 + half : t1 - half) / c);
+            }
+            if (jj < blk) {
                 t[jj] = div_round32(t[jj] + c0 * wsum[jj], c);
             }
             continue;
@@ -282,7 +342,7 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, con
         }
     }
 #else
-    (void)g; (void)slots; (void)counts; (void)big; (void)sums16; (void)sums32; (void)ws; (void)wsum; (void)blk;
-    (void)members; (void)table;
+    (void)g; (void)slots; (void)counts; (void)n_big; (void)big; (void)sums16; (void)sums32; (void)ws; (void)wsum;
+    (void)blk; (void)members; (void)table;
 #endif
 }

@@ -77,21 +77,24 @@ HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *id
 }
 
 #if TREC_DSP
+/* the two lane words of a group of four channels are adjacent: one LDRD and one STRD */
 HOT static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
 {
-    for (int32_t q = 0; q < words4; q++) {
+    for (int32_t q = 0; q < words4; q++, dst += 2) {
         const int32_t v = trec_read_s8x4(src + 4 * q);
-        dst[2 * q] = trec_sxtab16(dst[2 * q], v);
-        dst[2 * q + 1] = trec_sxtab16_ror8(dst[2 * q + 1], v);
+        int32_t even, odd;
+        trec_load2(dst, 0, even, odd);
+        trec_store2(dst, trec_sxtab16(even, v), trec_sxtab16_ror8(odd, v));
     }
 }
 
 HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
 {
-    for (int32_t q = 0; q < words4; q++) {
+    for (int32_t q = 0; q < words4; q++, dst += 2) {
         const int32_t v = trec_read_s8x4(src + 4 * q);
-        dst[2 * q] = trec_ssub16(dst[2 * q], trec_sxtb16(v));
-        dst[2 * q + 1] = trec_ssub16(dst[2 * q + 1], trec_sxtb16_ror8(v));
+        int32_t even, odd;
+        trec_load2(dst, 0, even, odd);
+        trec_store2(dst, trec_ssub16(even, trec_sxtb16(v)), trec_ssub16(odd, trec_sxtb16_ror8(v)));
     }
 }
 #endif
@@ -211,9 +214,10 @@ void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int
     } while (0)
 
 /* Sums of sub-matrix m: sums16[s] (L/2 words) for clusters of <= 256 members, sums32[big[s]] (L
- * int32, natural order) otherwise; counts[s*(j+1)] members, counts[s*(j+1)+1+t] in-image members. */
-void trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
-                          int32_t slots, int32_t *counts, int32_t *big, int32_t *sums16, int32_t *sums32)
+ * int32, natural order) otherwise; counts[s*(j+1)] members, counts[s*(j+1)+1+t] in-image members.
+ * Returns the number of big clusters; with none, big[] is not written. */
+int32_t trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                             int32_t slots, int32_t *counts, int32_t *big, int32_t *sums16, int32_t *sums32)
 {
     const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
 #if TREC_DSP
@@ -225,11 +229,9 @@ void trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids
         } else {
             move_window(g, input, ids, prev, m, 1, sums16, counts);
         }
-        for (int32_t s = 0; s < slots; s++) {
-            big[s] = -1;
-        }
+        (void)big;
         (void)sums32;
-        return;
+        return 0;
     }
 #endif
     memset(counts, 0, (size_t)slots * cps * 4);
@@ -272,6 +274,7 @@ void trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids
     (void)cin;
     (void)prev;
 #endif
+    return n_big;
 }
 
 /* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors. */

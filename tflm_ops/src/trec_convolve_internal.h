@@ -291,9 +291,10 @@ TREC_INTERNAL void trec_strip_sums(const geom *g, const int8_t *input, const uin
                                    int32_t l0, int32_t lb, int incremental, int32_t *sums, int32_t *counts);
 TREC_INTERNAL void trec_strip_offsets(const geom *g, int32_t slots, int32_t l0, int32_t lb, const int32_t *counts,
                                       int32_t *sums, int32_t sign);
-TREC_INTERNAL void trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m,
-                                        int32_t prev, int32_t slots, int32_t *counts, int32_t *big, int32_t *sums16,
-                                        int32_t *sums32);
+/* returns the number of clusters summed in int32 (more members than int16 lanes hold; big[s] >= 0) */
+TREC_INTERNAL int32_t trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m,
+                                           int32_t prev, int32_t slots, int32_t *counts, int32_t *big,
+                                           int32_t *sums16, int32_t *sums32);
 TREC_INTERNAL void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
                                  int32_t l0, int32_t lb, int32_t *sums, int32_t *counts);
 
@@ -302,9 +303,9 @@ TREC_INTERNAL void trec_filter_slice(const geom *g, const int8_t *filter, int32_
                                      int32_t c0, int32_t blk, int16_t *ws);
 TREC_INTERNAL void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk,
                                           int16_t *ws, int32_t *wsum);
-TREC_INTERNAL void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, const int32_t *big,
-                                      int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum,
-                                      int32_t blk, int32_t *members, int32_t *table);
+TREC_INTERNAL void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big,
+                                      const int32_t *big, int32_t *sums16, int32_t *sums32, const int16_t *ws,
+                                      const int32_t *wsum, int32_t blk, int32_t *members, int32_t *table);
 TREC_INTERNAL void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t slots, const int32_t *counts,
                                             int32_t lb, const int16_t *ws, int32_t blk, int first, int32_t *table);
 TREC_INTERNAL void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *counts, int32_t l,

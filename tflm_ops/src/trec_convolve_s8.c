@@ -42,10 +42,12 @@ static void build_table_only(const geom *g, const int8_t *input, const uint8_t *
 {
     if (p->simd) {
         PROFILE_MARK(PHASE_CENTROIDS);
-        trec_strip_sums_simd(g, input, ids, m, m - 1, slots, b->counts, b->big, b->sums, b->sums32);
+        const int32_t n_big = trec_strip_sums_simd(g, input, ids, m, m - 1, slots, b->counts, b->big, b->sums,
+                                                   b->sums32);
         PROFILE_MARK(PHASE_PRODUCTS);
         trec_filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
-        trec_products_simd(g, slots, b->counts, b->big, b->sums, b->sums32, b->ws, b->wsum, blk, b->members, table);
+        trec_products_simd(g, slots, b->counts, n_big, b->big, b->sums, b->sums32, b->ws, b->wsum, blk, b->members,
+                           table);
         return;
     }
     for (int32_t l0 = 0; l0 < g->l; l0 += p->lb) {

@@ -153,6 +153,10 @@ TREC_INLINE int32_t trec_qsub(int32_t a, int32_t b) { return __qsub(a, b); }
 #define trec_load2(p, off, a, b) \
     __asm__("ldrd %0, %1, [%2, %3]" : "=r"(a), "=r"(b) : "r"(p), "i"(4 * (off)), "m"(*(const int32_t(*)[2])((p) + (off))))
 
+/* p[0] = a, p[1] = b in one STRD (p word-aligned) */
+#define trec_store2(p, a, b) \
+    __asm__("strd %1, %2, [%3]" : "=m"(*(int32_t(*)[2])(p)) : "r"(a), "r"(b), "r"(p))
+
 /* (a * b + 2^31) >> 32 (SMMULR) */
 TREC_INLINE int32_t trec_smmulr(int32_t a, int32_t b)
 {
@@ -216,6 +220,7 @@ TREC_INLINE int32_t trec_smmulr(int32_t a, int32_t b)
 }
 
 #define trec_load2(p, off, a, b) ((a) = (p)[(off)], (b) = (p)[(off) + 1])
+#define trec_store2(p, a, b) ((p)[0] = (a), (p)[1] = (b))
 #endif
 
 /* Load four int8 (advancing the pointer) and unpack them to int16 pairs in "unordered" lane order:
