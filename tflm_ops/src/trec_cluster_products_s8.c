@@ -326,7 +326,7 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int
                 trec_load2(wsum + jj, 0, w0, w1);
                 t0 += c0 * w0;
                 t1 += c0 * w1;
-                trec_store2(t + jj, (t0 > 0 ? t0 + half : t0 - half) / c, (t1 > 0 ? t1 + half : t1 - half) / c);
+                trec_store2(t + jj, div_round_half(t0, c, half), div_round_half(t1, c, half));
             }
             if (jj < blk) {
                 t[jj] = div_round32(t[jj] + c0 * wsum[jj], c);

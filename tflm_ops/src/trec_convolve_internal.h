@@ -171,13 +171,18 @@ static inline int32_t div_round64(int64_t num, int32_t den)
     return (int32_t)(num > 0 ? (num + half) / den : (num - half) / den);
 }
 
+/* the same with half = den >> 1 given, for loops dividing many values by one den */
+TREC_INLINE int32_t div_round_half(int32_t num, int32_t den, int32_t half)
+{
+    return (num > 0 ? num + half : num - half) / den;
+}
+
 TREC_INLINE int32_t div_round32(int32_t num, int32_t den)
 {
     if (den == 1) {
         return num;
     }
-    const int32_t half = den >> 1;
-    return num > 0 ? (num + half) / den : (num - half) / den;
+    return div_round_half(num, den, den >> 1);
 }
 
 #if TREC_DSP

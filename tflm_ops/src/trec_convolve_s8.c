@@ -228,8 +228,7 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
         input == NULL || filter == NULL || hash == NULL || output == NULL) {
         return TREC_ARG_ERROR;
     }
-    if (bias != NULL && (bias_dims == NULL ||
-                         (int64_t)bias_dims->n * bias_dims->h * bias_dims->w * bias_dims->c != g.cout)) {
+    if (bias != NULL && (bias_dims == NULL || trec_dims_count(bias_dims) != g.cout)) {
         return TREC_ARG_ERROR;
     }
     for (int32_t c = 0; c < g.cout; c++) {

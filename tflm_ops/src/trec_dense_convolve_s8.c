@@ -26,14 +26,6 @@
 #include "trec/trec_nnfunctions.h"
 #include "trec_nn_support.h"
 
-/* ------------------------------------------------------------------------------------------------
- * argument checks
- * ---------------------------------------------------------------------------------------------- */
-static int64_t dims_count(const trec_dims *d)
-{
-    return (int64_t)d->n * d->h * d->w * d->c;
-}
-
 int32_t trec_dense_convolve_s8_get_buffer_size(const trec_dims *input_dims, const trec_dims *filter_dims)
 {
     if (input_dims == NULL || filter_dims == NULL || !trec_dims_positive(input_dims) ||
@@ -457,8 +449,8 @@ trec_status trec_dense_convolve_s8(const trec_context *ctx,
     if (!trec_dims_positive(input_dims) || !trec_dims_positive(filter_dims) || !trec_dims_positive(output_dims)) {
         return TREC_ARG_ERROR;
     }
-    if (dims_count(input_dims) > INT32_MAX || dims_count(output_dims) > INT32_MAX ||
-        dims_count(filter_dims) > INT32_MAX) {
+    if (trec_dims_count(input_dims) > INT32_MAX || trec_dims_count(output_dims) > INT32_MAX ||
+        trec_dims_count(filter_dims) > INT32_MAX) {
         return TREC_ARG_ERROR;
     }
     const int32_t cout = filter_dims->n;
@@ -471,7 +463,7 @@ trec_status trec_dense_convolve_s8(const trec_context *ctx,
                    ? TREC_NO_IMPL_ERROR
                    : TREC_ARG_ERROR;
     }
-    if (bias != NULL && bias_dims != NULL && dims_count(bias_dims) != cout) {
+    if (bias != NULL && bias_dims != NULL && trec_dims_count(bias_dims) != cout) {
         return TREC_ARG_ERROR;
     }
     if (!trec_conv_geometry_ok(input_dims->h, filter_dims->h, conv_params->stride.h, conv_params->dilation.h,

@@ -33,10 +33,10 @@ static void channel_sums(const geom *g, const int8_t *input, int32_t *chan_sum)
                 even = trec_sxtab16(even, v);
                 odd = trec_sxtab16_ror8(odd, v);
             }
-            chan_sum[c0] += (int16_t)(uint16_t)(uint32_t)even;
-            chan_sum[c0 + 1] += (int16_t)(uint16_t)(uint32_t)odd;
-            chan_sum[c0 + 2] += (int16_t)(uint16_t)((uint32_t)even >> 16);
-            chan_sum[c0 + 3] += (int16_t)(uint16_t)((uint32_t)odd >> 16);
+            chan_sum[c0] += trec_lo16(even);
+            chan_sum[c0 + 1] += trec_lo16(odd);
+            chan_sum[c0 + 2] += trec_hi16(even);
+            chan_sum[c0 + 3] += trec_hi16(odd);
         }
     }
 #endif

@@ -115,6 +115,10 @@ TREC_INLINE int32_t trec_pack_s16x2(int32_t lo, int32_t hi)
     return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
 }
 
+/* the low and high int16 lanes of a word, sign-extended */
+TREC_INLINE int32_t trec_lo16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x & 0xFFFFu); }
+TREC_INLINE int32_t trec_hi16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x >> 16); }
+
 #if TREC_DSP_NATIVE
 
 TREC_INLINE int32_t trec_sxtb16(int32_t x) { return (int32_t)__sxtb16((int8x4_t)x); }
@@ -167,8 +171,6 @@ TREC_INLINE int32_t trec_smmulr(int32_t a, int32_t b)
 
 #else /* C emulation: same results, bit for bit */
 
-TREC_INLINE int32_t trec_lo16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x & 0xFFFFu); }
-TREC_INLINE int32_t trec_hi16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x >> 16); }
 TREC_INLINE int32_t trec_byte(int32_t x, int i) { return (int32_t)(int8_t)(((uint32_t)x >> (8 * i)) & 0xFFu); }
 
 TREC_INLINE int32_t trec_sxtb16(int32_t x) { return trec_pack_s16x2(trec_byte(x, 0), trec_byte(x, 2)); }
@@ -395,6 +397,8 @@ static inline void trec_zero_s16(int16_t *dst, int32_t n)
  * Argument checks shared by the kernels.
  * ---------------------------------------------------------------------------------------------- */
 static inline int trec_dims_positive(const trec_dims *d) { return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0; }
+
+static inline int64_t trec_dims_count(const trec_dims *d) { return (int64_t)d->n * d->h * d->w * d->c; }
 
 /* Can TFLite produce output size `out` from input size `in` with this kernel, stride, dilation and
  * top padding? (SAME: pad_top = total/2, bottom = total - pad_top; VALID: pad 0, unused rows < stride) */
