@@ -128,10 +128,11 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     if (work_size <= tptr_bytes || !trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, &p)) {
         return -1; /* below the minimum: excluded by the size check */
     }
-    int32_t *toff = (int32_t *)(void *)work;
-    int32_t *rowp = toff + g->m;
-    int32_t *bias = rowp + g->m; /* the bias, or zeros: the scatter reads it without a test */
+    int32_t *bias = (int32_t *)(void *)work; /* the bias, or zeros: the scatter reads it without a test */
     int32_t *rq_pow = bias + g->cout, *rq_r1 = rq_pow + g->cout;
+    int32_t *toff = rq_r1 + g->cout;
+    const int32_t **rowp = (const int32_t **)(void *)(((uintptr_t)(toff + g->m) + sizeof(void *) - 1) &
+                                                      ~(uintptr_t)(sizeof(void *) - 1));
     for (int32_t c = 0; c < g->cout; c++) {
         bias[c] = w->bias ? w->bias[c] : 0;
         const int32_t r = w->shift[c] <= 0 ? -w->shift[c] : 0;

@@ -20,9 +20,10 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
     return 1;
 }
 
-/* plan T: per row, the M table rows it uses are found once; then every block of 8 channels sums
- * them in registers (per sub-matrix one offset load, four LDRD, eight adds; wider blocks would
- * spill: eight accumulators already leave GCC one register short) and is requantized from there;
+/* plan T: per row, the M table rows it uses are found once (rowp[m]: sub-matrix m's row, at the
+ * channel block being summed); then every block of 8 channels sums them in registers (per
+ * sub-matrix one pointer load, four LDRD, eight adds and the pointer stepped past the block: the
+ * pointer, not a channel index, keeps the loop within the registers) and is requantized from there;
  * a remaining quad takes two sub-matrices per step, single channels the plain loop. REQUANT:
  * FULL_RQ and FAST_RQ where every channel takes trec_requantize_fast (no per-output test). */
 #define SCATTER_TABLES_BODY(REQUANT)                                                                    \
@@ -30,15 +31,15 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
         for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {                                       \
             const size_t base = row_base(g, oy, ox);                                                   \
             for (int32_t m = 0; m < m_count; m++) {                                                    \
-                rowp[m] = toff[m] + read_id(ids, id_size, base + id_off[m]) * blk;                     \
+                rowp[m] = tables + toff[m] + read_id(ids, id_size, base + id_off[m]) * blk;            \
             }                                                                                          \
             int32_t j0 = 0;                                                                            \
             for (; j0 + 7 < blk; j0 += 8) {                                                            \
                 int32_t a0 = bias[j0], a1 = bias[j0 + 1], a2 = bias[j0 + 2], a3 = bias[j0 + 3];        \
                 int32_t a4 = bias[j0 + 4], a5 = bias[j0 + 5], a6 = bias[j0 + 6], a7 = bias[j0 + 7];    \
-                const int32_t *tj = tables + j0;                                                       \
                 for (int32_t m = 0; m < m_count; m++) {                                                \
-                    const int32_t *tc = tj + rowp[m];                                                  \
+                    const int32_t *tc = rowp[m];                                                       \
+                    rowp[m] = tc + 8;                                                                  \
                     int32_t u0, u1, u2, u3;                                                            \
                     trec_load2(tc, 0, u0, u1);                                                         \
                     trec_load2(tc, 2, u2, u3);                                                         \
@@ -64,10 +65,11 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
             }                                                                                          \
             for (; j0 + 3 < blk; j0 += 4) {                                                            \
                 int32_t a0 = bias[j0], a1 = bias[j0 + 1], a2 = bias[j0 + 2], a3 = bias[j0 + 3];        \
-                const int32_t *tj = tables + j0;                                                       \
                 int32_t m = 0;                                                                         \
                 for (; m + 1 < m_count; m += 2) {                                                      \
-                    const int32_t *tc = tj + rowp[m], *td = tj + rowp[m + 1];                          \
+                    const int32_t *tc = rowp[m], *td = rowp[m + 1];                                    \
+                    rowp[m] = tc + 4;                                                                  \
+                    rowp[m + 1] = td + 4;                                                              \
                     int32_t u0, u1, u2, u3, v0, v1, v2, v3;                                            \
                     trec_load2(tc, 0, u0, u1);                                                         \
                     trec_load2(tc, 2, u2, u3);                                                         \
@@ -79,7 +81,8 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
                     a3 += u3 + v3;                                                                     \
                 }                                                                                      \
                 if (m < m_count) {                                                                     \
-                    const int32_t *tc = tj + rowp[m];                                                  \
+                    const int32_t *tc = rowp[m];                                                       \
+                    rowp[m] = tc + 4;                                                                  \
                     int32_t u0, u1, u2, u3;                                                            \
                     trec_load2(tc, 0, u0, u1);                                                         \
                     trec_load2(tc, 2, u2, u3);                                                         \
@@ -96,7 +99,8 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
             for (; j0 < blk; j0++) {                                                                   \
                 int32_t a0 = bias[j0];                                                                 \
                 for (int32_t m = 0; m < m_count; m++) {                                                \
-                    a0 += tables[rowp[m] + j0];                                                        \
+                    a0 += rowp[m][0];                                                                  \
+                    rowp[m]++;                                                                         \
                 }                                                                                      \
                 out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
             }                                                                                          \
@@ -105,7 +109,7 @@ static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
 
 HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                              const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                             int32_t *rowp, const int32_t *bias, const int32_t *pow, const int32_t *r1)
+                             const int32_t **rowp, const int32_t *bias, const int32_t *pow, const int32_t *r1)
 {
     const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;
     const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;
