@@ -184,6 +184,30 @@ def test_all_singletons_equal_dense_conv(kern):
     np.testing.assert_array_equal(got, golden.conv2d_s8(tensors[0], tensors[1], tensors[2], **kwargs))
 
 
+@pytest.mark.parametrize("edge", ["inside", "beyond"])
+def test_accumulators_at_the_fast_requantization_bound(kern, edge):
+    """A bias at the edge of the short requantization's range (accumulators below 2^29 in
+    magnitude; the tables add at most kp * 255 * 128) and far beyond it, where doubling the
+    accumulator would overflow int32: every output saturates towards its bias, on both plans."""
+    rng = np.random.default_rng(4200)
+    cout, kp = 12, 72  # one block of 8 channels and a quad; K = 72, a whole number of sub-vectors
+    filt = rng.integers(-127, 128, (cout, 3, 3, 8), dtype=np.int8)
+    mult, shift = quant.quantize_multipliers(rng.uniform(0.3, 3.0, cout) / (np.sqrt(kp) * 128 * 74 / 40))
+    assert (shift >= -18).all() and (mult >= 2 ** 30).all()  # the channels' requantization may be short
+    largest = 2 ** 29 - 1 - kp * 255 * 128 if edge == "inside" else 2 ** 31 - 1 - kp * 255 * 128
+    sign = np.where(np.arange(cout) % 3 == 1, -1, 1)
+    plans = set()
+    for length, bits in ((8, 6), (4, 8)):  # these pick the tables plan and the accumulator plan
+        case = make_case(4200, 8, 3, 1, "SAME", length=length, bits=bits, h=9, w=9)
+        case.update(filter=filt, bias=(sign * (largest - np.arange(cout))).astype(np.int32),
+                    output_multiplier=mult, output_shift=shift, output_zero_point=0, activation_min=-128,
+                    activation_max=127)
+        got, stats = check(kern, case)
+        plans.add(stats.plan)
+        assert (got[..., sign > 0] == 127).all() and (got[..., sign < 0] == -128).all()
+    assert plans == {0, 1}
+
+
 def test_batch_images_clustered_independently(kern):
     case = make_case(7, 8, 3, 1, "SAME", length=8, bits=5)
     other = np.random.default_rng(1).integers(-128, 128, case["input"].shape, dtype=np.int8)

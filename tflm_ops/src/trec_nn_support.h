@@ -339,6 +339,13 @@ TREC_INLINE int32_t trec_requantize_fast_pre(int32_t x, int32_t multiplier, int3
     return (trec_qadd(trec_qadd(h, h), pow) + (h >> 31)) >> r1;
 }
 
+/* trec_requantize_fast_pre for |x| < 2^29, where no step can saturate: 2h + 2^r in one add */
+TREC_INLINE int32_t trec_requantize_fast_small(int32_t x, int32_t multiplier, int32_t pow, int32_t r1)
+{
+    const int32_t h = trec_smmulr(x + x, multiplier);
+    return (pow + (int32_t)((uint32_t)h << 1) + (h >> 31)) >> r1;
+}
+
 TREC_INLINE int32_t trec_requantize_fast(int32_t x, int32_t multiplier, int32_t shift)
 {
     return trec_requantize_fast_pre(x, multiplier, (int32_t)(1u << (uint32_t)(-shift)), 1 - shift);

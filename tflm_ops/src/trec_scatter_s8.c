@@ -5,15 +5,21 @@
  * each sub-matrix's table into an N x chunk int32 accumulator (A2: two tables per pass over it),
  * the last one straight into the requantization; plan T keeps every sub-matrix's table and sums a
  * row's entries in registers, then requantizes them there. Requantization is TFLite's, bit for
- * bit, in six instructions where the multiplier allows (trec_requantize_fast_pre).
+ * bit, in five instructions where the multiplier and the accumulators' range allow
+ * (trec_requantize_fast_small).
  */
 #include "trec_convolve_internal.h"
 
-/* channels [c0, c0 + blk) all take trec_requantize_fast */
-static int fast_requant_block(const weights *w, int32_t c0, int32_t blk)
+/* channels [c0, c0 + blk) all take trec_requantize_fast_small: fast_ok, and no accumulator can
+ * reach 2^29 (a sub-matrix's table entry is a rounded mean of L products of (x - zp) in
+ * [-255, 255] and a weight in [-128, 127], so the M entries of a row sum to at most kp * 32640
+ * in magnitude; then the bias) */
+static int fast_requant_block(const geom *g, const weights *w, int32_t c0, int32_t blk)
 {
+    const int64_t limit = ((int64_t)1 << 29) - (int64_t)g->kp * 255 * 128;
     for (int32_t j = c0; j < c0 + blk; j++) {
-        if (!trec_requantize_fast_ok(w->mult[j], w->shift[j])) {
+        const int64_t b = w->bias ? w->bias[j] : 0;
+        if (!trec_requantize_fast_ok(w->mult[j], w->shift[j]) || b >= limit || -b >= limit) {
             return 0;
         }
     }
@@ -119,10 +125,10 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
     int8_t *out = output + c0;
     /* fast path: |requantized| <= 2^30, so adding the offset cannot overflow; SSAT does the int8
      * clamp, and a narrower activation range adds a max and a min */
-#define FULL_RQ(a, j) (trec_ssat8(trec_requantize_fast_pre((a), mult[j], pow[j], r1[j]) + offset) - offset)
+#define FULL_RQ(a, j) (trec_ssat8(trec_requantize_fast_small((a), mult[j], pow[j], r1[j]) + offset) - offset)
 #define FAST_RQ(a, j) (TREC_MIN(TREC_MAX(FULL_RQ(a, j), lo), hi))
 #define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
-    if (!fast_requant_block(w, c0, blk)) {
+    if (!fast_requant_block(g, w, c0, blk)) {
         SCATTER_TABLES_BODY(ANY_RQ)
     } else if (amin == -128 && amax == 127) {
         SCATTER_TABLES_BODY(FULL_RQ)
@@ -213,7 +219,7 @@ HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_o
     const int32_t offset = g->output_offset, lo = g->act_min - offset, hi = g->act_max - offset;
     const int32_t *TREC_RESTRICT mult = w->mult + c0;
     const int32_t *TREC_RESTRICT shift = w->shift + c0;
-    const int fast = fast_requant_block(w, c0, blk);
+    const int fast = fast_requant_block(g, w, c0, blk);
     const int32_t *a = acc;
     int8_t *out = output + c0;
     for (int32_t oy = 0; oy < g->out_h; oy++) {
@@ -222,7 +228,7 @@ HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_o
             const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
             if (fast) {
                 for (int32_t j = 0; j < blk; j++) {
-                    const int32_t v = trec_requantize_fast_pre(a[j] + tc[j], mult[j], pow[j], r1[j]);
+                    const int32_t v = trec_requantize_fast_small(a[j] + tc[j], mult[j], pow[j], r1[j]);
                     out[j] = (int8_t)(TREC_MIN(TREC_MAX(v, lo), hi) + offset);
                 }
             } else {
