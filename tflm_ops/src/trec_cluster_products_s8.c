@@ -3,8 +3,8 @@
  *
  * Per chunk of output channels: table[s][j] = round_half_away(sums of cluster s . filter slice of
  * channel j, members of s), OP_SPEC's Q[m][C][c]: one rounding per cluster and channel, the
- * centroid is never rounded on its own. The sums are raw int8 on some paths; the zero-point term
- * (offset x in-image members x filter sum) is then added before the division.
+ * centroid is never rounded on its own. The SIMD path's sums are raw int8; there the zero-point
+ * term (offset x in-image members x filter sum) is added before the division.
  * With the DSP extension, 2 clusters x 4 channels per SMLAD block (dot_2x4) when the sums fit
  * int16; the int64 path (`wide`) takes layers whose sums could overflow int32 products.
  */

@@ -54,11 +54,13 @@
         }                                                                                              \
     } while (0)
 
-/* Sum elements [l0, l0 + lb) of the strips at the positions of r into sums[id][0..lb) (raw int8
- * values, sign +1 or -1), counting members and in-image members as FOR_STRIP_RUNS does. */
+/* Sum elements [l0, l0 + lb) of the strips at the positions of r into sums[id][0..lb) (x - zp of
+ * the in-image elements; padding is zp and adds nothing), sign +1 or -1, counting members and
+ * in-image members as FOR_STRIP_RUNS does. */
 HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t l0, int32_t lb,
                            int32_t sign, int32_t *sums, int32_t *counts)
 {
+    const int32_t off = g->input_offset;
     FOR_STRIP_RUNS(g, input, ids, r, sign, counts, {
         /* the run's elements inside [l0, l0 + lb) */
         const int32_t e0 = TREC_MAX(t0 * cin_, l0), e1 = TREC_MIN((t0 + n) * cin_, l0 + lb);
@@ -66,11 +68,11 @@ HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *id
         int32_t *dst = sums + (size_t)s * lb + (e0 - l0);
         if (sign > 0) {
             for (int32_t e = 0; e < e1 - e0; e++) {
-                dst[e] += from[e];
+                dst[e] += from[e] + off;
             }
         } else {
             for (int32_t e = 0; e < e1 - e0; e++) {
-                dst[e] -= from[e];
+                dst[e] -= from[e] + off;
             }
         }
     });
@@ -119,7 +121,7 @@ static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, 
 #endif
 }
 
-/* Stride 1: turn sub-matrix prev's raw sums and counts into sub-matrix m's by removing the
+/* Stride 1: turn sub-matrix prev's sums and counts into sub-matrix m's by removing the
  * positions of prev's window outside m's and adding those of m's outside prev's (a row or a column
  * between neighbouring sub-matrices instead of a whole window); int16 lanes when simd. */
 static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, int32_t prev, int32_t m, int simd,
@@ -139,28 +141,9 @@ static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, 
     }
 }
 
-/* sums[s][e] += sign * offset * (in-image members of the strip pixel holding element l0 + e):
- * turns raw int8 sums into sums of x - zp, padding elements counting 0 */
-HOT void trec_strip_offsets(const geom *g, int32_t slots, int32_t l0, int32_t lb, const int32_t *counts, int32_t *sums,
-                            int32_t sign)
-{
-    const int32_t cps = g->j + 1;
-    for (int32_t s = 0; s < slots; s++) {
-        const int32_t *cnt = counts + (size_t)s * cps;
-        int32_t *dst = sums + (size_t)s * lb;
-        for (int32_t t = 0; t < g->j; t++) {
-            const int32_t e0 = TREC_MAX(t * g->cin, l0), e1 = TREC_MIN((t + 1) * g->cin, l0 + lb);
-            const int32_t add = sign * cnt[1 + t] * g->input_offset;
-            for (int32_t e = e0; e < e1; e++) {
-                dst[e - l0] += add;
-            }
-        }
-    }
-}
-
 /* Strip path sums of sub-matrix m, elements [l0, l0 + lb): sums[s][.] of x - zp, counts as in
  * add_strips. incremental (stride 1, whole sub-vectors): sums and counts hold sub-matrix m - 1's
- * raw sums when m > 0 (build_table takes the zero point out again after the products). */
+ * when m > 0. */
 void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
                      int32_t lb, int incremental, int32_t *sums, int32_t *counts)
 {
@@ -188,7 +171,6 @@ void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int
             }
         }
     }
-    trec_strip_offsets(g, slots, l0, lb, counts, sums, +1);
 }
 
 /* ------------------------------------------------------------------------------------------------

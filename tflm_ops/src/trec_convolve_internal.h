@@ -222,7 +222,7 @@ TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w,
  *              | channel sums | compaction map
  *   work, pass 2 (per chunk of channels):
  *     row state (row_state_bytes) | members (slots) | strip path: counts (slots x (j + 1))
- *     | sums: a block (slots x lb int32); incremental: raw sums (slots x L int32) + packed copy
+ *     | sums: a block (slots x lb int32); incremental: the sums kept whole (slots x L int32) + packed copy
  *       (slots x la/2 int32); SIMD: int16 lanes (slots x L/2 int32) + big-cluster map (slots)
  *       + int32 sums of big clusters + filter sums per strip pixel (chunk x j)
  *     | filter slice (quads(chunk) x lba int16)
@@ -297,8 +297,6 @@ TREC_INTERNAL int32_t trec_hash_strips(const geom *g, const int8_t *input, const
 /* sums of sub-matrix m (see trec_cluster_sums_s8.c) */
 TREC_INTERNAL void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
                                    int32_t l0, int32_t lb, int incremental, int32_t *sums, int32_t *counts);
-TREC_INTERNAL void trec_strip_offsets(const geom *g, int32_t slots, int32_t l0, int32_t lb, const int32_t *counts,
-                                      int32_t *sums, int32_t sign);
 /* returns the number of clusters summed in int32 (more members than int16 lanes hold; big[s] >= 0) */
 TREC_INTERNAL int32_t trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m,
                                            int32_t prev, int32_t slots, int32_t *counts, int32_t *big,

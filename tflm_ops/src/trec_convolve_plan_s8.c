@@ -109,7 +109,7 @@ static size_t pass1_bytes(const geom *g)
 static int simd_possible(const geom *g) { return TREC_DSP && g->strip && g->cin % 4 == 0 && !g->wide; }
 
 /* pass-2 bytes: per-cluster counts, the sums (a block of lb, or on the incremental strip path
- * the raw sums kept whole plus a packed copy), the filter slice of a chunk of blk
+ * the sums kept whole plus a packed copy), the filter slice of a chunk of blk
  * channels, and the tables and accumulator of the scatter plan */
 static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk, int kind,
                           int incremental, int simd)

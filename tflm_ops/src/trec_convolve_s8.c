@@ -72,11 +72,6 @@ static void build_table_only(const geom *g, const int8_t *input, const uint8_t *
     if (!g->wide) {
         trec_divide_table(table, slots, b->members, blk);
     }
-    if (p->incremental) {
-        /* raw sums again: the next sub-matrix starts from them */
-        PROFILE_MARK(PHASE_CENTROIDS);
-        trec_strip_offsets(g, slots, 0, g->l, b->counts, b->sums, -1);
-    }
 }
 
 static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
@@ -147,7 +142,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     b.packed = b.sums;
     int32_t *after_sums = b.sums + (size_t)slots_max * p.lb;
     if (p.incremental) {
-        /* raw sums kept whole from one sub-matrix to the next; products read a packed copy */
+        /* sums kept whole from one sub-matrix to the next; products read a packed copy */
         b.packed = b.sums + (size_t)slots_max * g->l;
         after_sums = b.packed + (size_t)slots_max * (g->la / 2);
     }
