@@ -180,13 +180,20 @@ void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *count
 HOT void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk)
 {
     for (int32_t s = 0; s < slots; s++) {
-        const int32_t c = counts[s];
+        const int32_t c = counts[s], half = c >> 1;
         int32_t *t = table + (size_t)s * blk;
         if (c <= 1) {
             continue;
         }
-        for (int32_t j = 0; j < blk; j++) {
-            t[j] = div_round32(t[j], c);
+        /* two entries per step, read with LDRD and written with STRD */
+        int32_t j = 0;
+        for (; j + 1 < blk; j += 2) {
+            int32_t t0, t1;
+            trec_load2(t + j, 0, t0, t1);
+            trec_store2(t + j, div_round_half(t0, c, half), div_round_half(t1, c, half));
+        }
+        if (j < blk) {
+            t[j] = div_round_half(t[j], c, half);
         }
     }
 }
