@@ -236,8 +236,8 @@ static inline size_t ids_bytes(const geom *g)
 
 static inline size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t)g->m * 8; }
 
-/* per output channel the bias (or zeros) and the fast requantization's 2^r and r + 1, then plan
- * T's table offsets (M ints) and a row's table rows (M pointers, aligned for a pointer) */
+/* per output channel the multiplier and 2^r side by side (one LDRD) and r + 1 for the fast
+ * requantization, then plan T's table offsets (M ints) and a row's table rows (M pointers, aligned for a pointer) */
 static inline size_t row_state_bytes(const geom *g)
 {
     return (size_t)g->cout * 12 + (size_t)g->m * (4 + sizeof(void *)) + (sizeof(void *) - 4);
@@ -328,15 +328,14 @@ typedef struct {
 
 TREC_INTERNAL void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                                        const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                                       const int32_t **rowp, const int32_t *bias, const int32_t *pow,
-                                       const int32_t *r1);
+                                       const int32_t **rowp, const int32_t *mp, const int32_t *r1);
 TREC_INTERNAL void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
-                                    int32_t blk, const int32_t *bias, int first, int32_t *acc);
+                                    int32_t blk, int first, int32_t *acc);
 TREC_INTERNAL void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2,
-                                     const int32_t *table, const int32_t *table2, int32_t blk, const int32_t *bias,
-                                     int first, int32_t *acc);
+                                     const int32_t *table, const int32_t *table2, int32_t blk, int first,
+                                     int32_t *acc);
 TREC_INTERNAL void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
                                            int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
-                                           const int32_t *pow, const int32_t *r1, int8_t *output);
+                                           const int32_t *mp, const int32_t *r1, int8_t *output);
 
 #endif /* TREC_CONVOLVE_INTERNAL_H */

@@ -75,10 +75,22 @@ static void build_table_only(const geom *g, const int8_t *input, const uint8_t *
 }
 
 static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
-                        const plan *p, const pass2 *b, const int8_t *filter, int32_t c0, int32_t blk, int32_t *table,
+                        const plan *p, const pass2 *b, const weights *w, int32_t c0, int32_t blk, int32_t *table,
                         int64_t *clusters)
 {
-    build_table_only(g, input, ids, m, slots, p, b, filter, c0, blk, table);
+    build_table_only(g, input, ids, m, slots, p, b, w->filter, c0, blk, table);
+    const int32_t *bias = w->bias;
+    if (m == 0 && bias != NULL) {
+        /* the bias rides in the first sub-matrix's table: every row takes exactly one of its entries */
+        for (int32_t s = 0; s < slots; s++) {
+            if (b->members[s] > 0) {
+                int32_t *t = table + (size_t)s * blk;
+                for (int32_t j = 0; j < blk; j++) {
+                    t[j] += bias[c0 + j];
+                }
+            }
+        }
+    }
     if (clusters != NULL) {
         for (int32_t s = 0; s < slots; s++) {
             *clusters += b->members[s] > 0;
@@ -123,15 +135,14 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     if (work_size <= tptr_bytes || !trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, &p)) {
         return -1; /* below the minimum: excluded by the size check */
     }
-    int32_t *bias = (int32_t *)(void *)work; /* the bias, or zeros: the scatter reads it without a test */
-    int32_t *rq_pow = bias + g->cout, *rq_r1 = rq_pow + g->cout;
+    int32_t *rq_mp = (int32_t *)(void *)work, *rq_r1 = rq_mp + 2 * g->cout;
     int32_t *toff = rq_r1 + g->cout;
     const int32_t **rowp = (const int32_t **)(void *)(((uintptr_t)(toff + g->m) + sizeof(void *) - 1) &
                                                       ~(uintptr_t)(sizeof(void *) - 1));
     for (int32_t c = 0; c < g->cout; c++) {
-        bias[c] = w->bias ? w->bias[c] : 0;
         const int32_t r = w->shift[c] <= 0 ? -w->shift[c] : 0;
-        rq_pow[c] = r < 31 ? (int32_t)(1u << r) : 0; /* used only where fast_ok (r <= 18) */
+        rq_mp[2 * c] = w->mult[c];
+        rq_mp[2 * c + 1] = r < 31 ? (int32_t)(1u << r) : 0; /* used only where fast_ok (r <= 18) */
         rq_r1[c] = r + 1;
     }
     uint8_t *area = work + tptr_bytes;
@@ -165,11 +176,11 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
             int32_t *table = b.tables;
             for (int32_t m = 0; m < g->m; m++) {
                 toff[m] = (int32_t)(table - b.tables);
-                build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table, count);
+                build_table(g, input, ids, m, slots[m], &p, &b, w, c0, blk, table, count);
                 table += (size_t)slots[m] * blk;
             }
             PROFILE_MARK(PHASE_SCATTER);
-            trec_scatter_tables(g, ids, id_off, b.tables, toff, c0, blk, w, output, rowp, bias + c0, rq_pow + c0,
+            trec_scatter_tables(g, ids, id_off, b.tables, toff, c0, blk, w, output, rowp, rq_mp + 2 * c0,
                                 rq_r1 + c0);
         } else {
             int32_t *acc = b.tables;
@@ -177,23 +188,23 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
             int32_t *table2 = table + (size_t)slots_max * blk; /* plan A2 only */
             if (g->m == 1) {
                 for (int32_t n = 0; n < g->n; n++) {
-                    memcpy(acc + (size_t)n * blk, bias + c0, (size_t)blk * 4);
+                    memset(acc + (size_t)n * blk, 0, (size_t)blk * 4);
                 }
             }
             for (int32_t m = 0; m < g->m;) {
-                build_table(g, input, ids, m, slots[m], &p, &b, w->filter, c0, blk, table, count);
+                build_table(g, input, ids, m, slots[m], &p, &b, w, c0, blk, table, count);
                 if (p.kind == PLAN_A2 && m + 2 < g->m) {
-                    build_table(g, input, ids, m + 1, slots[m + 1], &p, &b, w->filter, c0, blk, table2, count);
+                    build_table(g, input, ids, m + 1, slots[m + 1], &p, &b, w, c0, blk, table2, count);
                     PROFILE_MARK(PHASE_SCATTER);
-                    trec_scatter_add2(g, ids, id_off[m], id_off[m + 1], table, table2, blk, bias + c0, m == 0, acc);
+                    trec_scatter_add2(g, ids, id_off[m], id_off[m + 1], table, table2, blk, m == 0, acc);
                     m += 2;
                     continue;
                 }
                 PROFILE_MARK(PHASE_SCATTER);
                 if (m + 1 < g->m) {
-                    trec_scatter_add(g, ids, id_off[m], table, blk, bias + c0, m == 0, acc);
+                    trec_scatter_add(g, ids, id_off[m], table, blk, m == 0, acc);
                 } else {
-                    trec_scatter_requantize(g, ids, id_off[m], table, c0, blk, acc, w, rq_pow + c0, rq_r1 + c0, output);
+                    trec_scatter_requantize(g, ids, id_off[m], table, c0, blk, acc, w, rq_mp + 2 * c0, rq_r1 + c0, output);
                 }
                 m++;
             }

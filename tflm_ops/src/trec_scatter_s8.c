@@ -1,9 +1,9 @@
 /*
  * trec-tflm: TREC kernel, scatter and requantization (docs/OP_SPEC.md step 6).
  *
- * acc[n][c] = bias[c] + sum_m table_m[id(n, m)][c], requantized into the int8 output. Plan A adds
- * each sub-matrix's table into an N x chunk int32 accumulator (A2: two tables per pass over it),
- * the last one straight into the requantization; plan T keeps every sub-matrix's table and sums a
+ * acc[n][c] = sum_m table_m[id(n, m)][c] (the first table carries the bias), requantized into the
+ * int8 output. Plan A adds each sub-matrix's table into an N x chunk int32 accumulator (A2: two
+ * tables per pass over it), the last one straight into the requantization; plan T keeps every sub-matrix's table and sums a
  * row's entries in registers, then requantizes them there. Requantization is TFLite's, bit for
  * bit, in five instructions where the multiplier and the accumulators' range allow
  * (trec_requantize_fast_small).
@@ -26,6 +26,15 @@ static int fast_requant_block(const geom *g, const weights *w, int32_t c0, int32
     return 1;
 }
 
+/* trec_requantize_fast_small with the multiplier and 2^r side by side at mp (one LDRD) */
+TREC_INLINE int32_t requantize_mp(int32_t a, const int32_t *mp, int32_t r1)
+{
+    return trec_requantize_fast_small(a, mp[0], mp[1], r1);
+}
+
+/* v clamped to [lo, hi], v evaluated once */
+TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MIN(TREC_MAX(v, lo), hi); }
+
 /* plan T: per row, the M table rows it uses are found once (rowp[m]: sub-matrix m's row, at the
  * channel block being summed); then every block of 8 channels sums them in registers (per
  * sub-matrix one pointer load, four LDRD, eight adds and the pointer stepped past the block: the
@@ -41,8 +50,7 @@ static int fast_requant_block(const geom *g, const weights *w, int32_t c0, int32
             }                                                                                          \
             int32_t j0 = 0;                                                                            \
             for (; j0 + 7 < blk; j0 += 8) {                                                            \
-                int32_t a0 = bias[j0], a1 = bias[j0 + 1], a2 = bias[j0 + 2], a3 = bias[j0 + 3];        \
-                int32_t a4 = bias[j0 + 4], a5 = bias[j0 + 5], a6 = bias[j0 + 6], a7 = bias[j0 + 7];    \
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;                \
                 for (int32_t m = 0; m < m_count; m++) {                                                \
                     const int32_t *tc = rowp[m];                                                       \
                     rowp[m] = tc + 8;                                                                  \
@@ -70,7 +78,7 @@ static int fast_requant_block(const geom *g, const weights *w, int32_t c0, int32
                 out[j0 + 7] = (int8_t)(REQUANT(a7, j0 + 7) + offset);                                  \
             }                                                                                          \
             for (; j0 + 3 < blk; j0 += 4) {                                                            \
-                int32_t a0 = bias[j0], a1 = bias[j0 + 1], a2 = bias[j0 + 2], a3 = bias[j0 + 3];        \
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                \
                 int32_t m = 0;                                                                         \
                 for (; m + 1 < m_count; m += 2) {                                                      \
                     const int32_t *tc = rowp[m], *td = rowp[m + 1];                                    \
@@ -103,7 +111,7 @@ static int fast_requant_block(const geom *g, const weights *w, int32_t c0, int32
                 out[j0 + 3] = (int8_t)(REQUANT(a3, j0 + 3) + offset);                                  \
             }                                                                                          \
             for (; j0 < blk; j0++) {                                                                   \
-                int32_t a0 = bias[j0];                                                                 \
+                int32_t a0 = 0;                                                                        \
                 for (int32_t m = 0; m < m_count; m++) {                                                \
                     a0 += rowp[m][0];                                                                  \
                     rowp[m]++;                                                                         \
@@ -115,7 +123,7 @@ static int fast_requant_block(const geom *g, const weights *w, int32_t c0, int32
 
 HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                              const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                             const int32_t **rowp, const int32_t *bias, const int32_t *pow, const int32_t *r1)
+                             const int32_t **rowp, const int32_t *mp, const int32_t *r1)
 {
     const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;
     const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;
@@ -125,8 +133,8 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
     int8_t *out = output + c0;
     /* fast path: |requantized| <= 2^30, so adding the offset cannot overflow; SSAT does the int8
      * clamp, and a narrower activation range adds a max and a min */
-#define FULL_RQ(a, j) (trec_ssat8(trec_requantize_fast_small((a), mult[j], pow[j], r1[j]) + offset) - offset)
-#define FAST_RQ(a, j) (TREC_MIN(TREC_MAX(FULL_RQ(a, j), lo), hi))
+#define FULL_RQ(a, j) (trec_ssat8(requantize_mp((a), mp + 2 * (j), r1[j]) + offset) - offset)
+#define FAST_RQ(a, j) clamp_to(FULL_RQ(a, j), lo, hi)
 #define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
     if (!fast_requant_block(g, w, c0, blk)) {
         SCATTER_TABLES_BODY(ANY_RQ)
@@ -141,10 +149,10 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
 }
 #undef SCATTER_TABLES_BODY
 
-/* plan A, one sub-matrix: acc[n][0..blk) (+)= table[id(n, m)][0..blk); the first sub-matrix
- * sets acc = bias + table row */
+/* plan A, one sub-matrix: acc[n][0..blk) (+)= table[id(n, m)][0..blk); the first sub-matrix's
+ * table (which carries the bias) sets acc */
 HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table, int32_t blk,
-                          const int32_t *bias, int first, int32_t *acc)
+                          int first, int32_t *acc)
 {
     const int32_t id_size = g->id_size, out_w = g->out_w;
     const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
@@ -153,21 +161,24 @@ HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, con
         size_t idx = row_base(g, oy, 0) + (size_t)id_off;
         for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step) {
             const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
-            const int32_t *TREC_RESTRICT src = first ? bias : a;
+            if (first) {
+                memcpy(a, tc, (size_t)blk * 4);
+                continue;
+            }
             int32_t j = 0;
             for (; j + 3 < blk; j += 4) {
                 int32_t t0, t1, t2, t3, a0, a1, a2, a3;
                 trec_load2(tc + j, 0, t0, t1);
                 trec_load2(tc + j, 2, t2, t3);
-                trec_load2(src + j, 0, a0, a1);
-                trec_load2(src + j, 2, a2, a3);
+                trec_load2(a + j, 0, a0, a1);
+                trec_load2(a + j, 2, a2, a3);
                 a[j] = a0 + t0;
                 a[j + 1] = a1 + t1;
                 a[j + 2] = a2 + t2;
                 a[j + 3] = a3 + t3;
             }
             for (; j < blk; j++) {
-                a[j] = src[j] + tc[j];
+                a[j] += tc[j];
             }
         }
     }
@@ -176,7 +187,7 @@ HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, con
 /* plan A2: acc[n] (+)= table[id(n, m)] + table2[id(n, m + 1)], two sub-matrices per pass over
  * the accumulator */
 HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2, const int32_t *table,
-                           const int32_t *table2, int32_t blk, const int32_t *bias, int first, int32_t *acc)
+                           const int32_t *table2, int32_t blk, int first, int32_t *acc)
 {
     const int32_t id_size = g->id_size, out_w = g->out_w;
     const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
@@ -187,12 +198,13 @@ HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, in
         for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, idx2 += step) {
             const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
             const int32_t *TREC_RESTRICT td = table2 + (size_t)read_id(ids, id_size, idx2) * blk;
-            const int32_t *TREC_RESTRICT src = first ? bias : a;
             int32_t j = 0;
             for (; j + 3 < blk; j += 4) {
-                int32_t s0, s1, s2, s3, c0, c1, c2, c3, d0, d1, d2, d3;
-                trec_load2(src + j, 0, s0, s1);
-                trec_load2(src + j, 2, s2, s3);
+                int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0, c1, c2, c3, d0, d1, d2, d3;
+                if (!first) {
+                    trec_load2(a + j, 0, s0, s1);
+                    trec_load2(a + j, 2, s2, s3);
+                }
                 trec_load2(tc + j, 0, c0, c1);
                 trec_load2(tc + j, 2, c2, c3);
                 trec_load2(td + j, 0, d0, d1);
@@ -203,7 +215,7 @@ HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, in
                 a[j + 3] = s3 + c3 + d3;
             }
             for (; j < blk; j++) {
-                a[j] = src[j] + tc[j] + td[j];
+                a[j] = (first ? 0 : a[j]) + tc[j] + td[j];
             }
         }
     }
@@ -212,7 +224,7 @@ HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, in
 /* plan A, the last sub-matrix: requantize acc[n] + table[id(n, m)] straight into the output */
 HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
                                  int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
-                                 const int32_t *pow, const int32_t *r1, int8_t *output)
+                                 const int32_t *mp, const int32_t *r1, int8_t *output)
 {
     const int32_t id_size = g->id_size, out_w = g->out_w, cout = g->cout;
     const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
@@ -227,9 +239,12 @@ HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_o
         for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, out += cout) {
             const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
             if (fast) {
-                for (int32_t j = 0; j < blk; j++) {
-                    const int32_t v = trec_requantize_fast_small(a[j] + tc[j], mult[j], pow[j], r1[j]);
-                    out[j] = (int8_t)(TREC_MIN(TREC_MAX(v, lo), hi) + offset);
+                const int32_t *q = mp;
+                for (int32_t j = 0; j < blk; j++, q += 2) {
+                    int32_t mult_j, pow_j;
+                    trec_load2(q, 0, mult_j, pow_j);
+                    const int32_t v = trec_requantize_fast_small(a[j] + tc[j], mult_j, pow_j, r1[j]);
+                    out[j] = (int8_t)(clamp_to(v, lo, hi) + offset);
                 }
             } else {
                 for (int32_t j = 0; j < blk; j++) {
