@@ -36,11 +36,12 @@ TREC_INLINE int32_t requantize_mp(int32_t a, const int32_t *mp, int32_t r1)
 TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MIN(TREC_MAX(v, lo), hi); }
 
 /* plan T: per row, the M table rows it uses are found once (rowp[m]: sub-matrix m's row, at the
- * channel block being summed); then every block of 8 channels sums them in registers (per
- * sub-matrix one pointer load, four LDRD, eight adds and the pointer stepped past the block: the
- * pointer, not a channel index, keeps the loop within the registers) and is requantized from there;
- * a remaining quad takes two sub-matrices per step, single channels the plain loop. REQUANT:
- * FULL_RQ and FAST_RQ where every channel takes trec_requantize_fast (no per-output test). */
+ * channel block being summed); then every block of 8 channels sums them in registers and is
+ * requantized from there. The first sub-matrix's entries (which carry the bias) start the sums;
+ * each other sub-matrix costs one pointer load, four LDRD, eight adds and the pointer stepped past
+ * the block (the pointer, not a channel index, keeps the loop within the registers). A remaining
+ * quad takes two sub-matrices per step, single channels the plain loop. REQUANT: FULL_RQ and
+ * FAST_RQ where every channel takes trec_requantize_fast_small (no per-output test). */
 #define SCATTER_TABLES_BODY(REQUANT)                                                                    \
     for (int32_t oy = 0; oy < g->out_h; oy++) {                                                        \
         for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {                                       \
@@ -50,8 +51,13 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
             }                                                                                          \
             int32_t j0 = 0;                                                                            \
             for (; j0 + 7 < blk; j0 += 8) {                                                            \
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;                \
-                for (int32_t m = 0; m < m_count; m++) {                                                \
+                int32_t a0, a1, a2, a3, a4, a5, a6, a7;                                                \
+                trec_load2(rowp[0], 0, a0, a1);                                                        \
+                trec_load2(rowp[0], 2, a2, a3);                                                        \
+                trec_load2(rowp[0], 4, a4, a5);                                                        \
+                trec_load2(rowp[0], 6, a6, a7);                                                        \
+                rowp[0] += 8;                                                                          \
+                for (int32_t m = 1; m < m_count; m++) {                                                \
                     const int32_t *tc = rowp[m];                                                       \
                     rowp[m] = tc + 8;                                                                  \
                     int32_t u0, u1, u2, u3;                                                            \
@@ -78,8 +84,11 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
                 out[j0 + 7] = (int8_t)(REQUANT(a7, j0 + 7) + offset);                                  \
             }                                                                                          \
             for (; j0 + 3 < blk; j0 += 4) {                                                            \
-                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                \
-                int32_t m = 0;                                                                         \
+                int32_t a0, a1, a2, a3;                                                                \
+                trec_load2(rowp[0], 0, a0, a1);                                                        \
+                trec_load2(rowp[0], 2, a2, a3);                                                        \
+                rowp[0] += 4;                                                                          \
+                int32_t m = 1;                                                                         \
                 for (; m + 1 < m_count; m += 2) {                                                      \
                     const int32_t *tc = rowp[m], *td = rowp[m + 1];                                    \
                     rowp[m] = tc + 4;                                                                  \
