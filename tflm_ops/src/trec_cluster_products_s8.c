@@ -269,15 +269,59 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
 #endif
 }
 
+#if TREC_DSP
+/* two clusters whose int16-lane sums are interleaved word by word (xy[2p], xy[2p + 1]: word p of
+ * each; `words` even) x channels [0, blk), blk a multiple of 4: one LDRD reads both clusters' word,
+ * which leaves GCC the registers for 8 accumulators and the loop without spilling */
+HOT static void products_pair(const int32_t *xy, int32_t words, const int16_t *ws, int32_t blk, int32_t *t0,
+                              int32_t *t1)
+{
+    const int32_t *wq = (const int32_t *)(const void *)ws;
+    const int32_t *const end = xy + 2 * words;
+    for (int32_t j = 0; j < blk; j += 4, wq += (size_t)words * 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+        const int32_t *x = xy, *w = wq;
+        do {
+            int32_t u = x[0], v = x[1], w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+            a0 = trec_smlad(u, w0, a0);
+            b0 = trec_smlad(v, w0, b0);
+            a1 = trec_smlad(u, w1, a1);
+            b1 = trec_smlad(v, w1, b1);
+            a2 = trec_smlad(u, w2, a2);
+            b2 = trec_smlad(v, w2, b2);
+            a3 = trec_smlad(u, w3, a3);
+            b3 = trec_smlad(v, w3, b3);
+            u = x[2], v = x[3], w0 = w[4], w1 = w[5], w2 = w[6], w3 = w[7];
+            a0 = trec_smlad(u, w0, a0);
+            b0 = trec_smlad(v, w0, b0);
+            a1 = trec_smlad(u, w1, a1);
+            b1 = trec_smlad(v, w1, b1);
+            a2 = trec_smlad(u, w2, a2);
+            b2 = trec_smlad(v, w2, b2);
+            a3 = trec_smlad(u, w3, a3);
+            b3 = trec_smlad(v, w3, b3);
+            x += 4;
+            w += 8;
+        } while (x != end);
+        trec_store2(t0 + j, a0, a1);
+        trec_store2(t0 + j + 2, a2, a3);
+        trec_store2(t1 + j, b0, b1);
+        trec_store2(t1 + j + 2, b2, b3);
+    }
+}
+#endif
+
 /* table[s] for every cluster s of the sub-matrix (members from counts[s * (j + 1)], copied to
  * members[s]): int16-lane sums two clusters at a time (products_quads), the n_big clusters with
  * int32 sums (big[s] >= 0) one at a time; then the zero-point term and the division */
 void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, const int32_t *big,
                         int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk,
-                        int32_t *members, int32_t *table)
+                        int32_t *pair, int32_t *members, int32_t *table)
 {
 #if TREC_DSP
     const int32_t cps = g->j + 1, words = g->l / 2;
+    /* the interleaved copy costs about one quad's loads: worth it from two quads on */
+    const int interleave = blk >= 8 && (blk & 3) == 0;
     int32_t pending = -1;
     for (int32_t s = 0; s < slots; s++) {
         members[s] = counts[(size_t)s * cps];
@@ -299,6 +343,13 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int
         }
         if (pending < 0) {
             pending = s;
+        } else if (interleave) {
+            const int32_t *r0 = sums16 + (size_t)pending * words, *r1 = sums16 + (size_t)s * words;
+            for (int32_t p = 0; p < words; p++) {
+                trec_store2(pair + 2 * p, r0[p], r1[p]);
+            }
+            products_pair(pair, words, ws, blk, table + (size_t)pending * blk, t);
+            pending = -1;
         } else {
             products_quads(sums16 + (size_t)pending * words, sums16 + (size_t)s * words, words, ws, blk, 1,
                            table + (size_t)pending * blk, t);
@@ -350,6 +401,6 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int
     }
 #else
     (void)g; (void)slots; (void)counts; (void)n_big; (void)big; (void)sums16; (void)sums32; (void)ws; (void)wsum;
-    (void)blk; (void)members; (void)table;
+    (void)blk; (void)pair; (void)members; (void)table;
 #endif
 }

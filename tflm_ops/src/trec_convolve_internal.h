@@ -224,7 +224,8 @@ TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w,
  *     row state (row_state_bytes) | members (slots) | strip path: counts (slots x (j + 1))
  *     | sums: a block (slots x lb int32); incremental: the sums kept whole (slots x L int32) + packed copy
  *       (slots x la/2 int32); SIMD: int16 lanes (slots x L/2 int32) + big-cluster map (slots)
- *       + int32 sums of big clusters + filter sums per strip pixel (chunk x j)
+ *       + int32 sums of big clusters + filter sums per strip pixel (chunk x j) + a pair of clusters'
+ *       sums interleaved (L int32)
  *     | filter slice (quads(chunk) x lba int16)
  *     | tables: plan T every sub-matrix's; plan A the N x chunk accumulator and one table (A2: two)
  * ============================================================================================== */
@@ -311,7 +312,8 @@ TREC_INTERNAL void trec_filter_slice_simd(const geom *g, const int8_t *filter, i
                                           int16_t *ws, int32_t *wsum);
 TREC_INTERNAL void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big,
                                       const int32_t *big, int32_t *sums16, int32_t *sums32, const int16_t *ws,
-                                      const int32_t *wsum, int32_t blk, int32_t *members, int32_t *table);
+                                      const int32_t *wsum, int32_t blk, int32_t *pair, int32_t *members,
+                                      int32_t *table);
 TREC_INTERNAL void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t slots, const int32_t *counts,
                                             int32_t lb, const int16_t *ws, int32_t blk, int first, int32_t *table);
 TREC_INTERNAL void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *counts, int32_t l,

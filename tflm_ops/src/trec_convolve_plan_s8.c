@@ -116,9 +116,10 @@ static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, i
 {
     const size_t lba = (size_t)((lb + 1) & ~1);
     size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk_quads(blk) * lba * 2;
-    if (simd) { /* big-cluster map, int16 sums, int32 sums of big clusters, filter sums per strip pixel */
+    if (simd) { /* big-cluster map, int16 sums, int32 sums of big clusters, filter sums per strip pixel,
+                 * a pair of clusters' sums interleaved */
         b += (size_t)slots_max * 4 + (size_t)slots_max * g->l * 2 + (size_t)simd_big_max(g) * g->l * 4 +
-             (size_t)blk * g->j * 4;
+             (size_t)blk * g->j * 4 + (size_t)g->l * 4;
     } else {
         b += incremental ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
     }

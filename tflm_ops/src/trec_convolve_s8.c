@@ -30,6 +30,7 @@ typedef struct {
     int32_t *big;         /* SIMD: big-cluster index per cluster, or -1 */
     int32_t *sums32;      /* SIMD: int32 sums of big clusters */
     int32_t *wsum;        /* SIMD: filter sums per strip pixel */
+    int32_t *pair;        /* SIMD: two clusters' int16-lane sums interleaved word by word */
     int16_t *ws;
     int32_t *tables;
 } pass2;
@@ -46,8 +47,8 @@ static void build_table_only(const geom *g, const int8_t *input, const uint8_t *
                                                    b->sums32);
         PROFILE_MARK(PHASE_PRODUCTS);
         trec_filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
-        trec_products_simd(g, slots, b->counts, n_big, b->big, b->sums, b->sums32, b->ws, b->wsum, blk, b->members,
-                           table);
+        trec_products_simd(g, slots, b->counts, n_big, b->big, b->sums, b->sums32, b->ws, b->wsum, blk, b->pair,
+                           b->members, table);
         return;
     }
     for (int32_t l0 = 0; l0 < g->l; l0 += p->lb) {
@@ -146,7 +147,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         rq_r1[c] = r + 1;
     }
     uint8_t *area = work + tptr_bytes;
-    pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     b.members = (int32_t *)(void *)area;
     b.counts = b.members + slots_max;
     b.sums = b.members + (size_t)slots_max * counts_per_slot(g);
@@ -162,7 +163,8 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         b.big = b.sums + (size_t)slots_max * (g->l / 2);
         b.sums32 = b.big + slots_max;
         b.wsum = b.sums32 + (size_t)simd_big_max(g) * g->l;
-        after_sums = b.wsum + (size_t)p.blk * g->j;
+        b.pair = b.wsum + (size_t)p.blk * g->j;
+        after_sums = b.pair + g->l;
     }
     b.ws = (int16_t *)(void *)after_sums;
     b.tables = (int32_t *)(void *)((uint8_t *)b.ws + (size_t)blk_quads(p.blk) * ((p.lb + 1) & ~1) * 2);
