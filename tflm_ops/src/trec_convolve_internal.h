@@ -174,7 +174,10 @@ static inline int32_t div_round64(int64_t num, int32_t den)
 /* the same with half = den >> 1 given, for loops dividing many values by one den */
 TREC_INLINE int32_t div_round_half(int32_t num, int32_t den, int32_t half)
 {
-    return (num > 0 ? num + half : num - half) / den;
+    /* +half or -half by the sign of num without a branch: (half ^ s) - s, s = 0 or -1 (at num = 0
+     * either gives 0, as |half| < den) */
+    const int32_t s = num >> 31;
+    return (num + ((half ^ s) - s)) / den;
 }
 
 TREC_INLINE int32_t div_round32(int32_t num, int32_t den)
