@@ -134,6 +134,24 @@ def test_pixel_path_every_scratch_budget(kern, stride):
         check(kern, case, scratch_bytes=size)
 
 
+def test_pixel_path_chunks_that_end_in_a_partial_quad(kern):
+    """18 output channels: budgets that give chunks of 8 or 12 channels leave a last chunk of 2 or
+    6, which the interleaved cluster-pair products (whole quads only) must hand to the plain loop."""
+    case = make_case(3100, 8, 3, 1, "SAME", length=8, bits=6, h=12, w=12)
+    rng = np.random.default_rng(3100)
+    case["filter"] = rng.integers(-127, 128, (18, 3, 3, 8), dtype=np.int8)
+    case["output_multiplier"], case["output_shift"] = quant.quantize_multipliers(
+        rng.uniform(0.3, 3.0, 18) / (np.sqrt(72) * 128 * 74 / 40))
+    case["bias"] = rng.integers(-3000, 3001, 18).astype(np.int32)
+    tensors, kwargs = split(case)
+    preferred, least = kern.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, sub_vector_length=8, hash_bits=6,
+                                              hash_center=kwargs["hash_center"], stride=1, padding="SAME")
+    passes = set()
+    for size in np.linspace(least, 2 * preferred, 32).astype(int):
+        passes.add(check(kern, case, scratch_bytes=int(size))[1].passes)
+    assert {2, 3} <= passes  # chunks of 12 + 6 and of 8 + 8 + 2 among them
+
+
 @pytest.mark.parametrize("cin,length,k,dilation,padding", [
     (8, 24, 3, 1, "SAME"), (4, 8, 4, 2, "SAME"), (16, 32, 4, 1, "VALID"), (8, 8, 5, 1, "SAME"), (64, 64, 3, 2, "SAME")])
 def test_strip_path_incremental_sums(kern, cin, length, k, dilation, padding):

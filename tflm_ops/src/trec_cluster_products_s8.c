@@ -320,8 +320,9 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int
 {
 #if TREC_DSP
     const int32_t cps = g->j + 1, words = g->l / 2;
-    /* the interleaved copy costs about one quad's loads: worth it from two quads on */
-    const int interleave = blk >= 8 && (blk & 3) == 0;
+    /* the plan gives the pair buffer where the interleaved copy pays off (two quads or more); a
+     * last chunk of channels that is not whole quads takes the plain loop */
+    const int interleave = pair != NULL && (blk & 3) == 0;
     int32_t pending = -1;
     for (int32_t s = 0; s < slots; s++) {
         members[s] = counts[(size_t)s * cps];

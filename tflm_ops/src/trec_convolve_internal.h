@@ -227,8 +227,8 @@ TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w,
  *     row state (row_state_bytes) | members (slots) | strip path: counts (slots x (j + 1))
  *     | sums: a block (slots x lb int32); incremental: the sums kept whole (slots x L int32) + packed copy
  *       (slots x la/2 int32); SIMD: int16 lanes (slots x L/2 int32) + big-cluster map (slots)
- *       + int32 sums of big clusters + filter sums per strip pixel (chunk x j) + a pair of clusters'
- *       sums interleaved (L int32)
+ *       + int32 sums of big clusters + filter sums per strip pixel (chunk x j) + with SIMD_PAIRED
+ *       a pair of clusters' sums interleaved (L int32)
  *     | filter slice (quads(chunk) x lba int16)
  *     | tables: plan T every sub-matrix's; plan A the N x chunk accumulator and one table (A2: two)
  * ============================================================================================== */
@@ -275,13 +275,15 @@ TREC_INTERNAL int64_t trec_min_scratch(const geom *g);
  * same with two tables per pass over the accumulator; T, every sub-matrix's table and no
  * accumulator. */
 enum { PLAN_A = 0, PLAN_T = 1, PLAN_A2 = 2 };
+enum { SIMD_PLAIN = 1, SIMD_PAIRED = 2 };
 
 typedef struct {
     int kind;        /* PLAN_A, PLAN_A2 or PLAN_T */
     int32_t blk;     /* channels per pass */
     int32_t lb;      /* sums block length */
     int incremental; /* strip path, stride 1, scalar: sums kept whole and moved from window to window */
-    int simd;        /* strip path, Cin % 4 == 0: int16-lane sums (lb == L) */
+    int simd;        /* strip path, Cin % 4 == 0: int16-lane sums (lb == L); SIMD_PAIRED: products of
+                      * cluster pairs interleaved (blk a multiple of 4, at least 8) */
 } plan;
 
 /* Best plan for `avail` bytes of pass-2 scratch after the row state; 0 when nothing fits. */

@@ -117,9 +117,9 @@ static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, i
     const size_t lba = (size_t)((lb + 1) & ~1);
     size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk_quads(blk) * lba * 2;
     if (simd) { /* big-cluster map, int16 sums, int32 sums of big clusters, filter sums per strip pixel,
-                 * a pair of clusters' sums interleaved */
+                 * with SIMD_PAIRED a pair of clusters' sums interleaved */
         b += (size_t)slots_max * 4 + (size_t)slots_max * g->l * 2 + (size_t)simd_big_max(g) * g->l * 4 +
-             (size_t)blk * g->j * 4 + (size_t)g->l * 4;
+             (size_t)blk * g->j * 4 + (simd == SIMD_PAIRED ? (size_t)g->l * 4 : 0);
     } else {
         b += incremental ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
     }
@@ -181,7 +181,8 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
  * ============================================================================================== */
 /* Instruction estimate of a plan, only to rank plans (per-operation costs measured on Cortex-M7
  * at -O3): every pass re-derives the sums (~4 per element gathered, ~2 with SIMD lanes);
- * products ~1 per multiply-accumulate plus ~12 per (cluster, channel, sums block); the scatter
+ * products ~1 per multiply-accumulate (~0.95 from interleaved cluster pairs) plus ~12 per
+ * (cluster, channel, sums block); the scatter
  * ~3.5 per (row, sub-matrix, channel) in registers (plan T) and ~4.5 through memory (plan A; ~4
  * with two tables per pass, A2).
  * On the six benchmark layers it picks the fastest of the plans that fit (checked by forcing each
@@ -193,7 +194,8 @@ static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, 
     }
     const int64_t passes = (g->cout + p->blk - 1) / p->blk;
     const int64_t blocks = (g->l + p->lb - 1) / p->lb;
-    const int64_t products = slots_tot * g->cout * (g->l + 12 * blocks);
+    const int64_t macs = p->simd == SIMD_PAIRED ? g->l * 95 / 100 : g->l;
+    const int64_t products = slots_tot * g->cout * (macs + 12 * blocks);
     const int64_t scatter = (int64_t)g->n * g->m * g->cout * (p->kind == PLAN_T ? 35 : p->kind == PLAN_A2 ? 40 : 45) / 10;
     return passes * gather_per_pass * 4 + products + scatter;
 }
@@ -240,15 +242,16 @@ static int64_t gather_per_pass(const geom *g, int incremental)
 }
 
 /* Best plan for `avail` bytes: scatter plan (A, A2 or T), sums block length, and on the strip path
- * scalar, incremental or SIMD sums; 0 when nothing fits. */
+ * scalar, incremental or SIMD sums (with or without the interleaved cluster pairs, which need L
+ * words more and pay off from two channel quads per pass on); 0 when nothing fits. */
 int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best)
 {
     int found = 0;
     int64_t best_cost = 0;
     const int can_incremental = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
     const int can_simd = simd_possible(g);
-    for (int mode = 0; mode <= 2; mode++) { /* 0 scalar, 1 scalar incremental, 2 SIMD */
-        const int incremental = mode == 1, simd = mode == 2;
+    for (int mode = 0; mode <= 3; mode++) { /* 0 scalar, 1 scalar incremental, 2 SIMD, 3 SIMD paired */
+        const int incremental = mode == 1, simd = mode == 2 ? SIMD_PLAIN : mode == 3 ? SIMD_PAIRED : 0;
         if ((incremental && !can_incremental) || (simd && !can_simd)) {
             continue;
         }
@@ -259,7 +262,7 @@ int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slo
             for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || incremental || simd) ? 0 : (lb + 1) / 2) {
                 plan p = {kind, fit_blk(g, avail, slots_max, slots_tot, kind, lb, incremental, simd), lb,
                           incremental, simd};
-                if (p.blk == 0) {
+                if (p.blk == 0 || (simd == SIMD_PAIRED && (p.blk < 8 || (p.blk & 3) != 0))) {
                     continue;
                 }
                 const int64_t blocks = (g->l + lb - 1) / lb;

@@ -163,8 +163,11 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         b.big = b.sums + (size_t)slots_max * (g->l / 2);
         b.sums32 = b.big + slots_max;
         b.wsum = b.sums32 + (size_t)simd_big_max(g) * g->l;
-        b.pair = b.wsum + (size_t)p.blk * g->j;
-        after_sums = b.pair + g->l;
+        after_sums = b.wsum + (size_t)p.blk * g->j;
+        if (p.simd == SIMD_PAIRED) {
+            b.pair = after_sums;
+            after_sums += g->l;
+        }
     }
     b.ws = (int16_t *)(void *)after_sums;
     b.tables = (int32_t *)(void *)((uint8_t *)b.ws + (size_t)blk_quads(p.blk) * ((p.lb + 1) & ~1) * 2);
