@@ -270,6 +270,12 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
 }
 
 #if TREC_DSP
+/* a_i += u . w[i], b_i += v . w[i] for the four words w[0..3] of a quad */
+#define SMLAD_2X4(u, v, w)                                                                              \
+    (a0 = trec_smlad((u), (w)[0], a0), b0 = trec_smlad((v), (w)[0], b0), a1 = trec_smlad((u), (w)[1], a1), \
+     b1 = trec_smlad((v), (w)[1], b1), a2 = trec_smlad((u), (w)[2], a2), b2 = trec_smlad((v), (w)[2], b2), \
+     a3 = trec_smlad((u), (w)[3], a3), b3 = trec_smlad((v), (w)[3], b3))
+
 /* two clusters whose int16-lane sums are interleaved word by word (xy[2p], xy[2p + 1]: word p of
  * each; `words` even) x channels [0, blk), blk a multiple of 4: one LDRD reads both clusters' word,
  * which leaves GCC the registers for 8 accumulators and the loop without spilling */
@@ -282,24 +288,9 @@ HOT static void products_pair(const int32_t *xy, int32_t words, const int16_t *w
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
         const int32_t *x = xy, *w = wq;
         do {
-            int32_t u = x[0], v = x[1], w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-            a0 = trec_smlad(u, w0, a0);
-            b0 = trec_smlad(v, w0, b0);
-            a1 = trec_smlad(u, w1, a1);
-            b1 = trec_smlad(v, w1, b1);
-            a2 = trec_smlad(u, w2, a2);
-            b2 = trec_smlad(v, w2, b2);
-            a3 = trec_smlad(u, w3, a3);
-            b3 = trec_smlad(v, w3, b3);
-            u = x[2], v = x[3], w0 = w[4], w1 = w[5], w2 = w[6], w3 = w[7];
-            a0 = trec_smlad(u, w0, a0);
-            b0 = trec_smlad(v, w0, b0);
-            a1 = trec_smlad(u, w1, a1);
-            b1 = trec_smlad(v, w1, b1);
-            a2 = trec_smlad(u, w2, a2);
-            b2 = trec_smlad(v, w2, b2);
-            a3 = trec_smlad(u, w3, a3);
-            b3 = trec_smlad(v, w3, b3);
+            const int32_t u0 = x[0], v0 = x[1], u1 = x[2], v1 = x[3];
+            SMLAD_2X4(u0, v0, w);
+            SMLAD_2X4(u1, v1, w + 4);
             x += 4;
             w += 8;
         } while (x != end);
@@ -309,11 +300,13 @@ HOT static void products_pair(const int32_t *xy, int32_t words, const int16_t *w
         trec_store2(t1 + j + 2, b2, b3);
     }
 }
+#undef SMLAD_2X4
 #endif
 
 /* table[s] for every cluster s of the sub-matrix (members from counts[s * (j + 1)], copied to
- * members[s]): int16-lane sums two clusters at a time (products_quads), the n_big clusters with
- * int32 sums (big[s] >= 0) one at a time; then the zero-point term and the division */
+ * members[s]): int16-lane sums two clusters at a time (products_pair from an interleaved copy when
+ * the plan gives `pair`, else products_quads), the n_big clusters with int32 sums (big[s] >= 0) one
+ * at a time; then the zero-point term and the division */
 void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, const int32_t *big,
                         int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk,
                         int32_t *pair, int32_t *members, int32_t *table)

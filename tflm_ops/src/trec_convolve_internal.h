@@ -225,10 +225,10 @@ TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w,
  *              | channel sums | compaction map
  *   work, pass 2 (per chunk of channels):
  *     row state (row_state_bytes) | members (slots) | strip path: counts (slots x (j + 1))
- *     | sums: a block (slots x lb int32); incremental: the sums kept whole (slots x L int32) + packed copy
- *       (slots x la/2 int32); SIMD: int16 lanes (slots x L/2 int32) + big-cluster map (slots)
- *       + int32 sums of big clusters + filter sums per strip pixel (chunk x j) + with SIMD_PAIRED
- *       a pair of clusters' sums interleaved (L int32)
+ *     | sums: a block (slots x lb int32); incremental: the sums kept whole (slots x L int32)
+ *       + packed copy (slots x la/2 int32); SIMD: int16 lanes (slots x L/2 int32) + big-cluster map
+ *       (slots) + int32 sums of big clusters + filter sums per strip pixel (chunk x j) + with
+ *       SIMD_PAIRED a pair of clusters' sums interleaved (L int32)
  *     | filter slice (quads(chunk) x lba int16)
  *     | tables: plan T every sub-matrix's; plan A the N x chunk accumulator and one table (A2: two)
  * ============================================================================================== */
@@ -241,7 +241,8 @@ static inline size_t ids_bytes(const geom *g)
 static inline size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t)g->m * 8; }
 
 /* per output channel the multiplier and 2^r side by side (one LDRD) and r + 1 for the fast
- * requantization, then plan T's table offsets (M ints) and a row's table rows (M pointers, aligned for a pointer) */
+ * requantization, then plan T's table offsets (M ints) and a row's table rows (M pointers,
+ * aligned for a pointer) */
 static inline size_t row_state_bytes(const geom *g)
 {
     return (size_t)g->cout * 12 + (size_t)g->m * (4 + sizeof(void *)) + (sizeof(void *) - 4);

@@ -182,9 +182,8 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
 /* Instruction estimate of a plan, only to rank plans (per-operation costs measured on Cortex-M7
  * at -O3): every pass re-derives the sums (~4 per element gathered, ~2 with SIMD lanes);
  * products ~1 per multiply-accumulate (~0.95 from interleaved cluster pairs) plus ~12 per
- * (cluster, channel, sums block); the scatter
- * ~3.5 per (row, sub-matrix, channel) in registers (plan T) and ~4.5 through memory (plan A; ~4
- * with two tables per pass, A2).
+ * (cluster, channel, sums block); the scatter ~3.5 per (row, sub-matrix, channel) in registers
+ * (plan T) and ~4.5 through memory (plan A; ~4 with two tables per pass, A2).
  * On the six benchmark layers it picks the fastest of the plans that fit (checked by forcing each
  * plan and mode in turn). */
 static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)

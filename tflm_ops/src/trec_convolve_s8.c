@@ -209,7 +209,8 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
                 if (m + 1 < g->m) {
                     trec_scatter_add(g, ids, id_off[m], table, blk, m == 0, acc);
                 } else {
-                    trec_scatter_requantize(g, ids, id_off[m], table, c0, blk, acc, w, rq_mp + 2 * c0, rq_r1 + c0, output);
+                    trec_scatter_requantize(g, ids, id_off[m], table, c0, blk, acc, w, rq_mp + 2 * c0, rq_r1 + c0,
+                                            output);
                 }
                 m++;
             }

@@ -3,10 +3,10 @@
  *
  * acc[n][c] = sum_m table_m[id(n, m)][c] (the first table carries the bias), requantized into the
  * int8 output. Plan A adds each sub-matrix's table into an N x chunk int32 accumulator (A2: two
- * tables per pass over it), the last one straight into the requantization; plan T keeps every sub-matrix's table and sums a
- * row's entries in registers, then requantizes them there. Requantization is TFLite's, bit for
- * bit, in five instructions where the multiplier and the accumulators' range allow
- * (trec_requantize_fast_small).
+ * tables per pass over it), the last one straight into the requantization; plan T keeps every
+ * sub-matrix's table and sums a row's entries in registers, then requantizes them there.
+ * Requantization is TFLite's, bit for bit, in five instructions where the multiplier and the
+ * accumulators' range allow (trec_requantize_fast_small).
  */
 #include "trec_convolve_internal.h"
 
