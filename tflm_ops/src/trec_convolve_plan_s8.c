@@ -142,38 +142,41 @@ int64_t trec_min_scratch(const geom *g)
     return (int64_t)(header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
 }
 
-int32_t trec_convolve_s8_get_min_buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
-                                             const trec_dims *input_dims, const trec_dims *filter_dims,
-                                             const trec_dims *output_dims)
+/* Both public size queries: the least scratch any plan runs in, or the preferred one: twice the
+ * int8 output tensor of one image (the paper's space-efficiency bar), at least the least, at most
+ * what the fastest plan could use in the worst case. */
+static int32_t buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
+                           const trec_dims *input_dims, const trec_dims *filter_dims, const trec_dims *output_dims,
+                           int preferred)
 {
     geom g;
     const trec_status st = trec_make_geom(conv_params, hash_params, input_dims, filter_dims, output_dims, &g);
     if (st != TREC_SUCCESS) {
         return st;
     }
-    const int64_t bytes = trec_min_scratch(&g);
+    int64_t bytes = trec_min_scratch(&g);
+    if (preferred) {
+        const int64_t target = 2 * (int64_t)g.n * g.cout;
+        const int64_t fastest =
+            (int64_t)header_bytes(&g) + 3 + (int64_t)row_state_bytes(&g) +
+            (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, PLAN_T, g.strip, 0);
+        bytes = TREC_MAX(bytes, TREC_MIN(target, fastest));
+    }
     return bytes > INT32_MAX ? TREC_NO_IMPL_ERROR : (int32_t)bytes;
+}
+
+int32_t trec_convolve_s8_get_min_buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
+                                             const trec_dims *input_dims, const trec_dims *filter_dims,
+                                             const trec_dims *output_dims)
+{
+    return buffer_size(conv_params, hash_params, input_dims, filter_dims, output_dims, 0);
 }
 
 int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
                                          const trec_dims *input_dims, const trec_dims *filter_dims,
                                          const trec_dims *output_dims)
 {
-    geom g;
-    const trec_status st = trec_make_geom(conv_params, hash_params, input_dims, filter_dims, output_dims, &g);
-    if (st != TREC_SUCCESS) {
-        return st;
-    }
-    /* Twice the int8 output tensor of one image (the paper's space-efficiency bar), at least the
-     * minimum, at most what the fastest plan could use in the worst case. */
-    const int64_t target = 2 * (int64_t)g.n * g.cout;
-    const int64_t fastest =
-        (int64_t)header_bytes(&g) + 3 + (int64_t)row_state_bytes(&g) +
-        (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, PLAN_T, g.strip, 0);
-    const int64_t lo = trec_min_scratch(&g);
-    int64_t bytes = target < fastest ? target : fastest;
-    bytes = bytes > lo ? bytes : lo;
-    return bytes > INT32_MAX ? TREC_NO_IMPL_ERROR : (int32_t)bytes;
+    return buffer_size(conv_params, hash_params, input_dims, filter_dims, output_dims, 1);
 }
 
 /* ================================================================================================

@@ -35,12 +35,33 @@ TREC_INLINE int32_t requantize_mp(int32_t a, const int32_t *mp, int32_t r1)
 /* v clamped to [lo, hi], v evaluated once */
 TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MIN(TREC_MAX(v, lo), hi); }
 
+/* x0..x3 += the four table entries at tc + off (two LDRD) */
+#define ADD_QUAD(tc, off, x0, x1, x2, x3)                                                               \
+    do {                                                                                               \
+        int32_t u0_, u1_, u2_, u3_;                                                                    \
+        trec_load2((tc), (off), u0_, u1_);                                                             \
+        trec_load2((tc), (off) + 2, u2_, u3_);                                                         \
+        x0 += u0_;                                                                                     \
+        x1 += u1_;                                                                                     \
+        x2 += u2_;                                                                                     \
+        x3 += u3_;                                                                                     \
+    } while (0)
+
+/* outputs j .. j + 3 of the row from the sums x0..x3 */
+#define STORE_QUAD(REQUANT, j, x0, x1, x2, x3)                                                          \
+    do {                                                                                               \
+        out[(j)] = (int8_t)(REQUANT(x0, (j)) + offset);                                                \
+        out[(j) + 1] = (int8_t)(REQUANT(x1, (j) + 1) + offset);                                        \
+        out[(j) + 2] = (int8_t)(REQUANT(x2, (j) + 2) + offset);                                        \
+        out[(j) + 3] = (int8_t)(REQUANT(x3, (j) + 3) + offset);                                        \
+    } while (0)
+
 /* plan T: per row, the M table rows it uses are found once (rowp[m]: sub-matrix m's row, at the
  * channel block being summed); then every block of 8 channels sums them in registers and is
  * requantized from there. The first sub-matrix's entries (which carry the bias) start the sums;
  * each other sub-matrix costs one pointer load, four LDRD, eight adds and the pointer stepped past
  * the block (the pointer, not a channel index, keeps the loop within the registers). A remaining
- * quad takes two sub-matrices per step, single channels the plain loop. REQUANT: FULL_RQ and
+ * quad takes the same steps with four sums, single channels the plain loop. REQUANT: FULL_RQ and
  * FAST_RQ where every channel takes trec_requantize_fast_small (no per-output test). */
 #define SCATTER_TABLES_BODY(REQUANT)                                                                    \
     for (int32_t oy = 0; oy < g->out_h; oy++) {                                                        \
@@ -60,28 +81,11 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
                 for (int32_t m = 1; m < m_count; m++) {                                                \
                     const int32_t *tc = rowp[m];                                                       \
                     rowp[m] = tc + 8;                                                                  \
-                    int32_t u0, u1, u2, u3;                                                            \
-                    trec_load2(tc, 0, u0, u1);                                                         \
-                    trec_load2(tc, 2, u2, u3);                                                         \
-                    a0 += u0;                                                                          \
-                    a1 += u1;                                                                          \
-                    a2 += u2;                                                                          \
-                    a3 += u3;                                                                          \
-                    trec_load2(tc, 4, u0, u1);                                                         \
-                    trec_load2(tc, 6, u2, u3);                                                         \
-                    a4 += u0;                                                                          \
-                    a5 += u1;                                                                          \
-                    a6 += u2;                                                                          \
-                    a7 += u3;                                                                          \
+                    ADD_QUAD(tc, 0, a0, a1, a2, a3);                                                   \
+                    ADD_QUAD(tc, 4, a4, a5, a6, a7);                                                   \
                 }                                                                                      \
-                out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
-                out[j0 + 1] = (int8_t)(REQUANT(a1, j0 + 1) + offset);                                  \
-                out[j0 + 2] = (int8_t)(REQUANT(a2, j0 + 2) + offset);                                  \
-                out[j0 + 3] = (int8_t)(REQUANT(a3, j0 + 3) + offset);                                  \
-                out[j0 + 4] = (int8_t)(REQUANT(a4, j0 + 4) + offset);                                  \
-                out[j0 + 5] = (int8_t)(REQUANT(a5, j0 + 5) + offset);                                  \
-                out[j0 + 6] = (int8_t)(REQUANT(a6, j0 + 6) + offset);                                  \
-                out[j0 + 7] = (int8_t)(REQUANT(a7, j0 + 7) + offset);                                  \
+                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                               \
+                STORE_QUAD(REQUANT, j0 + 4, a4, a5, a6, a7);                                           \
             }                                                                                          \
             for (; j0 + 3 < blk; j0 += 4) {                                                            \
                 int32_t a0, a1, a2, a3;                                                                \
@@ -93,31 +97,14 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
                     const int32_t *tc = rowp[m], *td = rowp[m + 1];                                    \
                     rowp[m] = tc + 4;                                                                  \
                     rowp[m + 1] = td + 4;                                                              \
-                    int32_t u0, u1, u2, u3, v0, v1, v2, v3;                                            \
-                    trec_load2(tc, 0, u0, u1);                                                         \
-                    trec_load2(tc, 2, u2, u3);                                                         \
-                    trec_load2(td, 0, v0, v1);                                                         \
-                    trec_load2(td, 2, v2, v3);                                                         \
-                    a0 += u0 + v0;                                                                     \
-                    a1 += u1 + v1;                                                                     \
-                    a2 += u2 + v2;                                                                     \
-                    a3 += u3 + v3;                                                                     \
+                    ADD_QUAD(tc, 0, a0, a1, a2, a3);                                                   \
+                    ADD_QUAD(td, 0, a0, a1, a2, a3);                                                   \
                 }                                                                                      \
                 if (m < m_count) {                                                                     \
-                    const int32_t *tc = rowp[m];                                                       \
-                    rowp[m] = tc + 4;                                                                  \
-                    int32_t u0, u1, u2, u3;                                                            \
-                    trec_load2(tc, 0, u0, u1);                                                         \
-                    trec_load2(tc, 2, u2, u3);                                                         \
-                    a0 += u0;                                                                          \
-                    a1 += u1;                                                                          \
-                    a2 += u2;                                                                          \
-                    a3 += u3;                                                                          \
+                    ADD_QUAD(rowp[m], 0, a0, a1, a2, a3);                                              \
+                    rowp[m] += 4;                                                                      \
                 }                                                                                      \
-                out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
-                out[j0 + 1] = (int8_t)(REQUANT(a1, j0 + 1) + offset);                                  \
-                out[j0 + 2] = (int8_t)(REQUANT(a2, j0 + 2) + offset);                                  \
-                out[j0 + 3] = (int8_t)(REQUANT(a3, j0 + 3) + offset);                                  \
+                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                               \
             }                                                                                          \
             for (; j0 < blk; j0++) {                                                                   \
                 int32_t a0 = 0;                                                                        \
@@ -157,6 +144,8 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
 #undef ANY_RQ
 }
 #undef SCATTER_TABLES_BODY
+#undef STORE_QUAD
+#undef ADD_QUAD
 
 /* plan A, one sub-matrix: acc[n][0..blk) (+)= table[id(n, m)][0..blk); the first sub-matrix's
  * table (which carries the bias) sets acc */
