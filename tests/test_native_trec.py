@@ -152,6 +152,65 @@ def test_pixel_path_chunks_that_end_in_a_partial_quad(kern):
     assert {2, 3} <= passes  # chunks of 12 + 6 and of 8 + 8 + 2 among them
 
 
+def narrow_case(weight_max: int, large_from: int | None = None, cout: int = 24) -> dict:
+    """A 3x3 layer over 16 channels (L = 16, H = 5) on a smooth 12x12 image. With small weights
+    every sub-matrix's table entries lie within 16 bits of their mean (plan T16 holds them); from
+    channel `large_from` on, weights of +127 spread them further, and T16 must give up."""
+    case = make_case(7100, 16, 3, 1, "SAME", length=16, bits=5, h=12, w=12, center="mean")
+    rng = np.random.default_rng(7100)
+    case["input"] = np.ascontiguousarray(np.repeat(np.repeat(case["input"][:, ::3, ::3], 3, 1), 3, 2)[:, :12, :12])
+    filt = rng.integers(-weight_max, weight_max + 1, (cout, 3, 3, 16)).astype(np.int8)
+    if large_from is not None:
+        filt[large_from:] = 127
+    case["filter"] = filt
+    case["output_multiplier"], case["output_shift"] = quant.quantize_multipliers(
+        rng.uniform(0.3, 3.0, cout) / (np.sqrt(144) * max(weight_max, 40) * 74 / 40))
+    case["bias"] = rng.integers(-3000, 3001, cout).astype(np.int32)
+    case.update(output_zero_point=0, activation_min=-128, activation_max=127)
+    return case
+
+
+def narrow_budgets(kern, case) -> list[int]:
+    tensors, kwargs = split(case)
+    preferred, least = kern.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, sub_vector_length=16, hash_bits=5,
+                                              hash_center="mean", stride=1, padding="SAME")
+    return [int(v) for v in np.linspace(least, 2 * preferred, 40)]
+
+
+def test_narrow_tables_and_their_fallback(kern):
+    """Plan T16 (uint16 tables after the first) is chosen where it saves a pass, bit-exact. Where a
+    chunk's entries do not fit 16 bits it reruns on the int32 plans, also bit-exact: in the first
+    chunk, and after a first chunk that did fit (the cluster count is still counted once). The plan
+    depends only on the shapes and the clusters, which the three filters share."""
+    small = narrow_case(6)
+    assert len(np.unique(check(kern, small)[0])) > 16  # an unsaturated output: every wrong sum shows
+    narrow = {}
+    for size in narrow_budgets(kern, small):
+        got, stats = check(kern, small, scratch_bytes=size)
+        if stats.plan == 2:
+            narrow[size] = stats.passes
+    assert narrow and max(narrow.values()) >= 3 and min(narrow.values()) == 1
+    mixed, large = narrow_case(6, large_from=12), narrow_case(127, large_from=0)
+    for size, passes in narrow.items():
+        _, stats = check(kern, large, scratch_bytes=size)
+        assert stats.plan != 2
+        _, stats = check(kern, mixed, scratch_bytes=size)
+        assert stats.plan != 2
+    # channels 0-7 fit, 8-15 do not: one T16 chunk, the rest on the int32 plan
+    size = max(s for s, passes in narrow.items() if passes == 3)
+    _, stats = check(kern, mixed, scratch_bytes=size)
+    assert stats.plan != 2 and stats.passes > 3
+
+
+@pytest.mark.parametrize("cout", [17, 18])
+def test_narrow_tables_with_channels_outside_quads(kern, cout):
+    """Plan T16 with chunks that end in single channels: an odd chunk pads its uint16 rows to a
+    word."""
+    case = narrow_case(6, cout=cout)
+    plans = {check(kern, case, scratch_bytes=size)[1].plan for size in narrow_budgets(kern, case)}
+    assert 2 in plans
+
+
 @pytest.mark.parametrize("cin,length,k,dilation,padding", [
     (8, 24, 3, 1, "SAME"), (4, 8, 4, 2, "SAME"), (16, 32, 4, 1, "VALID"), (8, 8, 5, 1, "SAME"), (64, 64, 3, 2, "SAME")])
 def test_strip_path_incremental_sums(kern, cin, length, k, dilation, padding):
@@ -412,6 +471,9 @@ def test_sanitizer_build_subset(variant):
                                           hash_bits=8, hash_center=kw["hash_center"], padding="SAME")
         for size in (least, (least + pref) // 2, pref):
             t.check(k, case, scratch_bytes=size)
+        for case in (t.narrow_case(6), t.narrow_case(6, large_from=12)):  # plan T16 and its fallback
+            for size in t.narrow_budgets(k, case)[::3]:
+                t.check(k, case, scratch_bytes=size)
         for what in t.BREAKS:
             rc = t.RawCall(k)
             e = t._break(rc, what)

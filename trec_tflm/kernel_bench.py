@@ -193,7 +193,7 @@ def parse(board: str, exit_code: int, stdout: str) -> RunResult:
                          detail=detail.strip())
         if kind == "trec":
             r.phases = {k: int(fields[k]) for k in ("hash", "centroids", "products", "scatter")}
-            r.plan = "tables" if fields.get("plan") == "1" else "accumulator"
+            r.plan = {"1": "tables", "2": "tables16"}.get(fields.get("plan"), "accumulator")
             r.clusters, r.rows = int(fields["clusters"]), int(fields["rows"])
             r.sub_matrices, r.passes = int(fields["subm"]), int(fields["passes"])
         out[kind][name] = r

@@ -198,6 +198,78 @@ HOT void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts,
     }
 }
 
+/* Plan T16: table (slots x blk int32, the rows of clusters with members) becomes uint16 rows of
+ * t16_row(blk) entries, in place from its start, each entry - offset[j], where offset[j] is the
+ * mean of channel j's entries less 2^15 (an entry's distance from the mean is what must fit 16
+ * bits, not the entry: a sub-matrix's entries share a large part). Two entries per word, the
+ * lower channel in the lower half. Returns 0, with the table in an unspecified state, when an
+ * entry falls outside [offset, offset + 65535]. The caller bounds the sums (slots x L x 32640 <
+ * 2^31). */
+HOT int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk, int32_t *offset)
+{
+    int32_t live = 0;
+    for (int32_t j = 0; j < blk; j++) {
+        offset[j] = 0;
+    }
+    for (int32_t s = 0; s < slots; s++) {
+        if (counts[s] <= 0) {
+            continue;
+        }
+        const int32_t *t = table + (size_t)s * blk;
+        live++;
+        int32_t j = 0;
+        for (; j + 3 < blk; j += 4) {
+            int32_t t0, t1, t2, t3, o0, o1, o2, o3;
+            trec_load2(t + j, 0, t0, t1);
+            trec_load2(t + j, 2, t2, t3);
+            trec_load2(offset + j, 0, o0, o1);
+            trec_load2(offset + j, 2, o2, o3);
+            trec_store2(offset + j, o0 + t0, o1 + t1);
+            trec_store2(offset + j + 2, o2 + t2, o3 + t3);
+        }
+        for (; j < blk; j++) {
+            offset[j] += t[j];
+        }
+    }
+    if (live == 0) {
+        return 1;
+    }
+    for (int32_t j = 0; j < blk; j++) {
+        offset[j] = offset[j] / live - 32768;
+    }
+    /* (u0 | u1 | ...) >> 16 != 0 exactly when some u = entry - offset lies outside [0, 65535];
+     * a row s is read before it is written (row s's words end at byte 2 * t16_row(blk) * (s + 1),
+     * never past the start of int32 row s + 1) */
+    const int32_t row = t16_row(blk);
+    uint32_t spill = 0;
+    for (int32_t s = 0; s < slots; s++) {
+        if (counts[s] <= 0) {
+            continue;
+        }
+        const int32_t *t = table + (size_t)s * blk, *o = offset;
+        int32_t *d = table + (size_t)s * (row / 2);
+        int32_t j = 0;
+        for (; j + 3 < blk; j += 4, t += 4, o += 4, d += 2) {
+            int32_t t0, t1, t2, t3, o0, o1, o2, o3;
+            trec_load2(t, 0, t0, t1);
+            trec_load2(o, 0, o0, o1);
+            const uint32_t u0 = (uint32_t)t0 - (uint32_t)o0, u1 = (uint32_t)t1 - (uint32_t)o1;
+            trec_load2(t, 2, t2, t3);
+            trec_load2(o, 2, o2, o3);
+            const uint32_t u2 = (uint32_t)t2 - (uint32_t)o2, u3 = (uint32_t)t3 - (uint32_t)o3;
+            spill |= (u0 | u1) | (u2 | u3);
+            trec_store2(d, trec_pkhbt((int32_t)u0, (int32_t)u1), trec_pkhbt((int32_t)u2, (int32_t)u3));
+        }
+        for (; j < blk; j += 2, t += 2, o += 2, d++) {
+            const uint32_t u0 = (uint32_t)t[0] - (uint32_t)o[0];
+            const uint32_t u1 = j + 1 < blk ? (uint32_t)t[1] - (uint32_t)o[1] : 0u;
+            spill |= u0 | u1;
+            d[0] = (int32_t)((u0 & 0xFFFFu) | (u1 << 16));
+        }
+    }
+    return (spill >> 16) == 0;
+}
+
 /* ------------------------------------------------------------------------------------------------
  * SIMD path (strip path, Cin a multiple of 4): the sums come in int16 lanes in SXTB16's
  * "unordered" order ((x0,x2),(x1,x3) per group of four), so the filter slice is converted into

@@ -230,7 +230,10 @@ TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w,
  *       (slots) + int32 sums of big clusters + filter sums per strip pixel (chunk x j) + with
  *       SIMD_PAIRED a pair of clusters' sums interleaved (L int32)
  *     | filter slice (quads(chunk) x lba int16)
- *     | tables: plan T every sub-matrix's; plan A the N x chunk accumulator and one table (A2: two)
+ *     | tables: plan T every sub-matrix's; plan A the N x chunk accumulator and one table (A2: two);
+ *       plan T16: per channel the folded offsets and one sub-matrix's (blk x 2 int32), the first
+ *       sub-matrix's table (int32), the others' (uint16 rows of blk rounded up to even), and room
+ *       for the last one's int32 products before they are narrowed
  * ============================================================================================== */
 static inline size_t ids_bytes(const geom *g)
 {
@@ -274,8 +277,11 @@ TREC_INTERNAL int64_t trec_min_scratch(const geom *g);
  * ============================================================================================== */
 /* Scatter plans: A, an N x chunk int32 accumulator and one sub-matrix's table at a time; A2, the
  * same with two tables per pass over the accumulator; T, every sub-matrix's table and no
- * accumulator. */
-enum { PLAN_A = 0, PLAN_T = 1, PLAN_A2 = 2 };
+ * accumulator; T16, plan T with the tables of sub-matrices 1.. in uint16 (entry - offset, the
+ * offset per sub-matrix and channel folded into the first table), half the memory where the
+ * entries' spread allows it: chosen only where that saves a pass, and a chunk whose entries do
+ * not fit reruns on the best plan without it. */
+enum { PLAN_A = 0, PLAN_T = 1, PLAN_A2 = 2, PLAN_T16 = 3 };
 enum { SIMD_PLAIN = 1, SIMD_PAIRED = 2 };
 
 typedef struct {
@@ -287,8 +293,13 @@ typedef struct {
                       * cluster pairs interleaved (blk a multiple of 4, at least 8) */
 } plan;
 
-/* Best plan for `avail` bytes of pass-2 scratch after the row state; 0 when nothing fits. */
-TREC_INTERNAL int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best);
+/* Best plan for `avail` bytes of pass-2 scratch after the row state, T16 only with `narrow`; 0 when
+ * nothing fits. */
+TREC_INTERNAL int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int narrow,
+                                   plan *best);
+
+/* plan T16: uint16 rows of a chunk of blk channels (even, so that every row is word-aligned) */
+static inline int32_t t16_row(int32_t blk) { return (blk + 1) & ~1; }
 
 /* ================================================================================================
  * the phases
@@ -325,6 +336,8 @@ TREC_INTERNAL void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, 
 TREC_INTERNAL void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *counts, int32_t l,
                                       const int16_t *ws, int32_t blk, int32_t *table);
 TREC_INTERNAL void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk);
+TREC_INTERNAL int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk,
+                                    int32_t *offset);
 
 /* scatter (see trec_scatter_s8.c) */
 typedef struct {
@@ -337,6 +350,10 @@ typedef struct {
 TREC_INTERNAL void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                                        const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
                                        const int32_t **rowp, const int32_t *mp, const int32_t *r1);
+TREC_INTERNAL void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t *id_off,
+                                         const int32_t *table0, const uint8_t *tables, const int32_t *toff,
+                                         int32_t c0, int32_t blk, const weights *w, int8_t *output,
+                                         const int32_t **rowp, const int32_t *mp, const int32_t *r1);
 TREC_INTERNAL void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
                                     int32_t blk, int first, int32_t *acc);
 TREC_INTERNAL void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2,

@@ -125,6 +125,9 @@ static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, i
     }
     if (kind == PLAN_T) {
         b += (size_t)slots_tot * blk * 4;
+    } else if (kind == PLAN_T16) { /* offsets; the first table counted twice and the last's int32
+                                    * products: at most two more uint16 tables of slots_max rows */
+        b += (size_t)blk * 8 + ((size_t)slots_tot + 2 * (size_t)slots_max) * t16_row(blk) * 2;
     } else {
         b += ((size_t)g->n + (size_t)slots_max * (kind == PLAN_A2 ? 2 : 1)) * blk * 4;
     }
@@ -191,6 +194,13 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
  * plan and mode in turn). */
 static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
 {
+    if (p->kind == PLAN_T16) {
+        /* ~2.5 per (row, sub-matrix, channel) in the scatter, ~6 per table entry to narrow */
+        plan t = *p;
+        t.kind = PLAN_T;
+        return plan_cost(g, &t, gather_per_pass, slots_tot) - (int64_t)g->n * g->m * g->cout +
+               slots_tot * g->cout * 6;
+    }
     if (p->simd) {
         gather_per_pass = gather_per_pass * 2 / 4; /* ~2 per element instead of ~4 */
     }
@@ -243,13 +253,24 @@ static int64_t gather_per_pass(const geom *g, int incremental)
     return positions * g->l;
 }
 
-/* Best plan for `avail` bytes: scatter plan (A, A2 or T), sums block length, and on the strip path
- * scalar, incremental or SIMD sums (with or without the interleaved cluster pairs, which need L
- * words more and pay off from two channel quads per pass on); 0 when nothing fits. */
-int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best)
+/* Plan T16 needs a second sub-matrix, and its sums of a channel's entries (at most slots x L x
+ * 32640 in magnitude) within int32 */
+static int narrow_possible(const geom *g)
 {
-    int found = 0;
-    int64_t best_cost = 0;
+    return g->m >= 2 && (int64_t)g->max_slots * g->l * 32640 < ((int64_t)1 << 31);
+}
+
+static int32_t passes_of(const geom *g, const plan *p) { return (g->cout + p->blk - 1) / p->blk; }
+
+/* Cheapest plans for `avail` bytes: best[0] among the scatter plans A, A2 and T, best[1] with T16
+ * (when `narrow`), over the sums block lengths, and on the strip path scalar, incremental or SIMD
+ * sums (with or without the interleaved cluster pairs, which need L words more and pay off from
+ * two channel quads per pass on); found[i] = 0 when nothing fits. One loop for both: the gather
+ * estimate walks the sub-matrices' windows. */
+static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int narrow,
+                           plan best[2], int64_t cost[2], int found[2])
+{
+    found[0] = found[1] = 0;
     const int can_incremental = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
     const int can_simd = simd_possible(g);
     for (int mode = 0; mode <= 3; mode++) { /* 0 scalar, 1 scalar incremental, 2 SIMD, 3 SIMD paired */
@@ -258,7 +279,8 @@ int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slo
             continue;
         }
         const int64_t gather = gather_per_pass(g, incremental || (simd && simd_incremental(g)));
-        for (int kind = PLAN_A; kind <= PLAN_A2; kind++) {
+        for (int kind = PLAN_A; kind <= (narrow ? PLAN_T16 : PLAN_A2); kind++) {
+            const int i = kind == PLAN_T16;
             /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
              * the rows' ids per block; the incremental and SIMD modes use whole sub-vectors */
             for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || incremental || simd) ? 0 : (lb + 1) / 2) {
@@ -268,15 +290,28 @@ int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slo
                     continue;
                 }
                 const int64_t blocks = (g->l + lb - 1) / lb;
-                const int64_t cost = plan_cost(g, &p, gather + (int64_t)g->n * g->m * (blocks - 1) * 2, slots_tot);
-                if (!found || cost < best_cost) {
-                    *best = p;
-                    best_cost = cost;
-                    found = 1;
+                const int64_t c = plan_cost(g, &p, gather + (int64_t)g->n * g->m * (blocks - 1) * 2, slots_tot);
+                if (!found[i] || c < cost[i]) {
+                    best[i] = p;
+                    cost[i] = c;
+                    found[i] = 1;
                 }
             }
         }
     }
-    return found;
 }
 
+/* T16 is taken only where it needs fewer passes than the best plan without it: its entries may
+ * not fit 16 bits, and then a chunk's tables are built twice. */
+int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int narrow, plan *best)
+{
+    plan p[2];
+    int64_t cost[2];
+    int found[2];
+    cheapest_plans(g, avail, slots_max, slots_tot, narrow && narrow_possible(g), p, cost, found);
+    if (!found[0]) {
+        return 0;
+    }
+    *best = found[1] && passes_of(g, &p[1]) < passes_of(g, &p[0]) && cost[1] < cost[0] ? p[1] : p[0];
+    return 1;
+}

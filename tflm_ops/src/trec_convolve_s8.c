@@ -35,8 +35,7 @@ typedef struct {
     int32_t *tables;
 } pass2;
 
-/* one sub-matrix's table for the channels [c0, c0 + blk); with `clusters`, adds the number of
- * clusters the sub-matrix has (ids with members in its window) */
+/* one sub-matrix's table for the channels [c0, c0 + blk) */
 static void build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
                              const plan *p, const pass2 *b, const int8_t *filter, int32_t c0, int32_t blk,
                              int32_t *table)
@@ -75,22 +74,28 @@ static void build_table_only(const geom *g, const int8_t *input, const uint8_t *
     }
 }
 
+/* adds vec[j] to every entry of channel j (rows of clusters without members too: they are never
+ * read, and unsigned arithmetic keeps their garbage defined) */
+static void add_to_table(int32_t *table, int32_t slots, const int32_t *vec, int32_t blk)
+{
+    for (int32_t s = 0; s < slots; s++) {
+        int32_t *t = table + (size_t)s * blk;
+        for (int32_t j = 0; j < blk; j++) {
+            t[j] = (int32_t)((uint32_t)t[j] + (uint32_t)vec[j]);
+        }
+    }
+}
+
+/* build_table_only, then the bias and with `clusters` the number of clusters the sub-matrix has
+ * (ids with members in its window) added */
 static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
                         const plan *p, const pass2 *b, const weights *w, int32_t c0, int32_t blk, int32_t *table,
                         int64_t *clusters)
 {
     build_table_only(g, input, ids, m, slots, p, b, w->filter, c0, blk, table);
-    const int32_t *bias = w->bias;
-    if (m == 0 && bias != NULL) {
+    if (m == 0 && w->bias != NULL && p->kind != PLAN_T16) {
         /* the bias rides in the first sub-matrix's table: every row takes exactly one of its entries */
-        for (int32_t s = 0; s < slots; s++) {
-            if (b->members[s] > 0) {
-                int32_t *t = table + (size_t)s * blk;
-                for (int32_t j = 0; j < blk; j++) {
-                    t[j] += bias[c0 + j];
-                }
-            }
-        }
+        add_to_table(table, slots, w->bias + c0, blk);
     }
     if (clusters != NULL) {
         for (int32_t s = 0; s < slots; s++) {
@@ -99,8 +104,146 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
     }
 }
 
+/* Pass-2 buffers of plan p in `area`. */
+static void carve(const geom *g, const plan *p, int32_t slots_max, uint8_t *area, pass2 *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->members = (int32_t *)(void *)area;
+    b->counts = b->members + slots_max;
+    b->sums = b->members + (size_t)slots_max * counts_per_slot(g);
+    b->packed = b->sums;
+    int32_t *after_sums = b->sums + (size_t)slots_max * p->lb;
+    if (p->incremental) {
+        /* sums kept whole from one sub-matrix to the next; products read a packed copy */
+        b->packed = b->sums + (size_t)slots_max * g->l;
+        after_sums = b->packed + (size_t)slots_max * (g->la / 2);
+    }
+    if (p->simd) {
+        /* sums16 (slots x L/2 words) | big map (slots) | int32 sums of big clusters | filter sums */
+        b->big = b->sums + (size_t)slots_max * (g->l / 2);
+        b->sums32 = b->big + slots_max;
+        b->wsum = b->sums32 + (size_t)simd_big_max(g) * g->l;
+        after_sums = b->wsum + (size_t)p->blk * g->j;
+        if (p->simd == SIMD_PAIRED) {
+            b->pair = after_sums;
+            after_sums += g->l;
+        }
+    }
+    b->ws = (int16_t *)(void *)after_sums;
+    b->tables = (int32_t *)(void *)((uint8_t *)b->ws + (size_t)blk_quads(p->blk) * ((p->lb + 1) & ~1) * 2);
+}
+
+/* What every chunk of one image shares. */
+typedef struct {
+    const geom *g;
+    const int8_t *input;
+    const uint8_t *ids;
+    const int32_t *slots, *id_off;
+    const weights *w;
+    int8_t *output;
+    const int32_t *rq_mp, *rq_r1;
+    int32_t *toff; /* each sub-matrix's table: plan T in int32s from the first, T16 in bytes from the second */
+    const int32_t **rowp;
+} image;
+
+static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
+{
+    const geom *g = im->g;
+    int32_t *table = b->tables;
+    for (int32_t m = 0; m < g->m; m++) {
+        im->toff[m] = (int32_t)(table - b->tables);
+        build_table(g, im->input, im->ids, m, im->slots[m], p, b, im->w, c0, blk, table, count);
+        table += (size_t)im->slots[m] * blk;
+    }
+    PROFILE_MARK(PHASE_SCATTER);
+    trec_scatter_tables(g, im->ids, im->id_off, b->tables, im->toff, c0, blk, im->w, im->output, im->rowp,
+                        im->rq_mp + 2 * c0, im->rq_r1 + c0);
+}
+
+/* plan T16's bound on the partial sums of a row (see trec_narrow_table): the bias, the tables'
+ * entries and offsets (at most kp x 32640 each) and the uint16 entries stay within int32 */
+static int chunk16_fits(const image *im, int32_t c0, int32_t blk)
+{
+    const geom *g = im->g;
+    const int64_t limit = ((int64_t)1 << 31) - 2 * (int64_t)g->kp * 32640 - (int64_t)g->m * 65536;
+    for (int32_t j = c0; j < c0 + blk; j++) {
+        const int64_t bias = im->w->bias ? im->w->bias[j] : 0;
+        if (bias >= limit || -bias >= limit) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* plan T16, one chunk: 0 when an entry does not fit its uint16 (nothing has been written to the
+ * output; the chunk then runs on the plan without T16) */
+static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
+{
+    const geom *g = im->g;
+    if (!chunk16_fits(im, c0, blk)) {
+        return 0;
+    }
+    /* fold: what the first table's entries carry, the bias and every other table's offset */
+    int32_t *fold = b->tables, *offset = fold + blk, *table0 = offset + blk;
+    uint8_t *tables = (uint8_t *)(table0 + (size_t)im->slots[0] * blk);
+    for (int32_t j = 0; j < blk; j++) {
+        fold[j] = im->w->bias ? im->w->bias[c0 + j] : 0;
+    }
+    build_table(g, im->input, im->ids, 0, im->slots[0], p, b, im->w, c0, blk, table0, count);
+    size_t at = 0;
+    for (int32_t m = 1; m < g->m; m++) {
+        int32_t *table = (int32_t *)(void *)(tables + at);
+        build_table(g, im->input, im->ids, m, im->slots[m], p, b, im->w, c0, blk, table, count);
+        if (!trec_narrow_table(table, im->slots[m], b->members, blk, offset)) {
+            return 0;
+        }
+        for (int32_t j = 0; j < blk; j++) {
+            fold[j] += offset[j];
+        }
+        im->toff[m] = (int32_t)at;
+        at += (size_t)im->slots[m] * t16_row(blk) * 2;
+    }
+    add_to_table(table0, im->slots[0], fold, blk);
+    PROFILE_MARK(PHASE_SCATTER);
+    trec_scatter_tables16(g, im->ids, im->id_off, table0, tables, im->toff, c0, blk, im->w, im->output, im->rowp,
+                          im->rq_mp + 2 * c0, im->rq_r1 + c0);
+    return 1;
+}
+
+static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, int32_t slots_max, int32_t c0,
+                              int32_t blk, int64_t *count)
+{
+    const geom *g = im->g;
+    int32_t *acc = b->tables;
+    int32_t *table = b->tables + (size_t)g->n * blk;
+    int32_t *table2 = table + (size_t)slots_max * blk; /* plan A2 only */
+    if (g->m == 1) {
+        for (int32_t n = 0; n < g->n; n++) {
+            memset(acc + (size_t)n * blk, 0, (size_t)blk * 4);
+        }
+    }
+    for (int32_t m = 0; m < g->m;) {
+        build_table(g, im->input, im->ids, m, im->slots[m], p, b, im->w, c0, blk, table, count);
+        if (p->kind == PLAN_A2 && m + 2 < g->m) {
+            build_table(g, im->input, im->ids, m + 1, im->slots[m + 1], p, b, im->w, c0, blk, table2, count);
+            PROFILE_MARK(PHASE_SCATTER);
+            trec_scatter_add2(g, im->ids, im->id_off[m], im->id_off[m + 1], table, table2, blk, m == 0, acc);
+            m += 2;
+            continue;
+        }
+        PROFILE_MARK(PHASE_SCATTER);
+        if (m + 1 < g->m) {
+            trec_scatter_add(g, im->ids, im->id_off[m], table, blk, m == 0, acc);
+        } else {
+            trec_scatter_requantize(g, im->ids, im->id_off[m], table, c0, blk, acc, im->w, im->rq_mp + 2 * c0,
+                                    im->rq_r1 + c0, im->output);
+        }
+        m++;
+    }
+}
+
 static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t *input, const int8_t *hash,
-                         const weights *w, int8_t *output, int32_t *passes, int32_t *plan_t)
+                         const weights *w, int8_t *output, int32_t *passes, int32_t *plan_kind)
 {
     uint8_t *ids = buf;
     int32_t *slots = (int32_t *)(void *)(buf + ids_bytes(g));
@@ -132,9 +275,12 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         slots_max = TREC_MAX(slots_max, slots[m]);
     }
     const size_t tptr_bytes = row_state_bytes(g);
-    plan p;
-    if (work_size <= tptr_bytes || !trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, &p)) {
+    plan p, fallback;
+    if (work_size <= tptr_bytes || !trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, 1, &p)) {
         return -1; /* below the minimum: excluded by the size check */
+    }
+    if (p.kind == PLAN_T16) {
+        trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, 0, &fallback);
     }
     int32_t *rq_mp = (int32_t *)(void *)work, *rq_r1 = rq_mp + 2 * g->cout;
     int32_t *toff = rq_r1 + g->cout;
@@ -147,78 +293,36 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         rq_r1[c] = r + 1;
     }
     uint8_t *area = work + tptr_bytes;
-    pass2 b = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    b.members = (int32_t *)(void *)area;
-    b.counts = b.members + slots_max;
-    b.sums = b.members + (size_t)slots_max * counts_per_slot(g);
-    b.packed = b.sums;
-    int32_t *after_sums = b.sums + (size_t)slots_max * p.lb;
-    if (p.incremental) {
-        /* sums kept whole from one sub-matrix to the next; products read a packed copy */
-        b.packed = b.sums + (size_t)slots_max * g->l;
-        after_sums = b.packed + (size_t)slots_max * (g->la / 2);
-    }
-    if (p.simd) {
-        /* sums16 (slots x L/2 words) | big map (slots) | int32 sums of big clusters | filter sums */
-        b.big = b.sums + (size_t)slots_max * (g->l / 2);
-        b.sums32 = b.big + slots_max;
-        b.wsum = b.sums32 + (size_t)simd_big_max(g) * g->l;
-        after_sums = b.wsum + (size_t)p.blk * g->j;
-        if (p.simd == SIMD_PAIRED) {
-            b.pair = after_sums;
-            after_sums += g->l;
-        }
-    }
-    b.ws = (int16_t *)(void *)after_sums;
-    b.tables = (int32_t *)(void *)((uint8_t *)b.ws + (size_t)blk_quads(p.blk) * ((p.lb + 1) & ~1) * 2);
+    const image im = {g, input, ids, slots, id_off, w, output, rq_mp, rq_r1, toff, rowp};
+    pass2 b;
+    carve(g, &p, slots_max, area, &b);
 
     int32_t chunks = 0;
     int64_t strip_clusters = 0; /* strip path: clusters per sub-matrix, counted in the first chunk */
-    for (int32_t c0 = 0; c0 < g->cout; c0 += p.blk, chunks++) {
+    for (int32_t c0 = 0; c0 < g->cout;) {
         const int32_t blk = TREC_MIN(p.blk, g->cout - c0);
         int64_t *count = c0 == 0 && g->strip ? &strip_clusters : NULL;
-        if (p.kind == PLAN_T) {
-            int32_t *table = b.tables;
-            for (int32_t m = 0; m < g->m; m++) {
-                toff[m] = (int32_t)(table - b.tables);
-                build_table(g, input, ids, m, slots[m], &p, &b, w, c0, blk, table, count);
-                table += (size_t)slots[m] * blk;
+        if (p.kind == PLAN_T16) {
+            if (!chunk_tables16(&im, &p, &b, c0, blk, count)) {
+                /* entries too far apart for 16 bits: this chunk and the rest on the other plan */
+                if (count != NULL) {
+                    strip_clusters = 0; /* counted again */
+                }
+                p = fallback;
+                carve(g, &p, slots_max, area, &b);
+                continue;
             }
-            PROFILE_MARK(PHASE_SCATTER);
-            trec_scatter_tables(g, ids, id_off, b.tables, toff, c0, blk, w, output, rowp, rq_mp + 2 * c0,
-                                rq_r1 + c0);
+        } else if (p.kind == PLAN_T) {
+            chunk_tables(&im, &p, &b, c0, blk, count);
         } else {
-            int32_t *acc = b.tables;
-            int32_t *table = b.tables + (size_t)g->n * blk;
-            int32_t *table2 = table + (size_t)slots_max * blk; /* plan A2 only */
-            if (g->m == 1) {
-                for (int32_t n = 0; n < g->n; n++) {
-                    memset(acc + (size_t)n * blk, 0, (size_t)blk * 4);
-                }
-            }
-            for (int32_t m = 0; m < g->m;) {
-                build_table(g, input, ids, m, slots[m], &p, &b, w, c0, blk, table, count);
-                if (p.kind == PLAN_A2 && m + 2 < g->m) {
-                    build_table(g, input, ids, m + 1, slots[m + 1], &p, &b, w, c0, blk, table2, count);
-                    PROFILE_MARK(PHASE_SCATTER);
-                    trec_scatter_add2(g, ids, id_off[m], id_off[m + 1], table, table2, blk, m == 0, acc);
-                    m += 2;
-                    continue;
-                }
-                PROFILE_MARK(PHASE_SCATTER);
-                if (m + 1 < g->m) {
-                    trec_scatter_add(g, ids, id_off[m], table, blk, m == 0, acc);
-                } else {
-                    trec_scatter_requantize(g, ids, id_off[m], table, c0, blk, acc, w, rq_mp + 2 * c0, rq_r1 + c0,
-                                            output);
-                }
-                m++;
-            }
+            chunk_accumulator(&im, &p, &b, slots_max, c0, blk, count);
         }
+        c0 += blk;
+        chunks++;
     }
     PROFILE_MARK(PHASE_DONE);
     *passes = chunks;
-    *plan_t = p.kind == PLAN_T;
+    *plan_kind = p.kind == PLAN_T16 ? 2 : p.kind == PLAN_T;
     return (int32_t)(g->strip ? strip_clusters : slots_tot);
 }
 
@@ -262,10 +366,10 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
     const size_t in_size = (size_t)g.in_h * g.in_w * g.cin;
     const size_t out_size = (size_t)g.n * g.cout;
     int64_t clusters = 0;
-    int32_t passes = 0, plan_t = 0;
+    int32_t passes = 0, plan = 0;
     for (int32_t b = 0; b < input_dims->n; b++) {
         int32_t pass_b = 0;
-        int32_t c = run_image(&g, buf, size, input + b * in_size, hash, &w, output + b * out_size, &pass_b, &plan_t);
+        int32_t c = run_image(&g, buf, size, input + b * in_size, hash, &w, output + b * out_size, &pass_b, &plan);
         if (c < 0) {
             return TREC_BUFFER_ERROR;
         }
@@ -277,7 +381,7 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
         stats->sub_matrices = g.m;
         stats->clusters = (int32_t)clusters;
         stats->passes = passes;
-        stats->plan = plan_t;
+        stats->plan = plan;
     }
     return TREC_SUCCESS;
 }

@@ -115,6 +115,18 @@ TREC_INLINE int32_t trec_pack_s16x2(int32_t lo, int32_t hi)
     return (int32_t)(((uint32_t)lo & 0xFFFFu) | ((uint32_t)hi << 16));
 }
 
+/* the same in one PKHBT where the DSP extension is native */
+TREC_INLINE int32_t trec_pkhbt(int32_t lo, int32_t hi)
+{
+#if TREC_DSP_NATIVE
+    int32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+    return r;
+#else
+    return trec_pack_s16x2(lo, hi);
+#endif
+}
+
 /* the low and high int16 lanes of a word, sign-extended */
 TREC_INLINE int32_t trec_lo16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x & 0xFFFFu); }
 TREC_INLINE int32_t trec_hi16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x >> 16); }

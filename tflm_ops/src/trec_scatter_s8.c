@@ -143,6 +143,94 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
 #undef FAST_RQ
 #undef ANY_RQ
 }
+
+/* x0..x3 += the four uint16 entries in the two words at tc + off (one LDRD; UXTAH and ADD LSR) */
+#define ADD_QUAD16(tc, off, x0, x1, x2, x3)                                                             \
+    do {                                                                                               \
+        int32_t u0_, u1_;                                                                              \
+        trec_load2((tc), (off), u0_, u1_);                                                             \
+        x0 += (int32_t)((uint32_t)u0_ & 0xFFFFu);                                                      \
+        x1 += (int32_t)((uint32_t)u0_ >> 16);                                                          \
+        x2 += (int32_t)((uint32_t)u1_ & 0xFFFFu);                                                      \
+        x3 += (int32_t)((uint32_t)u1_ >> 16);                                                          \
+    } while (0)
+
+/* plan T16: as plan T, but the rows of sub-matrices 1.. hold uint16 entries, two per word (their
+ * offsets are in the first table's entries): each costs one pointer load, two LDRD, eight adds
+ * and the pointer stepped. rowp[m] points at words; the first table is table0. */
+#define SCATTER_TABLES16_BODY(REQUANT)                                                                  \
+    for (int32_t oy = 0; oy < g->out_h; oy++) {                                                        \
+        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {                                       \
+            const size_t base = row_base(g, oy, ox);                                                   \
+            const int32_t *r0 = table0 + read_id(ids, id_size, base + id_off[0]) * blk;                \
+            for (int32_t m = 1; m < m_count; m++) {                                                    \
+                rowp[m] = (const int32_t *)(const void *)(tables + toff[m] +                           \
+                                                          read_id(ids, id_size, base + id_off[m]) * row_bytes); \
+            }                                                                                          \
+            int32_t j0 = 0;                                                                            \
+            for (; j0 + 7 < blk; j0 += 8, r0 += 8) {                                                   \
+                int32_t a0, a1, a2, a3, a4, a5, a6, a7;                                                \
+                trec_load2(r0, 0, a0, a1);                                                             \
+                trec_load2(r0, 2, a2, a3);                                                             \
+                trec_load2(r0, 4, a4, a5);                                                             \
+                trec_load2(r0, 6, a6, a7);                                                             \
+                for (int32_t m = 1; m < m_count; m++) {                                                \
+                    const int32_t *tc = rowp[m];                                                       \
+                    rowp[m] = tc + 4;                                                                  \
+                    ADD_QUAD16(tc, 0, a0, a1, a2, a3);                                                 \
+                    ADD_QUAD16(tc, 2, a4, a5, a6, a7);                                                 \
+                }                                                                                      \
+                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                               \
+                STORE_QUAD(REQUANT, j0 + 4, a4, a5, a6, a7);                                           \
+            }                                                                                          \
+            for (; j0 + 3 < blk; j0 += 4, r0 += 4) {                                                   \
+                int32_t a0, a1, a2, a3;                                                                \
+                trec_load2(r0, 0, a0, a1);                                                             \
+                trec_load2(r0, 2, a2, a3);                                                             \
+                for (int32_t m = 1; m < m_count; m++) {                                                \
+                    ADD_QUAD16(rowp[m], 0, a0, a1, a2, a3);                                            \
+                    rowp[m] += 2;                                                                      \
+                }                                                                                      \
+                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                               \
+            }                                                                                          \
+            for (int32_t j = j0; j < blk; j++) {                                                       \
+                int32_t a0 = r0[j - j0];                                                               \
+                for (int32_t m = 1; m < m_count; m++) {                                                \
+                    const uint32_t word = (uint32_t)rowp[m][(j - j0) >> 1];                            \
+                    a0 += (int32_t)(((j - j0) & 1) ? word >> 16 : word & 0xFFFFu);                     \
+                }                                                                                      \
+                out[j] = (int8_t)(REQUANT(a0, j) + offset);                                            \
+            }                                                                                          \
+        }                                                                                              \
+    }
+
+HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *table0,
+                               const uint8_t *tables, const int32_t *toff, int32_t c0, int32_t blk,
+                               const weights *w, int8_t *output, const int32_t **rowp, const int32_t *mp,
+                               const int32_t *r1)
+{
+    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout, row_bytes = t16_row(blk) * 2;
+    const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;
+    const int32_t lo = amin - offset, hi = amax - offset;
+    const int32_t *TREC_RESTRICT mult = w->mult + c0;
+    const int32_t *TREC_RESTRICT shift = w->shift + c0;
+    int8_t *out = output + c0;
+#define FULL_RQ(a, j) (trec_ssat8(requantize_mp((a), mp + 2 * (j), r1[j]) + offset) - offset)
+#define FAST_RQ(a, j) clamp_to(FULL_RQ(a, j), lo, hi)
+#define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
+    if (!fast_requant_block(g, w, c0, blk)) {
+        SCATTER_TABLES16_BODY(ANY_RQ)
+    } else if (amin == -128 && amax == 127) {
+        SCATTER_TABLES16_BODY(FULL_RQ)
+    } else {
+        SCATTER_TABLES16_BODY(FAST_RQ)
+    }
+#undef FULL_RQ
+#undef FAST_RQ
+#undef ANY_RQ
+}
+#undef SCATTER_TABLES16_BODY
+#undef ADD_QUAD16
 #undef SCATTER_TABLES_BODY
 #undef STORE_QUAD
 #undef ADD_QUAD
