@@ -215,21 +215,8 @@ HOT int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, 
         if (counts[s] <= 0) {
             continue;
         }
-        const int32_t *t = table + (size_t)s * blk;
+        add_row(offset, table + (size_t)s * blk, blk);
         live++;
-        int32_t j = 0;
-        for (; j + 3 < blk; j += 4) {
-            int32_t t0, t1, t2, t3, o0, o1, o2, o3;
-            trec_load2(t + j, 0, t0, t1);
-            trec_load2(t + j, 2, t2, t3);
-            trec_load2(offset + j, 0, o0, o1);
-            trec_load2(offset + j, 2, o2, o3);
-            trec_store2(offset + j, o0 + t0, o1 + t1);
-            trec_store2(offset + j + 2, o2 + t2, o3 + t3);
-        }
-        for (; j < blk; j++) {
-            offset[j] += t[j];
-        }
     }
     if (live == 0) {
         return 1;

@@ -188,6 +188,24 @@ TREC_INLINE int32_t div_round32(int32_t num, int32_t den)
     return div_round_half(num, den, den >> 1);
 }
 
+/* acc[0..n) += t[0..n), four per step (two LDRD each, two STRD) */
+TREC_INLINE void add_row(int32_t *acc, const int32_t *t, int32_t n)
+{
+    int32_t j = 0;
+    for (; j + 3 < n; j += 4) {
+        int32_t t0, t1, t2, t3, a0, a1, a2, a3;
+        trec_load2(t + j, 0, t0, t1);
+        trec_load2(t + j, 2, t2, t3);
+        trec_load2(acc + j, 0, a0, a1);
+        trec_load2(acc + j, 2, a2, a3);
+        trec_store2(acc + j, a0 + t0, a1 + t1);
+        trec_store2(acc + j + 2, a2 + t2, a3 + t3);
+    }
+    for (; j < n; j++) {
+        acc[j] += t[j];
+    }
+}
+
 #if TREC_DSP
 /* a[i] += x0 . w_i and b[i] += x1 . w_i for the 4 vectors w_i of a quad (ws_index layout: word p
  * of the four at w[4p .. 4p+3]); x0, x1: `pairs` int16 pairs. Each quad word is loaded once for

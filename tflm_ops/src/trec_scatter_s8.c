@@ -117,31 +117,32 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
         }                                                                                              \
     }
 
+/* The locals the scatter bodies use, then BODY with the requantization that fits channels
+ * [c0, c0 + blk). Fast path: |requantized| <= 2^30, so adding the offset cannot overflow; SSAT does
+ * the int8 clamp, and a narrower activation range adds a max and a min. */
+#define SCATTER_REQUANTIZED(BODY)                                                                       \
+    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;                                \
+    const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;                     \
+    const int32_t lo = amin - offset, hi = amax - offset;                                              \
+    const int32_t *TREC_RESTRICT mult = w->mult + c0;                                                  \
+    const int32_t *TREC_RESTRICT shift = w->shift + c0;                                                \
+    int8_t *out = output + c0;                                                                         \
+    if (!fast_requant_block(g, w, c0, blk)) {                                                          \
+        BODY(ANY_RQ)                                                                                   \
+    } else if (amin == -128 && amax == 127) {                                                          \
+        BODY(FULL_RQ)                                                                                  \
+    } else {                                                                                           \
+        BODY(FAST_RQ)                                                                                  \
+    }
+#define FULL_RQ(a, j) (trec_ssat8(requantize_mp((a), mp + 2 * (j), r1[j]) + offset) - offset)
+#define FAST_RQ(a, j) clamp_to(FULL_RQ(a, j), lo, hi)
+#define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
+
 HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                              const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
                              const int32_t **rowp, const int32_t *mp, const int32_t *r1)
 {
-    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;
-    const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;
-    const int32_t lo = amin - offset, hi = amax - offset;
-    const int32_t *TREC_RESTRICT mult = w->mult + c0;
-    const int32_t *TREC_RESTRICT shift = w->shift + c0;
-    int8_t *out = output + c0;
-    /* fast path: |requantized| <= 2^30, so adding the offset cannot overflow; SSAT does the int8
-     * clamp, and a narrower activation range adds a max and a min */
-#define FULL_RQ(a, j) (trec_ssat8(requantize_mp((a), mp + 2 * (j), r1[j]) + offset) - offset)
-#define FAST_RQ(a, j) clamp_to(FULL_RQ(a, j), lo, hi)
-#define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
-    if (!fast_requant_block(g, w, c0, blk)) {
-        SCATTER_TABLES_BODY(ANY_RQ)
-    } else if (amin == -128 && amax == 127) {
-        SCATTER_TABLES_BODY(FULL_RQ)
-    } else {
-        SCATTER_TABLES_BODY(FAST_RQ)
-    }
-#undef FULL_RQ
-#undef FAST_RQ
-#undef ANY_RQ
+    SCATTER_REQUANTIZED(SCATTER_TABLES_BODY)
 }
 
 /* x0..x3 += the four uint16 entries in the two words at tc + off (one LDRD; UXTAH and ADD LSR) */
@@ -209,26 +210,13 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
                                const weights *w, int8_t *output, const int32_t **rowp, const int32_t *mp,
                                const int32_t *r1)
 {
-    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout, row_bytes = t16_row(blk) * 2;
-    const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;
-    const int32_t lo = amin - offset, hi = amax - offset;
-    const int32_t *TREC_RESTRICT mult = w->mult + c0;
-    const int32_t *TREC_RESTRICT shift = w->shift + c0;
-    int8_t *out = output + c0;
-#define FULL_RQ(a, j) (trec_ssat8(requantize_mp((a), mp + 2 * (j), r1[j]) + offset) - offset)
-#define FAST_RQ(a, j) clamp_to(FULL_RQ(a, j), lo, hi)
-#define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
-    if (!fast_requant_block(g, w, c0, blk)) {
-        SCATTER_TABLES16_BODY(ANY_RQ)
-    } else if (amin == -128 && amax == 127) {
-        SCATTER_TABLES16_BODY(FULL_RQ)
-    } else {
-        SCATTER_TABLES16_BODY(FAST_RQ)
-    }
+    const int32_t row_bytes = t16_row(blk) * 2;
+    SCATTER_REQUANTIZED(SCATTER_TABLES16_BODY)
+}
+#undef SCATTER_REQUANTIZED
 #undef FULL_RQ
 #undef FAST_RQ
 #undef ANY_RQ
-}
 #undef SCATTER_TABLES16_BODY
 #undef ADD_QUAD16
 #undef SCATTER_TABLES_BODY
@@ -251,21 +239,7 @@ HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, con
                 memcpy(a, tc, (size_t)blk * 4);
                 continue;
             }
-            int32_t j = 0;
-            for (; j + 3 < blk; j += 4) {
-                int32_t t0, t1, t2, t3, a0, a1, a2, a3;
-                trec_load2(tc + j, 0, t0, t1);
-                trec_load2(tc + j, 2, t2, t3);
-                trec_load2(a + j, 0, a0, a1);
-                trec_load2(a + j, 2, a2, a3);
-                a[j] = a0 + t0;
-                a[j + 1] = a1 + t1;
-                a[j + 2] = a2 + t2;
-                a[j + 3] = a3 + t3;
-            }
-            for (; j < blk; j++) {
-                a[j] += tc[j];
-            }
+            add_row(a, tc, blk);
         }
     }
 }
