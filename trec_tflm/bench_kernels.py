@@ -95,14 +95,18 @@ def photographs(count: int = 8, seed: int = 0) -> np.ndarray:
 
 
 def trained_model(model: str, models_dir: Path | None, log=print) -> Path:
-    """best.keras of the TREC model (trained with the model's default TREC settings if missing)."""
-    for d in ([models_dir] if models_dir else []) + [CACHE]:
-        path = Path(d) / f"{model}_trec" / "best.keras"
+    """best.keras of the TREC model (trained with the model's default TREC settings if missing;
+    the cache keeps one per (L, H) defaults, so a changed default trains anew)."""
+    from .models import MODELS
+
+    spec = MODELS[model]
+    cached = CACHE / f"{model}_trec_L{'-'.join(map(str, spec.default_l))}_H{'-'.join(map(str, spec.default_h))}"
+    for path in ([Path(models_dir) / f"{model}_trec" / "best.keras"] if models_dir else []) + [cached / "best.keras"]:
         if path.is_file():
             return path
     from .train import TrainConfig, train
 
-    out = CACHE / f"{model}_trec"
+    out = cached
     log(f"training {model} (TREC, default settings) on {TRAIN_DATASET} into {out} (once)")
     train(TrainConfig(model=model, dataset=TRAIN_DATASET, checkpoint_path=str(out), epochs=3,
                       train_limit=20000, verbose=0))

@@ -178,8 +178,9 @@ MODELS: dict[str, ModelSpec] = {
     "cifarnet": ModelSpec(cifarnet, "cifar10", (0, 1), (15, 64), (6, 6)),
     "zfnet": ModelSpec(zfnet, "cifar10", (0, 1), (21, 48), (6, 6)),
     "cmsisnn_cifar10": ModelSpec(cmsisnn_cifar10, "cifar10", (0, 1, 2), (15, 32, 16), (6, 6, 6)),
-    "squeezenet": ModelSpec(squeezenet, "cifar10", (0, 3, 6), (9, 16, 16), (6, 6, 6)),
-    "squeezenet_complex": ModelSpec(squeezenet_complex, "cifar10", (0, 3, 7), (9, 16, 16), (6, 6, 6)),
+    # SqueezeNet's expand-3x3 at H = 5: as accurate as H = 6 in the 2-epoch runs, 20% fewer clusters
+    "squeezenet": ModelSpec(squeezenet, "cifar10", (0, 3, 6), (9, 16, 16), (6, 5, 5)),
+    "squeezenet_complex": ModelSpec(squeezenet_complex, "cifar10", (0, 3, 7), (9, 16, 16), (6, 5, 5)),
 }
 ALIASES = {"CifarNet": "cifarnet", "ZfNet": "zfnet", "SqueezeNet": "squeezenet",
            "SqueezeNet_complex": "squeezenet_complex", "SqueezeNetComplex": "squeezenet_complex"}
