@@ -371,6 +371,8 @@ typedef struct {
 TREC_INTERNAL void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                                        const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
                                        const int32_t **rowp, const int32_t *mp, const int32_t *r1);
+/* channels [c0, c0 + blk) all take trec_requantize_fast_small (see trec_scatter_s8.c) */
+TREC_INTERNAL int trec_fast_requant_block(const geom *g, const weights *w, int32_t c0, int32_t blk);
 TREC_INTERNAL void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t *id_off,
                                          const int32_t *table0, const uint8_t *tables, const int32_t *toff,
                                          int32_t c0, int32_t blk, const weights *w, int8_t *output,

@@ -161,10 +161,15 @@ static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t
 }
 
 /* plan T16's bound on the partial sums of a row (see trec_narrow_table): the bias, the tables'
- * entries and offsets (at most kp x 32640 each) and the uint16 entries stay within int32 */
+ * entries and offsets (at most kp x 32640 each) and the uint16 entries stay within int32; and its
+ * scatter has only the fast requantization (the general one would cost 2 KB more flash for
+ * multipliers and biases no realistic layer has) */
 static int chunk16_fits(const image *im, int32_t c0, int32_t blk)
 {
     const geom *g = im->g;
+    if (!trec_fast_requant_block(g, im->w, c0, blk)) {
+        return 0;
+    }
     const int64_t limit = ((int64_t)1 << 31) - 2 * (int64_t)g->kp * 32640 - (int64_t)g->m * 65536;
     for (int32_t j = c0; j < c0 + blk; j++) {
         const int64_t bias = im->w->bias ? im->w->bias[j] : 0;

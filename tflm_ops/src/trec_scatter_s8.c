@@ -14,7 +14,7 @@
  * reach 2^29 (a sub-matrix's table entry is a rounded mean of L products of (x - zp) in
  * [-255, 255] and a weight in [-128, 127], so the M entries of a row sum to at most kp * 32640
  * in magnitude; then the bias) */
-static int fast_requant_block(const geom *g, const weights *w, int32_t c0, int32_t blk)
+int trec_fast_requant_block(const geom *g, const weights *w, int32_t c0, int32_t blk)
 {
     const int64_t limit = ((int64_t)1 << 29) - (int64_t)g->kp * 255 * 128;
     for (int32_t j = c0; j < c0 + blk; j++) {
@@ -120,14 +120,14 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
 /* The locals the scatter bodies use, then BODY with the requantization that fits channels
  * [c0, c0 + blk). Fast path: |requantized| <= 2^30, so adding the offset cannot overflow; SSAT does
  * the int8 clamp, and a narrower activation range adds a max and a min. */
-#define SCATTER_REQUANTIZED(BODY)                                                                       \
+#define SCATTER_REQUANTIZED(BODY, ANY)                                                                 \
     const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;                                \
     const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;                     \
     const int32_t lo = amin - offset, hi = amax - offset;                                              \
     const int32_t *TREC_RESTRICT mult = w->mult + c0;                                                  \
     const int32_t *TREC_RESTRICT shift = w->shift + c0;                                                \
     int8_t *out = output + c0;                                                                         \
-    if (!fast_requant_block(g, w, c0, blk)) {                                                          \
+    if (ANY && !trec_fast_requant_block(g, w, c0, blk)) {                                              \
         BODY(ANY_RQ)                                                                                   \
     } else if (amin == -128 && amax == 127) {                                                          \
         BODY(FULL_RQ)                                                                                  \
@@ -142,7 +142,7 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
                              const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
                              const int32_t **rowp, const int32_t *mp, const int32_t *r1)
 {
-    SCATTER_REQUANTIZED(SCATTER_TABLES_BODY)
+    SCATTER_REQUANTIZED(SCATTER_TABLES_BODY, 1)
 }
 
 /* x0..x3 += the four uint16 entries in the two words at tc + off (one LDRD; UXTAH and ADD LSR) */
@@ -211,7 +211,8 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
                                const int32_t *r1)
 {
     const int32_t row_bytes = t16_row(blk) * 2;
-    SCATTER_REQUANTIZED(SCATTER_TABLES16_BODY)
+    /* the caller takes T16 only where every channel takes the fast requantization */
+    SCATTER_REQUANTIZED(SCATTER_TABLES16_BODY, 0)
 }
 #undef SCATTER_REQUANTIZED
 #undef FULL_RQ
@@ -291,7 +292,7 @@ HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_o
     const int32_t offset = g->output_offset, lo = g->act_min - offset, hi = g->act_max - offset;
     const int32_t *TREC_RESTRICT mult = w->mult + c0;
     const int32_t *TREC_RESTRICT shift = w->shift + c0;
-    const int fast = fast_requant_block(g, w, c0, blk);
+    const int fast = trec_fast_requant_block(g, w, c0, blk);
     const int32_t *a = acc;
     int8_t *out = output + c0;
     for (int32_t oy = 0; oy < g->out_h; oy++) {
