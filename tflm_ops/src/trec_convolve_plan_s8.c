@@ -1,10 +1,10 @@
 /*
  * trec-tflm: TREC kernel, geometry, scratch sizes and plan choice.
  *
- * A plan fixes how one image runs in the scratch it is given: the scatter plan (A, A2 or T), the
- * output channels per pass, the length of the sums blocks and the kind of cluster sums. It is chosen
- * at run time from the actual cluster counts (choose_plan); less scratch means more passes over the
- * output channels, never a failure above trec_convolve_s8_get_min_buffer_size().
+ * A plan fixes how one image runs in the scratch it is given: the scatter plan (A, A2, T or T16),
+ * the output channels per pass, the length of the sums blocks and the kind of cluster sums. It is
+ * chosen at run time from the actual cluster counts (trec_choose_plan); less scratch means more
+ * passes over the output channels, never a failure above trec_convolve_s8_get_min_buffer_size().
  */
 #include "trec_convolve_internal.h"
 
