@@ -215,6 +215,25 @@ def test_narrow_tables_with_channels_outside_quads(kern, cout):
     assert 2 in plans
 
 
+def test_narrow_tables_on_the_int64_products_path(kern):
+    """Plan T16 after the int64 products of a layer whose cluster sums could overflow int32
+    (N * L * 255 * 127 >= 2^31): 2,048 rows, L = 36 (4 sub-matrices, not the strip path)."""
+    case = make_case(7300, 16, 3, 1, "SAME", length=36, bits=6, h=64, w=32, center="mean")
+    rng = np.random.default_rng(7300)
+    case["input"] = np.ascontiguousarray(np.repeat(np.repeat(case["input"][:, ::4, ::4], 4, 1), 4, 2)[:, :64, :32])
+    case["filter"] = rng.integers(-3, 4, (64, 3, 3, 16)).astype(np.int8)
+    case["output_multiplier"], case["output_shift"] = quant.quantize_multipliers(
+        rng.uniform(0.3, 3.0, 64) / (np.sqrt(144) * 40 * 74 / 40))
+    case["bias"] = rng.integers(-3000, 3001, 64).astype(np.int32)
+    case.update(output_zero_point=0, activation_min=-128, activation_max=127)
+    assert 64 * 32 * 36 * 255 * 127 >= 2 ** 31
+    tensors, kwargs = split(case)
+    preferred, least = kern.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, sub_vector_length=36, hash_bits=6,
+                                              hash_center="mean", stride=1, padding="SAME")
+    plans = {check(kern, case, scratch_bytes=int(size))[1].plan for size in np.linspace(least, preferred, 12)}
+    assert 2 in plans
+
+
 @pytest.mark.parametrize("cin,length,k,dilation,padding", [
     (8, 24, 3, 1, "SAME"), (4, 8, 4, 2, "SAME"), (16, 32, 4, 1, "VALID"), (8, 8, 5, 1, "SAME"), (64, 64, 3, 2, "SAME")])
 def test_strip_path_incremental_sums(kern, cin, length, k, dilation, padding):
