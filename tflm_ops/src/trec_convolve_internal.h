@@ -314,10 +314,10 @@ typedef struct {
                       * cluster pairs interleaved (blk a multiple of 4, at least 8) */
 } plan;
 
-/* Best plan for `avail` bytes of pass-2 scratch after the row state, T16 only with `narrow`; 0 when
- * nothing fits. */
-TREC_INTERNAL int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int narrow,
-                                   plan *best);
+/* Best plan for `avail` bytes of pass-2 scratch after the row state, and the best without T16 (what
+ * a chunk falls back on); 0 when nothing fits. */
+TREC_INTERNAL int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best,
+                                   plan *without_t16);
 
 /* plan T16: uint16 rows of a chunk of blk channels (even, so that every row is word-aligned) */
 static inline int32_t t16_row(int32_t blk) { return (blk + 1) & ~1; }

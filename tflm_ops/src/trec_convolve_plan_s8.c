@@ -302,16 +302,17 @@ static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64
 }
 
 /* T16 is taken only where it needs fewer passes than the best plan without it: its entries may
- * not fit 16 bits, and then a chunk's tables are built twice. */
-int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int narrow, plan *best)
+ * not fit 16 bits, and then a chunk's tables are built twice, on `without_t16`. */
+int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best, plan *without_t16)
 {
     plan p[2];
     int64_t cost[2];
     int found[2];
-    cheapest_plans(g, avail, slots_max, slots_tot, narrow && narrow_possible(g), p, cost, found);
+    cheapest_plans(g, avail, slots_max, slots_tot, narrow_possible(g), p, cost, found);
     if (!found[0]) {
         return 0;
     }
     *best = found[1] && passes_of(g, &p[1]) < passes_of(g, &p[0]) && cost[1] < cost[0] ? p[1] : p[0];
+    *without_t16 = p[0];
     return 1;
 }

@@ -160,32 +160,17 @@ static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t
                         im->rq_mp + 2 * c0, im->rq_r1 + c0);
 }
 
-/* plan T16's bound on the partial sums of a row (see trec_narrow_table): the bias, the tables'
- * entries and offsets (at most kp x 32640 each) and the uint16 entries stay within int32; and its
- * scatter has only the fast requantization (the general one would cost 2 KB more flash for
- * multipliers and biases no realistic layer has) */
-static int chunk16_fits(const image *im, int32_t c0, int32_t blk)
-{
-    const geom *g = im->g;
-    if (!trec_fast_requant_block(g, im->w, c0, blk)) {
-        return 0;
-    }
-    const int64_t limit = ((int64_t)1 << 31) - 2 * (int64_t)g->kp * 32640 - (int64_t)g->m * 65536;
-    for (int32_t j = c0; j < c0 + blk; j++) {
-        const int64_t bias = im->w->bias ? im->w->bias[j] : 0;
-        if (bias >= limit || -bias >= limit) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* plan T16, one chunk: 0 when an entry does not fit its uint16 (nothing has been written to the
  * output; the chunk then runs on the plan without T16) */
 static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
 {
     const geom *g = im->g;
-    if (!chunk16_fits(im, c0, blk)) {
+    /* T16's scatter has only the short requantization (the general one would cost 2 KB more flash
+     * for multipliers and biases no realistic layer has). Its condition also bounds the partial
+     * sums of a row within int32: |bias| < 2^29 - kp x 32640 and the tables' entries, offsets and
+     * uint16 parts add at most 2 x kp x 32640 + M x 32768 (see trec_narrow_table), below 2^31 for
+     * any kp the condition admits (kp x 32640 < 2^29). */
+    if (!trec_fast_requant_block(g, im->w, c0, blk)) {
         return 0;
     }
     /* fold: what the first table's entries carry, the bias and every other table's offset */
@@ -281,11 +266,9 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     }
     const size_t tptr_bytes = row_state_bytes(g);
     plan p, fallback;
-    if (work_size <= tptr_bytes || !trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, 1, &p)) {
+    if (work_size <= tptr_bytes ||
+        !trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, &p, &fallback)) {
         return -1; /* below the minimum: excluded by the size check */
-    }
-    if (p.kind == PLAN_T16) {
-        trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, 0, &fallback);
     }
     int32_t *rq_mp = (int32_t *)(void *)work, *rq_r1 = rq_mp + 2 * g->cout;
     int32_t *toff = rq_r1 + g->cout;
