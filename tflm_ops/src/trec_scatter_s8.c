@@ -224,23 +224,111 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
 #undef STORE_QUAD
 #undef ADD_QUAD
 
+/* Plan A's scatters walk the rows in output order: a row's id for a sub-matrix sits `step` after
+ * the previous row's within an output row, `row_step` after the output row's first one between
+ * them (row_base). */
+#define ROW_STEPS(g, step, row_step)                                                                   \
+    const size_t step = (g)->strip ? (size_t)(g)->stride_w : (size_t)(g)->m;                           \
+    const size_t row_step = (g)->strip ? (size_t)(g)->stride_h * (g)->pw : (size_t)(g)->out_w * (g)->m
+
+/* The plan-A bodies are inlined with a constant chunk (4 or 8 channels, one byte per id: the
+ * common cases, where a chunk is one or two quads) so that the loop over the channels unrolls
+ * and the row loop keeps its pointers in registers: at 4 channels the general loop spends ~45
+ * instructions per row and sub-matrix, twice what the unrolled one needs. */
+TREC_INLINE void copy_row(int32_t *acc, const int32_t *t, int32_t n)
+{
+    int32_t j = 0;
+    for (; j + 1 < n; j += 2) {
+        int32_t t0, t1;
+        trec_load2(t + j, 0, t0, t1);
+        trec_store2(acc + j, t0, t1);
+    }
+    if (j < n) {
+        acc[j] = t[j];
+    }
+}
+
+TREC_INLINE void scatter_add_body(const geom *g, const uint8_t *ids, int32_t id_size, size_t idx0,
+                                  const int32_t *table, int32_t blk, int first, int32_t *acc)
+{
+    ROW_STEPS(g, step, row_step);
+    const int32_t out_w = g->out_w;
+    int32_t *TREC_RESTRICT a = acc;
+    for (int32_t oy = 0; oy < g->out_h; oy++, idx0 += row_step) {
+        size_t idx = idx0;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step) {
+            const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            if (first) {
+                copy_row(a, tc, blk);
+            } else {
+                add_row(a, tc, blk);
+            }
+        }
+    }
+}
+
 /* plan A, one sub-matrix: acc[n][0..blk) (+)= table[id(n, m)][0..blk); the first sub-matrix's
  * table (which carries the bias) sets acc */
 HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table, int32_t blk,
                           int first, int32_t *acc)
 {
-    const int32_t id_size = g->id_size, out_w = g->out_w;
-    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
+    const size_t idx0 = (size_t)id_off;
+    if (g->id_size == 1 && blk == 4) {
+        if (first) {
+            scatter_add_body(g, ids, 1, idx0, table, 4, 1, acc);
+        } else {
+            scatter_add_body(g, ids, 1, idx0, table, 4, 0, acc);
+        }
+    } else if (g->id_size == 1 && blk == 8) {
+        if (first) {
+            scatter_add_body(g, ids, 1, idx0, table, 8, 1, acc);
+        } else {
+            scatter_add_body(g, ids, 1, idx0, table, 8, 0, acc);
+        }
+    } else if (first) {
+        scatter_add_body(g, ids, g->id_size, idx0, table, blk, 1, acc);
+    } else {
+        scatter_add_body(g, ids, g->id_size, idx0, table, blk, 0, acc);
+    }
+}
+
+/* acc[0..n) (+)= t[0..n) + u[0..n) */
+TREC_INLINE void add2_row(int32_t *acc, const int32_t *t, const int32_t *u, int32_t n, int first)
+{
+    int32_t j = 0;
+    for (; j + 3 < n; j += 4) {
+        int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0, c1, c2, c3, d0, d1, d2, d3;
+        if (!first) {
+            trec_load2(acc + j, 0, s0, s1);
+            trec_load2(acc + j, 2, s2, s3);
+        }
+        trec_load2(t + j, 0, c0, c1);
+        trec_load2(t + j, 2, c2, c3);
+        trec_load2(u + j, 0, d0, d1);
+        trec_load2(u + j, 2, d2, d3);
+        acc[j] = s0 + c0 + d0;
+        acc[j + 1] = s1 + c1 + d1;
+        acc[j + 2] = s2 + c2 + d2;
+        acc[j + 3] = s3 + c3 + d3;
+    }
+    for (; j < n; j++) {
+        acc[j] = (first ? 0 : acc[j]) + t[j] + u[j];
+    }
+}
+
+TREC_INLINE void scatter_add2_body(const geom *g, const uint8_t *ids, int32_t id_size, size_t idx0, size_t idx20,
+                                   const int32_t *table, const int32_t *table2, int32_t blk, int first,
+                                   int32_t *acc)
+{
+    ROW_STEPS(g, step, row_step);
+    const int32_t out_w = g->out_w;
     int32_t *TREC_RESTRICT a = acc;
-    for (int32_t oy = 0; oy < g->out_h; oy++) {
-        size_t idx = row_base(g, oy, 0) + (size_t)id_off;
-        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step) {
+    for (int32_t oy = 0; oy < g->out_h; oy++, idx0 += row_step, idx20 += row_step) {
+        size_t idx = idx0, idx2 = idx20;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, idx2 += step) {
             const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
-            if (first) {
-                memcpy(a, tc, (size_t)blk * 4);
-                continue;
-            }
-            add_row(a, tc, blk);
+            const int32_t *TREC_RESTRICT td = table2 + (size_t)read_id(ids, id_size, idx2) * blk;
+            add2_row(a, tc, td, blk, first);
         }
     }
 }
@@ -250,69 +338,86 @@ HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, con
 HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2, const int32_t *table,
                            const int32_t *table2, int32_t blk, int first, int32_t *acc)
 {
-    const int32_t id_size = g->id_size, out_w = g->out_w;
-    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
-    int32_t *TREC_RESTRICT a = acc;
-    for (int32_t oy = 0; oy < g->out_h; oy++) {
-        const size_t row = row_base(g, oy, 0);
-        size_t idx = row + (size_t)id_off, idx2 = row + (size_t)id_off2;
-        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, idx2 += step) {
-            const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
-            const int32_t *TREC_RESTRICT td = table2 + (size_t)read_id(ids, id_size, idx2) * blk;
-            int32_t j = 0;
-            for (; j + 3 < blk; j += 4) {
-                int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0, c1, c2, c3, d0, d1, d2, d3;
-                if (!first) {
-                    trec_load2(a + j, 0, s0, s1);
-                    trec_load2(a + j, 2, s2, s3);
+    const size_t i0 = (size_t)id_off, i1 = (size_t)id_off2;
+    if (g->id_size == 1 && blk == 4) {
+        if (first) {
+            scatter_add2_body(g, ids, 1, i0, i1, table, table2, 4, 1, acc);
+        } else {
+            scatter_add2_body(g, ids, 1, i0, i1, table, table2, 4, 0, acc);
+        }
+    } else if (g->id_size == 1 && blk == 8) {
+        if (first) {
+            scatter_add2_body(g, ids, 1, i0, i1, table, table2, 8, 1, acc);
+        } else {
+            scatter_add2_body(g, ids, 1, i0, i1, table, table2, 8, 0, acc);
+        }
+    } else if (first) {
+        scatter_add2_body(g, ids, g->id_size, i0, i1, table, table2, blk, 1, acc);
+    } else {
+        scatter_add2_body(g, ids, g->id_size, i0, i1, table, table2, blk, 0, acc);
+    }
+}
+
+/* rq: 0 the general requantization, 1 the short one over the whole int8 range (SSAT), 2 the short
+ * one and the activation's clamp */
+TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int32_t id_size, size_t idx0,
+                                         const int32_t *table, int32_t blk, const int32_t *acc,
+                                         const int32_t *mult, const int32_t *shift, const int32_t *mp,
+                                         const int32_t *r1, int rq, int8_t *output)
+{
+    ROW_STEPS(g, step, row_step);
+    const int32_t out_w = g->out_w, cout = g->cout;
+    const int32_t offset = g->output_offset, lo = g->act_min - offset, hi = g->act_max - offset;
+    const int32_t *a = acc;
+    int8_t *out = output;
+    for (int32_t oy = 0; oy < g->out_h; oy++, idx0 += row_step) {
+        size_t idx = idx0;
+        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, out += cout) {
+            const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            for (int32_t j = 0; j < blk; j++) {
+                const int32_t x = a[j] + tc[j];
+                int32_t v;
+                if (rq == 0) {
+                    v = trec_requantize_clamp(x, mult[j], shift[j], lo, hi) + offset;
+                } else {
+                    int32_t mult_j, pow_j;
+                    trec_load2(mp + 2 * j, 0, mult_j, pow_j);
+                    v = trec_requantize_fast_small(x, mult_j, pow_j, r1[j]) + offset;
+                    v = rq == 1 ? trec_ssat8(v) : clamp_to(v - offset, lo, hi) + offset;
                 }
-                trec_load2(tc + j, 0, c0, c1);
-                trec_load2(tc + j, 2, c2, c3);
-                trec_load2(td + j, 0, d0, d1);
-                trec_load2(td + j, 2, d2, d3);
-                a[j] = s0 + c0 + d0;
-                a[j + 1] = s1 + c1 + d1;
-                a[j + 2] = s2 + c2 + d2;
-                a[j + 3] = s3 + c3 + d3;
-            }
-            for (; j < blk; j++) {
-                a[j] = (first ? 0 : a[j]) + tc[j] + td[j];
+                out[j] = (int8_t)v;
             }
         }
     }
 }
+
+#define SCATTER_REQUANTIZE_CASE(ID_SIZE, BLK)                                                           \
+    do {                                                                                               \
+        if (rq == 1) {                                                                                 \
+            scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 1, out); \
+        } else if (rq == 2) {                                                                          \
+            scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 2, out); \
+        } else {                                                                                       \
+            scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 0, out); \
+        }                                                                                              \
+    } while (0)
 
 /* plan A, the last sub-matrix: requantize acc[n] + table[id(n, m)] straight into the output */
 HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
                                  int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
                                  const int32_t *mp, const int32_t *r1, int8_t *output)
 {
-    const int32_t id_size = g->id_size, out_w = g->out_w, cout = g->cout;
-    const size_t step = g->strip ? (size_t)g->stride_w : (size_t)g->m;
-    const int32_t offset = g->output_offset, lo = g->act_min - offset, hi = g->act_max - offset;
-    const int32_t *TREC_RESTRICT mult = w->mult + c0;
-    const int32_t *TREC_RESTRICT shift = w->shift + c0;
-    const int fast = trec_fast_requant_block(g, w, c0, blk);
-    const int32_t *a = acc;
+    const size_t idx0 = (size_t)id_off;
+    const int32_t *mult = w->mult + c0, *shift = w->shift + c0;
+    const int rq = !trec_fast_requant_block(g, w, c0, blk) ? 0 : g->act_min == -128 && g->act_max == 127 ? 1 : 2;
     int8_t *out = output + c0;
-    for (int32_t oy = 0; oy < g->out_h; oy++) {
-        size_t idx = row_base(g, oy, 0) + (size_t)id_off;
-        for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, out += cout) {
-            const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
-            if (fast) {
-                const int32_t *q = mp;
-                for (int32_t j = 0; j < blk; j++, q += 2) {
-                    int32_t mult_j, pow_j;
-                    trec_load2(q, 0, mult_j, pow_j);
-                    const int32_t v = trec_requantize_fast_small(a[j] + tc[j], mult_j, pow_j, r1[j]);
-                    out[j] = (int8_t)(clamp_to(v, lo, hi) + offset);
-                }
-            } else {
-                for (int32_t j = 0; j < blk; j++) {
-                    out[j] = (int8_t)(trec_requantize_clamp(a[j] + tc[j], mult[j], shift[j], lo, hi) + offset);
-                }
-            }
-        }
+    if (g->id_size == 1 && blk == 4) {
+        SCATTER_REQUANTIZE_CASE(1, 4);
+    } else if (g->id_size == 1 && blk == 8) {
+        SCATTER_REQUANTIZE_CASE(1, 8);
+    } else {
+        SCATTER_REQUANTIZE_CASE(g->id_size, blk);
     }
 }
-
+#undef SCATTER_REQUANTIZE_CASE
+#undef ROW_STEPS
