@@ -362,11 +362,67 @@ HOT static void products_pair(const int32_t *xy, int32_t words, const int16_t *w
 #undef SMLAD_2X4
 #endif
 
+#if TREC_DSP
+/* t[0..4) = the zero-point term z x wsum[i] added to a[i], then divided by the c members */
+TREC_INLINE void finish_quad(int32_t *t, const int32_t a[4], int32_t z, int32_t c, const int32_t *wsum)
+{
+    int32_t w0, w1, w2, w3;
+    trec_load2(wsum, 0, w0, w1);
+    trec_load2(wsum, 2, w2, w3);
+    int32_t e0 = a[0] + z * w0, e1 = a[1] + z * w1, e2 = a[2] + z * w2, e3 = a[3] + z * w3;
+    if (c > 1) {
+        const int32_t half = c >> 1;
+        e0 = div_round_half(e0, c, half);
+        e1 = div_round_half(e1, c, half);
+        e2 = div_round_half(e2, c, half);
+        e3 = div_round_half(e3, c, half);
+    }
+    trec_store2(t, e0, e1);
+    trec_store2(t + 2, e2, e3);
+}
+
+/* Strips of one pixel, whole channel quads, int16-lane sums only: the clusters list[0..n) (each
+ * with members) two at a time, finished in registers (finish_quad) instead of by a second pass
+ * over the table. One call per sub-matrix: per pair of clusters the call and the pass over the
+ * slots cost as much as the products themselves at four channels. With an odd count the last
+ * cluster is computed twice, into the same row. */
+TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
+                                      const int32_t *counts, const int16_t *ws, const int32_t *wsum, int32_t blk,
+                                      int32_t *table)
+{
+    for (int32_t i = 0; i < n; i += 2) {
+        const int32_t s0 = list[i], s1 = list[i + 1 < n ? i + 1 : i];
+        const int16_t *r0 = (const int16_t *)(const void *)(sums16 + (size_t)s0 * words);
+        const int16_t *r1 = (const int16_t *)(const void *)(sums16 + (size_t)s1 * words);
+        int32_t *t0 = table + (size_t)s0 * blk, *t1 = table + (size_t)s1 * blk;
+        const int32_t *wq = (const int32_t *)(const void *)ws;
+        for (int32_t j = 0; j < blk; j += 4, wq += (size_t)words * 4) {
+            int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+            dot_2x4(r0, r1, wq, words, a, b);
+            finish_quad(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j);
+            finish_quad(t1 + j, b, counts[2 * s1 + 1], counts[2 * s1], wsum + j);
+        }
+    }
+}
+
+/* a chunk of one quad (four channels) is the common case of layers with little scratch */
+HOT static void products_listed(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
+                                const int32_t *counts, const int16_t *ws, const int32_t *wsum, int32_t blk,
+                                int32_t *table)
+{
+    if (blk == 4) {
+        products_listed_body(list, n, sums16, words, counts, ws, wsum, 4, table);
+    } else {
+        products_listed_body(list, n, sums16, words, counts, ws, wsum, blk, table);
+    }
+}
+#endif
+
 /* table[s] for every cluster s of the sub-matrix (members from counts[s * (j + 1)], copied to
  * members[s]): int16-lane sums two clusters at a time (products_pair from an interleaved copy when
  * the plan gives `pair`, else products_quads), the n_big clusters with int32 sums (big[s] >= 0) one
  * at a time; then the zero-point term and the division */
-void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, const int32_t *big,
+void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, int32_t *big,
                         int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk,
                         int32_t *pair, int32_t *members, int32_t *table)
 {
@@ -375,6 +431,18 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int
     /* the plan gives the pair buffer where the interleaved copy pays off (two quads or more); a
      * last chunk of channels that is not whole quads takes the plain loop */
     const int interleave = pair != NULL && (blk & 3) == 0;
+    if (!interleave && n_big == 0 && g->j == 1 && (blk & 3) == 0) {
+        /* big[] is free without big clusters: it takes the list of clusters with members */
+        int32_t n = 0;
+        for (int32_t s = 0; s < slots; s++) {
+            members[s] = counts[2 * s];
+            if (members[s] != 0) {
+                big[n++] = s;
+            }
+        }
+        products_listed(big, n, sums16, words, counts, ws, wsum, blk, table);
+        return;
+    }
     int32_t pending = -1;
     for (int32_t s = 0; s < slots; s++) {
         members[s] = counts[(size_t)s * cps];
