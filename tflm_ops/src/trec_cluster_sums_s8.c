@@ -101,12 +101,72 @@ HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
 }
 #endif
 
+#if TREC_DSP
+/* simd_strips for strips of one pixel (L = Cin): every position counts a member, the in-image ones
+ * (a span of each row, none in padding rows) also an in-image member and their pixel's channels.
+ * Inlined with a constant sign; the general walk costs ~70 instructions per position here, most
+ * of them for strips of several pixels. */
+TREC_INLINE void simd_pixels(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
+                             int32_t *sums16, int32_t *counts)
+{
+    const int32_t words = g->l / 2, groups = g->cin / 4, cin = g->cin, id_size = g->id_size;
+    const size_t pw = (size_t)g->pw;
+    const int32_t x_in0 = TREC_MAX(r.x0, g->pad_w), x_in1 = TREC_MIN(r.x1, g->pad_w + g->in_w);
+    for (int32_t y = r.y0; y < r.y1; y++) {
+        const size_t base = (size_t)y * pw;
+        for (int32_t x = r.x0; x < r.x1; x++) {
+            counts[2 * read_id(ids, id_size, base + x)] += sign;
+        }
+        const int32_t iy = y - g->pad_h;
+        if (iy < 0 || iy >= g->in_h || x_in0 >= x_in1) {
+            continue;
+        }
+        const int8_t *src = input + ((size_t)iy * g->in_w + (size_t)(x_in0 - g->pad_w)) * cin;
+        for (int32_t x = x_in0; x < x_in1; x++, src += cin) {
+            const int32_t s = read_id(ids, id_size, base + x);
+            counts[2 * s + 1] += sign;
+            int32_t *dst = sums16 + (size_t)s * words;
+            for (int32_t q = 0; q < groups; q++, dst += 2) {
+                const int32_t v = trec_read_s8x4(src + 4 * q);
+                int32_t even, odd;
+                trec_load2(dst, 0, even, odd);
+                if (sign > 0) {
+                    trec_store2(dst, trec_sxtab16(even, v), trec_sxtab16_ror8(odd, v));
+                } else {
+                    trec_store2(dst, trec_ssub16(even, trec_sxtb16(v)), trec_ssub16(odd, trec_sxtb16_ror8(v)));
+                }
+            }
+        }
+    }
+}
+
+HOT static void simd_pixels_add(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t *sums16,
+                                int32_t *counts)
+{
+    simd_pixels(g, input, ids, r, +1, sums16, counts);
+}
+
+HOT static void simd_pixels_subtract(const geom *g, const int8_t *input, const uint8_t *ids, rect r,
+                                     int32_t *sums16, int32_t *counts)
+{
+    simd_pixels(g, input, ids, r, -1, sums16, counts);
+}
+#endif
+
 /* add_strips on the SIMD path: whole strips into sums16, int16 lanes in SXTB16's order (mod 2^16:
  * exact once every cluster holds at most 256 members again) */
 static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
                         int32_t *sums16, int32_t *counts)
 {
 #if TREC_DSP
+    if (g->j == 1) {
+        if (sign > 0) {
+            simd_pixels_add(g, input, ids, r, sums16, counts);
+        } else {
+            simd_pixels_subtract(g, input, ids, r, sums16, counts);
+        }
+        return;
+    }
     const int32_t words = g->l / 2;
     FOR_STRIP_RUNS(g, input, ids, r, sign, counts, {
         int32_t *dst = sums16 + (size_t)s * words + (size_t)t0 * (cin_ / 2);
@@ -142,18 +202,18 @@ static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, 
 }
 
 /* Strip path sums of sub-matrix m, elements [l0, l0 + lb): sums[s][.] of x - zp, counts as in
- * add_strips. incremental (stride 1, whole sub-vectors): sums and counts hold sub-matrix m - 1's
- * when m > 0. */
-void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
-                     int32_t lb, int incremental, int32_t *sums, int32_t *counts)
+ * add_strips. incremental (stride 1, whole sub-vectors): sums and counts hold sub-matrix prev's
+ * when prev >= 0. */
+void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev, int32_t slots,
+                     int32_t l0, int32_t lb, int incremental, int32_t *sums, int32_t *counts)
 {
     const int32_t cps = g->j + 1;
     int32_t y0, x0;
     strip_origin(g, m, &y0, &x0);
     if (g->stride_h == 1 && g->stride_w == 1) {
         const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
-        if (incremental && m > 0) {
-            move_window(g, input, ids, m - 1, m, 0, sums, counts);
+        if (incremental && prev >= 0) {
+            move_window(g, input, ids, prev, m, 0, sums, counts);
         } else {
             memset(sums, 0, (size_t)slots * lb * 4);
             memset(counts, 0, (size_t)slots * cps * 4);

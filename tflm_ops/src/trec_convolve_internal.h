@@ -88,6 +88,19 @@ static inline void strip_origin(const geom *g, int32_t m, int32_t *y, int32_t *x
     *x = (m - ky * per_row) * g->j * g->dil_w;
 }
 
+/* The i-th sub-matrix the passes visit. On the strip path the kernel rows are walked back and forth
+ * (boustrophedon), so that each sub-matrix's window is the previous one's moved by one column or
+ * one row, never back across the kernel's width: the incremental sums then update 2 x out_h or
+ * 2 x out_w positions per sub-matrix (L3: 448 per pass instead of 672). */
+static inline int32_t visit_order(const geom *g, int32_t i)
+{
+    if (!g->strip) {
+        return i;
+    }
+    const int32_t per_row = g->kw / g->j, ky = i / per_row, kx = i - ky * per_row;
+    return ky * per_row + ((ky & 1) ? per_row - 1 - kx : kx);
+}
+
 /* The parts of rectangle a outside rectangle b (at most 4 rectangles). */
 static inline int32_t rect_minus(rect a, rect b, rect *out)
 {
@@ -334,8 +347,9 @@ TREC_INTERNAL int32_t trec_hash_strips(const geom *g, const int8_t *input, const
                                        uint8_t *work);
 
 /* sums of sub-matrix m (see trec_cluster_sums_s8.c) */
-TREC_INTERNAL void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
-                                   int32_t l0, int32_t lb, int incremental, int32_t *sums, int32_t *counts);
+TREC_INTERNAL void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                                   int32_t slots, int32_t l0, int32_t lb, int incremental, int32_t *sums,
+                                   int32_t *counts);
 /* returns the number of clusters summed in int32 (more members than int16 lanes hold; big[s] >= 0) */
 TREC_INTERNAL int32_t trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m,
                                            int32_t prev, int32_t slots, int32_t *counts, int32_t *big,

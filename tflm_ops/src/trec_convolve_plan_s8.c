@@ -243,9 +243,9 @@ static int64_t gather_per_pass(const geom *g, int incremental)
         return (int64_t)g->n * g->l * g->m;
     }
     int64_t positions = g->n;
-    for (int32_t m = 1; m < g->m; m++) {
+    for (int32_t i = 1; i < g->m; i++) {
         rect parts[4];
-        const int32_t n_out = rect_minus(window_of(g, m - 1), window_of(g, m), parts);
+        const int32_t n_out = rect_minus(window_of(g, visit_order(g, i - 1)), window_of(g, visit_order(g, i)), parts);
         for (int32_t i = 0; i < n_out; i++) {
             positions += 2 * (int64_t)(parts[i].y1 - parts[i].y0) * (parts[i].x1 - parts[i].x0);
         }

@@ -35,14 +35,15 @@ typedef struct {
     int32_t *tables;
 } pass2;
 
-/* one sub-matrix's table for the channels [c0, c0 + blk) */
-static void build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
-                             const plan *p, const pass2 *b, const int8_t *filter, int32_t c0, int32_t blk,
-                             int32_t *table)
+/* one sub-matrix's table for the channels [c0, c0 + blk); prev: the sub-matrix visited before it in
+ * this chunk (visit_order), or -1 */
+static void build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                             int32_t slots, const plan *p, const pass2 *b, const int8_t *filter, int32_t c0,
+                             int32_t blk, int32_t *table)
 {
     if (p->simd) {
         PROFILE_MARK(PHASE_CENTROIDS);
-        const int32_t n_big = trec_strip_sums_simd(g, input, ids, m, m - 1, slots, b->counts, b->big, b->sums,
+        const int32_t n_big = trec_strip_sums_simd(g, input, ids, m, prev, slots, b->counts, b->big, b->sums,
                                                    b->sums32);
         PROFILE_MARK(PHASE_PRODUCTS);
         trec_filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
@@ -54,7 +55,7 @@ static void build_table_only(const geom *g, const int8_t *input, const uint8_t *
         const int32_t lb = TREC_MIN(p->lb, g->l - l0);
         PROFILE_MARK(PHASE_CENTROIDS);
         if (g->strip) {
-            trec_strip_sums(g, input, ids, m, slots, l0, lb, p->incremental, b->sums, b->counts);
+            trec_strip_sums(g, input, ids, m, prev, slots, l0, lb, p->incremental, b->sums, b->counts);
             for (int32_t s = 0; s < slots; s++) {
                 b->members[s] = b->counts[(size_t)s * (g->j + 1)];
             }
@@ -88,11 +89,11 @@ static void add_to_table(int32_t *table, int32_t slots, const int32_t *vec, int3
 
 /* build_table_only, then the bias and with `clusters` the number of clusters the sub-matrix has
  * (ids with members in its window) added */
-static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
-                        const plan *p, const pass2 *b, const weights *w, int32_t c0, int32_t blk, int32_t *table,
-                        int64_t *clusters)
+static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                        int32_t slots, const plan *p, const pass2 *b, const weights *w, int32_t c0, int32_t blk,
+                        int32_t *table, int64_t *clusters)
 {
-    build_table_only(g, input, ids, m, slots, p, b, w->filter, c0, blk, table);
+    build_table_only(g, input, ids, m, prev, slots, p, b, w->filter, c0, blk, table);
     if (m == 0 && w->bias != NULL && p->kind != PLAN_T16) {
         /* the bias rides in the first sub-matrix's table: every row takes exactly one of its entries */
         add_to_table(table, slots, w->bias + c0, blk);
@@ -150,10 +151,12 @@ static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t
 {
     const geom *g = im->g;
     int32_t *table = b->tables;
-    for (int32_t m = 0; m < g->m; m++) {
+    for (int32_t i = 0, prev = -1; i < g->m; i++) {
+        const int32_t m = visit_order(g, i);
         im->toff[m] = (int32_t)(table - b->tables);
-        build_table(g, im->input, im->ids, m, im->slots[m], p, b, im->w, c0, blk, table, count);
+        build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
         table += (size_t)im->slots[m] * blk;
+        prev = m;
     }
     PROFILE_MARK(PHASE_SCATTER);
     trec_scatter_tables(g, im->ids, im->id_off, b->tables, im->toff, c0, blk, im->w, im->output, im->rowp,
@@ -179,11 +182,13 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
     for (int32_t j = 0; j < blk; j++) {
         fold[j] = im->w->bias ? im->w->bias[c0 + j] : 0;
     }
-    build_table(g, im->input, im->ids, 0, im->slots[0], p, b, im->w, c0, blk, table0, count);
+    build_table(g, im->input, im->ids, 0, -1, im->slots[0], p, b, im->w, c0, blk, table0, count);
     size_t at = 0;
-    for (int32_t m = 1; m < g->m; m++) {
+    for (int32_t i = 1, prev = 0; i < g->m; i++) { /* visit_order(g, 0) == 0 */
+        const int32_t m = visit_order(g, i);
         int32_t *table = (int32_t *)(void *)(tables + at);
-        build_table(g, im->input, im->ids, m, im->slots[m], p, b, im->w, c0, blk, table, count);
+        build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
+        prev = m;
         if (!trec_narrow_table(table, im->slots[m], b->members, blk, offset)) {
             return 0;
         }
@@ -212,23 +217,27 @@ static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, in
             memset(acc + (size_t)n * blk, 0, (size_t)blk * 4);
         }
     }
-    for (int32_t m = 0; m < g->m;) {
-        build_table(g, im->input, im->ids, m, im->slots[m], p, b, im->w, c0, blk, table, count);
-        if (p->kind == PLAN_A2 && m + 2 < g->m) {
-            build_table(g, im->input, im->ids, m + 1, im->slots[m + 1], p, b, im->w, c0, blk, table2, count);
+    for (int32_t i = 0, prev = -1; i < g->m;) {
+        const int32_t m = visit_order(g, i);
+        build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
+        if (p->kind == PLAN_A2 && i + 2 < g->m) {
+            const int32_t m2 = visit_order(g, i + 1);
+            build_table(g, im->input, im->ids, m2, m, im->slots[m2], p, b, im->w, c0, blk, table2, count);
             PROFILE_MARK(PHASE_SCATTER);
-            trec_scatter_add2(g, im->ids, im->id_off[m], im->id_off[m + 1], table, table2, blk, m == 0, acc);
-            m += 2;
+            trec_scatter_add2(g, im->ids, im->id_off[m], im->id_off[m2], table, table2, blk, i == 0, acc);
+            prev = m2;
+            i += 2;
             continue;
         }
         PROFILE_MARK(PHASE_SCATTER);
-        if (m + 1 < g->m) {
-            trec_scatter_add(g, im->ids, im->id_off[m], table, blk, m == 0, acc);
+        if (i + 1 < g->m) {
+            trec_scatter_add(g, im->ids, im->id_off[m], table, blk, i == 0, acc);
         } else {
             trec_scatter_requantize(g, im->ids, im->id_off[m], table, c0, blk, acc, im->w, im->rq_mp + 2 * c0,
                                     im->rq_r1 + c0, im->output);
         }
-        m++;
+        prev = m;
+        i++;
     }
 }
 
