@@ -258,7 +258,8 @@ TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w,
  *     strip:   padded row (strip_row_elems + 1 int16) | hash vectors | offsets (hq int32)
  *              | channel sums | compaction map
  *   work, pass 2 (per chunk of channels):
- *     row state (row_state_bytes) | members (slots) | strip path: counts (slots x (j + 1))
+ *     row state (row_state_bytes) | plans T, T16: table state (table_state_bytes)
+ *     | members (slots) | strip path: counts (slots x (j + 1))
  *     | sums: a block (slots x lb int32); incremental: the sums kept whole (slots x L int32)
  *       + packed copy (slots x la/2 int32); SIMD: int16 lanes (slots x L/2 int32) + big-cluster map
  *       (slots) + int32 sums of big clusters + filter sums per strip pixel (chunk x j) + with
@@ -278,11 +279,15 @@ static inline size_t ids_bytes(const geom *g)
 static inline size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t)g->m * 8; }
 
 /* per output channel the multiplier and 2^r side by side (one LDRD) and r + 1 for the fast
- * requantization, then plan T's table offsets (M ints) and a row's table rows (M pointers,
- * aligned for a pointer) */
-static inline size_t row_state_bytes(const geom *g)
+ * requantization */
+static inline size_t row_state_bytes(const geom *g) { return (size_t)g->cout * 12; }
+
+/* plans T and T16 only: each sub-matrix's table offset (M ints) and a row's table rows (M
+ * pointers, aligned for a pointer); plan A's scratch is smaller by these (L3's default takes
+ * plan A2 in the 200 bytes they free) */
+static inline size_t table_state_bytes(const geom *g)
 {
-    return (size_t)g->cout * 12 + (size_t)g->m * (4 + sizeof(void *)) + (sizeof(void *) - 4);
+    return (size_t)g->m * (4 + sizeof(void *)) + (sizeof(void *) - 4);
 }
 
 /* SIMD sums (strip path, Cin % 4 == 0): int16 lanes hold the raw sum of at most 256 int8 exactly */

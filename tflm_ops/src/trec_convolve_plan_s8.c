@@ -123,6 +123,9 @@ static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, i
     } else {
         b += incremental ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
     }
+    if (kind == PLAN_T || kind == PLAN_T16) {
+        b += table_state_bytes(g);
+    }
     if (kind == PLAN_T) {
         b += (size_t)slots_tot * blk * 4;
     } else if (kind == PLAN_T16) { /* offsets; the first table counted twice and the last's int32

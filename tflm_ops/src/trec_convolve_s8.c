@@ -33,6 +33,9 @@ typedef struct {
     int32_t *pair;        /* SIMD: two clusters' int16-lane sums interleaved word by word */
     int16_t *ws;
     int32_t *tables;
+    int32_t *toff; /* plans T, T16: each sub-matrix's table, T in int32s from the first, T16 in bytes
+                    * from the second */
+    const int32_t **rowp; /* plans T, T16: a row's table rows */
 } pass2;
 
 /* one sub-matrix's table for the channels [c0, c0 + blk); prev: the sub-matrix visited before it in
@@ -109,6 +112,12 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
 static void carve(const geom *g, const plan *p, int32_t slots_max, uint8_t *area, pass2 *b)
 {
     memset(b, 0, sizeof(*b));
+    if (p->kind == PLAN_T || p->kind == PLAN_T16) {
+        b->toff = (int32_t *)(void *)area;
+        b->rowp = (const int32_t **)(void *)(((uintptr_t)(b->toff + g->m) + sizeof(void *) - 1) &
+                                             ~(uintptr_t)(sizeof(void *) - 1));
+        area += table_state_bytes(g);
+    }
     b->members = (int32_t *)(void *)area;
     b->counts = b->members + slots_max;
     b->sums = b->members + (size_t)slots_max * counts_per_slot(g);
@@ -143,8 +152,6 @@ typedef struct {
     const weights *w;
     int8_t *output;
     const int32_t *rq_mp, *rq_r1;
-    int32_t *toff; /* each sub-matrix's table: plan T in int32s from the first, T16 in bytes from the second */
-    const int32_t **rowp;
 } image;
 
 static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
@@ -153,13 +160,13 @@ static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t
     int32_t *table = b->tables;
     for (int32_t i = 0, prev = -1; i < g->m; i++) {
         const int32_t m = visit_order(g, i);
-        im->toff[m] = (int32_t)(table - b->tables);
+        b->toff[m] = (int32_t)(table - b->tables);
         build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
         table += (size_t)im->slots[m] * blk;
         prev = m;
     }
     PROFILE_MARK(PHASE_SCATTER);
-    trec_scatter_tables(g, im->ids, im->id_off, b->tables, im->toff, c0, blk, im->w, im->output, im->rowp,
+    trec_scatter_tables(g, im->ids, im->id_off, b->tables, b->toff, c0, blk, im->w, im->output, b->rowp,
                         im->rq_mp + 2 * c0, im->rq_r1 + c0);
 }
 
@@ -195,12 +202,12 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
         for (int32_t j = 0; j < blk; j++) {
             fold[j] += offset[j];
         }
-        im->toff[m] = (int32_t)at;
+        b->toff[m] = (int32_t)at;
         at += (size_t)im->slots[m] * t16_row(blk) * 2;
     }
     add_to_table(table0, im->slots[0], fold, blk);
     PROFILE_MARK(PHASE_SCATTER);
-    trec_scatter_tables16(g, im->ids, im->id_off, table0, tables, im->toff, c0, blk, im->w, im->output, im->rowp,
+    trec_scatter_tables16(g, im->ids, im->id_off, table0, tables, b->toff, c0, blk, im->w, im->output, b->rowp,
                           im->rq_mp + 2 * c0, im->rq_r1 + c0);
     return 1;
 }
@@ -273,24 +280,21 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         slots_tot += slots[m];
         slots_max = TREC_MAX(slots_max, slots[m]);
     }
-    const size_t tptr_bytes = row_state_bytes(g);
+    const size_t state_bytes = row_state_bytes(g);
     plan p, fallback;
-    if (work_size <= tptr_bytes ||
-        !trec_choose_plan(g, work_size - tptr_bytes, slots_max, slots_tot, &p, &fallback)) {
+    if (work_size <= state_bytes ||
+        !trec_choose_plan(g, work_size - state_bytes, slots_max, slots_tot, &p, &fallback)) {
         return -1; /* below the minimum: excluded by the size check */
     }
     int32_t *rq_mp = (int32_t *)(void *)work, *rq_r1 = rq_mp + 2 * g->cout;
-    int32_t *toff = rq_r1 + g->cout;
-    const int32_t **rowp = (const int32_t **)(void *)(((uintptr_t)(toff + g->m) + sizeof(void *) - 1) &
-                                                      ~(uintptr_t)(sizeof(void *) - 1));
     for (int32_t c = 0; c < g->cout; c++) {
         const int32_t r = w->shift[c] <= 0 ? -w->shift[c] : 0;
         rq_mp[2 * c] = w->mult[c];
         rq_mp[2 * c + 1] = r < 31 ? (int32_t)(1u << r) : 0; /* used only where fast_ok (r <= 18) */
         rq_r1[c] = r + 1;
     }
-    uint8_t *area = work + tptr_bytes;
-    const image im = {g, input, ids, slots, id_off, w, output, rq_mp, rq_r1, toff, rowp};
+    uint8_t *area = work + state_bytes;
+    const image im = {g, input, ids, slots, id_off, w, output, rq_mp, rq_r1};
     pass2 b;
     carve(g, &p, slots_max, area, &b);
 
