@@ -102,28 +102,35 @@ HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
 #endif
 
 #if TREC_DSP
-/* simd_strips for strips of one pixel (L = Cin): every position counts a member, the in-image ones
- * (a span of each row, none in padding rows) also an in-image member and their pixel's channels.
- * Inlined with a constant sign; the general walk costs ~70 instructions per position here, most
- * of them for strips of several pixels. */
+/* simd_strips for strips of one pixel (L = Cin) and one-byte ids: every position counts a member,
+ * those inside the image (a rectangle of r) also an in-image member and their pixel's channels.
+ * Inlined with a constant sign; the general walk costs ~70 instructions per position here, and the
+ * moves between neighbouring windows are rectangles one position wide, so the loops step pointers
+ * and keep no per-row tests. */
 TREC_INLINE void simd_pixels(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
                              int32_t *sums16, int32_t *counts)
 {
-    const int32_t words = g->l / 2, groups = g->cin / 4, cin = g->cin, id_size = g->id_size;
-    const size_t pw = (size_t)g->pw;
-    const int32_t x_in0 = TREC_MAX(r.x0, g->pad_w), x_in1 = TREC_MIN(r.x1, g->pad_w + g->in_w);
-    for (int32_t y = r.y0; y < r.y1; y++) {
-        const size_t base = (size_t)y * pw;
-        for (int32_t x = r.x0; x < r.x1; x++) {
-            counts[2 * read_id(ids, id_size, base + x)] += sign;
+    const int32_t words = g->l / 2, groups = g->cin / 4, cin = g->cin, width = r.x1 - r.x0;
+    const int32_t pw = g->pw;
+    const uint8_t *row = ids + (size_t)r.y0 * pw + r.x0;
+    for (int32_t y = r.y0; y < r.y1; y++, row += pw) {
+        for (int32_t x = 0; x < width; x++) {
+            counts[2 * row[x]] += sign;
         }
-        const int32_t iy = y - g->pad_h;
-        if (iy < 0 || iy >= g->in_h || x_in0 >= x_in1) {
-            continue;
-        }
-        const int8_t *src = input + ((size_t)iy * g->in_w + (size_t)(x_in0 - g->pad_w)) * cin;
-        for (int32_t x = x_in0; x < x_in1; x++, src += cin) {
-            const int32_t s = read_id(ids, id_size, base + x);
+    }
+    const int32_t x0 = TREC_MAX(r.x0, g->pad_w), x1 = TREC_MIN(r.x1, g->pad_w + g->in_w);
+    const int32_t y0 = TREC_MAX(r.y0, g->pad_h), y1 = TREC_MIN(r.y1, g->pad_h + g->in_h);
+    if (x0 >= x1 || y0 >= y1) {
+        return;
+    }
+    const int32_t n = x1 - x0;
+    const size_t in_row = (size_t)g->in_w * cin;
+    row = ids + (size_t)y0 * pw + x0;
+    const int8_t *src_row = input + ((size_t)(y0 - g->pad_h) * g->in_w + (size_t)(x0 - g->pad_w)) * cin;
+    for (int32_t y = y0; y < y1; y++, row += pw, src_row += in_row) {
+        const int8_t *src = src_row;
+        for (int32_t x = 0; x < n; x++, src += cin) {
+            const int32_t s = row[x];
             counts[2 * s + 1] += sign;
             int32_t *dst = sums16 + (size_t)s * words;
             for (int32_t q = 0; q < groups; q++, dst += 2) {
@@ -159,7 +166,7 @@ static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, 
                         int32_t *sums16, int32_t *counts)
 {
 #if TREC_DSP
-    if (g->j == 1) {
+    if (g->j == 1 && g->id_size == 1) {
         if (sign > 0) {
             simd_pixels_add(g, input, ids, r, sums16, counts);
         } else {
