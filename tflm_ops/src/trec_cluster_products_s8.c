@@ -397,8 +397,25 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
         int32_t *t0 = table + (size_t)s0 * blk, *t1 = table + (size_t)s1 * blk;
         const int32_t *wq = (const int32_t *)(const void *)ws;
         for (int32_t j = 0; j < blk; j += 4, wq += (size_t)words * 4) {
-            int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
-            dot_2x4(r0, r1, wq, words, a, b);
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            const int32_t *x = (const int32_t *)(const void *)r0, *y = (const int32_t *)(const void *)r1;
+            const int32_t *w = wq, *const end = x + words;
+            do {
+                const int32_t u = *x++, v = *y++;
+                int32_t w0, w1, w2, w3;
+                trec_load2(w, 0, w0, w1);
+                a0 = trec_smlad(u, w0, a0);
+                b0 = trec_smlad(v, w0, b0);
+                a1 = trec_smlad(u, w1, a1);
+                b1 = trec_smlad(v, w1, b1);
+                trec_load2(w, 2, w2, w3);
+                a2 = trec_smlad(u, w2, a2);
+                b2 = trec_smlad(v, w2, b2);
+                a3 = trec_smlad(u, w3, a3);
+                b3 = trec_smlad(v, w3, b3);
+                w += 4;
+            } while (x != end);
+            const int32_t a[4] = {a0, a1, a2, a3}, b[4] = {b0, b1, b2, b3};
             finish_quad(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j);
             finish_quad(t1 + j, b, counts[2 * s1 + 1], counts[2 * s1], wsum + j);
         }
