@@ -195,6 +195,24 @@ static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, 
                         int32_t *sums, int32_t *counts)
 {
     const rect v = window_of(g, prev), w = window_of(g, m);
+    const int32_t dy = w.y0 - v.y0, dx = w.x0 - v.x0;
+    if (simd && ((dy == 0 && dx != 0 && TREC_ABS(dx) < g->out_w) || (dx == 0 && dy != 0 && TREC_ABS(dy) < g->out_h))) {
+        /* the visit order's moves: one band leaves, one enters (rect_minus' general case costs
+         * as much again as sums of a one-position-wide band) */
+        rect gone = v, came = w;
+        if (dx > 0) {
+            gone.x1 = w.x0, came.x0 = v.x1;
+        } else if (dx < 0) {
+            gone.x0 = w.x1, came.x1 = v.x0;
+        } else if (dy > 0) {
+            gone.y1 = w.y0, came.y0 = v.y1;
+        } else {
+            gone.y0 = w.y1, came.y1 = v.y0;
+        }
+        simd_strips(g, input, ids, gone, -1, sums, counts);
+        simd_strips(g, input, ids, came, +1, sums, counts);
+        return;
+    }
     rect parts[8];
     const int32_t n_out = rect_minus(v, w, parts);
     const int32_t n_in = rect_minus(w, v, parts + n_out);

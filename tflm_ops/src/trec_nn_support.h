@@ -55,6 +55,7 @@
 
 #define TREC_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define TREC_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TREC_ABS(a) ((a) < 0 ? -(a) : (a))
 
 /* ------------------------------------------------------------------------------------------------
  * Packed loads and stores (unaligned allowed; memcpy compiles to a single LDR/STR on Armv7E-M).
