@@ -384,14 +384,13 @@ TREC_INLINE void finish_quad(int32_t *t, const int32_t a[4], int32_t z, int32_t 
 /* Strips of one pixel, whole channel quads, int16-lane sums only: the clusters list[0..n) (each
  * with members) two at a time, finished in registers (finish_quad) instead of by a second pass
  * over the table. One call per sub-matrix: per pair of clusters the call and the pass over the
- * slots cost as much as the products themselves at four channels. With an odd count the last
- * cluster is computed twice, into the same row. */
+ * slots cost as much as the products themselves at four channels. */
 TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
                                       const int32_t *counts, const int16_t *ws, const int32_t *wsum, int32_t blk,
                                       int32_t *table)
 {
-    for (int32_t i = 0; i < n; i += 2) {
-        const int32_t s0 = list[i], s1 = list[i + 1 < n ? i + 1 : i];
+    for (int32_t i = 0; i + 1 < n; i += 2) {
+        const int32_t s0 = list[i], s1 = list[i + 1];
         const int16_t *r0 = (const int16_t *)(const void *)(sums16 + (size_t)s0 * words);
         const int16_t *r1 = (const int16_t *)(const void *)(sums16 + (size_t)s1 * words);
         int32_t *t0 = table + (size_t)s0 * blk, *t1 = table + (size_t)s1 * blk;
@@ -418,6 +417,28 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
             const int32_t a[4] = {a0, a1, a2, a3}, b[4] = {b0, b1, b2, b3};
             finish_quad(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j);
             finish_quad(t1 + j, b, counts[2 * s1 + 1], counts[2 * s1], wsum + j);
+        }
+    }
+    if (n & 1) { /* the last cluster alone: four SMLAD per word */
+        const int32_t s0 = list[n - 1];
+        int32_t *t0 = table + (size_t)s0 * blk;
+        const int32_t *wq = (const int32_t *)(const void *)ws;
+        for (int32_t j = 0; j < blk; j += 4, wq += (size_t)words * 4) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            const int32_t *x = sums16 + (size_t)s0 * words, *w = wq, *const end = x + words;
+            do {
+                const int32_t u = *x++;
+                int32_t w0, w1, w2, w3;
+                trec_load2(w, 0, w0, w1);
+                trec_load2(w, 2, w2, w3);
+                a0 = trec_smlad(u, w0, a0);
+                a1 = trec_smlad(u, w1, a1);
+                a2 = trec_smlad(u, w2, a2);
+                a3 = trec_smlad(u, w3, a3);
+                w += 4;
+            } while (x != end);
+            const int32_t a[4] = {a0, a1, a2, a3};
+            finish_quad(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j);
         }
     }
 }
