@@ -274,6 +274,35 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
     const int32_t ones = trec_pack_s16x2(1, 1), pairs = g->l / 2, groups = g->cin / 4;
     int32_t *ws32 = (int32_t *)(void *)ws;
     const int32_t full = blk & ~3, k = g->k;
+    if (g->j == 1 && full == blk) {
+        /* one strip pixel, whole quads: the common case of small layers, called once per
+         * sub-matrix and pass, where the general loop's set-up outweighs its work */
+        const int32_t off = g->input_offset;
+        const int8_t *w = filter + (size_t)c0 * k + (size_t)m * g->l;
+        for (int32_t j0 = 0; j0 < blk; j0 += 4, w += 4 * (size_t)k, ws32 += (size_t)pairs * 4) {
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            int32_t *d = ws32;
+            for (int32_t q = 0; q < groups; q++, d += 8) {
+                const int32_t v0 = trec_read_s8x4(w + 4 * q), v1 = trec_read_s8x4(w + k + 4 * q);
+                const int32_t e0 = trec_sxtb16(v0), e1 = trec_sxtb16(v1);
+                const int32_t o0 = trec_sxtb16_ror8(v0), o1 = trec_sxtb16_ror8(v1);
+                trec_store2(d, e0, e1);
+                trec_store2(d + 4, o0, o1);
+                a0 = trec_smlad(o0, ones, trec_smlad(e0, ones, a0));
+                a1 = trec_smlad(o1, ones, trec_smlad(e1, ones, a1));
+                const int32_t v2 = trec_read_s8x4(w + 2 * k + 4 * q), v3 = trec_read_s8x4(w + 3 * k + 4 * q);
+                const int32_t e2 = trec_sxtb16(v2), e3 = trec_sxtb16(v3);
+                const int32_t o2 = trec_sxtb16_ror8(v2), o3 = trec_sxtb16_ror8(v3);
+                trec_store2(d + 2, e2, e3);
+                trec_store2(d + 6, o2, o3);
+                a2 = trec_smlad(o2, ones, trec_smlad(e2, ones, a2));
+                a3 = trec_smlad(o3, ones, trec_smlad(e3, ones, a3));
+            }
+            trec_store2(wsum + j0, a0 * off, a1 * off);
+            trec_store2(wsum + j0 + 2, a2 * off, a3 * off);
+        }
+        return;
+    }
     /* whole quads: the four channels' words of a group are contiguous, two STRD per group word */
     for (int32_t j0 = 0; j0 < full; j0 += 4) {
         int32_t *d = ws32 + (size_t)(j0 >> 2) * pairs * 4;
