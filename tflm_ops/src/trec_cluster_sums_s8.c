@@ -79,24 +79,30 @@ HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *id
 }
 
 #if TREC_DSP
-/* the two lane words of a group of four channels are adjacent: one LDRD and one STRD */
+/* the two lane words of a group of four channels (dst[0], dst[1], adjacent: one LDRD and one
+ * STRD) plus or minus its bytes v */
+TREC_INLINE void lanes_update(int32_t *dst, int32_t v, int32_t sign)
+{
+    int32_t even, odd;
+    trec_load2(dst, 0, even, odd);
+    if (sign > 0) {
+        trec_store2(dst, trec_sxtab16(even, v), trec_sxtab16_ror8(odd, v));
+    } else {
+        trec_store2(dst, trec_ssub16(even, trec_sxtb16(v)), trec_ssub16(odd, trec_sxtb16_ror8(v)));
+    }
+}
+
 HOT static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
 {
     for (int32_t q = 0; q < words4; q++, dst += 2) {
-        const int32_t v = trec_read_s8x4(src + 4 * q);
-        int32_t even, odd;
-        trec_load2(dst, 0, even, odd);
-        trec_store2(dst, trec_sxtab16(even, v), trec_sxtab16_ror8(odd, v));
+        lanes_update(dst, trec_read_s8x4(src + 4 * q), +1);
     }
 }
 
 HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
 {
     for (int32_t q = 0; q < words4; q++, dst += 2) {
-        const int32_t v = trec_read_s8x4(src + 4 * q);
-        int32_t even, odd;
-        trec_load2(dst, 0, even, odd);
-        trec_store2(dst, trec_ssub16(even, trec_sxtb16(v)), trec_ssub16(odd, trec_sxtb16_ror8(v)));
+        lanes_update(dst, trec_read_s8x4(src + 4 * q), -1);
     }
 }
 #endif
@@ -133,15 +139,15 @@ TREC_INLINE void simd_pixels(const geom *g, const int8_t *input, const uint8_t *
             const int32_t s = row[x];
             counts[2 * s + 1] += sign;
             int32_t *dst = sums16 + (size_t)s * words;
-            for (int32_t q = 0; q < groups; q++, dst += 2) {
-                const int32_t v = trec_read_s8x4(src + 4 * q);
-                int32_t even, odd;
-                trec_load2(dst, 0, even, odd);
-                if (sign > 0) {
-                    trec_store2(dst, trec_sxtab16(even, v), trec_sxtab16_ror8(odd, v));
-                } else {
-                    trec_store2(dst, trec_ssub16(even, trec_sxtb16(v)), trec_ssub16(odd, trec_sxtb16_ror8(v)));
-                }
+            const int8_t *from = src;
+            int32_t *const end = dst + 2 * groups;
+            if (groups & 1) {
+                lanes_update(dst, trec_read_s8x4(from), sign);
+                dst += 2, from += 4;
+            }
+            for (; dst != end; dst += 4, from += 8) { /* two groups per step */
+                lanes_update(dst + 2, trec_read_s8x4(from + 4), sign);
+                lanes_update(dst, trec_read_s8x4(from), sign);
             }
         }
     }
