@@ -427,22 +427,40 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
         for (int32_t j = 0; j < blk; j += 4, wq += (size_t)words * 4) {
             int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
             const int32_t *x = (const int32_t *)(const void *)r0, *y = (const int32_t *)(const void *)r1;
-            const int32_t *w = wq, *const end = x + words;
-            do {
-                const int32_t u = *x++, v = *y++;
-                int32_t w0, w1, w2, w3;
-                trec_load2(w, 0, w0, w1);
-                a0 = trec_smlad(u, w0, a0);
-                b0 = trec_smlad(v, w0, b0);
-                a1 = trec_smlad(u, w1, a1);
-                b1 = trec_smlad(v, w1, b1);
-                trec_load2(w, 2, w2, w3);
-                a2 = trec_smlad(u, w2, a2);
-                b2 = trec_smlad(v, w2, b2);
-                a3 = trec_smlad(u, w3, a3);
-                b3 = trec_smlad(v, w3, b3);
-                w += 4;
-            } while (x != end);
+            if (words == 8) {
+                /* L = 16 unrolled whole: without a loop end or a second weight register the
+                 * accumulators stay in registers, one word load per weight */
+#pragma GCC unroll 8
+                for (int32_t q = 0; q < 8; q++) {
+                    const int32_t u = x[q], v = y[q];
+                    const int32_t *w = wq + 4 * q;
+                    a0 = trec_smlad(u, w[0], a0);
+                    b0 = trec_smlad(v, w[0], b0);
+                    a1 = trec_smlad(u, w[1], a1);
+                    b1 = trec_smlad(v, w[1], b1);
+                    a2 = trec_smlad(u, w[2], a2);
+                    b2 = trec_smlad(v, w[2], b2);
+                    a3 = trec_smlad(u, w[3], a3);
+                    b3 = trec_smlad(v, w[3], b3);
+                }
+            } else {
+                const int32_t *w = wq, *const end = x + words;
+                do {
+                    const int32_t u = *x++, v = *y++;
+                    int32_t w0, w1, w2, w3;
+                    trec_load2(w, 0, w0, w1);
+                    a0 = trec_smlad(u, w0, a0);
+                    b0 = trec_smlad(v, w0, b0);
+                    a1 = trec_smlad(u, w1, a1);
+                    b1 = trec_smlad(v, w1, b1);
+                    trec_load2(w, 2, w2, w3);
+                    a2 = trec_smlad(u, w2, a2);
+                    b2 = trec_smlad(v, w2, b2);
+                    a3 = trec_smlad(u, w3, a3);
+                    b3 = trec_smlad(v, w3, b3);
+                    w += 4;
+                } while (x != end);
+            }
             const int32_t a[4] = {a0, a1, a2, a3}, b[4] = {b0, b1, b2, b3};
             finish_quad(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j);
             finish_quad(t1 + j, b, counts[2 * s1 + 1], counts[2 * s1], wsum + j);
@@ -472,12 +490,23 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
     }
 }
 
-/* a chunk of one quad (four channels) is the common case of layers with little scratch */
-HOT static void products_listed(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
-                                const int32_t *counts, const int16_t *ws, const int32_t *wsum, int32_t blk,
-                                int32_t *table)
+/* The clusters of the sub-matrix with members (copied to members[s]) listed in list[], then their
+ * products; a chunk of one quad (four channels) is the common case of layers with little scratch */
+HOT static void products_listed(int32_t slots, const int32_t *counts, int32_t *members, int32_t *list,
+                                const int32_t *sums16, int32_t words, const int16_t *ws, const int32_t *wsum,
+                                int32_t blk, int32_t *table)
 {
-    if (blk == 4) {
+    int32_t n = 0;
+    for (int32_t s = 0; s < slots; s++) {
+        const int32_t c = counts[2 * s];
+        members[s] = c;
+        if (c != 0) {
+            list[n++] = s;
+        }
+    }
+    if (blk == 4 && words == 8) {
+        products_listed_body(list, n, sums16, 8, counts, ws, wsum, 4, table);
+    } else if (blk == 4) {
         products_listed_body(list, n, sums16, words, counts, ws, wsum, 4, table);
     } else {
         products_listed_body(list, n, sums16, words, counts, ws, wsum, blk, table);
@@ -500,14 +529,7 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int
     const int interleave = pair != NULL && (blk & 3) == 0;
     if (!interleave && n_big == 0 && g->j == 1 && (blk & 3) == 0) {
         /* big[] is free without big clusters: it takes the list of clusters with members */
-        int32_t n = 0;
-        for (int32_t s = 0; s < slots; s++) {
-            members[s] = counts[2 * s];
-            if (members[s] != 0) {
-                big[n++] = s;
-            }
-        }
-        products_listed(big, n, sums16, words, counts, ws, wsum, blk, table);
+        products_listed(slots, counts, members, big, sums16, words, ws, wsum, blk, table);
         return;
     }
     int32_t pending = -1;
