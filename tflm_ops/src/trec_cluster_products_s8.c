@@ -205,14 +205,15 @@ HOT void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts,
  * lower channel in the lower half. Returns 0, with the table in an unspecified state, when an
  * entry falls outside [offset, offset + 65535]. The caller bounds the sums (slots x L x 32640 <
  * 2^31). */
-HOT int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk, int32_t *offset)
+HOT int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t stride, int32_t blk,
+                          int32_t *offset)
 {
     int32_t live = 0;
     for (int32_t j = 0; j < blk; j++) {
         offset[j] = 0;
     }
     for (int32_t s = 0; s < slots; s++) {
-        if (counts[s] <= 0) {
+        if (counts[(size_t)s * stride] <= 0) {
             continue;
         }
         add_row(offset, table + (size_t)s * blk, blk);
@@ -230,7 +231,7 @@ HOT int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, 
     const int32_t row = t16_row(blk);
     uint32_t spill = 0;
     for (int32_t s = 0; s < slots; s++) {
-        if (counts[s] <= 0) {
+        if (counts[(size_t)s * stride] <= 0) {
             continue;
         }
         const int32_t *t = table + (size_t)s * blk, *o = offset;
@@ -490,17 +491,15 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
     }
 }
 
-/* The clusters of the sub-matrix with members (copied to members[s]) listed in list[], then their
- * products; a chunk of one quad (four channels) is the common case of layers with little scratch */
-HOT static void products_listed(int32_t slots, const int32_t *counts, int32_t *members, int32_t *list,
-                                const int32_t *sums16, int32_t words, const int16_t *ws, const int32_t *wsum,
-                                int32_t blk, int32_t *table)
+/* The clusters of the sub-matrix with members listed in list[], then their products; returns how
+ * many. A chunk of one quad (four channels) is the common case of layers with little scratch. */
+HOT static int32_t products_listed(int32_t slots, const int32_t *counts, int32_t *list, const int32_t *sums16,
+                                   int32_t words, const int16_t *ws, const int32_t *wsum, int32_t blk,
+                                   int32_t *table)
 {
     int32_t n = 0;
     for (int32_t s = 0; s < slots; s++) {
-        const int32_t c = counts[2 * s];
-        members[s] = c;
-        if (c != 0) {
+        if (counts[2 * s] != 0) {
             list[n++] = s;
         }
     }
@@ -511,16 +510,18 @@ HOT static void products_listed(int32_t slots, const int32_t *counts, int32_t *m
     } else {
         products_listed_body(list, n, sums16, words, counts, ws, wsum, blk, table);
     }
+    return n;
 }
 #endif
 
-/* table[s] for every cluster s of the sub-matrix (members from counts[s * (j + 1)], copied to
- * members[s]): int16-lane sums two clusters at a time (products_pair from an interleaved copy when
- * the plan gives `pair`, else products_quads), the n_big clusters with int32 sums (big[s] >= 0) one
- * at a time; then the zero-point term and the division */
-void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, int32_t *big,
-                        int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk,
-                        int32_t *pair, int32_t *members, int32_t *table)
+/* table[s] for every cluster s of the sub-matrix (members from counts[s * (j + 1)]): int16-lane
+ * sums two clusters at a time (products_listed for one-pixel strips; else products_pair from an
+ * interleaved copy when the plan gives `pair`, or products_quads), the n_big clusters with int32
+ * sums (big[s] >= 0) one at a time; then the zero-point term and the division. Returns the
+ * number of clusters with members, or -1 where the members per cluster are left in members[]. */
+int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, int32_t *big,
+                           int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk,
+                           int32_t *pair, int32_t *members, int32_t *table)
 {
 #if TREC_DSP
     const int32_t cps = g->j + 1, words = g->l / 2;
@@ -529,8 +530,7 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int
     const int interleave = pair != NULL && (blk & 3) == 0;
     if (!interleave && n_big == 0 && g->j == 1 && (blk & 3) == 0) {
         /* big[] is free without big clusters: it takes the list of clusters with members */
-        products_listed(slots, counts, members, big, sums16, words, ws, wsum, blk, table);
-        return;
+        return products_listed(slots, counts, big, sums16, words, ws, wsum, blk, table);
     }
     int32_t pending = -1;
     for (int32_t s = 0; s < slots; s++) {
@@ -609,8 +609,10 @@ void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int
             t[jj] = div_round32(t[jj] + corr, c);
         }
     }
+    return -1;
 #else
     (void)g; (void)slots; (void)counts; (void)n_big; (void)big; (void)sums16; (void)sums32; (void)ws; (void)wsum;
     (void)blk; (void)pair; (void)members; (void)table;
+    return -1;
 #endif
 }

@@ -367,17 +367,17 @@ TREC_INTERNAL void trec_filter_slice(const geom *g, const int8_t *filter, int32_
                                      int32_t c0, int32_t blk, int16_t *ws);
 TREC_INTERNAL void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk,
                                           int16_t *ws, int32_t *wsum);
-TREC_INTERNAL void trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big,
-                                      int32_t *big, int32_t *sums16, int32_t *sums32, const int16_t *ws,
-                                      const int32_t *wsum, int32_t blk, int32_t *pair, int32_t *members,
-                                      int32_t *table);
+TREC_INTERNAL int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big,
+                                         int32_t *big, int32_t *sums16, int32_t *sums32, const int16_t *ws,
+                                         const int32_t *wsum, int32_t blk, int32_t *pair, int32_t *members,
+                                         int32_t *table);
 TREC_INTERNAL void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t slots, const int32_t *counts,
                                             int32_t lb, const int16_t *ws, int32_t blk, int first, int32_t *table);
 TREC_INTERNAL void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *counts, int32_t l,
                                       const int16_t *ws, int32_t blk, int32_t *table);
 TREC_INTERNAL void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk);
-TREC_INTERNAL int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk,
-                                    int32_t *offset);
+TREC_INTERNAL int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t stride,
+                                    int32_t blk, int32_t *offset);
 
 /* scatter (see trec_scatter_s8.c) */
 typedef struct {

@@ -39,8 +39,9 @@ typedef struct {
 } pass2;
 
 /* one sub-matrix's table for the channels [c0, c0 + blk); prev: the sub-matrix visited before it in
- * this chunk (visit_order), or -1 */
-static void build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+ * this chunk (visit_order), or -1. Returns the number of clusters with members, or -1 where
+ * members[] holds them */
+static int32_t build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
                              int32_t slots, const plan *p, const pass2 *b, const int8_t *filter, int32_t c0,
                              int32_t blk, int32_t *table)
 {
@@ -50,9 +51,8 @@ static void build_table_only(const geom *g, const int8_t *input, const uint8_t *
                                                    b->sums32);
         PROFILE_MARK(PHASE_PRODUCTS);
         trec_filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
-        trec_products_simd(g, slots, b->counts, n_big, b->big, b->sums, b->sums32, b->ws, b->wsum, blk, b->pair,
-                           b->members, table);
-        return;
+        return trec_products_simd(g, slots, b->counts, n_big, b->big, b->sums, b->sums32, b->ws, b->wsum, blk,
+                                  b->pair, b->members, table);
     }
     for (int32_t l0 = 0; l0 < g->l; l0 += p->lb) {
         const int32_t lb = TREC_MIN(p->lb, g->l - l0);
@@ -76,6 +76,7 @@ static void build_table_only(const geom *g, const int8_t *input, const uint8_t *
     if (!g->wide) {
         trec_divide_table(table, slots, b->members, blk);
     }
+    return -1;
 }
 
 /* adds vec[j] to every entry of channel j (rows of clusters without members too: they are never
@@ -96,15 +97,16 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
                         int32_t slots, const plan *p, const pass2 *b, const weights *w, int32_t c0, int32_t blk,
                         int32_t *table, int64_t *clusters)
 {
-    build_table_only(g, input, ids, m, prev, slots, p, b, w->filter, c0, blk, table);
+    int32_t live = build_table_only(g, input, ids, m, prev, slots, p, b, w->filter, c0, blk, table);
     if (m == 0 && w->bias != NULL && p->kind != PLAN_T16) {
         /* the bias rides in the first sub-matrix's table: every row takes exactly one of its entries */
         add_to_table(table, slots, w->bias + c0, blk);
     }
     if (clusters != NULL) {
-        for (int32_t s = 0; s < slots; s++) {
+        for (int32_t s = 0; live < 0 && s < slots; s++) {
             *clusters += b->members[s] > 0;
         }
+        *clusters += TREC_MAX(live, 0);
     }
 }
 
@@ -196,7 +198,11 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
         int32_t *table = (int32_t *)(void *)(tables + at);
         build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
         prev = m;
-        if (!trec_narrow_table(table, im->slots[m], b->members, blk, offset)) {
+        /* the members per cluster: in counts on the strip path (the SIMD products leave members[]
+         * unwritten), in members[] otherwise */
+        const int strip = g->strip;
+        if (!trec_narrow_table(table, im->slots[m], strip ? b->counts : b->members, strip ? g->j + 1 : 1, blk,
+                               offset)) {
             return 0;
         }
         for (int32_t j = 0; j < blk; j++) {
