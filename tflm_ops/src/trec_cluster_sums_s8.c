@@ -166,20 +166,11 @@ HOT static void simd_pixels_subtract(const geom *g, const int8_t *input, const u
 }
 #endif
 
-/* add_strips on the SIMD path: whole strips into sums16, int16 lanes in SXTB16's order (mod 2^16:
- * exact once every cluster holds at most 256 members again) */
-static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
-                        int32_t *sums16, int32_t *counts)
+/* simd_strips for strips of several pixels or two-byte ids */
+HOT static void simd_strips_general(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
+                                    int32_t *sums16, int32_t *counts)
 {
 #if TREC_DSP
-    if (g->j == 1 && g->id_size == 1) {
-        if (sign > 0) {
-            simd_pixels_add(g, input, ids, r, sums16, counts);
-        } else {
-            simd_pixels_subtract(g, input, ids, r, sums16, counts);
-        }
-        return;
-    }
     const int32_t words = g->l / 2;
     FOR_STRIP_RUNS(g, input, ids, r, sign, counts, {
         int32_t *dst = sums16 + (size_t)s * words + (size_t)t0 * (cin_ / 2);
@@ -192,6 +183,25 @@ static void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, 
 #else
     (void)g; (void)input; (void)ids; (void)r; (void)sign; (void)sums16; (void)counts;
 #endif
+}
+
+/* add_strips on the SIMD path: whole strips into sums16, int16 lanes in SXTB16's order (mod 2^16:
+ * exact once every cluster holds at most 256 members again); the dispatch is inlined into the
+ * window moves, which call it twice per sub-matrix */
+TREC_INLINE void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
+                             int32_t *sums16, int32_t *counts)
+{
+#if TREC_DSP
+    if (g->j == 1 && g->id_size == 1) {
+        if (sign > 0) {
+            simd_pixels_add(g, input, ids, r, sums16, counts);
+        } else {
+            simd_pixels_subtract(g, input, ids, r, sums16, counts);
+        }
+        return;
+    }
+#endif
+    simd_strips_general(g, input, ids, r, sign, sums16, counts);
 }
 
 /* Stride 1: turn sub-matrix prev's sums and counts into sub-matrix m's by removing the
