@@ -152,6 +152,44 @@ def test_pixel_path_chunks_that_end_in_a_partial_quad(kern):
     assert {2, 3} <= passes  # chunks of 12 + 6 and of 8 + 8 + 2 among them
 
 
+def with_channels(case: dict, cout: int, seed: int) -> dict:
+    """case with `cout` output channels (new filter, bias and multipliers), an unsaturated output"""
+    rng = np.random.default_rng(seed)
+    _, kh, kw, cin = case["filter"].shape
+    case["filter"] = rng.integers(-127, 128, (cout, kh, kw, cin), dtype=np.int8)
+    case["output_multiplier"], case["output_shift"] = quant.quantize_multipliers(
+        rng.uniform(0.3, 3.0, cout) / (np.sqrt(kh * kw * cin) * 128 * 74 / 40))
+    case["bias"] = rng.integers(-3000, 3001, cout).astype(np.int32)
+    case.update(output_zero_point=0, activation_min=-128, activation_max=127)
+    return case
+
+
+def budget_sweep(kern, case, points: int = 24) -> set[int]:
+    """check() from the least scratch to 4x the preferred; the set of pass counts seen"""
+    tensors, kwargs = split(case)
+    preferred, least = kern.trec_buffer_sizes(
+        tensors[0].shape, tensors[1].shape, sub_vector_length=kwargs["sub_vector_length"],
+        hash_bits=kwargs["hash_bits"], hash_center=kwargs["hash_center"], stride=kwargs["stride"],
+        padding=kwargs["padding"])
+    return {check(kern, case, scratch_bytes=int(size))[1].passes
+            for size in np.linspace(least, 4 * preferred, points)}
+
+
+def test_pixel_path_small_layer_in_chunks_of_four_and_eight(kern):
+    """L3's shape (8x8x16 -> 32, 5x5, padding 2, L = 16): with little scratch the DSP path takes
+    chunks of 4 or 8 channels, whose scatters and products are unrolled (L = 16 whole), and lists
+    the clusters of each window, many of them padding only."""
+    case = with_channels(make_case(3200, 16, 5, 1, "SAME", length=16, bits=6, h=8, w=8, center="mean"), 32, 3200)
+    assert {8, 4} <= budget_sweep(kern, case, points=40)
+
+
+def test_pixel_path_interleaved_cluster_pairs(kern):
+    """One-pixel strips with L = 32 and chunks of two quads or more: the products copy two
+    clusters' sums interleaved and read both with one load (L = 16 takes the listed products)."""
+    case = with_channels(make_case(3300, 32, 3, 1, "SAME", length=32, bits=5, h=10, w=10, center="mean"), 24, 3300)
+    assert len(budget_sweep(kern, case)) >= 3
+
+
 def narrow_case(weight_max: int, large_from: int | None = None, cout: int = 24) -> dict:
     """A 3x3 layer over 16 channels (L = 16, H = 5) on a smooth 12x12 image. With small weights
     every sub-matrix's table entries lie within 16 bits of their mean (plan T16 holds them); from
