@@ -395,10 +395,8 @@ TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int3
     do {                                                                                               \
         if (rq == 1) {                                                                                 \
             scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 1, out); \
-        } else if (rq == 2) {                                                                          \
-            scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 2, out); \
         } else {                                                                                       \
-            scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 0, out); \
+            scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 2, out); \
         }                                                                                              \
     } while (0)
 
@@ -411,7 +409,9 @@ HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_o
     const int32_t *mult = w->mult + c0, *shift = w->shift + c0;
     const int rq = !trec_fast_requant_block(g, w, c0, blk) ? 0 : g->act_min == -128 && g->act_max == 127 ? 1 : 2;
     int8_t *out = output + c0;
-    if (g->id_size == 1 && blk == 4) {
+    if (rq == 0) { /* the general requantization: rare (see trec_fast_requant_block), not unrolled */
+        scatter_requantize_body(g, ids, g->id_size, idx0, table, blk, acc, mult, shift, mp, r1, 0, out);
+    } else if (g->id_size == 1 && blk == 4) {
         SCATTER_REQUANTIZE_CASE(1, 4);
     } else if (g->id_size == 1 && blk == 8) {
         SCATTER_REQUANTIZE_CASE(1, 8);
