@@ -192,9 +192,12 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
  * at -O3): every pass re-derives the sums (~4 per element gathered, ~2 with SIMD lanes);
  * products ~1 per multiply-accumulate (~0.95 from interleaved cluster pairs) plus ~12 per
  * (cluster, channel, sums block); the scatter ~3.5 per (row, sub-matrix, channel) in registers
- * (plan T) and ~4.5 through memory (plan A; ~4 with two tables per pass, A2).
- * On the six benchmark layers it picks the fastest of the plans that fit (checked by forcing each
- * plan and mode in turn). */
+ * (plan T) and ~4.5 through memory (plan A; ~4 with two tables per pass, A2); and every pass
+ * pays ~30 per cluster slot and ~300 per sub-matrix again (the clusters' set-up and finishing, the
+ * filter slice, the window moves), which keeps a plan of fewer, larger chunks ahead where it
+ * fits (the demo's conv2 at 2x its output: chunks of 16 in 4 passes, 7.06M instructions, not of
+ * 12 in 6, 7.31M). On the six benchmark layers it picks the fastest of the plans that fit
+ * (checked by forcing each plan and mode in turn). */
 static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
 {
     if (p->kind == PLAN_T16) {
@@ -212,7 +215,7 @@ static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, 
     const int64_t macs = p->simd == SIMD_PAIRED ? g->l * 95 / 100 : g->l;
     const int64_t products = slots_tot * g->cout * (macs + 12 * blocks);
     const int64_t scatter = (int64_t)g->n * g->m * g->cout * (p->kind == PLAN_T ? 35 : p->kind == PLAN_A2 ? 40 : 45) / 10;
-    return passes * gather_per_pass * 4 + products + scatter;
+    return passes * (gather_per_pass * 4 + slots_tot * 30 + (int64_t)g->m * 300) + products + scatter;
 }
 
 /* Largest channel chunk for sums blocks of lb elements in `avail` bytes; 0 if none fits. */
