@@ -266,6 +266,30 @@ HOT int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, 
  * ---------------------------------------------------------------------------------------------- */
 /* filter slice in the SIMD lane order, channel quads (ws_index), and per strip pixel its sum
  * times the input offset (wsum[j][t]) */
+#if TREC_DSP
+/* One group of four input channels of a channel quad's slice: the weights w[c * k + 0..3] of the
+ * four output channels c in the lane order, at d[0..8) (two STRD per lane half), their sums added
+ * to a[c] (SMLAD against (1, 1)) */
+TREC_INLINE void slice_group(const int8_t *w, int32_t k, int32_t *d, int32_t a[4])
+{
+    const int32_t ones = trec_pack_s16x2(1, 1);
+    const int32_t v0 = trec_read_s8x4(w), v1 = trec_read_s8x4(w + k);
+    const int32_t e0 = trec_sxtb16(v0), e1 = trec_sxtb16(v1);
+    const int32_t o0 = trec_sxtb16_ror8(v0), o1 = trec_sxtb16_ror8(v1);
+    trec_store2(d, e0, e1);
+    trec_store2(d + 4, o0, o1);
+    a[0] = trec_smlad(o0, ones, trec_smlad(e0, ones, a[0]));
+    a[1] = trec_smlad(o1, ones, trec_smlad(e1, ones, a[1]));
+    const int32_t v2 = trec_read_s8x4(w + 2 * k), v3 = trec_read_s8x4(w + 3 * k);
+    const int32_t e2 = trec_sxtb16(v2), e3 = trec_sxtb16(v3);
+    const int32_t o2 = trec_sxtb16_ror8(v2), o3 = trec_sxtb16_ror8(v3);
+    trec_store2(d + 2, e2, e3);
+    trec_store2(d + 6, o2, o3);
+    a[2] = trec_smlad(o2, ones, trec_smlad(e2, ones, a[2]));
+    a[3] = trec_smlad(o3, ones, trec_smlad(e3, ones, a[3]));
+}
+#endif
+
 void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk, int16_t *ws,
                             int32_t *wsum)
 {
@@ -281,26 +305,13 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
         const int32_t off = g->input_offset;
         const int8_t *w = filter + (size_t)c0 * k + (size_t)m * g->l;
         for (int32_t j0 = 0; j0 < blk; j0 += 4, w += 4 * (size_t)k, ws32 += (size_t)pairs * 4) {
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            int32_t a[4] = {0, 0, 0, 0};
             int32_t *d = ws32;
             for (int32_t q = 0; q < groups; q++, d += 8) {
-                const int32_t v0 = trec_read_s8x4(w + 4 * q), v1 = trec_read_s8x4(w + k + 4 * q);
-                const int32_t e0 = trec_sxtb16(v0), e1 = trec_sxtb16(v1);
-                const int32_t o0 = trec_sxtb16_ror8(v0), o1 = trec_sxtb16_ror8(v1);
-                trec_store2(d, e0, e1);
-                trec_store2(d + 4, o0, o1);
-                a0 = trec_smlad(o0, ones, trec_smlad(e0, ones, a0));
-                a1 = trec_smlad(o1, ones, trec_smlad(e1, ones, a1));
-                const int32_t v2 = trec_read_s8x4(w + 2 * k + 4 * q), v3 = trec_read_s8x4(w + 3 * k + 4 * q);
-                const int32_t e2 = trec_sxtb16(v2), e3 = trec_sxtb16(v3);
-                const int32_t o2 = trec_sxtb16_ror8(v2), o3 = trec_sxtb16_ror8(v3);
-                trec_store2(d + 2, e2, e3);
-                trec_store2(d + 6, o2, o3);
-                a2 = trec_smlad(o2, ones, trec_smlad(e2, ones, a2));
-                a3 = trec_smlad(o3, ones, trec_smlad(e3, ones, a3));
+                slice_group(w + 4 * q, k, d, a);
             }
-            trec_store2(wsum + j0, a0 * off, a1 * off);
-            trec_store2(wsum + j0 + 2, a2 * off, a3 * off);
+            trec_store2(wsum + j0, a[0] * off, a[1] * off);
+            trec_store2(wsum + j0 + 2, a[2] * off, a[3] * off);
         }
         return;
     }
@@ -309,27 +320,13 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
         int32_t *d = ws32 + (size_t)(j0 >> 2) * pairs * 4;
         const int8_t *w = filter + (size_t)(c0 + j0) * k + (size_t)m * g->l;
         for (int32_t t = 0; t < g->j; t++) {
-            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            int32_t a[4] = {0, 0, 0, 0};
             for (int32_t q = t * groups; q < (t + 1) * groups; q++) {
-                const int32_t v0 = trec_read_s8x4(w + 4 * q), v1 = trec_read_s8x4(w + k + 4 * q);
-                const int32_t e0 = trec_sxtb16(v0), e1 = trec_sxtb16(v1);
-                const int32_t o0 = trec_sxtb16_ror8(v0), o1 = trec_sxtb16_ror8(v1);
-                trec_store2(d + 8 * q, e0, e1);
-                trec_store2(d + 8 * q + 4, o0, o1);
-                a0 = trec_smlad(o0, ones, trec_smlad(e0, ones, a0));
-                a1 = trec_smlad(o1, ones, trec_smlad(e1, ones, a1));
-                const int32_t v2 = trec_read_s8x4(w + 2 * k + 4 * q), v3 = trec_read_s8x4(w + 3 * k + 4 * q);
-                const int32_t e2 = trec_sxtb16(v2), e3 = trec_sxtb16(v3);
-                const int32_t o2 = trec_sxtb16_ror8(v2), o3 = trec_sxtb16_ror8(v3);
-                trec_store2(d + 8 * q + 2, e2, e3);
-                trec_store2(d + 8 * q + 6, o2, o3);
-                a2 = trec_smlad(o2, ones, trec_smlad(e2, ones, a2));
-                a3 = trec_smlad(o3, ones, trec_smlad(e3, ones, a3));
+                slice_group(w + 4 * q, k, d + 8 * q, a);
             }
-            wsum[(size_t)j0 * g->j + t] = a0 * g->input_offset;
-            wsum[(size_t)(j0 + 1) * g->j + t] = a1 * g->input_offset;
-            wsum[(size_t)(j0 + 2) * g->j + t] = a2 * g->input_offset;
-            wsum[(size_t)(j0 + 3) * g->j + t] = a3 * g->input_offset;
+            for (int32_t i = 0; i < 4; i++) {
+                wsum[(size_t)(j0 + i) * g->j + t] = a[i] * g->input_offset;
+            }
         }
     }
     for (int32_t j = full; j < blk_quads(blk); j++) {

@@ -279,8 +279,9 @@ static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64
     found[0] = found[1] = 0;
     const int can_incremental = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
     const int can_simd = simd_possible(g);
-    /* one-pixel strips of L = 16 take the listed products unrolled whole, faster than the interleaved
-     * pairs at any chunk (L3 at 8 KB of scratch: 918,219 against 1,048,910 instructions) */
+    /* one-pixel strips of L = 16: the listed products (finished in registers, no interleaved copy;
+     * chunks of four unrolled whole) beat the interleaved pairs at any chunk (L3 at 8 KB of
+     * scratch: 918,219 against 1,048,910 instructions; L6 845,490 against 853,480) */
     const int can_paired = !(g->j == 1 && g->l == 16);
     for (int mode = 0; mode <= 3; mode++) { /* 0 scalar, 1 scalar incremental, 2 SIMD, 3 SIMD paired */
         const int incremental = mode == 1, simd = mode == 2 ? SIMD_PLAIN : mode == 3 ? SIMD_PAIRED : 0;

@@ -42,8 +42,8 @@ typedef struct {
  * this chunk (visit_order), or -1. Returns the number of clusters with members, or -1 where
  * members[] holds them */
 static int32_t build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
-                             int32_t slots, const plan *p, const pass2 *b, const int8_t *filter, int32_t c0,
-                             int32_t blk, int32_t *table)
+                                int32_t slots, const plan *p, const pass2 *b, const int8_t *filter, int32_t c0,
+                                int32_t blk, int32_t *table)
 {
     if (p->simd) {
         PROFILE_MARK(PHASE_CENTROIDS);
@@ -103,10 +103,13 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
         add_to_table(table, slots, w->bias + c0, blk);
     }
     if (clusters != NULL) {
-        for (int32_t s = 0; live < 0 && s < slots; s++) {
-            *clusters += b->members[s] > 0;
+        if (live < 0) {
+            live = 0;
+            for (int32_t s = 0; s < slots; s++) {
+                live += b->members[s] > 0;
+            }
         }
-        *clusters += TREC_MAX(live, 0);
+        *clusters += live;
     }
 }
 

@@ -234,7 +234,19 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
 /* The plan-A bodies are inlined with a constant chunk (4 or 8 channels, one byte per id: the
  * common cases, where a chunk is one or two quads) so that the loop over the channels unrolls
  * and the row loop keeps its pointers in registers: at 4 channels the general loop spends ~45
- * instructions per row and sub-matrix, twice what the unrolled one needs. */
+ * instructions per row and sub-matrix, twice what the unrolled one needs. BODY(id_size, blk) is
+ * the call, expanded once per constant case and once for the rest. */
+#define UNROLLED_CHUNKS(BODY)                                                                          \
+    do {                                                                                               \
+        if (g->id_size == 1 && blk == 4) {                                                             \
+            BODY(1, 4);                                                                                \
+        } else if (g->id_size == 1 && blk == 8) {                                                      \
+            BODY(1, 8);                                                                                \
+        } else {                                                                                       \
+            BODY(g->id_size, blk);                                                                     \
+        }                                                                                              \
+    } while (0)
+
 TREC_INLINE void copy_row(int32_t *acc, const int32_t *t, int32_t n)
 {
     int32_t j = 0;
@@ -273,23 +285,11 @@ HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, con
                           int first, int32_t *acc)
 {
     const size_t idx0 = (size_t)id_off;
-    if (g->id_size == 1 && blk == 4) {
-        if (first) {
-            scatter_add_body(g, ids, 1, idx0, table, 4, 1, acc);
-        } else {
-            scatter_add_body(g, ids, 1, idx0, table, 4, 0, acc);
-        }
-    } else if (g->id_size == 1 && blk == 8) {
-        if (first) {
-            scatter_add_body(g, ids, 1, idx0, table, 8, 1, acc);
-        } else {
-            scatter_add_body(g, ids, 1, idx0, table, 8, 0, acc);
-        }
-    } else if (first) {
-        scatter_add_body(g, ids, g->id_size, idx0, table, blk, 1, acc);
-    } else {
-        scatter_add_body(g, ids, g->id_size, idx0, table, blk, 0, acc);
-    }
+#define ADD(ID_SIZE, BLK)                                                                              \
+    (first ? scatter_add_body(g, ids, ID_SIZE, idx0, table, BLK, 1, acc)                               \
+           : scatter_add_body(g, ids, ID_SIZE, idx0, table, BLK, 0, acc))
+    UNROLLED_CHUNKS(ADD);
+#undef ADD
 }
 
 /* acc[0..n) (+)= t[0..n) + u[0..n) */
@@ -339,23 +339,11 @@ HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, in
                            const int32_t *table2, int32_t blk, int first, int32_t *acc)
 {
     const size_t i0 = (size_t)id_off, i1 = (size_t)id_off2;
-    if (g->id_size == 1 && blk == 4) {
-        if (first) {
-            scatter_add2_body(g, ids, 1, i0, i1, table, table2, 4, 1, acc);
-        } else {
-            scatter_add2_body(g, ids, 1, i0, i1, table, table2, 4, 0, acc);
-        }
-    } else if (g->id_size == 1 && blk == 8) {
-        if (first) {
-            scatter_add2_body(g, ids, 1, i0, i1, table, table2, 8, 1, acc);
-        } else {
-            scatter_add2_body(g, ids, 1, i0, i1, table, table2, 8, 0, acc);
-        }
-    } else if (first) {
-        scatter_add2_body(g, ids, g->id_size, i0, i1, table, table2, blk, 1, acc);
-    } else {
-        scatter_add2_body(g, ids, g->id_size, i0, i1, table, table2, blk, 0, acc);
-    }
+#define ADD2(ID_SIZE, BLK)                                                                             \
+    (first ? scatter_add2_body(g, ids, ID_SIZE, i0, i1, table, table2, BLK, 1, acc)                    \
+           : scatter_add2_body(g, ids, ID_SIZE, i0, i1, table, table2, BLK, 0, acc))
+    UNROLLED_CHUNKS(ADD2);
+#undef ADD2
 }
 
 /* rq: 0 the general requantization, 1 the short one over the whole int8 range (SSAT), 2 the short
@@ -382,8 +370,8 @@ TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int3
                 } else {
                     int32_t mult_j, pow_j;
                     trec_load2(mp + 2 * j, 0, mult_j, pow_j);
-                    v = trec_requantize_fast_small(x, mult_j, pow_j, r1[j]) + offset;
-                    v = rq == 1 ? trec_ssat8(v) : clamp_to(v - offset, lo, hi) + offset;
+                    const int32_t r = trec_requantize_fast_small(x, mult_j, pow_j, r1[j]);
+                    v = rq == 1 ? trec_ssat8(r + offset) : clamp_to(r, lo, hi) + offset;
                 }
                 out[j] = (int8_t)v;
             }
@@ -391,14 +379,9 @@ TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int3
     }
 }
 
-#define SCATTER_REQUANTIZE_CASE(ID_SIZE, BLK)                                                           \
-    do {                                                                                               \
-        if (rq == 1) {                                                                                 \
-            scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 1, out); \
-        } else {                                                                                       \
-            scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 2, out); \
-        }                                                                                              \
-    } while (0)
+#define REQUANTIZE(ID_SIZE, BLK)                                                                        \
+    (rq == 1 ? scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 1, out) \
+             : scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 2, out))
 
 /* plan A, the last sub-matrix: requantize acc[n] + table[id(n, m)] straight into the output */
 HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
@@ -411,13 +394,10 @@ HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_o
     int8_t *out = output + c0;
     if (rq == 0) { /* the general requantization: rare (see trec_fast_requant_block), not unrolled */
         scatter_requantize_body(g, ids, g->id_size, idx0, table, blk, acc, mult, shift, mp, r1, 0, out);
-    } else if (g->id_size == 1 && blk == 4) {
-        SCATTER_REQUANTIZE_CASE(1, 4);
-    } else if (g->id_size == 1 && blk == 8) {
-        SCATTER_REQUANTIZE_CASE(1, 8);
     } else {
-        SCATTER_REQUANTIZE_CASE(g->id_size, blk);
+        UNROLLED_CHUNKS(REQUANTIZE);
     }
 }
-#undef SCATTER_REQUANTIZE_CASE
+#undef REQUANTIZE
+#undef UNROLLED_CHUNKS
 #undef ROW_STEPS
