@@ -208,14 +208,12 @@ TREC_INLINE void add_row(int32_t *acc, const int32_t *t, int32_t n)
     int32_t j = 0;
     for (; j + 3 < n; j += 4) {
         int32_t t0, t1, t2, t3, a0, a1, a2, a3;
-        trec_load2(t + j, 0, t0, t1);
-        trec_load2(t + j, 2, t2, t3);
-        trec_load2(acc + j, 0, a0, a1);
-        trec_load2(acc + j, 2, a2, a3);
-        acc[j] = a0 + t0;
-        acc[j + 1] = a1 + t1;
-        acc[j + 2] = a2 + t2;
-        acc[j + 3] = a3 + t3;
+        trec_load2_at(t, j, t0, t1);
+        trec_load2_at(t, j + 2, t2, t3);
+        trec_load2_at(acc, j, a0, a1);
+        trec_load2_at(acc, j + 2, a2, a3);
+        trec_store2_at(acc, j, a0 + t0, a1 + t1);
+        trec_store2_at(acc, j + 2, a2 + t2, a3 + t3);
     }
     for (; j < n; j++) {
         acc[j] += t[j];

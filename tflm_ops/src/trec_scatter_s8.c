@@ -242,6 +242,8 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
             BODY(1, 4);                                                                                \
         } else if (g->id_size == 1 && blk == 8) {                                                      \
             BODY(1, 8);                                                                                \
+        } else if (g->id_size == 1 && blk == 16) {                                                     \
+            BODY(1, 16);                                                                               \
         } else {                                                                                       \
             BODY(g->id_size, blk);                                                                     \
         }                                                                                              \
@@ -252,8 +254,8 @@ TREC_INLINE void copy_row(int32_t *acc, const int32_t *t, int32_t n)
     int32_t j = 0;
     for (; j + 1 < n; j += 2) {
         int32_t t0, t1;
-        trec_load2(t + j, 0, t0, t1);
-        trec_store2(acc + j, t0, t1);
+        trec_load2_at(t, j, t0, t1);
+        trec_store2_at(acc, j, t0, t1);
     }
     if (j < n) {
         acc[j] = t[j];
@@ -299,17 +301,15 @@ TREC_INLINE void add2_row(int32_t *acc, const int32_t *t, const int32_t *u, int3
     for (; j + 3 < n; j += 4) {
         int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, c0, c1, c2, c3, d0, d1, d2, d3;
         if (!first) {
-            trec_load2(acc + j, 0, s0, s1);
-            trec_load2(acc + j, 2, s2, s3);
+            trec_load2_at(acc, j, s0, s1);
+            trec_load2_at(acc, j + 2, s2, s3);
         }
-        trec_load2(t + j, 0, c0, c1);
-        trec_load2(t + j, 2, c2, c3);
-        trec_load2(u + j, 0, d0, d1);
-        trec_load2(u + j, 2, d2, d3);
-        acc[j] = s0 + c0 + d0;
-        acc[j + 1] = s1 + c1 + d1;
-        acc[j + 2] = s2 + c2 + d2;
-        acc[j + 3] = s3 + c3 + d3;
+        trec_load2_at(t, j, c0, c1);
+        trec_load2_at(t, j + 2, c2, c3);
+        trec_load2_at(u, j, d0, d1);
+        trec_load2_at(u, j + 2, d2, d3);
+        trec_store2_at(acc, j, s0 + c0 + d0, s1 + c1 + d1);
+        trec_store2_at(acc, j + 2, s2 + c2 + d2, s3 + c3 + d3);
     }
     for (; j < n; j++) {
         acc[j] = (first ? 0 : acc[j]) + t[j] + u[j];
