@@ -60,3 +60,61 @@ def test_init_from_a_different_model_is_refused(tmp_path):
     other.save(path)
     with pytest.raises(ValueError, match="does not match"):
         init_from(build_model("fashion_net"), path)
+
+
+def _numpy_kl_t2(teacher, student, t):
+    def log_softmax(z):
+        z = z / t
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    log_p, log_q = log_softmax(teacher), log_softmax(student)
+    return float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)) * t * t)
+
+
+def test_distillation_loss_is_the_tempered_kl_divergence():
+    from trec_tflm.distill import distillation_loss
+
+    rng = np.random.default_rng(3)
+    teacher, student = rng.normal(size=(5, 10)) * 3, rng.normal(size=(5, 10)) * 3
+    for t in (1.0, 4.0):
+        got = float(distillation_loss(teacher.astype("float32"), student.astype("float32"), t))
+        assert got == pytest.approx(_numpy_kl_t2(teacher, student, t), rel=1e-4)
+        assert got > 0.1
+    assert float(distillation_loss(teacher.astype("float32"), teacher.astype("float32"), 4.0)) == pytest.approx(0, abs=1e-5)
+
+
+def _constant_teacher(path, favourite: int):
+    """A dense fashion_net whose logits ignore the image and always favour one class."""
+    teacher = dense_twin(build_model("fashion_net"))
+    logits = teacher.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    bias = np.zeros_like(bias)
+    bias[favourite] = 8.0
+    logits.set_weights([np.zeros_like(kernel), bias])
+    teacher.save(path)
+    return path
+
+
+def test_distillation_pulls_the_student_towards_the_teacher(tmp_path, fashion):
+    """With the whole loss on the teacher's outputs, the student learns the teacher, not the labels."""
+    teacher = _constant_teacher(tmp_path / "teacher.keras", favourite=7)
+    cfg = TrainConfig(model="fashion_net", dataset="fashion_mnist", checkpoint_path=str(tmp_path / "run"),
+                      epochs=1, train_limit=1000, validation_size=500, batch_size=64, verbose=0,
+                      distill_from=str(teacher), distill_weight=1.0, distill_temperature=2.0)
+    result = train(cfg, fashion)
+    student = keras.models.load_model(result.checkpoint)
+    assert [layer.name for layer in trec_layers(student)] == ["conv1", "conv2"]  # the student, not the wrapper
+    predicted = np.argmax(student.predict(fashion.x_test[:500], verbose=0), axis=-1)
+    assert np.mean(predicted == 7) > 0.9
+    assert result.history["settings"]["distill_from"] == str(teacher)
+
+
+def test_distillation_refuses_a_teacher_of_another_task(tmp_path, fashion):
+    other = build_model("fashion_net", num_classes=4, trec=())
+    other.save(tmp_path / "other.keras")
+    cfg = TrainConfig(model="fashion_net", dataset="fashion_mnist", checkpoint_path=str(tmp_path / "run"),
+                      epochs=1, train_limit=100, validation_size=100, verbose=0,
+                      distill_from=str(tmp_path / "other.keras"))
+    with pytest.raises(ValueError, match="outputs"):
+        train(cfg, fashion)
+    assert not (tmp_path / "run" / "best.keras").exists()

@@ -38,6 +38,9 @@ class TrainConfig:
     validation_size: int = 5000
     augment: bool = False
     init_from: str | None = None  # a trained (dense) .keras whose weights start this model
+    distill_from: str | None = None  # a trained .keras (the dense twin) to distil from, see distill.py
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
     seed: int = 0
     verbose: int | str = "auto"
 
@@ -69,7 +72,8 @@ def _augmenter():
                             name="augment")
 
 
-def compile_model(model, lr: float, steps: int):
+def compile_model(model, lr: float, steps: int, metrics_of=None):
+    """Adam with cosine decay over ``steps``; rc metrics of ``metrics_of`` (default: ``model``)."""
     import keras
 
     from .layers import reuse_metrics
@@ -77,7 +81,7 @@ def compile_model(model, lr: float, steps: int):
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1), alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy", *reuse_metrics(model)])
+                  metrics=["accuracy", *reuse_metrics(metrics_of if metrics_of is not None else model)])
 
 
 def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
@@ -97,7 +101,14 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         copied = init_from(model, cfg.init_from)
         print(f"initialised {copied} layers from {cfg.init_from}")
     steps = cfg.epochs * math.ceil(len(x_tr) / cfg.batch_size)
-    compile_model(model, cfg.lr, steps)
+    fit_model = model
+    if cfg.distill_from:
+        from .distill import Distiller
+
+        fit_model = Distiller(model, keras.models.load_model(cfg.distill_from), cfg.distill_weight,
+                              cfg.distill_temperature)
+        print(f"distilling from {cfg.distill_from} (weight {cfg.distill_weight}, T {cfg.distill_temperature})")
+    compile_model(fit_model, cfg.lr, steps, metrics_of=model)
 
     out = Path(cfg.checkpoint_path)
     out.mkdir(parents=True, exist_ok=True)
@@ -115,6 +126,19 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
             record["epochs"].append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
             _write_json(history_path, record)
 
+    class BestCheckpoint(keras.callbacks.Callback):
+        """ModelCheckpoint(save_best_only) of ``model`` itself, also when fit runs a Distiller around it."""
+
+        best_accuracy = -1.0
+
+        def on_epoch_end(self, epoch, logs=None):
+            accuracy = float((logs or {}).get("val_accuracy", -1.0))
+            if accuracy > self.best_accuracy:
+                self.best_accuracy = accuracy
+                tmp = out / "best.tmp.keras"  # a crash mid-save keeps the previous best
+                model.save(tmp)
+                os.replace(tmp, best)
+
     train_data = tf.data.Dataset.from_tensor_slices((x_tr, y_tr)).shuffle(len(x_tr), seed=cfg.seed)
     train_data = train_data.batch(cfg.batch_size)
     if cfg.augment:
@@ -122,10 +146,9 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
         train_data = train_data.map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
     train_data = train_data.prefetch(tf.data.AUTOTUNE)
     start = time.time()
-    model.fit(train_data, epochs=cfg.epochs, validation_data=(x_val, y_val), verbose=cfg.verbose,
-              shuffle=False,  # train_data reshuffles itself every epoch
-              callbacks=[keras.callbacks.ModelCheckpoint(best, monitor="val_accuracy", save_best_only=True),
-                         JsonHistory()])
+    fit_model.fit(train_data, epochs=cfg.epochs, validation_data=(x_val, y_val), verbose=cfg.verbose,
+                  shuffle=False,  # train_data reshuffles itself every epoch
+                  callbacks=[BestCheckpoint(), JsonHistory()])
     seconds = time.time() - start
 
     best_model = keras.models.load_model(best)
@@ -221,6 +244,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", default=None,
                    help="start from a trained model's weights (same layer names), e.g. the dense twin: "
                         "TREC layers take its kernel and bias, then fine-tune")
+    p.add_argument("--distill-from", default=None,
+                   help="also learn the soft outputs of this trained model (usually the dense twin, "
+                        "with --init-from the same file): knowledge distillation, see docs/TRAINING.md")
+    p.add_argument("--distill-weight", type=float, default=TrainConfig.distill_weight,
+                   help="share of the distillation term in the loss, in [0, 1]")
+    p.add_argument("--distill-temperature", type=float, default=TrainConfig.distill_temperature,
+                   help="softmax temperature of the distillation term")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -230,7 +260,9 @@ def config_from_args(args) -> TrainConfig:
                        lr=args.lr, trec=args.trec, sub_vector_length=args.sub_vector_length,
                        hash_bits=args.hash_bits, hash_center=args.hash_center,
                        hash_trainable=not args.freeze_hash, train_limit=args.train_limit,
-                       augment=args.augment, init_from=args.init_from, seed=args.seed)
+                       augment=args.augment, init_from=args.init_from, distill_from=args.distill_from,
+                       distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
+                       seed=args.seed)
 
 
 def train_command(args) -> int:
