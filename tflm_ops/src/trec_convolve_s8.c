@@ -299,7 +299,10 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     for (int32_t c = 0; c < g->cout; c++) {
         const int32_t r = w->shift[c] <= 0 ? -w->shift[c] : 0;
         rq_mp[2 * c] = w->mult[c];
-        rq_mp[2 * c + 1] = r < 31 ? (int32_t)(1u << r) : 0; /* used only where fast_ok (r <= 18) */
+        /* used only where fast_ok (r <= 18): 2^r rounds, and the output offset times 2^(r + 1)
+         * comes out of the shift as the offset itself, one add less per output (|x| < 2^29 keeps
+         * the sum within 2^31) */
+        rq_mp[2 * c + 1] = r <= 18 ? (int32_t)(1u << r) + g->output_offset * (int32_t)(1u << (r + 1)) : 0;
         rq_r1[c] = r + 1;
     }
     uint8_t *area = work + state_bytes;

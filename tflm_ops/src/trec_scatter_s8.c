@@ -50,10 +50,10 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
 /* outputs j .. j + 3 of the row from the sums x0..x3 */
 #define STORE_QUAD(REQUANT, j, x0, x1, x2, x3)                                                          \
     do {                                                                                               \
-        out[(j)] = (int8_t)(REQUANT(x0, (j)) + offset);                                                \
-        out[(j) + 1] = (int8_t)(REQUANT(x1, (j) + 1) + offset);                                        \
-        out[(j) + 2] = (int8_t)(REQUANT(x2, (j) + 2) + offset);                                        \
-        out[(j) + 3] = (int8_t)(REQUANT(x3, (j) + 3) + offset);                                        \
+        out[(j)] = (int8_t)REQUANT(x0, (j));                                                \
+        out[(j) + 1] = (int8_t)REQUANT(x1, (j) + 1);                                        \
+        out[(j) + 2] = (int8_t)REQUANT(x2, (j) + 2);                                        \
+        out[(j) + 3] = (int8_t)REQUANT(x3, (j) + 3);                                        \
     } while (0)
 
 /* plan T: per row, the M table rows it uses are found once (rowp[m]: sub-matrix m's row, at the
@@ -112,14 +112,15 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
                     a0 += rowp[m][0];                                                                  \
                     rowp[m]++;                                                                         \
                 }                                                                                      \
-                out[j0] = (int8_t)(REQUANT(a0, j0) + offset);                                          \
+                out[j0] = (int8_t)REQUANT(a0, j0);                                          \
             }                                                                                          \
         }                                                                                              \
     }
 
 /* The locals the scatter bodies use, then BODY with the requantization that fits channels
- * [c0, c0 + blk). Fast path: |requantized| <= 2^30, so adding the offset cannot overflow; SSAT does
- * the int8 clamp, and a narrower activation range adds a max and a min. */
+ * [c0, c0 + blk). Fast path: the output offset comes with the rounding term in mp (see
+ * trec_convolve_s8), SSAT does the int8 clamp, and a narrower activation range is a max and a min
+ * instead. REQUANT(a, j) is the int8 output. */
 #define SCATTER_REQUANTIZED(BODY, ANY)                                                                 \
     const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;                                \
     const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;                     \
@@ -134,9 +135,9 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
     } else {                                                                                           \
         BODY(FAST_RQ)                                                                                  \
     }
-#define FULL_RQ(a, j) (trec_ssat8(requantize_mp((a), mp + 2 * (j), r1[j]) + offset) - offset)
-#define FAST_RQ(a, j) clamp_to(FULL_RQ(a, j), lo, hi)
-#define ANY_RQ(a, j) trec_requantize_clamp((a), mult[j], shift[j], lo, hi)
+#define FULL_RQ(a, j) trec_ssat8(requantize_mp((a), mp + 2 * (j), r1[j]))
+#define FAST_RQ(a, j) clamp_to(requantize_mp((a), mp + 2 * (j), r1[j]), amin, amax)
+#define ANY_RQ(a, j) (trec_requantize_clamp((a), mult[j], shift[j], lo, hi) + offset)
 
 HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                              const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
@@ -200,7 +201,7 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
                     const uint32_t word = (uint32_t)rowp[m][(j - j0) >> 1];                            \
                     a0 += (int32_t)(((j - j0) & 1) ? word >> 16 : word & 0xFFFFu);                     \
                 }                                                                                      \
-                out[j] = (int8_t)(REQUANT(a0, j) + offset);                                            \
+                out[j] = (int8_t)REQUANT(a0, j);                                            \
             }                                                                                          \
         }                                                                                              \
     }
@@ -371,7 +372,7 @@ TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int3
                     int32_t mult_j, pow_j;
                     trec_load2(mp + 2 * j, 0, mult_j, pow_j);
                     const int32_t r = trec_requantize_fast_small(x, mult_j, pow_j, r1[j]);
-                    v = rq == 1 ? trec_ssat8(r + offset) : clamp_to(r, lo, hi) + offset;
+                    v = rq == 1 ? trec_ssat8(r) : clamp_to(r, g->act_min, g->act_max);
                 }
                 out[j] = (int8_t)v;
             }
