@@ -387,13 +387,13 @@ typedef struct {
 
 TREC_INTERNAL void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                                        const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                                       const int32_t **rowp, const int32_t *mp, const int32_t *r1);
+                                       const int32_t **rowp, const int32_t *rq);
 /* channels [c0, c0 + blk) all take trec_requantize_fast_small (see trec_scatter_s8.c) */
 TREC_INTERNAL int trec_fast_requant_block(const geom *g, const weights *w, int32_t c0, int32_t blk);
 TREC_INTERNAL void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t *id_off,
                                          const int32_t *table0, const uint8_t *tables, const int32_t *toff,
                                          int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                                         const int32_t **rowp, const int32_t *mp, const int32_t *r1);
+                                         const int32_t **rowp, const int32_t *rq);
 TREC_INTERNAL void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
                                     int32_t blk, int first, int32_t *acc);
 TREC_INTERNAL void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2,
@@ -401,6 +401,6 @@ TREC_INTERNAL void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t 
                                      int32_t *acc);
 TREC_INTERNAL void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
                                            int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
-                                           const int32_t *mp, const int32_t *r1, int8_t *output);
+                                           const int32_t *rq, int8_t *output);
 
 #endif /* TREC_CONVOLVE_INTERNAL_H */

@@ -156,7 +156,7 @@ typedef struct {
     const int32_t *slots, *id_off;
     const weights *w;
     int8_t *output;
-    const int32_t *rq_mp, *rq_r1;
+    const int32_t *rq; /* per output channel: multiplier, rounding term (with the offset), shift + 1 */
 } image;
 
 static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
@@ -172,7 +172,7 @@ static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t
     }
     PROFILE_MARK(PHASE_SCATTER);
     trec_scatter_tables(g, im->ids, im->id_off, b->tables, b->toff, c0, blk, im->w, im->output, b->rowp,
-                        im->rq_mp + 2 * c0, im->rq_r1 + c0);
+                        im->rq + 3 * c0);
 }
 
 /* plan T16, one chunk: 0 when an entry does not fit its uint16 (nothing has been written to the
@@ -217,7 +217,7 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
     add_to_table(table0, im->slots[0], fold, blk);
     PROFILE_MARK(PHASE_SCATTER);
     trec_scatter_tables16(g, im->ids, im->id_off, table0, tables, b->toff, c0, blk, im->w, im->output, b->rowp,
-                          im->rq_mp + 2 * c0, im->rq_r1 + c0);
+                          im->rq + 3 * c0);
     return 1;
 }
 
@@ -249,8 +249,8 @@ static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, in
         if (i + 1 < g->m) {
             trec_scatter_add(g, im->ids, im->id_off[m], table, blk, i == 0, acc);
         } else {
-            trec_scatter_requantize(g, im->ids, im->id_off[m], table, c0, blk, acc, im->w, im->rq_mp + 2 * c0,
-                                    im->rq_r1 + c0, im->output);
+            trec_scatter_requantize(g, im->ids, im->id_off[m], table, c0, blk, acc, im->w, im->rq + 3 * c0,
+                                    im->output);
         }
         prev = m;
         i++;
@@ -295,18 +295,18 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         !trec_choose_plan(g, work_size - state_bytes, slots_max, slots_tot, &p, &fallback)) {
         return -1; /* below the minimum: excluded by the size check */
     }
-    int32_t *rq_mp = (int32_t *)(void *)work, *rq_r1 = rq_mp + 2 * g->cout;
+    int32_t *rq = (int32_t *)(void *)work;
     for (int32_t c = 0; c < g->cout; c++) {
         const int32_t r = w->shift[c] <= 0 ? -w->shift[c] : 0;
-        rq_mp[2 * c] = w->mult[c];
+        rq[3 * c] = w->mult[c];
         /* used only where fast_ok (r <= 18): 2^r rounds, and the output offset times 2^(r + 1)
          * comes out of the shift as the offset itself, one add less per output (|x| < 2^29 keeps
          * the sum within 2^31) */
-        rq_mp[2 * c + 1] = r <= 18 ? (int32_t)(1u << r) + g->output_offset * (int32_t)(1u << (r + 1)) : 0;
-        rq_r1[c] = r + 1;
+        rq[3 * c + 1] = r <= 18 ? (int32_t)(1u << r) + g->output_offset * (int32_t)(1u << (r + 1)) : 0;
+        rq[3 * c + 2] = r + 1;
     }
     uint8_t *area = work + state_bytes;
-    const image im = {g, input, ids, slots, id_off, w, output, rq_mp, rq_r1};
+    const image im = {g, input, ids, slots, id_off, w, output, rq};
     pass2 b;
     carve(g, &p, slots_max, area, &b);
 

@@ -10,6 +10,13 @@
  */
 #include "trec_convolve_internal.h"
 
+/* The scatters walk the rows in output order: a row's id for a sub-matrix sits `step` after
+ * the previous row's within an output row, `row_step` after the output row's first one between
+ * them (row_base). */
+#define ROW_STEPS(g, step, row_step)                                                                   \
+    const size_t step = (g)->strip ? (size_t)(g)->stride_w : (size_t)(g)->m;                           \
+    const size_t row_step = (g)->strip ? (size_t)(g)->stride_h * (g)->pw : (size_t)(g)->out_w * (g)->m
+
 /* channels [c0, c0 + blk) all take trec_requantize_fast_small: fast_ok, and no accumulator can
  * reach 2^29 (a sub-matrix's table entry is a rounded mean of L products of (x - zp) in
  * [-255, 255] and a weight in [-128, 127], so the M entries of a row sum to at most kp * 32640
@@ -26,10 +33,13 @@ int trec_fast_requant_block(const geom *g, const weights *w, int32_t c0, int32_t
     return 1;
 }
 
-/* trec_requantize_fast_small with the multiplier and 2^r side by side at mp (one LDRD) */
-TREC_INLINE int32_t requantize_mp(int32_t a, const int32_t *mp, int32_t r1)
+/* trec_requantize_fast_small from channel j's triple in rq (see trec_convolve_s8): the multiplier
+ * and the rounding term side by side, which GCC reads with one LDRD (plain loads: the LDRD macro
+ * with a channel index that is not constant costs an address register), then the shift. One
+ * pointer for all three keeps the unrolled scatter rows within the registers. */
+TREC_INLINE int32_t requantize_rq(int32_t a, const int32_t *rq, int32_t j)
 {
-    return trec_requantize_fast_small(a, mp[0], mp[1], r1);
+    return trec_requantize_fast_small(a, rq[3 * j], rq[3 * j + 1], rq[3 * j + 2]);
 }
 
 /* v clamped to [lo, hi], v evaluated once */
@@ -104,12 +114,14 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
             ADD_QUAD_AT(*rp, (j0) + 4, a4, a5, a6, a7);                                                \
         }                                                                                              \
     } while (0)
-#define TABLES_ROWS(REQUANT, SUM8, UNROLL_BLOCKS)                                                       \
-    for (int32_t oy = 0; oy < g->out_h; oy++) {                                                        \
-        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {                                       \
-            const size_t base = row_base(g, oy, ox);                                                   \
+#define TABLES_ROWS(REQUANT, SUM8, UNROLL_BLOCKS, ID_SIZE)                                              \
+    ROW_STEPS(g, step, row_step);                                                                      \
+    size_t base0 = 0;                                                                                  \
+    for (int32_t oy = 0; oy < g->out_h; oy++, base0 += row_step) {                                     \
+        size_t base = base0;                                                                           \
+        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout, base += step) {                         \
             for (int32_t m = 0; m < m_count; m++) {                                                    \
-                rowp[m] = tables + toff[m] + read_id(ids, id_size, base + id_off[m]) * blk;            \
+                rowp[m] = tables + toff[m] + read_id(ids, (ID_SIZE), base + id_off[m]) * blk;          \
             }                                                                                          \
             int32_t j0 = 0;                                                                            \
             UNROLL_BLOCKS                                                                              \
@@ -148,11 +160,11 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
             }                                                                                          \
         }                                                                                              \
     }
-#define SCATTER_TABLES_BODY(REQUANT) TABLES_ROWS(REQUANT, SUM8_STEPPED, )
-#define SCATTER_TABLES64_BODY(REQUANT) TABLES_ROWS(REQUANT, SUM8_AT, _Pragma("GCC unroll 8"))
+#define SCATTER_TABLES_BODY(REQUANT) TABLES_ROWS(REQUANT, SUM8_STEPPED, , id_size)
+#define SCATTER_TABLES64_BODY(REQUANT) TABLES_ROWS(REQUANT, SUM8_AT, _Pragma("GCC unroll 8"), 1)
 
 /* The locals the scatter bodies use, then BODY with the requantization that fits channels
- * [c0, c0 + blk). Fast path: the output offset comes with the rounding term in mp (see
+ * [c0, c0 + blk). Fast path: the output offset comes with the rounding term in rq (see
  * trec_convolve_s8), SSAT does the int8 clamp, and a narrower activation range is a max and a min
  * instead. REQUANT(a, j) is the int8 output. */
 #define SCATTER_REQUANTIZED(BODY, ANY)                                                                 \
@@ -169,15 +181,15 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
     } else {                                                                                           \
         BODY(FAST_RQ)                                                                                  \
     }
-#define FULL_RQ(a, j) trec_ssat8(requantize_mp((a), mp + 2 * (j), r1[j]))
-#define FAST_RQ(a, j) clamp_to(requantize_mp((a), mp + 2 * (j), r1[j]), amin, amax)
+#define FULL_RQ(a, j) trec_ssat8(requantize_rq((a), rq, (j)))
+#define FAST_RQ(a, j) clamp_to(requantize_rq((a), rq, (j)), amin, amax)
 #define ANY_RQ(a, j) (trec_requantize_clamp((a), mult[j], shift[j], lo, hi) + offset)
 
 /* chunks of 64 channels (a 64-channel layer in one pass, the common case) where every channel takes
  * the short requantization: the block loop unrolled whole, 6.7 KB of code for L4 -5%, L6 -6% */
 HOT static void scatter_tables64(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                                  const int32_t *toff, int32_t c0, const weights *w, int8_t *output,
-                                 const int32_t **rowp, const int32_t *mp, const int32_t *r1)
+                                 const int32_t **rowp, const int32_t *rq)
 {
     const int32_t blk = 64;
     SCATTER_REQUANTIZED(SCATTER_TABLES64_BODY, 0)
@@ -185,10 +197,10 @@ HOT static void scatter_tables64(const geom *g, const uint8_t *ids, const int32_
 
 HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
                              const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                             const int32_t **rowp, const int32_t *mp, const int32_t *r1)
+                             const int32_t **rowp, const int32_t *rq)
 {
-    if (blk == 64 && trec_fast_requant_block(g, w, c0, blk)) {
-        scatter_tables64(g, ids, id_off, tables, toff, c0, w, output, rowp, mp, r1);
+    if (blk == 64 && g->id_size == 1 && trec_fast_requant_block(g, w, c0, blk)) {
+        scatter_tables64(g, ids, id_off, tables, toff, c0, w, output, rowp, rq);
         return;
     }
     SCATTER_REQUANTIZED(SCATTER_TABLES_BODY, 1)
@@ -256,8 +268,7 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
 
 HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *table0,
                                const uint8_t *tables, const int32_t *toff, int32_t c0, int32_t blk,
-                               const weights *w, int8_t *output, const int32_t **rowp, const int32_t *mp,
-                               const int32_t *r1)
+                               const weights *w, int8_t *output, const int32_t **rowp, const int32_t *rq)
 {
     const int32_t row_bytes = t16_row(blk) * 2;
     /* the caller takes T16 only where every channel takes the fast requantization */
@@ -278,12 +289,6 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
 #undef ADD_QUAD_AT
 #undef ADD_QUAD
 
-/* Plan A's scatters walk the rows in output order: a row's id for a sub-matrix sits `step` after
- * the previous row's within an output row, `row_step` after the output row's first one between
- * them (row_base). */
-#define ROW_STEPS(g, step, row_step)                                                                   \
-    const size_t step = (g)->strip ? (size_t)(g)->stride_w : (size_t)(g)->m;                           \
-    const size_t row_step = (g)->strip ? (size_t)(g)->stride_h * (g)->pw : (size_t)(g)->out_w * (g)->m
 
 /* The plan-A bodies are inlined with a constant chunk (4 or 8 channels, one byte per id: the
  * common cases, where a chunk is one or two quads) so that the loop over the channels unrolls
@@ -400,12 +405,12 @@ HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, in
 #undef ADD2
 }
 
-/* rq: 0 the general requantization, 1 the short one over the whole int8 range (SSAT), 2 the short
- * one and the activation's clamp */
+/* mode: 0 the general requantization, 1 the short one over the whole int8 range (SSAT), 2 the
+ * short one and the activation's clamp */
 TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int32_t id_size, size_t idx0,
                                          const int32_t *table, int32_t blk, const int32_t *acc,
-                                         const int32_t *mult, const int32_t *shift, const int32_t *mp,
-                                         const int32_t *r1, int rq, int8_t *output)
+                                         const int32_t *mult, const int32_t *shift, const int32_t *rq, int mode,
+                                         int8_t *output)
 {
     ROW_STEPS(g, step, row_step);
     const int32_t out_w = g->out_w, cout = g->cout;
@@ -419,13 +424,11 @@ TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int3
             for (int32_t j = 0; j < blk; j++) {
                 const int32_t x = a[j] + tc[j];
                 int32_t v;
-                if (rq == 0) {
+                if (mode == 0) {
                     v = trec_requantize_clamp(x, mult[j], shift[j], lo, hi) + offset;
                 } else {
-                    int32_t mult_j, pow_j;
-                    trec_load2(mp + 2 * j, 0, mult_j, pow_j);
-                    const int32_t r = trec_requantize_fast_small(x, mult_j, pow_j, r1[j]);
-                    v = rq == 1 ? trec_ssat8(r) : clamp_to(r, g->act_min, g->act_max);
+                    const int32_t r = requantize_rq(x, rq, j);
+                    v = mode == 1 ? trec_ssat8(r) : clamp_to(r, g->act_min, g->act_max);
                 }
                 out[j] = (int8_t)v;
             }
@@ -434,20 +437,20 @@ TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int3
 }
 
 #define REQUANTIZE(ID_SIZE, BLK)                                                                        \
-    (rq == 1 ? scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 1, out) \
-             : scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, mp, r1, 2, out))
+    (mode == 1 ? scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, rq, 1, out) \
+               : scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, rq, 2, out))
 
 /* plan A, the last sub-matrix: requantize acc[n] + table[id(n, m)] straight into the output */
 HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
                                  int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
-                                 const int32_t *mp, const int32_t *r1, int8_t *output)
+                                 const int32_t *rq, int8_t *output)
 {
     const size_t idx0 = (size_t)id_off;
     const int32_t *mult = w->mult + c0, *shift = w->shift + c0;
-    const int rq = !trec_fast_requant_block(g, w, c0, blk) ? 0 : g->act_min == -128 && g->act_max == 127 ? 1 : 2;
+    const int mode = !trec_fast_requant_block(g, w, c0, blk) ? 0 : g->act_min == -128 && g->act_max == 127 ? 1 : 2;
     int8_t *out = output + c0;
-    if (rq == 0) { /* the general requantization: rare (see trec_fast_requant_block), not unrolled */
-        scatter_requantize_body(g, ids, g->id_size, idx0, table, blk, acc, mult, shift, mp, r1, 0, out);
+    if (mode == 0) { /* the general requantization: rare (see trec_fast_requant_block), not unrolled */
+        scatter_requantize_body(g, ids, g->id_size, idx0, table, blk, acc, mult, shift, rq, 0, out);
     } else {
         UNROLLED_CHUNKS(REQUANTIZE);
     }
