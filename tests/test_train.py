@@ -118,3 +118,32 @@ def test_distillation_refuses_a_teacher_of_another_task(tmp_path, fashion):
     with pytest.raises(ValueError, match="outputs"):
         train(cfg, fashion)
     assert not (tmp_path / "run" / "best.keras").exists()
+
+
+def test_a_subset_of_trec_convs_keeps_the_models_l_and_h():
+    """--trec 0,1 on a model whose defaults make convs 0, 1, 2 TREC: convs 0 and 1 keep their
+    per-conv defaults (not TRECConv2D's generic ones), conv 2 stays a plain Conv2D."""
+    import inspect
+
+    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.models import MODELS, conv_layers
+
+    spec = MODELS["cmsisnn_cifar10"]
+    model = build_model("cmsisnn_cifar10", input_shape=(32, 32, 3), trec=[0, 1])
+    convs = conv_layers(model)
+    for i in (0, 1):
+        j = spec.default_trec.index(i)
+        assert isinstance(convs[i], TRECConv2D)
+        assert (convs[i].sub_vector_length, convs[i].hash_bits) == (spec.default_l[j], spec.default_h[j])
+    assert not isinstance(convs[2], TRECConv2D)
+    # a conv the model does not make TREC by default takes the layer's own defaults
+    params = inspect.signature(TRECConv2D.__init__).parameters
+    model = build_model("cmsisnn_cifar10", input_shape=(32, 32, 3), trec=[2], hash_bits=[5])
+    conv = conv_layers(model)[2]
+    assert (conv.sub_vector_length, conv.hash_bits) == (spec.default_l[2], 5)
+    fm = build_model("fashion_net", trec=[0], sub_vector_length=[7])
+    assert (conv_layers(fm)[0].sub_vector_length, conv_layers(fm)[0].hash_bits) == (7, MODELS["fashion_net"].default_h[0])
+    squeeze = build_model("squeezenet", trec=[1])
+    conv = conv_layers(squeeze)[1]
+    assert 1 not in MODELS["squeezenet"].default_trec
+    assert (conv.sub_vector_length, conv.hash_bits) == (params["sub_vector_length"].default, params["hash_bits"].default)

@@ -193,17 +193,20 @@ def model_names() -> list[str]:
 def build_model(name: str, *, input_shape=None, num_classes=10, trec=None, sub_vector_length=None,
                 hash_bits=None, hash_center="mean", hash_trainable=True) -> keras.Model:
     """Build a registered model. ``trec=None`` uses the model's default TREC convolutions;
-    ``trec=()`` builds the dense twin."""
+    ``trec=()`` builds the dense twin. Without ``sub_vector_length`` / ``hash_bits``, each TREC
+    convolution takes the model's default (L, H) for it, and one the model does not make TREC by
+    default takes TRECConv2D's (9, 8)."""
     key = ALIASES.get(name, name)
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
     spec = MODELS[key]
-    if trec is None:
-        trec = spec.default_trec
-        sub_vector_length = spec.default_l if sub_vector_length is None else sub_vector_length
-        hash_bits = spec.default_h if hash_bits is None else hash_bits
-    plan = TrecPlan(trec, 9 if sub_vector_length is None else sub_vector_length,
-                    8 if hash_bits is None else hash_bits, hash_center, hash_trainable)
+    trec = spec.default_trec if trec is None else tuple(int(i) for i in trec)
+    defaults = dict(zip(spec.default_trec, zip(spec.default_l, spec.default_h)))
+    if sub_vector_length is None:
+        sub_vector_length = [defaults.get(i, (9, 8))[0] for i in trec]
+    if hash_bits is None:
+        hash_bits = [defaults.get(i, (9, 8))[1] for i in trec]
+    plan = TrecPlan(trec, sub_vector_length, hash_bits, hash_center, hash_trainable)
     kwargs = {"num_classes": num_classes}
     if input_shape is not None:
         kwargs["input_shape"] = tuple(input_shape)

@@ -233,8 +233,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="indices of the convolutions that are TREC, e.g. 0,1 ('none': dense twin); "
                         "default: the model's choice")
     p.add_argument("--L", dest="sub_vector_length", type=_int_list, default=None,
-                   help="sub-vector length per TREC conv, e.g. 5,10")
-    p.add_argument("--H", dest="hash_bits", type=_int_list, default=None, help="hash bits per TREC conv, e.g. 15,10")
+                   help="sub-vector length per TREC conv, e.g. 5,10 (default: the model's own for each conv)")
+    p.add_argument("--H", dest="hash_bits", type=_int_list, default=None,
+                   help="hash bits per TREC conv, e.g. 15,10 (default: the model's own for each conv)")
     p.add_argument("--hash-center", default="mean", choices=["mean", "none"],
                    help="hash around the per-image channel mean (default) or around zero")
     p.add_argument("--freeze-hash", action="store_true",
