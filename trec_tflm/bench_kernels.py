@@ -7,7 +7,8 @@ and scaled to 32x32; deeper layers get Fashion-MNIST test images through the tra
 before them). The kernels then run side by side on QEMU with ``-icount`` (instructions, exact):
 
   TREC at its default scratch (trec_convolve_s8_get_buffer_size: at most twice the int8 output
-  where the layer allows), TREC with 4x the output as scratch (at most 192 KiB), the dense int8 kernel, and
+  where the layer allows), TREC with 4x the output as scratch (at most 192 KiB, at least the
+  kernel's least: get_min_buffer_size), the dense int8 kernel, and
   CMSIS-NN's arm_convolve_wrapper_s8 when CMSIS_NN_ROOT is set.
 
 Per layer it prints the instruction ratio dense / TREC, rc, the work-model bound
@@ -215,7 +216,9 @@ def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_
         four = kernel_bench.KernelCase(f"{spec.name}_4x", case.input, case.filter, case.bias, case.hash,
                                        case.params, dense=False, note=case.note)
         y, _ = case.golden_trec()
-        four.scratch_bytes = min(4 * int(y.size), BIG_SCRATCH_CAP)
+        # never below the kernel's least: a layer with a small output and a long K (a non-strip L
+        # over K = 800) needs more than 4x its output for the hash ids alone
+        four.scratch_bytes = max(min(4 * int(y.size), BIG_SCRATCH_CAP), kernel_bench.buffer_sizes(case)[1])
         big.append(four)
     with tempfile.TemporaryDirectory() as tmp:
         log(f"running {len(cases)} layers on {kernel_bench.BOARD_OF_CORE.get(core, core)} (QEMU -icount)")
@@ -226,7 +229,8 @@ def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_
     for res in (plain, four, prof):
         bad = [n for n, r in {**res.trec, **res.dense, **res.cmsis}.items() if not r.ok]
         if bad or res.exit_code != 0:
-            raise RuntimeError(f"kernel mismatch against golden on {res.board}: {bad}\n{res.stdout[-2000:]}")
+            raise RuntimeError(f"kernel failed (an error status, or a mismatch against golden) on {res.board}: "
+                               f"{bad}\n{res.stdout[-2000:]}")
     rows = []
     for spec, case in zip(specs, cases):
         t, t4, d = plain.trec[spec.name], four.trec[f"{spec.name}_4x"], plain.dense[spec.name]

@@ -85,6 +85,17 @@ def _c_array(name: str, ctype: str, values) -> str:
     return f"static const {ctype} {name}[{max(flat.size, 1)}] __attribute__((aligned(4))) = {{{body}}};\n"
 
 
+def buffer_sizes(case: KernelCase, lib=None) -> tuple[int, int]:
+    """(get_buffer_size, get_min_buffer_size) of trec_convolve_s8 for the case's layer."""
+    from .native import kernels  # the same C code the firmware runs
+
+    p = case.params
+    return (lib or kernels("host")).trec_buffer_sizes(
+        case.input.shape, case.filter.shape, sub_vector_length=p["sub_vector_length"], hash_bits=p["hash_bits"],
+        hash_center=p.get("hash_center", "mean"), stride=golden._pair(p.get("stride", 1)),
+        dilation=golden._pair(p.get("dilation", 1)), padding=p.get("padding", "SAME"))
+
+
 def write_header(path: Path, cases: list[KernelCase]) -> dict:
     """Write bench_cases.h; returns {case name: golden TrecStats list} for the callers' checks."""
     from .native import kernels  # scratch sizes come from the same C code the firmware runs
@@ -102,9 +113,7 @@ def write_header(path: Path, cases: list[KernelCase]) -> dict:
         dh, dw = golden._pair(p.get("dilation", 1))
         pad = p.get("padding", "SAME")
         (ho, wo), (pt, pl) = golden.conv_geometry(c.input.shape[1:3], (kh, kw), (sh, sw), (dh, dw), pad)
-        preferred, _ = lib.trec_buffer_sizes(c.input.shape, c.filter.shape, sub_vector_length=p["sub_vector_length"],
-                                             hash_bits=p["hash_bits"], hash_center=p.get("hash_center", "mean"),
-                                             stride=(sh, sw), dilation=(dh, dw), padding=pad)
+        preferred, _ = buffer_sizes(c, lib)
         scratch = c.scratch_bytes or preferred
         dense_scratch = 4 * (4 * ((kh * kw * cin + 3) // 4))
         max_out = max(max_out, y.size)
