@@ -90,3 +90,34 @@ def test_work_model_bound_hand_checked():
     assert work_model_bound(64, 6, 0.1, 64) == pytest.approx(64 / 14.4)
     # every row its own cluster: never better than dense
     assert work_model_bound(32, 4, 1.0, 8) < 1.0
+
+
+def test_long_accuracy_script_runs_valid_train_commands(tmp_path):
+    """examples/benchmarks/accuracy_long.sh: every call parses, every fine-tuned net starts from the
+    long twin (and distils from it where asked), and finished runs are skipped."""
+    import shlex
+    import subprocess
+
+    from trec_tflm.cli import build_parser
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.txt"
+    fake = bin_dir / "trec-tflm"
+    fake.write_text('#!/bin/sh\necho "$@" >> "%s"\nwhile [ "$1" != "--checkpoint-path" ]; do shift; done\n'
+                    'mkdir -p "$2" && echo \'{"test": {}}\' > "$2/history.json"\necho "test accuracy: 0.5"\n'
+                    % calls)
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    out = tmp_path / "runs"
+    script = ROOT / "examples" / "benchmarks" / "accuracy_long.sh"
+    subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
+    parsed = [build_parser().parse_args(shlex.split(line)) for line in calls.read_text().splitlines()]
+    assert len(parsed) == 6 and all(a.command == "train" for a in parsed)
+    twin = str(out / "cmsisnn_cifar10_dense" / "best.keras")
+    assert parsed[0].trec == [] and parsed[0].epochs == 10 and parsed[0].train_limit is None
+    for a in parsed[1:]:
+        assert a.init_from == twin and a.epochs == 3 and a.train_limit is None
+        assert a.distill_from == (twin if a.checkpoint_path.endswith("_kd") else None)
+    subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
+    assert len(calls.read_text().splitlines()) == 6  # nothing rerun
