@@ -50,28 +50,38 @@ def test_template_script_is_executable_and_uses_the_example():
     assert "train_model.py" in text and "--model_name=SqueezeNet" in text
 
 
-def test_accuracy_benchmark_script_runs_valid_train_commands(tmp_path):
-    """examples/benchmarks/accuracy.sh (the docs/BENCHMARKS.md accuracy runs): every trec-tflm call
-    parses with the real CLI, TREC nets start from their own twin, and finished runs are skipped."""
-    import shlex
+def _run_with_fake_trec_tflm(tmp_path, script_name):
+    """Run an accuracy script with a fake trec-tflm that records its arguments and leaves what a
+    finished training run leaves; returns (the recorded calls, a function that reruns the script)."""
     import subprocess
-
-    from trec_tflm.cli import build_parser
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls.txt"
     fake = bin_dir / "trec-tflm"
-    # records its arguments and leaves what a finished training run leaves
     fake.write_text('#!/bin/sh\necho "$@" >> "%s"\nwhile [ "$1" != "--checkpoint-path" ]; do shift; done\n'
                     'mkdir -p "$2" && echo \'{"test": {}}\' > "$2/history.json"\necho "test accuracy: 0.5"\n'
                     % calls)
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     out = tmp_path / "runs"
-    script = ROOT / "examples" / "benchmarks" / "accuracy.sh"
-    subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
-    lines = calls.read_text().splitlines()
+    script = ROOT / "examples" / "benchmarks" / script_name
+
+    def run():
+        subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
+        return calls.read_text().splitlines()
+
+    return run(), run, out
+
+
+def test_accuracy_benchmark_script_runs_valid_train_commands(tmp_path):
+    """examples/benchmarks/accuracy.sh (the docs/BENCHMARKS.md accuracy runs): every trec-tflm call
+    parses with the real CLI, TREC nets start from their own twin, and finished runs are skipped."""
+    import shlex
+
+    from trec_tflm.cli import build_parser
+
+    lines, rerun, _ = _run_with_fake_trec_tflm(tmp_path, "accuracy.sh")
     assert len(lines) == 10
     parser = build_parser()
     for line in lines:
@@ -79,8 +89,7 @@ def test_accuracy_benchmark_script_runs_valid_train_commands(tmp_path):
         assert args.command == "train"
         if args.checkpoint_path.endswith("_trec"):
             assert args.init_from == args.checkpoint_path[:-len("_trec")] + "_dense/best.keras"
-    subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
-    assert len(calls.read_text().splitlines()) == 10  # nothing rerun
+    assert len(rerun()) == 10  # nothing rerun
 
 
 def test_work_model_bound_hand_checked():
@@ -96,28 +105,15 @@ def test_long_accuracy_script_runs_valid_train_commands(tmp_path):
     """examples/benchmarks/accuracy_long.sh: every call parses, every fine-tuned net starts from the
     long twin (and distils from it where asked), and finished runs are skipped."""
     import shlex
-    import subprocess
 
     from trec_tflm.cli import build_parser
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "calls.txt"
-    fake = bin_dir / "trec-tflm"
-    fake.write_text('#!/bin/sh\necho "$@" >> "%s"\nwhile [ "$1" != "--checkpoint-path" ]; do shift; done\n'
-                    'mkdir -p "$2" && echo \'{"test": {}}\' > "$2/history.json"\necho "test accuracy: 0.5"\n'
-                    % calls)
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    out = tmp_path / "runs"
-    script = ROOT / "examples" / "benchmarks" / "accuracy_long.sh"
-    subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
-    parsed = [build_parser().parse_args(shlex.split(line)) for line in calls.read_text().splitlines()]
+    lines, rerun, out = _run_with_fake_trec_tflm(tmp_path, "accuracy_long.sh")
+    parsed = [build_parser().parse_args(shlex.split(line)) for line in lines]
     assert len(parsed) == 6 and all(a.command == "train" for a in parsed)
     twin = str(out / "cmsisnn_cifar10_dense" / "best.keras")
     assert parsed[0].trec == [] and parsed[0].epochs == 10 and parsed[0].train_limit is None
     for a in parsed[1:]:
         assert a.init_from == twin and a.epochs == 3 and a.train_limit is None
         assert a.distill_from == (twin if a.checkpoint_path.endswith("_kd") else None)
-    subprocess.run(["sh", str(script), str(out)], check=True, env=env, capture_output=True, text=True)
-    assert len(calls.read_text().splitlines()) == 6  # nothing rerun
+    assert len(rerun()) == 6  # nothing rerun

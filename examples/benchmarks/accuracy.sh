@@ -10,13 +10,7 @@ set -e
 OUT=${1:-runs/bench}
 mkdir -p "$OUT"
 
-run() {
-    name=$1; shift
-    if grep -q '"test"' "$OUT/$name/history.json" 2>/dev/null; then return; fi
-    echo "$(date +%T) $name: trec-tflm train $*"
-    trec-tflm train --checkpoint-path "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
-    echo "$(date +%T) $name: $(grep -ao 'test accuracy: [0-9.]*' "$OUT/$name.log" | tail -n 1)"
-}
+. "$(dirname "$0")/run_train.sh"
 
 # CIFAR-10 architectures on the 32x32x3 Fashion-MNIST stand-in (CIFAR-10 is not on the machine;
 # with it: CIFAR_DATA="--dataset cifar10 --dataset-path DIR"): the dense twin, then the TREC net

@@ -11,13 +11,7 @@ set -e
 OUT=${1:-runs/bench_long}
 mkdir -p "$OUT"
 
-run() {
-    name=$1; shift
-    if grep -q '"test"' "$OUT/$name/history.json" 2>/dev/null; then return; fi
-    echo "$(date +%T) $name: trec-tflm train $*"
-    trec-tflm train --checkpoint-path "$OUT/$name" "$@" > "$OUT/$name.log" 2>&1
-    echo "$(date +%T) $name: $(grep -ao 'test accuracy: [0-9.]*' "$OUT/$name.log" | tail -n 1)"
-}
+. "$(dirname "$0")/run_train.sh"
 
 CIFAR_DATA=${CIFAR_DATA:-"--dataset fashion_mnist_32x32x3"}
 NET="--model cmsisnn_cifar10 $CIFAR_DATA --batch-size 64"
