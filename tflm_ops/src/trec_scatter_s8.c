@@ -289,9 +289,8 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
 #undef ADD_QUAD_AT
 #undef ADD_QUAD
 
-
-/* The plan-A bodies are inlined with a constant chunk (4 or 8 channels, one byte per id: the
- * common cases, where a chunk is one or two quads) so that the loop over the channels unrolls
+/* The plan-A bodies are inlined with a constant chunk (4, 8 or 16 channels, one byte per id: the
+ * common cases, where a chunk is one, two or four quads) so that the loop over the channels unrolls
  * and the row loop keeps its pointers in registers: at 4 channels the general loop spends ~45
  * instructions per row and sub-matrix, twice what the unrolled one needs. BODY(id_size, blk) is
  * the call, expanded once per constant case and once for the rest. */
