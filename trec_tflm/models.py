@@ -195,17 +195,18 @@ def build_model(name: str, *, input_shape=None, num_classes=10, trec=None, sub_v
     """Build a registered model. ``trec=None`` uses the model's default TREC convolutions;
     ``trec=()`` builds the dense twin. Without ``sub_vector_length`` / ``hash_bits``, each TREC
     convolution takes the model's default (L, H) for it, and one the model does not make TREC by
-    default takes TRECConv2D's (9, 8)."""
+    default takes TrecPlan's (9, 8), TRECConv2D's own defaults."""
     key = ALIASES.get(name, name)
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(model_names())}")
     spec = MODELS[key]
     trec = spec.default_trec if trec is None else tuple(int(i) for i in trec)
     defaults = dict(zip(spec.default_trec, zip(spec.default_l, spec.default_h)))
+    per_conv = [defaults.get(i, (TrecPlan.sub_vector_length, TrecPlan.hash_bits)) for i in trec]
     if sub_vector_length is None:
-        sub_vector_length = [defaults.get(i, (9, 8))[0] for i in trec]
+        sub_vector_length = [length for length, _ in per_conv]
     if hash_bits is None:
-        hash_bits = [defaults.get(i, (9, 8))[1] for i in trec]
+        hash_bits = [bits for _, bits in per_conv]
     plan = TrecPlan(trec, sub_vector_length, hash_bits, hash_center, hash_trainable)
     kwargs = {"num_classes": num_classes}
     if input_shape is not None:

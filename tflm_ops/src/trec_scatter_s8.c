@@ -45,29 +45,20 @@ TREC_INLINE int32_t requantize_rq(int32_t a, const int32_t *rq, int32_t j)
 /* v clamped to [lo, hi], v evaluated once */
 TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MIN(TREC_MAX(v, lo), hi); }
 
-/* x0..x3 += the four table entries at tc + off (two LDRD) */
-#define ADD_QUAD(tc, off, x0, x1, x2, x3)                                                               \
+/* x0..x3 += the four table entries at tc + off, two LDRD by LOAD2: trec_load2 for a constant
+ * `off`, trec_load2_at (ADD_QUAD_AT) for one that is constant only once the loop is unrolled */
+#define ADD_QUAD_BY(LOAD2, tc, off, x0, x1, x2, x3)                                                     \
     do {                                                                                               \
         int32_t u0_, u1_, u2_, u3_;                                                                    \
-        trec_load2((tc), (off), u0_, u1_);                                                             \
-        trec_load2((tc), (off) + 2, u2_, u3_);                                                         \
+        LOAD2((tc), (off), u0_, u1_);                                                                  \
+        LOAD2((tc), (off) + 2, u2_, u3_);                                                              \
         x0 += u0_;                                                                                     \
         x1 += u1_;                                                                                     \
         x2 += u2_;                                                                                     \
         x3 += u3_;                                                                                     \
     } while (0)
-
-/* the same at tc + off for an `off` that may be constant only once the loop is unrolled */
-#define ADD_QUAD_AT(tc, off, x0, x1, x2, x3)                                                            \
-    do {                                                                                               \
-        int32_t u0_, u1_, u2_, u3_;                                                                    \
-        trec_load2_at((tc), (off), u0_, u1_);                                                          \
-        trec_load2_at((tc), (off) + 2, u2_, u3_);                                                      \
-        x0 += u0_;                                                                                     \
-        x1 += u1_;                                                                                     \
-        x2 += u2_;                                                                                     \
-        x3 += u3_;                                                                                     \
-    } while (0)
+#define ADD_QUAD(tc, off, x0, x1, x2, x3) ADD_QUAD_BY(trec_load2, tc, off, x0, x1, x2, x3)
+#define ADD_QUAD_AT(tc, off, x0, x1, x2, x3) ADD_QUAD_BY(trec_load2_at, tc, off, x0, x1, x2, x3)
 
 /* outputs j .. j + 3 of the row from the sums x0..x3 */
 #define STORE_QUAD(REQUANT, j, x0, x1, x2, x3)                                                          \
@@ -288,6 +279,7 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
 #undef STORE_QUAD
 #undef ADD_QUAD_AT
 #undef ADD_QUAD
+#undef ADD_QUAD_BY
 
 /* The plan-A bodies are inlined with a constant chunk (4, 8 or 16 channels, one byte per id: the
  * common cases, where a chunk is one, two or four quads) so that the loop over the channels unrolls
