@@ -238,6 +238,13 @@ def test_narrow_tables_and_their_fallback(kern):
         for case in (large, mixed, slow):
             _, stats = check(kern, case, scratch_bytes=size)
             assert stats.plan != 2
+    # the first sub-matrix's table (tap 0, 0) fits 16 bits, the others do not: the kernel finds out
+    # only when it narrows the second table
+    late = narrow_case(6, large_from=0)
+    late["filter"] = late["filter"].copy()
+    late["filter"][:, 0, 0, :] = small["filter"][:, 0, 0, :]
+    for size in narrow:
+        assert check(kern, late, scratch_bytes=size)[1].plan != 2
     # channels 0-7 fit, 8-15 do not: one T16 chunk, the rest on the int32 plan
     size = max(s for s, passes in narrow.items() if passes == 3)
     _, stats = check(kern, mixed, scratch_bytes=size)

@@ -374,6 +374,8 @@ TREC_INTERNAL void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, 
 TREC_INTERNAL void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *counts, int32_t l,
                                       const int16_t *ws, int32_t blk, int32_t *table);
 TREC_INTERNAL void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk);
+TREC_INTERNAL int trec_table_spread16(const int32_t *table, int32_t slots, const int32_t *counts, int32_t stride,
+                                      int32_t blk, int32_t channels, int32_t *lo, int32_t *hi);
 TREC_INTERNAL int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t stride,
                                     int32_t blk, int32_t *offset);
 

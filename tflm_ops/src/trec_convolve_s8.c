@@ -191,21 +191,23 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
     /* fold: what the first table's entries carry, the bias and every other table's offset */
     int32_t *fold = b->tables, *offset = fold + blk, *table0 = offset + blk;
     uint8_t *tables = (uint8_t *)(table0 + (size_t)im->slots[0] * blk);
+    build_table(g, im->input, im->ids, 0, -1, im->slots[0], p, b, im->w, c0, blk, table0, count);
+    /* the members per cluster: in counts on the strip path (the SIMD products leave members[]
+     * unwritten), in members[] otherwise */
+    const int32_t *members = g->strip ? b->counts : b->members, stride = g->strip ? g->j + 1 : 1;
+    if (!trec_table_spread16(table0, im->slots[0], members, stride, blk, TREC_MIN(blk, 8), fold, offset)) {
+        return 0;
+    }
     for (int32_t j = 0; j < blk; j++) {
         fold[j] = im->w->bias ? im->w->bias[c0 + j] : 0;
     }
-    build_table(g, im->input, im->ids, 0, -1, im->slots[0], p, b, im->w, c0, blk, table0, count);
     size_t at = 0;
     for (int32_t i = 1, prev = 0; i < g->m; i++) { /* visit_order(g, 0) == 0 */
         const int32_t m = visit_order(g, i);
         int32_t *table = (int32_t *)(void *)(tables + at);
         build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
         prev = m;
-        /* the members per cluster: in counts on the strip path (the SIMD products leave members[]
-         * unwritten), in members[] otherwise */
-        const int strip = g->strip;
-        if (!trec_narrow_table(table, im->slots[m], strip ? b->counts : b->members, strip ? g->j + 1 : 1, blk,
-                               offset)) {
+        if (!trec_narrow_table(table, im->slots[m], members, stride, blk, offset)) {
             return 0;
         }
         for (int32_t j = 0; j < blk; j++) {
