@@ -190,6 +190,27 @@ def test_pixel_path_interleaved_cluster_pairs(kern):
     assert len(budget_sweep(kern, case)) >= 3
 
 
+@pytest.mark.parametrize("cout,length", [(40, 8), (64, 8), (64, 24)])
+def test_passes_split_the_channels_evenly(kern, cout, length):
+    """Where the scratch holds more than half but not all of the channels, the kernel runs two
+    passes of half the channels each, not one as large as fits and a short rest that pays a
+    whole pass's set-up (or one of the chunk sizes whose scatter is unrolled: 4, 8, 16, 64)."""
+    case = with_channels(make_case(3400 + length, 8, 3, 1, "SAME", length=length, bits=6, h=12, w=12,
+                                   center="mean"), cout, 3400)
+    tensors, kwargs = split(case)
+    preferred, least = kern.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, sub_vector_length=length,
+                                              hash_bits=6, hash_center="mean", stride=1, padding="SAME")
+    seen = set()
+    for size in np.linspace(least, 2 * preferred, 40).astype(int):
+        stats = check(kern, case, scratch_bytes=int(size))[1]
+        even = -(-cout // stats.passes)
+        even = even if even < 4 else -(-even // 4) * 4  # whole channel quads
+        assert stats.chunk in (even, 4, 8, 16, 64), (size, stats.passes, stats.chunk)
+        assert -(-cout // stats.chunk) == stats.passes
+        seen.add(stats.passes)
+    assert len(seen) >= 3
+
+
 def narrow_case(weight_max: int, large_from: int | None = None, cout: int = 24) -> dict:
     """A 3x3 layer over 16 channels (L = 16, H = 5) on a smooth 12x12 image. With small weights
     every sub-matrix's table entries lie within 16 bits of their mean (plan T16 holds them); from

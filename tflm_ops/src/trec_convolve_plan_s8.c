@@ -111,8 +111,9 @@ static int simd_possible(const geom *g) { return TREC_DSP && g->strip && g->cin 
 /* pass-2 bytes: per-cluster counts, the sums (a block of lb, or on the incremental strip path
  * the sums kept whole plus a packed copy), the filter slice of a chunk of blk
  * channels, and the tables and accumulator of the scatter plan */
-static size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk, int kind,
-                          int incremental, int simd)
+/* inlined: the plan chooser calls it a few hundred times per image */
+TREC_INLINE size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk,
+                               int kind, int incremental, int simd)
 {
     const size_t lba = (size_t)((lb + 1) & ~1);
     size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk_quads(blk) * lba * 2;
@@ -188,34 +189,51 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
 /* ================================================================================================
  * plans
  * ============================================================================================== */
+/* Scatter cost per (row, sub-matrix, channel) in tenths of an instruction, measured on Cortex-M7
+ * at -Ofast over the six benchmark layers (kernel-bench phase split). The chunk sizes with
+ * unrolled scatter rows (one-byte ids: 4, 8 and 16 channels on plans A and A2, 64 on plan T) are
+ * cheaper than the rest, whose loops pay a set-up per row and block that larger chunks amortize:
+ * L5 in chunks of 16 (4 passes) takes 6.59M instructions, in chunks of 24 (3 passes) 6.77M, in
+ * chunks of 32 (2 passes) 6.57M. */
+static int32_t scatter_tenths(const geom *g, int kind, int32_t blk)
+{
+    const int unrolled = g->id_size == 1;
+    if (kind == PLAN_T) {
+        return unrolled && blk == 64 ? 22 : 23 + 190 / blk;
+    }
+    if (kind == PLAN_T16) {
+        return 23;
+    }
+    int32_t a2 = 26 + 214 / blk;
+    if (unrolled && (blk == 4 || blk == 8 || blk == 16)) {
+        a2 = blk == 16 ? 25 : blk == 8 ? 28 : 36;
+    }
+    return kind == PLAN_A2 ? a2 : a2 + 8; /* plan A: every sub-matrix's table through memory */
+}
+
 /* Instruction estimate of a plan, only to rank plans (per-operation costs measured on Cortex-M7
- * at -O3): every pass re-derives the sums (~4 per element gathered, ~2 with SIMD lanes);
- * products ~1 per multiply-accumulate (~0.95 from interleaved cluster pairs) plus ~12 per
- * (cluster, channel, sums block); the scatter ~3.5 per (row, sub-matrix, channel) in registers
- * (plan T) and ~4.5 through memory (plan A; ~4 with two tables per pass, A2); and every pass
- * pays ~30 per cluster slot and ~300 per sub-matrix again (the clusters' set-up and finishing, the
- * filter slice, the window moves), which keeps a plan of fewer, larger chunks ahead where it
- * fits (the demo's conv2 at 2x its output: chunks of 16 in 4 passes, 7.06M instructions, not of
- * 12 in 6, 7.31M). On the six benchmark layers it picks the fastest of the plans that fit
- * (checked by forcing each plan and mode in turn). */
+ * at -Ofast): every pass re-derives the sums (~12 per element gathered by the scalar paths, whose
+ * runs are short, ~4 with SIMD lanes, cluster set-up included; the L1/L4 and L2/L5/L6 passes
+ * measured 300K and 34-260K) and pays ~30 per cluster slot and ~300 per sub-matrix again (the
+ * filter slice, the clusters' finishing); products ~1 per multiply-accumulate (~0.95 from
+ * interleaved cluster pairs) plus ~12 per (cluster, channel, sums block); the scatter as
+ * scatter_tenths. On the six benchmark layers it keeps the plans it had at 2x their output (the
+ * fastest that fit, checked by forcing each plan and mode in turn). Over sweeps of their scratch
+ * from the least to 3x the output, more scratch never costs more than 0.2% more instructions except
+ * where plan T16 is tried and its entries do not fit 16 bits (L1 and L4, whose first table is then
+ * built twice; docs/BENCHMARKS.md, "Scratch memory"). */
 static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
 {
-    if (p->kind == PLAN_T16) {
-        /* ~2.5 per (row, sub-matrix, channel) in the scatter, ~6 per table entry to narrow */
-        plan t = *p;
-        t.kind = PLAN_T;
-        return plan_cost(g, &t, gather_per_pass, slots_tot) - (int64_t)g->n * g->m * g->cout +
-               slots_tot * g->cout * 6;
-    }
-    if (p->simd) {
-        gather_per_pass = gather_per_pass * 2 / 4; /* ~2 per element instead of ~4 */
-    }
-    const int64_t passes = (g->cout + p->blk - 1) / p->blk;
-    const int64_t blocks = (g->l + p->lb - 1) / p->lb;
-    const int64_t macs = p->simd == SIMD_PAIRED ? g->l * 95 / 100 : g->l;
-    const int64_t products = slots_tot * g->cout * (macs + 12 * blocks);
-    const int64_t scatter = (int64_t)g->n * g->m * g->cout * (p->kind == PLAN_T ? 35 : p->kind == PLAN_A2 ? 40 : 45) / 10;
-    return passes * (gather_per_pass * 4 + slots_tot * 30 + (int64_t)g->m * 300) + products + scatter;
+    /* in tenths of an instruction: no 64-bit division (a library call on Cortex-M), and the chooser
+     * costs up to a hundred candidates per image */
+    const int32_t per_element = p->simd ? 40 : 120;
+    const int32_t passes = (g->cout + p->blk - 1) / p->blk;
+    const int32_t blocks = (g->l + p->lb - 1) / p->lb;
+    const int32_t macs = p->simd == SIMD_PAIRED ? g->l * 95 / 10 : g->l * 10;
+    const int32_t per_product = macs + 120 * blocks + (p->kind == PLAN_T16 ? 60 : 0); /* T16: narrowing */
+    const int64_t products = slots_tot * g->cout * per_product;
+    const int64_t scatter = (int64_t)g->n * g->m * g->cout * scatter_tenths(g, p->kind, p->blk);
+    return passes * (gather_per_pass * per_element + slots_tot * 300 + (int64_t)g->m * 3000) + products + scatter;
 }
 
 /* Largest channel chunk for sums blocks of lb elements in `avail` bytes; 0 if none fits. */
@@ -266,6 +284,38 @@ static int narrow_possible(const geom *g)
     return g->m >= 2 && (int64_t)g->max_slots * g->l * 32640 < ((int64_t)1 << 31);
 }
 
+/* The same number of passes over chunks as even as whole channel quads allow: a short last chunk
+ * pays a whole pass's set-up for a few channels and misses the unrolled chunk sizes */
+static int32_t balanced_blk(const geom *g, int32_t blk)
+{
+    if (blk <= 0 || blk >= g->cout) {
+        return blk;
+    }
+    const int32_t passes = (g->cout + blk - 1) / blk, even = (g->cout + passes - 1) / passes;
+    return blk >= 4 ? (even + 3) & ~3 : even;
+}
+
+/* Chunk sizes worth costing where `fit` channels fit (0 when nothing fits): the balanced chunk, and
+ * the largest size below it whose scatter is unrolled (scatter_tenths), if any. */
+static int chunk_candidates(const geom *g, int kind, int32_t fit, int32_t out[2])
+{
+    if (fit <= 0) {
+        return 0;
+    }
+    out[0] = balanced_blk(g, fit);
+    int32_t unrolled = 0;
+    if (g->id_size == 1 && kind == PLAN_T) {
+        unrolled = 64;
+    } else if (g->id_size == 1 && (kind == PLAN_A || kind == PLAN_A2)) {
+        unrolled = out[0] > 16 ? 16 : out[0] > 8 ? 8 : 4;
+    }
+    if (unrolled > 0 && unrolled < out[0]) {
+        out[1] = unrolled;
+        return 2;
+    }
+    return 1;
+}
+
 static int32_t passes_of(const geom *g, const plan *p) { return (g->cout + p->blk - 1) / p->blk; }
 
 /* Cheapest plans for `avail` bytes: best[0] among the scatter plans A, A2 and T, best[1] with T16
@@ -294,17 +344,24 @@ static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64
             /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
              * the rows' ids per block; the incremental and SIMD modes use whole sub-vectors */
             for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || incremental || simd) ? 0 : (lb + 1) / 2) {
-                plan p = {kind, fit_blk(g, avail, slots_max, slots_tot, kind, lb, incremental, simd), lb,
-                          incremental, simd};
-                if (p.blk == 0 || (simd == SIMD_PAIRED && (p.blk < 8 || (p.blk & 3) != 0))) {
-                    continue;
+                int32_t chunks[2];
+                const int32_t fit = fit_blk(g, avail, slots_max, slots_tot, kind, lb, incremental, simd);
+                const int n_chunks = chunk_candidates(g, kind, fit, chunks);
+                for (int k = 0; k < n_chunks; k++) {
+                    const plan p = {kind, chunks[k], lb, incremental, simd};
+                    if (simd == SIMD_PAIRED && (p.blk < 8 || (p.blk & 3) != 0)) {
+                        continue;
+                    }
+                    const int64_t blocks = (g->l + lb - 1) / lb;
+                    const int64_t c = plan_cost(g, &p, gather + (int64_t)g->n * g->m * (blocks - 1) * 2, slots_tot);
+                    if (!found[i] || c < cost[i]) {
+                        best[i] = p;
+                        cost[i] = c;
+                        found[i] = 1;
+                    }
                 }
-                const int64_t blocks = (g->l + lb - 1) / lb;
-                const int64_t c = plan_cost(g, &p, gather + (int64_t)g->n * g->m * (blocks - 1) * 2, slots_tot);
-                if (!found[i] || c < cost[i]) {
-                    best[i] = p;
-                    cost[i] = c;
-                    found[i] = 1;
+                if (fit >= g->cout) {
+                    break; /* shorter blocks would only cost more: every channel fits already */
                 }
             }
         }

@@ -260,7 +260,7 @@ static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, in
 }
 
 static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t *input, const int8_t *hash,
-                         const weights *w, int8_t *output, int32_t *passes, int32_t *plan_kind)
+                         const weights *w, int8_t *output, int32_t *passes, int32_t *chunk, int32_t *plan_kind)
 {
     uint8_t *ids = buf;
     int32_t *slots = (int32_t *)(void *)(buf + ids_bytes(g));
@@ -312,7 +312,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     pass2 b;
     carve(g, &p, slots_max, area, &b);
 
-    int32_t chunks = 0;
+    int32_t chunks = 0, widest = 0;
     int64_t strip_clusters = 0; /* strip path: clusters per sub-matrix, counted in the first chunk */
     for (int32_t c0 = 0; c0 < g->cout;) {
         const int32_t blk = TREC_MIN(p.blk, g->cout - c0);
@@ -334,9 +334,11 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         }
         c0 += blk;
         chunks++;
+        widest = TREC_MAX(widest, blk);
     }
     PROFILE_MARK(PHASE_DONE);
     *passes = chunks;
+    *chunk = widest;
     *plan_kind = p.kind == PLAN_T16 ? 2 : p.kind == PLAN_T;
     return (int32_t)(g->strip ? strip_clusters : slots_tot);
 }
@@ -381,10 +383,11 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
     const size_t in_size = (size_t)g.in_h * g.in_w * g.cin;
     const size_t out_size = (size_t)g.n * g.cout;
     int64_t clusters = 0;
-    int32_t passes = 0, plan = 0;
+    int32_t passes = 0, chunk = 0, plan = 0;
     for (int32_t b = 0; b < input_dims->n; b++) {
         int32_t pass_b = 0;
-        int32_t c = run_image(&g, buf, size, input + b * in_size, hash, &w, output + b * out_size, &pass_b, &plan);
+        int32_t c = run_image(&g, buf, size, input + b * in_size, hash, &w, output + b * out_size, &pass_b, &chunk,
+                              &plan);
         if (c < 0) {
             return TREC_BUFFER_ERROR;
         }
@@ -396,6 +399,7 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
         stats->sub_matrices = g.m;
         stats->clusters = (int32_t)clusters;
         stats->passes = passes;
+        stats->chunk = chunk;
         stats->plan = plan;
     }
     return TREC_SUCCESS;

@@ -27,7 +27,7 @@ constexpr int kBiasTensor = 2;
 constexpr int kHashTensor = 3;
 constexpr int kOutputTensor = 0;
 
-trec_reuse_stats g_last_stats = {0, 0, 0, 0};
+trec_reuse_stats g_last_stats = {0, 0, 0, 0, 0, 0};
 uint32_t g_eval_count = 0;
 
 // TF_LITE_ENSURE with a formatted message that names the operator (MicroPrintf through the

@@ -102,6 +102,7 @@ typedef struct {
     int32_t sub_matrices; /* M = ceil(K / L) */
     int32_t clusters;     /* sum over images and sub-matrices */
     int32_t passes;       /* passes over the output channels the scratch allowed (1 = fastest) */
+    int32_t chunk;        /* most output channels in one pass (the last pass may take fewer) */
     int32_t plan;         /* scatter plan of the last image: 0 = accumulator, 1 = per-row tables,
                            * 2 = per-row tables in 16 bits after the first sub-matrix's */
 } trec_reuse_stats;
