@@ -56,6 +56,34 @@ def test_bench_kernels_on_a_converted_model(tiny_tflite, capsys):
         assert "fashion_mnist" in r["data"]
 
 
+def test_bench_kernels_sweep_of_the_scratch(tiny_tflite, capsys):
+    """--sweep: each layer from the kernel's least scratch (what get_min_buffer_size says) up to 4x
+    its output, every run checked against the golden model; more scratch, fewer passes."""
+    from trec_tflm import qemu
+    from trec_tflm.native import kernels
+
+    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    if reason:
+        pytest.skip(reason)
+    assert main(["bench-kernels", "--core", "m7", "--tflite", str(tiny_tflite), "--sweep", "--json"]) == 0
+    sweeps = json.loads(capsys.readouterr().out)["sweeps"]
+    assert set(sweeps) == {"t1", "t2"}
+    shapes = {"t1": ((1, 28, 28, 1), (8, 5, 5, 1), 5, 5), "t2": ((1, 14, 14, 8), (16, 3, 3, 8), 8, 6)}
+    for name, points in sweeps.items():
+        x_shape, f_shape, length, bits = shapes[name]
+        preferred, least = kernels("host").trec_buffer_sizes(x_shape, f_shape, sub_vector_length=length,
+                                                             hash_bits=bits, stride=1, padding="SAME")
+        sizes = [p["scratch"] for p in points]
+        assert sizes == sorted(set(sizes)) and sizes[0] == least and preferred in sizes
+        assert points[0]["label"] == "least" and "default" in [p["label"] for p in points]
+        output = x_shape[1] * x_shape[2] * f_shape[0]
+        assert sizes[-1] == 4 * output or (sizes[-1] == preferred and preferred > 4 * output)
+        for p in points:
+            assert p["passes"] * p["chunk"] >= f_shape[0] > (p["passes"] - 1) * p["chunk"]
+        assert points[0]["passes"] > points[-1]["passes"] == 1
+        assert points[0]["instructions"] > points[-1]["instructions"]
+
+
 def test_bench_kernels_refuses_a_missing_model(capsys):
     assert main(["bench-kernels", "--tflite", "/no/such/model.tflite"]) == 2
     assert "no such file" in capsys.readouterr().err

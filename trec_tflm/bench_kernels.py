@@ -15,6 +15,10 @@ Per layer it prints the instruction ratio dense / TREC, rc, the work-model bound
 Cout / (H + 1 + rc*Cout + Cout/L) and the share of the bound reached, the split of TREC's
 instructions (profile build), and scratch bytes beside a full im2col (N*K) and CMSIS-NN's.
 
+With ``--sweep`` it prints instead, per layer, TREC's instructions, passes and channels per pass at
+scratch budgets from the kernel's least (get_min_buffer_size) to 4x the layer's output: what a
+smaller arena costs.
+
 Models are trained on first use (a few minutes each on 2 cores) into the cache directory, or
 taken from ``--models-dir`` (``<dir>/<model>_trec/best.keras``).
 """
@@ -22,6 +26,7 @@ taken from ``--models-dir`` (``<dir>/<model>_trec/best.keras``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -184,8 +189,8 @@ def work_model_bound(cout: int, bits: int, rc: float, length: int) -> float:
     return cout / (bits + 1 + rc * cout + cout / length)
 
 
-def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_root=None, log=print,
-        tflite: bytes | None = None, dataset: str = "fashion_mnist") -> list[LayerRow]:
+def layer_cases(layers=None, models_dir: Path | None = None, log=print, tflite: bytes | None = None,
+                dataset: str = "fashion_mnist") -> list[tuple[BenchLayer, kernel_bench.KernelCase]]:
     """The benchmark layers L1-L6, or with ``tflite`` every TREC layer of that model (its input
     from the first ``dataset`` test image)."""
     from .data import load_dataset
@@ -210,6 +215,20 @@ def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_
             case = trec_cases(tfl, image, [spec.layer], what=spec.model)[spec.layer]
             case.name, case.note = spec.name, spec.describe_data()
             pairs.append((spec, case))
+    return pairs
+
+
+def _check(res: kernel_bench.RunResult) -> None:
+    bad = [n for n, r in {**res.trec, **res.dense, **res.cmsis}.items() if not r.ok]
+    if bad or res.exit_code != 0:
+        raise RuntimeError(f"kernel failed (an error status, or a mismatch against golden) on {res.board}: "
+                           f"{bad}\n{res.stdout[-2000:]}")
+
+
+def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_root=None, log=print,
+        tflite: bytes | None = None, dataset: str = "fashion_mnist") -> list[LayerRow]:
+    """The table of the module docstring for layer_cases(...)."""
+    pairs = layer_cases(layers, models_dir, log, tflite, dataset)
     specs, cases = [s for s, _ in pairs], [c for _, c in pairs]
     big = []
     for spec, case in pairs:
@@ -227,10 +246,7 @@ def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_
         four = kernel_bench.build_and_run(core, big, Path(tmp) / "4x")
         prof = kernel_bench.build_and_run(core, cases, Path(tmp) / "profile", profile=True)
     for res in (plain, four, prof):
-        bad = [n for n, r in {**res.trec, **res.dense, **res.cmsis}.items() if not r.ok]
-        if bad or res.exit_code != 0:
-            raise RuntimeError(f"kernel failed (an error status, or a mismatch against golden) on {res.board}: "
-                               f"{bad}\n{res.stdout[-2000:]}")
+        _check(res)
     rows = []
     for spec, case in zip(specs, cases):
         t, t4, d = plain.trec[spec.name], four.trec[f"{spec.name}_4x"], plain.dense[spec.name]
@@ -251,6 +267,68 @@ def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_
             row.cmsis_source = "DESIGN table"
         rows.append(row)
     return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# --sweep: instructions against scratch bytes
+# ------------------------------------------------------------------------------------------------
+# budgets in multiples of the layer's int8 output, beside the kernel's least and its default
+SWEEP_OUTPUTS = (0.5, 1, 1.5, 2, 3, 4)
+# cases per firmware image (their arrays are shared, but each run's scratch must fit the RAM)
+SWEEP_BATCH = 4
+
+
+@dataclass
+class SweepPoint:
+    label: str  # "least", "default" or "<k>x output"
+    scratch: int
+    instructions: int
+    ratio: float  # dense / TREC
+    passes: int
+    chunk: int  # most output channels in one pass
+    plan: str
+
+
+def sweep(core: str, pairs, log=print) -> dict[str, list[SweepPoint]]:
+    """Each layer's TREC instructions at the budgets from its least scratch to SWEEP_OUTPUTS times its
+    output (at most BIG_SCRATCH_CAP), every run checked bit for bit; the dense kernel once per layer."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec, case in pairs:
+            preferred, least = kernel_bench.buffer_sizes(case)
+            y_bytes = int(case.golden_trec()[0].size)
+            labels = {least: "least", preferred: "default"}  # by size: a default of 2x the output is one run
+            for k in SWEEP_OUTPUTS:
+                if least < int(k * y_bytes) <= BIG_SCRATCH_CAP:
+                    labels.setdefault(int(k * y_bytes), f"{k:g}x output")
+            points = sorted(labels.items())
+            runs = []
+            for i, (size, label) in enumerate(points):
+                c = dataclasses.replace(case, name=f"{spec.name}_{i}", scratch_bytes=size, dense=i == 0)
+                runs.append((label, c))
+            log(f"{spec.name}: {len(runs)} budgets on {kernel_bench.BOARD_OF_CORE.get(core, core)}")
+            results, dense = {}, None
+            for at in range(0, len(runs), SWEEP_BATCH):
+                batch = [c for _, c in runs[at:at + SWEEP_BATCH]]
+                res = kernel_bench.build_and_run(core, batch, Path(tmp) / f"{spec.name}_{at}")
+                _check(res)
+                results.update(res.trec)
+                dense = dense or res.dense.get(batch[0].name)
+            out[spec.name] = [
+                SweepPoint(label, c.scratch_bytes, results[c.name].ticks, dense.ticks / results[c.name].ticks,
+                           results[c.name].passes, results[c.name].chunk, results[c.name].plan)
+                for label, c in runs]
+    return out
+
+
+def format_sweep(sweeps: dict[str, list[SweepPoint]], core: str) -> str:
+    lines = [f"TREC_CONV_2D instructions by scratch bytes on emulated Cortex-{core.upper()} (QEMU -icount)", "",
+             f"{'layer':<7}{'budget':<13}{'scratch':>9}{'TREC':>13}{'ratio':>7}{'passes':>8}{'chunk':>7}  plan"]
+    for name, points in sweeps.items():
+        for p in points:
+            lines.append(f"{name:<7}{p.label:<13}{p.scratch:>9,}{p.instructions:>13,}{p.ratio:>6.2f}x"
+                         f"{p.passes:>8}{p.chunk:>7}  {p.plan}")
+    return "\n".join(lines)
 
 
 _DESIGN_SHAPES = {((32, 32, 3), 32, 5): "L1", ((16, 16, 32), 16, 5): "L2", ((8, 8, 16), 32, 5): "L3",
@@ -296,6 +374,9 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="instead of L1-L6: every TREC layer of this converted model (e.g. the demo's)")
     p.add_argument("--dataset", default="fashion_mnist",
                    help="with --tflite: the test image fed through the model (default fashion_mnist)")
+    p.add_argument("--sweep", action="store_true",
+                   help="instead of the table: TREC's instructions at scratch budgets from the kernel's least "
+                        "to 4x the layer's output (what a smaller arena costs)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=command)
 
@@ -317,6 +398,16 @@ def command(args) -> int:
     if reason:
         print(f"trec-tflm bench-kernels: {reason}", file=sys.stderr)
         return 2
+    if args.sweep:
+        pairs = layer_cases(args.layers.split(",") if args.layers else None,
+                            Path(args.models_dir) if args.models_dir else None, log, tflite, args.dataset)
+        sweeps = sweep(args.core, pairs, log)
+        if args.json:
+            print(json.dumps({"core": args.core, "sweeps": {k: [asdict(p) for p in v] for k, v in sweeps.items()}},
+                             indent=2))
+        else:
+            print(format_sweep(sweeps, args.core))
+        return 0
     rows = run(args.core, args.layers.split(",") if args.layers else None,
                Path(args.models_dir) if args.models_dir else None, os.environ.get("CMSIS_NN_ROOT") or None, log,
                tflite=tflite, dataset=args.dataset)

@@ -9,6 +9,7 @@ firmware and measured on the same tensors.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class KernelResult:
     rows: int = 0
     sub_matrices: int = 0
     passes: int = 0
+    chunk: int = 0  # output channels per pass
     plan: str = ""
 
     @property
@@ -104,6 +106,16 @@ def write_header(path: Path, cases: list[KernelCase]) -> dict:
     entries, stats = [], {}
     max_out = max_scratch = 0
     lib = kernels("host")
+    emitted: dict = {}  # one array per distinct content: the cases of a scratch sweep share tensors
+
+    def array(name: str, ctype: str, values) -> str:
+        a = np.ascontiguousarray(values)
+        key = (ctype, a.shape, hashlib.sha1(a.tobytes()).hexdigest())
+        if key not in emitted:
+            emitted[key] = name
+            parts.append(_c_array(name, ctype, a))
+        return emitted[key]
+
     for i, c in enumerate(cases):
         p = c.params
         y, st = c.golden_trec()
@@ -119,24 +131,18 @@ def write_header(path: Path, cases: list[KernelCase]) -> dict:
         max_out = max(max_out, y.size)
         max_scratch = max(max_scratch, scratch, dense_scratch)
         v = f"c{i}"
-        parts.append(_c_array(f"{v}_x", "int8_t", c.input))
-        parts.append(_c_array(f"{v}_w", "int8_t", c.filter))
-        parts.append(_c_array(f"{v}_r", "int8_t", c.hash))
-        if c.bias is not None:
-            parts.append(_c_array(f"{v}_b", "int32_t", c.bias))
-        parts.append(_c_array(f"{v}_m", "int32_t", p["output_multiplier"]))
-        parts.append(_c_array(f"{v}_s", "int32_t", p["output_shift"]))
-        parts.append(_c_array(f"{v}_y", "int8_t", y))
-        if c.dense:
-            parts.append(_c_array(f"{v}_yd", "int8_t", c.golden_dense()))
+        names = [array(f"{v}_x", "int8_t", c.input), array(f"{v}_w", "int8_t", c.filter),
+                 array(f"{v}_r", "int8_t", c.hash),
+                 array(f"{v}_b", "int32_t", c.bias) if c.bias is not None else "NULL",
+                 array(f"{v}_m", "int32_t", p["output_multiplier"]), array(f"{v}_s", "int32_t", p["output_shift"]),
+                 array(f"{v}_y", "int8_t", y), array(f"{v}_yd", "int8_t", c.golden_dense()) if c.dense else "NULL"]
         centre = {"none": 0, "mean": 1}[p.get("hash_center", "mean")]
         entries.append(
             f'{{"{c.name}", {c.input.shape[0]}, {c.input.shape[1]}, {c.input.shape[2]}, {cin}, {cout}, {kh}, {kw}, '
             f'{ho}, {wo}, {sh}, {sw}, {dh}, {dw}, {pt}, {pl}, {-int(p["input_zero_point"])}, '
             f'{int(p["output_zero_point"])}, {int(p.get("activation_min", -128))}, {int(p.get("activation_max", 127))}, '
             f'{int(p["sub_vector_length"])}, {int(p["hash_bits"])}, {centre}, {int(c.scratch_bytes)}, '
-            f'{v}_x, {v}_w, {v}_r, {v + "_b" if c.bias is not None else "NULL"}, {v}_m, {v}_s, {v}_y, '
-            f'{v + "_yd" if c.dense else "NULL"}}}')
+            f'{", ".join(names)}}}')
     parts.append(
         "typedef struct {\n  const char *name;\n"
         "  int32_t n, h, w, cin, cout, kh, kw, ho, wo, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;\n"
@@ -205,6 +211,7 @@ def parse(board: str, exit_code: int, stdout: str) -> RunResult:
             r.plan = {"1": "tables", "2": "tables16"}.get(fields.get("plan"), "accumulator")
             r.clusters, r.rows = int(fields["clusters"]), int(fields["rows"])
             r.sub_matrices, r.passes = int(fields["subm"]), int(fields["passes"])
+            r.chunk = int(fields.get("chunk", 0))
         out[kind][name] = r
     for m in re.finditer(r"^(trec|dense|cmsis) (\S+) FAIL(.*)$", stdout, re.M):  # lines without ticks
         if m.group(2) not in out[m.group(1)]:
