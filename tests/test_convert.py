@@ -335,8 +335,13 @@ def test_cli_convert_writes_model(tmp_path, capsys):
     (tmp_path / "history.json").write_text(json.dumps({"settings": {"epochs": 1}, "test": {"accuracy": 0.5}}))
     out = tmp_path / "sub" / "tiny.tflite"
     assert main(["convert", str(path), "-o", str(out), "--calibration-samples", "16"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "2 TREC_CONV_2D op(s)" in text
+    # t2 (3x3 over 6 channels, L = 9) takes the kernel's general path; t1 (L = 5 over 1 channel) not
+    warnings = [ln for ln in captured.err.splitlines() if "warning" in ln]
+    assert len(warnings) == 1 and "t2: L = 9 is not j*Cin (Cin = 6)" in warnings[0]
+    assert "L = 6 or L = 18 takes the strip path" in warnings[0]
     meta = tm.read_metadata(tm.load_model(out))
     assert meta["training"] == {"settings": {"epochs": 1}, "test": {"accuracy": 0.5}}
     assert meta["calibration"]["images"] == 16 and meta["calibration"]["dataset"] == "fashion_mnist"

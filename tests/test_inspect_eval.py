@@ -89,6 +89,10 @@ def test_inspect_numbers_by_hand(fire):
         assert w["total"] == w["hash_macs"] + w["centroid_adds"] + w["scatter_adds"] + w["cluster_product_macs"]
         # filter int8 + bias int32 + hash int8
         assert t["weight_bytes"] == cout * k + 4 * cout + length * bits
+    # the kernel's strip path takes L = j*Cin with j dividing the kernel width: a 1x1 over 16
+    # channels only L = 16 (its L = 8 is general), a 3x3 over 4 channels L = 4 or 12 (its L)
+    assert layers["squeeze"]["kernel"] == {"path": "general", "strip_lengths": [16]}
+    assert layers["expand3x3"]["kernel"] == {"path": "strip", "strip_lengths": [4, 12]}
     assert {c["op"] for c in rep["other_convs"]} == {"CONV_2D"}
     stem = [c for c in rep["other_convs"] if c["macs"] == 196 * 9 * 16]
     assert len(stem) == 1

@@ -537,4 +537,12 @@ def convert_command(args) -> int:
         rc = "unknown" if e["rc"] is None else f"{e['rc']:.4f}"
         print(f"  op {e['operator_index']:>3}  {e['name']:<20} L={e['sub_vector_length']:<3} H={e['hash_bits']:<3} "
               f"centre={e['hash_center']:<5} act={e['activation']:<6} rc={rc}")
+    from .inspect import general_path_hint, kernel_path
+
+    for e in summary["trec_layers"]:
+        _, kh, kw, cin = e["filter_shape"]
+        path = kernel_path(e["sub_vector_length"], cin, kw, kh * kw * cin)
+        if path["path"] == "general":
+            print(f"trec-tflm convert: warning: {e['name']}: "
+                  + general_path_hint(e["sub_vector_length"], cin, kw, path["strip_lengths"]), file=sys.stderr)
     return 0

@@ -36,6 +36,25 @@ def trec_work(k: int, cout: int, length: int, bits: int, n: int, rc: float | Non
     return work
 
 
+def kernel_path(length: int, cin: int, kw: int, k: int) -> dict:
+    """Which path the int8 kernel takes for L (tflm_ops trec_make_geom): "strip" when L = j*Cin with
+    j dividing kw (a sub-vector is j neighbouring input pixels: each input position is hashed once
+    and neighbouring windows' sums are updated, not re-summed), else "general" (every (row,
+    sub-matrix) hashed and gathered element by element). With the strip lengths of the layer."""
+    strips = [j * cin for j in range(1, kw + 1) if kw % j == 0 and j * cin <= k]
+    path = "strip" if length in strips else "general"
+    return {"path": path, "strip_lengths": strips}
+
+
+def general_path_hint(length: int, cin: int, kw: int, strips: list[int]) -> str:
+    """What to tell a user whose layer takes the general path."""
+    better = " or ".join(f"L = {s}" for s in strips) or "no L (Cin exceeds K)"
+    return (f"L = {length} is not j*Cin (Cin = {cin}) with j dividing the kernel width {kw}, so the int8 kernel "
+            f"takes its general path: it hashes and gathers every im2col sub-vector (the CMSIS-NN example's "
+            f"conv2 runs 0.07x of dense at L = 9, 3.8x at L = 32; docs/BENCHMARKS.md); {better} takes the "
+            f"strip path")
+
+
 @contextlib.contextmanager
 def _capture_fds():
     """Capture C-level stdout and stderr (TFLM prints through them) into a list of one string."""
@@ -139,6 +158,7 @@ def inspect_model(buf: bytes, *, measure: bool = True) -> dict:
                 "dense_macs": dense, "trec_work": work,
                 "estimated_speedup": None if work["total"] is None else dense / work["total"],
                 "weight_bytes": int(layer_bytes),
+                "kernel": kernel_path(o["sub_vector_length"], cin, int(op.inputs[1].shape[2]), k),
             })
         elif op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             w, out = op.inputs[1].shape, op.outputs[0].shape
@@ -204,6 +224,14 @@ def print_report(report: dict, ops_info) -> None:
                   f"TREC work {total} (hash {w['hash_macs']:,}, centroid {w['centroid_adds']:,}, products "
                   f"{'unknown' if w['cluster_product_macs'] is None else format(w['cluster_product_macs'], ',')}, "
                   f"scatter {w['scatter_adds']:,}){speed}  weights {t['weight_bytes']:,} B")
+            kp = t["kernel"]
+            if kp["path"] == "strip":
+                j = o["sub_vector_length"] // t["filter_shape"][3]
+                what = "one pixel's channels" if j == 1 else f"{j} neighbouring pixels"
+                print(f"      int8 kernel: strip path (a sub-vector is {what})")
+            else:
+                print("      int8 kernel: " + general_path_hint(o["sub_vector_length"], t["filter_shape"][3],
+                                                                t["filter_shape"][2], kp["strip_lengths"]))
     else:
         print("\nno TREC_CONV_2D operators")
     for c in report["other_convs"]:
