@@ -360,7 +360,43 @@ int32_t trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *
     return n_big;
 }
 
-/* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors. */
+/* General path: the runs of a block of elements, one per tap (consecutive channels of one input
+ * pixel), at most RUNS at a time so that they live on the stack. */
+#define RUNS 16
+typedef struct {
+    int32_t dy[RUNS], dx[RUNS]; /* the tap's offset from a row's window origin, in input pixels */
+    int32_t src[RUNS];          /* its first element's offset in the input from the origin pixel */
+    int32_t ci[RUNS];           /* its first channel */
+    int32_t len[RUNS], dst[RUNS];
+    int32_t n, max_dy, max_dx;
+} runs;
+
+/* the runs of elements [k, k1) (at most RUNS of them); returns where the next group starts */
+static int32_t block_runs(const geom *g, int32_t k, int32_t k1, int32_t k0, runs *r)
+{
+    const int32_t cin = g->cin;
+    int32_t tap = k / cin, ci = k - tap * cin;
+    r->n = r->max_dy = r->max_dx = 0;
+    while (k < k1 && r->n < RUNS) {
+        const int32_t ky = tap / g->kw, kx = tap - ky * g->kw, i = r->n++;
+        r->dy[i] = ky * g->dil_h;
+        r->dx[i] = kx * g->dil_w;
+        r->src[i] = (r->dy[i] * g->in_w + r->dx[i]) * cin + ci;
+        r->ci[i] = ci;
+        r->len[i] = TREC_MIN(cin - ci, k1 - k);
+        r->dst[i] = k - k0;
+        r->max_dy = TREC_MAX(r->max_dy, r->dy[i]);
+        r->max_dx = TREC_MAX(r->max_dx, r->dx[i]);
+        k += r->len[i];
+        tap++;
+        ci = 0;
+    }
+    return k;
+}
+
+/* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors: the taps'
+ * runs are found once per block, not per row, and rows whose window lies inside the image (most
+ * of them) skip the bounds tests. */
 HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
                        int32_t lb, int32_t *sums, int32_t *counts)
 {
@@ -368,44 +404,45 @@ HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, i
     if (l0 == 0) {
         memset(counts, 0, (size_t)slots * 4);
     }
-    const int32_t k0 = m * g->l + l0;
-    const int32_t k1 = TREC_MIN(k0 + lb, g->k);
-    const int32_t cin = g->cin;
-    /* the taps this block covers: one run of consecutive channels per tap */
-    int32_t n = 0;
-    for (int32_t oy = 0; oy < g->out_h; oy++) {
-        const int32_t iy0 = oy * g->stride_h - g->pad_h;
-        for (int32_t ox = 0; ox < g->out_w; ox++, n++) {
-            const int32_t ix0 = ox * g->stride_w - g->pad_w;
-            const int32_t s = read_id(ids, g->id_size, (size_t)n * g->m + m);
-            if (l0 == 0) {
-                counts[s]++;
-            }
-            int32_t *acc = sums + (size_t)s * lb - k0;
-            int32_t k = k0;
-            int32_t tap = k0 / cin;
-            int32_t ci = k0 - tap * cin;
-            int32_t ky = tap / g->kw;
-            int32_t kx = tap - ky * g->kw;
-            while (k < k1) {
-                const int32_t run = TREC_MIN(cin - ci, k1 - k);
-                const int32_t iy = iy0 + ky * g->dil_h;
-                const int32_t ix = ix0 + kx * g->dil_w;
-                if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w) {
-                    const int8_t *src = input + ((size_t)iy * g->in_w + ix) * cin + ci;
-                    int32_t *dst = acc + k;
-                    for (int32_t j = 0; j < run; j++) {
-                        dst[j] += src[j] + g->input_offset;
-                    }
+    const int32_t k0 = m * g->l + l0, k1 = TREC_MIN(k0 + lb, g->k);
+    const int32_t cin = g->cin, off = g->input_offset, in_h = g->in_h, in_w = g->in_w;
+    runs r;
+    for (int32_t k = k0, first = 1; k < k1; first = 0) {
+        k = block_runs(g, k, k1, k0, &r);
+        int32_t n = 0;
+        for (int32_t oy = 0; oy < g->out_h; oy++) {
+            const int32_t iy0 = oy * g->stride_h - g->pad_h;
+            const int rows_in = iy0 >= 0 && iy0 + r.max_dy < in_h;
+            for (int32_t ox = 0; ox < g->out_w; ox++, n++) {
+                const int32_t ix0 = ox * g->stride_w - g->pad_w;
+                const int32_t s = read_id(ids, g->id_size, (size_t)n * g->m + m);
+                if (l0 == 0 && first) {
+                    counts[s]++;
                 }
-                k += run;
-                ci = 0;
-                if (++kx == g->kw) {
-                    kx = 0;
-                    ky++;
+                int32_t *acc = sums + (size_t)s * lb;
+                if (rows_in && ix0 >= 0 && ix0 + r.max_dx < in_w) {
+                    const int8_t *origin = input + ((size_t)iy0 * in_w + ix0) * cin;
+                    for (int32_t i = 0; i < r.n; i++) {
+                        const int8_t *src = origin + r.src[i];
+                        int32_t *dst = acc + r.dst[i];
+                        for (int32_t j = 0; j < r.len[i]; j++) {
+                            dst[j] += src[j] + off;
+                        }
+                    }
+                    continue;
+                }
+                for (int32_t i = 0; i < r.n; i++) {
+                    const int32_t iy = iy0 + r.dy[i], ix = ix0 + r.dx[i];
+                    if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                        continue; /* padding: zp, adds nothing */
+                    }
+                    const int8_t *src = input + ((size_t)iy * in_w + ix) * cin + r.ci[i];
+                    int32_t *dst = acc + r.dst[i];
+                    for (int32_t j = 0; j < r.len[i]; j++) {
+                        dst[j] += src[j] + off;
+                    }
                 }
             }
         }
     }
 }
-

@@ -100,7 +100,8 @@ static size_t map_bytes(const geom *g) { return (size_t)g->map_cap * (g->direct 
 
 static size_t pass1_bytes(const geom *g)
 {
-    const size_t row = align4((size_t)((g->strip ? strip_row_elems(g) : g->kp) + 1) * 2);
+    /* the general path hashes two im2col rows at a time */
+    const size_t row = align4((size_t)((g->strip ? strip_row_elems(g) : g->kp) + 1) * 2) * (g->strip ? 1 : 2);
     const size_t rt = (size_t)g->hq * g->la * 2;
     const size_t off = (size_t)(g->strip ? 1 : g->m) * g->hq * 4;
     return row + rt + off + (size_t)g->cin * 4 + align4(map_bytes(g));

@@ -228,25 +228,41 @@ static void gather_row(const geom *g, const int8_t *input, int32_t oy, int32_t o
     }
 }
 
-/* General path: ids[n][m] for every row and sub-matrix; slots[m] clusters each. */
+/* General path: ids[n][m] for every row and sub-matrix; slots[m] clusters each. Rows are hashed
+ * two at a time where the DSP path shares the hash words between them (hash_code2). */
 void trec_hash_rows(const geom *g, const int8_t *input, const int8_t *hash, uint8_t *ids, int32_t *slots,
                     uint8_t *work)
 {
-    int16_t *row = (int16_t *)(void *)work;
-    int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(g->kp + 1) * 2));
+    const size_t row_bytes = align4((size_t)(g->kp + 1) * 2);
+    int16_t *row = (int16_t *)(void *)work, *row2 = (int16_t *)(void *)(work + row_bytes);
+    (void)row2; /* without the DSP extension rows are hashed one at a time */
+    int16_t *rt = (int16_t *)(void *)(work + 2 * row_bytes);
     int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hq * g->la * 2);
     int32_t *chan_sum = off + (size_t)g->m * g->hq;
     void *map = (void *)(chan_sum + g->cin);
     transpose_hash(g, hash, rt);
     hash_offsets(g, input, hash, g->m, off, chan_sum);
-    size_t i = 0;
-    for (int32_t oy = 0; oy < g->out_h; oy++) {
-        for (int32_t ox = 0; ox < g->out_w; ox++) {
-            gather_row(g, input, oy, ox, row);
-            for (int32_t m = 0; m < g->m; m++, i++) {
-                write_id(ids, g->id_size, i, hash_code(row + m * g->l, rt, off + m * g->hq, g->la, g->hbits));
+    for (int32_t n = 0; n < g->n;) {
+        gather_row(g, input, n / g->out_w, n % g->out_w, row);
+#if TREC_DSP
+        if (n + 1 < g->n) {
+            gather_row(g, input, (n + 1) / g->out_w, (n + 1) % g->out_w, row2);
+            const size_t i = (size_t)n * g->m;
+            for (int32_t m = 0; m < g->m; m++) {
+                int32_t c0, c1;
+                hash_code2(row + m * g->l, row2 + m * g->l, rt, off + m * g->hq, g->la, g->hbits, &c0, &c1);
+                write_id(ids, g->id_size, i + (size_t)m, c0);
+                write_id(ids, g->id_size, i + (size_t)g->m + (size_t)m, c1);
             }
+            n += 2;
+            continue;
         }
+#endif
+        for (int32_t m = 0; m < g->m; m++) {
+            write_id(ids, g->id_size, (size_t)n * g->m + (size_t)m,
+                     hash_code(row + m * g->l, rt, off + m * g->hq, g->la, g->hbits));
+        }
+        n++;
     }
     PROFILE_MARK(PHASE_CENTROIDS);
     for (int32_t m = 0; m < g->m; m++) {

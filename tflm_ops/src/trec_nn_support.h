@@ -128,6 +128,18 @@ TREC_INLINE int32_t trec_pkhbt(int32_t lo, int32_t hi)
 #endif
 }
 
+/* { b.hi, a.hi }: the high lanes of b and a, in one PKHTB where the DSP extension is native */
+TREC_INLINE int32_t trec_pkhtb(int32_t a, int32_t b)
+{
+#if TREC_DSP_NATIVE
+    int32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((uint32_t)a & 0xFFFF0000u) | ((uint32_t)b >> 16));
+#endif
+}
+
 /* the low and high int16 lanes of a word, sign-extended */
 TREC_INLINE int32_t trec_lo16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x & 0xFFFFu); }
 TREC_INLINE int32_t trec_hi16(int32_t x) { return (int32_t)(int16_t)((uint32_t)x >> 16); }
@@ -303,10 +315,22 @@ static inline void trec_s8_to_s16_unordered_offset(const int8_t *src, int16_t *d
 #endif
 }
 
-/* dst[i] = src[i] + offset for n int8 values, as int16, natural order. */
+/* dst[i] = src[i] + offset for n int8 values, as int16, natural order. DSP: four at a time, the
+ * offset added in both lanes by SXTAB16 and the lanes put back in order by PKHBT/PKHTB (about
+ * 2 instructions per value instead of 5). */
 static inline void trec_s8_to_s16_offset(const int8_t *src, int16_t *dst, int32_t n, int32_t offset)
 {
-    for (int32_t i = 0; i < n; i++) {
+    int32_t i = 0;
+#if TREC_DSP
+    const int32_t offsets = trec_pack_s16x2(offset, offset);
+    for (; i + 4 <= n; i += 4) {
+        const int32_t v = trec_read_s8x4(src + i);
+        const int32_t even = trec_sxtab16(offsets, v), odd = trec_sxtab16_ror8(offsets, v); /* {0, 2}, {1, 3} */
+        trec_write_s16x2(dst + i, trec_pkhbt(even, odd));
+        trec_write_s16x2(dst + i + 2, trec_pkhtb(odd, even));
+    }
+#endif
+    for (; i < n; i++) {
         dst[i] = (int16_t)(src[i] + offset);
     }
 }
