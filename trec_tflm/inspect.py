@@ -51,7 +51,7 @@ def general_path_hint(length: int, cin: int, kw: int, strips: list[int]) -> str:
     better = " or ".join(f"L = {s}" for s in strips) or "no L (Cin exceeds K)"
     return (f"L = {length} is not j*Cin (Cin = {cin}) with j dividing the kernel width {kw}, so the int8 kernel "
             f"takes its general path: it hashes and gathers every im2col sub-vector (the CMSIS-NN example's "
-            f"conv2 runs 0.07x of dense at L = 9, 3.8x at L = 32; docs/BENCHMARKS.md); {better} takes the "
+            f"conv2 runs at 0.13x of dense at L = 9, 3.9x at L = 32; docs/BENCHMARKS.md); {better} takes the "
             f"strip path")
 
 
