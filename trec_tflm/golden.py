@@ -55,6 +55,16 @@ def conv_geometry(in_hw, filter_hw, stride, dilation, padding: str):
     return tuple(outs), tuple(pads)
 
 
+def strip_width(length: int, cin: int, kw: int) -> int:
+    """j when sub-vectors of length L are strips of j whole, horizontally neighbouring input pixels
+    (L = j*Cin with j dividing the kernel width kw), else 0. Such L take the int8 kernel's strip
+    path (tflm_ops trec_make_geom) and the layer's per-position projections."""
+    if length % cin:
+        return 0
+    j = length // cin
+    return j if kw % j == 0 else 0
+
+
 def im2col(x: np.ndarray, filter_hw, stride, dilation, padding: str, pad_value=0) -> np.ndarray:
     """x: [H, W, C] -> rows [Ho*Wo, kh*kw*C] in (ky, kx, ci) order; out-of-image taps = pad_value."""
     h, w, c = x.shape

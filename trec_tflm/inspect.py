@@ -25,6 +25,7 @@ import tempfile
 import numpy as np
 
 from . import tflite_model as tm
+from .golden import strip_width
 
 
 def trec_work(k: int, cout: int, length: int, bits: int, n: int, rc: float | None) -> dict:
@@ -37,13 +38,12 @@ def trec_work(k: int, cout: int, length: int, bits: int, n: int, rc: float | Non
 
 
 def kernel_path(length: int, cin: int, kw: int, k: int) -> dict:
-    """Which path the int8 kernel takes for L (tflm_ops trec_make_geom): "strip" when L = j*Cin with
-    j dividing kw (a sub-vector is j neighbouring input pixels: each input position is hashed once
-    and neighbouring windows' sums are updated, not re-summed), else "general" (every (row,
-    sub-matrix) hashed and gathered element by element). With the strip lengths of the layer."""
-    strips = [j * cin for j in range(1, kw + 1) if kw % j == 0 and j * cin <= k]
-    path = "strip" if length in strips else "general"
-    return {"path": path, "strip_lengths": strips}
+    """Which path the int8 kernel takes for L: "strip" where golden.strip_width says L is a strip of
+    whole pixels (each input position is hashed once and neighbouring windows' sums are updated,
+    not re-summed), else "general" (every (row, sub-matrix) hashed and gathered element by element).
+    With the strip lengths the layer could take."""
+    strips = [j * cin for j in range(1, kw + 1) if j * cin <= k and strip_width(j * cin, cin, kw)]
+    return {"path": "strip" if strip_width(length, cin, kw) else "general", "strip_lengths": strips}
 
 
 def general_path_hint(length: int, cin: int, kw: int, strips: list[int]) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import train_ops
-from .golden import conv_geometry
+from .golden import conv_geometry, strip_width
 
 # Plain-TF clustering: direct segment ids (B*M*2^H segments) while that is at most this many
 # times the number of sub-vectors; beyond that, tf.unique compacts the keys first.
@@ -56,11 +56,9 @@ class Geometry:
     def strip_width(self, length: int) -> int:
         """j when sub-vectors of length L are strips of j whole input pixels (L = j*Cin, j dividing
         kw), else 0."""
-        cin, kw = self.channels, self.kernel_size[1]
-        if length % cin or self.padded_k != self.k:
+        if self.padded_k != self.k:
             return 0
-        j = length // cin
-        return j if kw % j == 0 else 0
+        return strip_width(length, self.channels, self.kernel_size[1])
 
     def strip_layout(self, j: int):
         """Padding (top, bottom, left, right) of the image, width of the strip-projection map over

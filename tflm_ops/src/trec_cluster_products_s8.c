@@ -222,7 +222,7 @@ int trec_table_spread16(const int32_t *table, int32_t slots, const int32_t *coun
         }
     }
     for (int32_t j = 0; j < channels; j++) {
-        if (hi[j] > lo[j] && (int64_t)hi[j] - lo[j] > 65535) {
+        if ((int64_t)hi[j] - lo[j] > 65535) { /* no clusters with members: hi < lo */
             return 0;
         }
     }

@@ -394,6 +394,14 @@ static int32_t block_runs(const geom *g, int32_t k, int32_t k1, int32_t k0, runs
     return k;
 }
 
+/* dst[j] += src[j] + off for one run */
+TREC_INLINE void add_run(int32_t *dst, const int8_t *src, int32_t len, int32_t off)
+{
+    for (int32_t j = 0; j < len; j++) {
+        dst[j] += src[j] + off;
+    }
+}
+
 /* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors: the taps'
  * runs are found once per block, not per row, and rows whose window lies inside the image (most
  * of them) skip the bounds tests. */
@@ -423,11 +431,7 @@ HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, i
                 if (rows_in && ix0 >= 0 && ix0 + r.max_dx < in_w) {
                     const int8_t *origin = input + ((size_t)iy0 * in_w + ix0) * cin;
                     for (int32_t i = 0; i < r.n; i++) {
-                        const int8_t *src = origin + r.src[i];
-                        int32_t *dst = acc + r.dst[i];
-                        for (int32_t j = 0; j < r.len[i]; j++) {
-                            dst[j] += src[j] + off;
-                        }
+                        add_run(acc + r.dst[i], origin + r.src[i], r.len[i], off);
                     }
                     continue;
                 }
@@ -436,11 +440,7 @@ HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, i
                     if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
                         continue; /* padding: zp, adds nothing */
                     }
-                    const int8_t *src = input + ((size_t)iy * in_w + ix) * cin + r.ci[i];
-                    int32_t *dst = acc + r.dst[i];
-                    for (int32_t j = 0; j < r.len[i]; j++) {
-                        dst[j] += src[j] + off;
-                    }
+                    add_run(acc + r.dst[i], input + ((size_t)iy * in_w + ix) * cin + r.ci[i], r.len[i], off);
                 }
             }
         }

@@ -348,13 +348,14 @@ static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64
                 int32_t chunks[2];
                 const int32_t fit = fit_blk(g, avail, slots_max, slots_tot, kind, lb, incremental, simd);
                 const int n_chunks = chunk_candidates(g, kind, fit, chunks);
+                const int64_t blocks = (g->l + lb - 1) / lb;
+                const int64_t block_gather = gather + (int64_t)g->n * g->m * (blocks - 1) * 2;
                 for (int k = 0; k < n_chunks; k++) {
                     const plan p = {kind, chunks[k], lb, incremental, simd};
                     if (simd == SIMD_PAIRED && (p.blk < 8 || (p.blk & 3) != 0)) {
                         continue;
                     }
-                    const int64_t blocks = (g->l + lb - 1) / lb;
-                    const int64_t c = plan_cost(g, &p, gather + (int64_t)g->n * g->m * (blocks - 1) * 2, slots_tot);
+                    const int64_t c = plan_cost(g, &p, block_gather, slots_tot);
                     if (!found[i] || c < cost[i]) {
                         best[i] = p;
                         cost[i] = c;
