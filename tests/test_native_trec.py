@@ -362,12 +362,13 @@ def test_accumulators_at_the_fast_requantization_bound(kern, edge):
     largest = 2 ** 29 - 1 - kp * 255 * 128 if edge == "inside" else 2 ** 31 - 1 - kp * 255 * 128
     sign = np.where(np.arange(cout) % 3 == 1, -1, 1)
     plans = set()
-    for length, bits in ((8, 6), (4, 8)):  # these pick the tables plan and the accumulator plan
+    # these pick the tables plan (ample scratch) and the accumulator plan (the default)
+    for length, bits, scratch in ((8, 6, 16384), (4, 8, None)):
         case = make_case(4200, 8, 3, 1, "SAME", length=length, bits=bits, h=9, w=9)
         case.update(filter=filt, bias=(sign * (largest - np.arange(cout))).astype(np.int32),
                     output_multiplier=mult, output_shift=shift, output_zero_point=0, activation_min=-128,
                     activation_max=127)
-        got, stats = check(kern, case)
+        got, stats = check(kern, case, scratch_bytes=scratch)
         plans.add(stats.plan)
         assert (got[..., sign > 0] == 127).all() and (got[..., sign < 0] == -128).all()
     assert plans == {0, 1}

@@ -90,3 +90,37 @@ def test_firmware_detects_a_wrong_expected_output(tmp_path, monkeypatch):
     monkeypatch.setattr(golden, "trec_conv2d_s8", corrupted)
     res = kernel_bench.build_and_run("m7", [_case("corrupt", make_case(900, 3, 3, 1, "SAME"))], tmp_path)
     assert res.exit_code != 0 and not res.trec["corrupt"].ok
+
+
+def test_chunks_of_one_to_three_channels_on_the_simd_path(tmp_path):
+    """Tight scratch leaves room for 1-3 output channels per pass: the SIMD products then compute
+    only those lanes of a channel quad and the scatter takes its unrolled 1-3 channel rows. Every
+    budget from the least up must stay bit-exact, and the chunk sizes must really occur, for
+    strips of 16 channels (the products' unrolled loop) and of 32 (their general loop)."""
+    _skip_without_tools()
+    from trec_tflm import native, quant
+
+    rng = np.random.default_rng(31)
+    cout, k, hw = 16, 5, 16
+    cases = {}
+    for cin in (16, 32):
+        x = rng.integers(-128, 128, (1, 6, 6, cin), dtype=np.int8)
+        x = np.ascontiguousarray(np.repeat(np.repeat(x, 3, axis=1), 3, axis=2)[:, :hw, :hw])  # a few dozen clusters
+        scale = rng.uniform(0.3, 3.0, cout) / (np.sqrt(k * k * cin) * 128 * 74 / 40)
+        mult, shift = quant.quantize_multipliers(scale)
+        c = dict(input=x, filter=rng.integers(-127, 128, (cout, k, k, cin), dtype=np.int8),
+                 bias=rng.integers(-3000, 3000, cout).astype(np.int32),
+                 hash=rng.integers(-127, 128, (cin, 6), dtype=np.int8),  # L = Cin: one-pixel strips
+                 input_zero_point=-128, output_zero_point=5, output_multiplier=mult, output_shift=shift,
+                 sub_vector_length=cin, hash_bits=6, hash_center="mean", stride=1, padding="SAME", dilation=1,
+                 activation_min=-128, activation_max=127)
+        _, least = native.kernels("host").trec_buffer_sizes(x.shape, c["filter"].shape, sub_vector_length=cin,
+                                                            hash_bits=6, hash_center="mean", padding="SAME")
+        cases[cin] = [_case(f"c{cin}_b{b}", c, scratch=b) for b in sorted({least + i * 16 * cin for i in range(14)})]
+    every = [cs for layer in cases.values() for cs in layer]
+    res = kernel_bench.build_and_run("m7", every, tmp_path)
+    bad = {k: v.detail for k, v in res.trec.items() if not v.ok}
+    assert set(res.trec) == {cs.name for cs in every} and not bad, (bad, res.stdout[-2000:])
+    for cin, layer in cases.items():
+        chunks = {res.trec[cs.name].chunk for cs in layer}
+        assert {1, 2, 3} <= chunks, (cin, chunks)

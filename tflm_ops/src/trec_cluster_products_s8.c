@@ -439,13 +439,34 @@ TREC_INLINE void finish_quad(int32_t *t, const int32_t a[4], int32_t z, int32_t 
     trec_store2(t + 2, e2, e3);
 }
 
-/* Strips of one pixel, whole channel quads, int16-lane sums only: the clusters list[0..n) (each
- * with members) two at a time, finished in registers (finish_quad) instead of by a second pass
- * over the table. One call per sub-matrix: per pair of clusters the call and the pass over the
- * slots cost as much as the products themselves at four channels. */
+/* finish_quad for the n < 4 channels of a chunk's last, partial quad (chunks of 3 channels, where
+ * little scratch leaves no room for a quad) */
+static void finish_part(int32_t *t, const int32_t a[4], int32_t z, int32_t c, const int32_t *wsum, int32_t n)
+{
+    for (int32_t i = 0; i < n; i++) {
+        t[i] = div_round32(a[i] + z * wsum[i], c);
+    }
+}
+
+/* finish_quad, or finish_part past the chunk's last whole quad */
+TREC_INLINE void finish(int32_t *t, const int32_t a[4], int32_t z, int32_t c, const int32_t *wsum, int32_t left)
+{
+    if (left >= 4) {
+        finish_quad(t, a, z, c, wsum);
+    } else {
+        finish_part(t, a, z, c, wsum, left);
+    }
+}
+
+/* Strips of one pixel, int16-lane sums only: the clusters list[0..n) (each with members) two at a
+ * time, finished in registers (finish_quad) instead of by a second pass over the table. One call
+ * per sub-matrix: per pair of clusters the call and the pass over the slots cost as much as the
+ * products themselves at four channels. `lanes`, a constant in every expansion: the channels of a
+ * quad computed, 4 but for chunks of 1-3 channels, whose padding channels are skipped (SMLAD on
+ * them would be dead code the compiler removes). */
 TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
                                       const int32_t *counts, const int16_t *ws, const int32_t *wsum, int32_t blk,
-                                      int32_t *table)
+                                      int32_t lanes, int32_t *table)
 {
     for (int32_t i = 0; i + 1 < n; i += 2) {
         const int32_t s0 = list[i], s1 = list[i + 1];
@@ -465,12 +486,18 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
                     const int32_t *w = wq + 4 * q;
                     a0 = trec_smlad(u, w[0], a0);
                     b0 = trec_smlad(v, w[0], b0);
-                    a1 = trec_smlad(u, w[1], a1);
-                    b1 = trec_smlad(v, w[1], b1);
-                    a2 = trec_smlad(u, w[2], a2);
-                    b2 = trec_smlad(v, w[2], b2);
-                    a3 = trec_smlad(u, w[3], a3);
-                    b3 = trec_smlad(v, w[3], b3);
+                    if (lanes > 1) {
+                        a1 = trec_smlad(u, w[1], a1);
+                        b1 = trec_smlad(v, w[1], b1);
+                    }
+                    if (lanes > 2) {
+                        a2 = trec_smlad(u, w[2], a2);
+                        b2 = trec_smlad(v, w[2], b2);
+                    }
+                    if (lanes > 3) {
+                        a3 = trec_smlad(u, w[3], a3);
+                        b3 = trec_smlad(v, w[3], b3);
+                    }
                 }
             } else {
                 const int32_t *w = wq, *const end = x + words;
@@ -480,19 +507,25 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
                     trec_load2(w, 0, w0, w1);
                     a0 = trec_smlad(u, w0, a0);
                     b0 = trec_smlad(v, w0, b0);
-                    a1 = trec_smlad(u, w1, a1);
-                    b1 = trec_smlad(v, w1, b1);
+                    if (lanes > 1) {
+                        a1 = trec_smlad(u, w1, a1);
+                        b1 = trec_smlad(v, w1, b1);
+                    }
                     trec_load2(w, 2, w2, w3);
-                    a2 = trec_smlad(u, w2, a2);
-                    b2 = trec_smlad(v, w2, b2);
-                    a3 = trec_smlad(u, w3, a3);
-                    b3 = trec_smlad(v, w3, b3);
+                    if (lanes > 2) {
+                        a2 = trec_smlad(u, w2, a2);
+                        b2 = trec_smlad(v, w2, b2);
+                    }
+                    if (lanes > 3) {
+                        a3 = trec_smlad(u, w3, a3);
+                        b3 = trec_smlad(v, w3, b3);
+                    }
                     w += 4;
                 } while (x != end);
             }
             const int32_t a[4] = {a0, a1, a2, a3}, b[4] = {b0, b1, b2, b3};
-            finish_quad(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j);
-            finish_quad(t1 + j, b, counts[2 * s1 + 1], counts[2 * s1], wsum + j);
+            finish(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j, blk - j);
+            finish(t1 + j, b, counts[2 * s1 + 1], counts[2 * s1], wsum + j, blk - j);
         }
     }
     if (n & 1) { /* the last cluster alone: four SMLAD per word */
@@ -514,13 +547,31 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
                 w += 4;
             } while (x != end);
             const int32_t a[4] = {a0, a1, a2, a3};
-            finish_quad(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j);
+            finish(t0 + j, a, counts[2 * s0 + 1], counts[2 * s0], wsum + j, blk - j);
         }
     }
 }
 
+/* products_listed_body for chunks of 1-3 channels (little scratch), apart: expanded beside the
+ * quad cases, they cost those 9% more instructions (GCC allocates the larger function's
+ * registers worse) */
+HOT static void products_listed_few(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
+                                    const int32_t *counts, const int16_t *ws, const int32_t *wsum, int32_t blk,
+                                    int32_t *table)
+{
+    if (blk == 3) {
+        products_listed_body(list, n, sums16, words, counts, ws, wsum, 3, 3, table);
+    } else if (blk == 2) {
+        products_listed_body(list, n, sums16, words, counts, ws, wsum, 2, 2, table);
+    } else {
+        products_listed_body(list, n, sums16, words, counts, ws, wsum, 1, 1, table);
+    }
+}
+
 /* The clusters of the sub-matrix with members listed in list[], then their products; returns how
- * many. A chunk of one quad (four channels) is the common case of layers with little scratch. */
+ * many. A chunk of one quad (four channels) is the common case of layers with little scratch; a
+ * chunk that is not whole quads computes its last quad whole (the filter slice pads it with zero
+ * channels) and keeps the channels it has. */
 HOT static int32_t products_listed(int32_t slots, const int32_t *counts, int32_t *list, const int32_t *sums16,
                                    int32_t words, const int16_t *ws, const int32_t *wsum, int32_t blk,
                                    int32_t *table)
@@ -532,11 +583,13 @@ HOT static int32_t products_listed(int32_t slots, const int32_t *counts, int32_t
         }
     }
     if (blk == 4 && words == 8) {
-        products_listed_body(list, n, sums16, 8, counts, ws, wsum, 4, table);
+        products_listed_body(list, n, sums16, 8, counts, ws, wsum, 4, 4, table);
     } else if (blk == 4) {
-        products_listed_body(list, n, sums16, words, counts, ws, wsum, 4, table);
+        products_listed_body(list, n, sums16, words, counts, ws, wsum, 4, 4, table);
+    } else if (blk < 4) {
+        products_listed_few(list, n, sums16, words, counts, ws, wsum, blk, table);
     } else {
-        products_listed_body(list, n, sums16, words, counts, ws, wsum, blk, table);
+        products_listed_body(list, n, sums16, words, counts, ws, wsum, blk, 4, table);
     }
     return n;
 }
@@ -546,24 +599,23 @@ HOT static int32_t products_listed(int32_t slots, const int32_t *counts, int32_t
  * sums two clusters at a time (products_listed for one-pixel strips; else products_pair from an
  * interleaved copy when the plan gives `pair`, or products_quads), the n_big clusters with int32
  * sums (big[s] >= 0) one at a time; then the zero-point term and the division. Returns the
- * number of clusters with members, or -1 where the members per cluster are left in members[]. */
+ * number of clusters with members, or -1 where the caller counts them. */
 int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, int32_t *big,
                            int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk,
-                           int32_t *pair, int32_t *members, int32_t *table)
+                           int32_t *pair, int32_t *table)
 {
 #if TREC_DSP
     const int32_t cps = g->j + 1, words = g->l / 2;
     /* the plan gives the pair buffer where the interleaved copy pays off (two quads or more); a
      * last chunk of channels that is not whole quads takes the plain loop */
     const int interleave = pair != NULL && (blk & 3) == 0;
-    if (!interleave && n_big == 0 && g->j == 1 && (blk & 3) == 0) {
+    if (!interleave && n_big == 0 && g->j == 1) {
         /* big[] is free without big clusters: it takes the list of clusters with members */
         return products_listed(slots, counts, big, sums16, words, ws, wsum, blk, table);
     }
     int32_t pending = -1;
     for (int32_t s = 0; s < slots; s++) {
-        members[s] = counts[(size_t)s * cps];
-        if (members[s] == 0) {
+        if (counts[(size_t)s * cps] == 0) {
             continue;
         }
         int32_t *t = table + (size_t)s * blk;
@@ -600,7 +652,7 @@ int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, 
     /* zero point: + sum_t (in-image members of pixel t) * offset * (filter sum over pixel t), then
      * the rounding division by the members, in one pass over the table */
     for (int32_t s = 0; s < slots; s++) {
-        const int32_t c = members[s];
+        const int32_t c = counts[(size_t)s * cps];
         if (c == 0) {
             continue;
         }
@@ -640,7 +692,7 @@ int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, 
     return -1;
 #else
     (void)g; (void)slots; (void)counts; (void)n_big; (void)big; (void)sums16; (void)sums32; (void)ws; (void)wsum;
-    (void)blk; (void)pair; (void)members; (void)table;
+    (void)blk; (void)pair; (void)table;
     return -1;
 #endif
 }

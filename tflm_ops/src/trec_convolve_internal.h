@@ -256,8 +256,9 @@ TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w,
  *     strip:   padded row (strip_row_elems + 1 int16) | hash vectors | offsets (hq int32)
  *              | channel sums | compaction map
  *   work, pass 2 (per chunk of channels):
- *     row state (row_state_bytes) | plans T, T16: table state (table_state_bytes)
- *     | members (slots) | strip path: counts (slots x (j + 1))
+ *     the chunk's requantization (rq_bytes) | plans T, T16: table state (table_state_bytes)
+ *     | members (slots; not with SIMD sums, which read them from the counts)
+ *     | strip path: counts (slots x (j + 1))
  *     | sums: a block (slots x lb int32); incremental: the sums kept whole (slots x L int32)
  *       + packed copy (slots x la/2 int32); SIMD: int16 lanes (slots x L/2 int32) + big-cluster map
  *       (slots) + int32 sums of big clusters + filter sums per strip pixel (chunk x j) + with
@@ -276,9 +277,10 @@ static inline size_t ids_bytes(const geom *g)
 
 static inline size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t)g->m * 8; }
 
-/* per output channel the multiplier and 2^r side by side (one LDRD) and r + 1 for the fast
- * requantization */
-static inline size_t row_state_bytes(const geom *g) { return (size_t)g->cout * 12; }
+/* per output channel of a chunk the multiplier and 2^r side by side (one LDRD) and r + 1 for the
+ * fast requantization; per chunk, not per layer: at the least scratch of a wide layer the other
+ * channels' would take the room of a channel quad (L3 at 2x its output: 8 passes instead of 11) */
+static inline size_t rq_bytes(int32_t blk) { return (size_t)blk * 12; }
 
 /* plans T and T16 only: each sub-matrix's table offset (M ints) and a row's table rows (M
  * pointers, aligned for a pointer); plan A's scratch is smaller by these (L3's default takes
@@ -303,8 +305,9 @@ static inline int simd_incremental(const geom *g)
 }
 
 /* ints kept per cluster besides the sums: its members, and on the strip path a copy of them plus
- * the in-image members per strip pixel (the zero-point offset applies to in-image elements only) */
-static inline int32_t counts_per_slot(const geom *g) { return g->strip ? g->j + 2 : 1; }
+ * the in-image members per strip pixel (the zero-point offset applies to in-image elements only);
+ * the SIMD products read the members from the counts, without the copy */
+static inline int32_t counts_per_slot(const geom *g, int simd) { return g->strip ? g->j + 2 - (simd != 0) : 1; }
 
 /* Smallest scratch any plan runs in (trec_convolve_s8_get_min_buffer_size, without the alignment). */
 TREC_INTERNAL int64_t trec_min_scratch(const geom *g);
@@ -330,7 +333,7 @@ typedef struct {
                       * cluster pairs interleaved (blk a multiple of 4, at least 8) */
 } plan;
 
-/* Best plan for `avail` bytes of pass-2 scratch after the row state, and the best without T16 (what
+/* Best plan for `avail` bytes of pass-2 scratch, and the best without T16 (what
  * a chunk falls back on); 0 when nothing fits. */
 TREC_INTERNAL int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best,
                                    plan *without_t16);
@@ -367,8 +370,7 @@ TREC_INTERNAL void trec_filter_slice_simd(const geom *g, const int8_t *filter, i
                                           int16_t *ws, int32_t *wsum);
 TREC_INTERNAL int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big,
                                          int32_t *big, int32_t *sums16, int32_t *sums32, const int16_t *ws,
-                                         const int32_t *wsum, int32_t blk, int32_t *pair, int32_t *members,
-                                         int32_t *table);
+                                         const int32_t *wsum, int32_t blk, int32_t *pair, int32_t *table);
 TREC_INTERNAL void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t slots, const int32_t *counts,
                                             int32_t lb, const int16_t *ws, int32_t blk, int first, int32_t *table);
 TREC_INTERNAL void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *counts, int32_t l,

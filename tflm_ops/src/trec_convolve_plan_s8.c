@@ -117,7 +117,7 @@ TREC_INLINE size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_t
                                int kind, int incremental, int simd)
 {
     const size_t lba = (size_t)((lb + 1) & ~1);
-    size_t b = (size_t)slots_max * counts_per_slot(g) * 4 + (size_t)blk_quads(blk) * lba * 2;
+    size_t b = rq_bytes(blk) + (size_t)slots_max * counts_per_slot(g, simd) * 4 + (size_t)blk_quads(blk) * lba * 2;
     if (simd) { /* big-cluster map, int16 sums, int32 sums of big clusters, filter sums per strip pixel,
                  * with SIMD_PAIRED a pair of clusters' sums interleaved */
         b += (size_t)slots_max * 4 + (size_t)slots_max * g->l * 2 + (size_t)simd_big_max(g) * g->l * 4 +
@@ -144,8 +144,7 @@ int64_t trec_min_scratch(const geom *g)
     /* worst case: every sub-matrix has max_slots clusters; sums one element at a time (lb = 1, or
      * the whole L for the wide int64 path), one channel per pass, plan A */
     const int32_t lb = g->wide ? g->l : 1;
-    const size_t p2 = row_state_bytes(g) +
-                      pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, PLAN_A, 0, 0);
+    const size_t p2 = pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, PLAN_A, 0, 0);
     const size_t p1 = pass1_bytes(g);
     return (int64_t)(header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
 }
@@ -166,7 +165,7 @@ static int32_t buffer_size(const trec_conv_params *conv_params, const trec_hash_
     if (preferred) {
         const int64_t target = 2 * (int64_t)g.n * g.cout;
         const int64_t fastest =
-            (int64_t)header_bytes(&g) + 3 + (int64_t)row_state_bytes(&g) +
+            (int64_t)header_bytes(&g) + 3 +
             (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, PLAN_T, g.strip, 0);
         bytes = TREC_MAX(bytes, TREC_MIN(target, fastest));
     }
@@ -191,10 +190,10 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
  * plans
  * ============================================================================================== */
 /* Scatter cost per (row, sub-matrix, channel) in tenths of an instruction, measured on Cortex-M7
- * at -Ofast over the six benchmark layers (kernel-bench phase split). The chunk sizes with
- * unrolled scatter rows (one-byte ids: 4, 8 and 16 channels on plans A and A2, 64 on plan T) are
- * cheaper than the rest, whose loops pay a set-up per row and block that larger chunks amortize:
- * L5 in chunks of 16 (4 passes) takes 6.59M instructions, in chunks of 24 (3 passes) 6.77M, in
+ * at -Ofast over the six benchmark layers (kernel-bench phase split; chunks of 1-3: L2 at H = 8 in
+ * 8 KB, three test images). The chunk sizes with unrolled scatter rows (one-byte ids: 1-4, 8 and
+ * 16 channels on plans A and A2, 64 on plan T) are cheaper than the rest, whose loops pay a set-up per row and
+ * block that larger chunks amortize: L5 in chunks of 16 (4 passes) takes 6.59M instructions, in chunks of 24 (3 passes) 6.77M, in
  * chunks of 32 (2 passes) 6.57M. */
 static int32_t scatter_tenths(const geom *g, int kind, int32_t blk)
 {
@@ -206,8 +205,9 @@ static int32_t scatter_tenths(const geom *g, int kind, int32_t blk)
         return 23;
     }
     int32_t a2 = 26 + 214 / blk;
-    if (unrolled && (blk == 4 || blk == 8 || blk == 16)) {
-        a2 = blk == 16 ? 25 : blk == 8 ? 28 : 36;
+    if (unrolled && (blk <= 4 || blk == 8 || blk == 16)) {
+        static const int8_t few[5] = {0, 67, 66, 56, 36};
+        a2 = blk == 16 ? 25 : blk == 8 ? 28 : few[blk];
     }
     return kind == PLAN_A2 ? a2 : a2 + 8; /* plan A: every sub-matrix's table through memory */
 }

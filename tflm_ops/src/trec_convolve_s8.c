@@ -23,7 +23,9 @@
  * ============================================================================================== */
 /* Pass-2 buffers. */
 typedef struct {
-    int32_t *members;     /* members per cluster of the current sub-matrix */
+    int32_t *rq;          /* per channel of the chunk: multiplier, rounding term (with the offset),
+                           * shift + 1 */
+    int32_t *members;     /* members per cluster of the current sub-matrix (not with SIMD sums) */
     int32_t *counts;      /* strip path: [members, in-image members per strip pixel] per cluster */
     int32_t *sums;
     int32_t *packed;      /* where products pack int16 sums (sums itself unless they must survive) */
@@ -39,8 +41,8 @@ typedef struct {
 } pass2;
 
 /* one sub-matrix's table for the channels [c0, c0 + blk); prev: the sub-matrix visited before it in
- * this chunk (visit_order), or -1. Returns the number of clusters with members, or -1 where
- * members[] holds them */
+ * this chunk (visit_order), or -1. Returns the number of clusters with members, or -1 where the
+ * caller counts them */
 static int32_t build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
                                 int32_t slots, const plan *p, const pass2 *b, const int8_t *filter, int32_t c0,
                                 int32_t blk, int32_t *table)
@@ -52,7 +54,7 @@ static int32_t build_table_only(const geom *g, const int8_t *input, const uint8_
         PROFILE_MARK(PHASE_PRODUCTS);
         trec_filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
         return trec_products_simd(g, slots, b->counts, n_big, b->big, b->sums, b->sums32, b->ws, b->wsum, blk,
-                                  b->pair, b->members, table);
+                                  b->pair, table);
     }
     for (int32_t l0 = 0; l0 < g->l; l0 += p->lb) {
         const int32_t lb = TREC_MIN(p->lb, g->l - l0);
@@ -104,9 +106,11 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
     }
     if (clusters != NULL) {
         if (live < 0) {
+            /* with SIMD sums the members are in the counts only */
+            const int32_t *members = p->simd ? b->counts : b->members, stride = p->simd ? g->j + 1 : 1;
             live = 0;
             for (int32_t s = 0; s < slots; s++) {
-                live += b->members[s] > 0;
+                live += members[(size_t)s * stride] > 0;
             }
         }
         *clusters += live;
@@ -117,15 +121,20 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
 static void carve(const geom *g, const plan *p, int32_t slots_max, uint8_t *area, pass2 *b)
 {
     memset(b, 0, sizeof(*b));
+    b->rq = (int32_t *)(void *)area;
+    area += rq_bytes(p->blk);
     if (p->kind == PLAN_T || p->kind == PLAN_T16) {
         b->toff = (int32_t *)(void *)area;
         b->rowp = (const int32_t **)(void *)(((uintptr_t)(b->toff + g->m) + sizeof(void *) - 1) &
                                              ~(uintptr_t)(sizeof(void *) - 1));
         area += table_state_bytes(g);
     }
-    b->members = (int32_t *)(void *)area;
-    b->counts = b->members + slots_max;
-    b->sums = b->members + (size_t)slots_max * counts_per_slot(g);
+    b->counts = (int32_t *)(void *)area;
+    if (!p->simd) {
+        b->members = b->counts;
+        b->counts += slots_max;
+    }
+    b->sums = (int32_t *)(void *)area + (size_t)slots_max * counts_per_slot(g, p->simd);
     b->packed = b->sums;
     int32_t *after_sums = b->sums + (size_t)slots_max * p->lb;
     if (p->incremental) {
@@ -156,7 +165,6 @@ typedef struct {
     const int32_t *slots, *id_off;
     const weights *w;
     int8_t *output;
-    const int32_t *rq; /* per output channel: multiplier, rounding term (with the offset), shift + 1 */
 } image;
 
 static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
@@ -171,8 +179,7 @@ static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t
         prev = m;
     }
     PROFILE_MARK(PHASE_SCATTER);
-    trec_scatter_tables(g, im->ids, im->id_off, b->tables, b->toff, c0, blk, im->w, im->output, b->rowp,
-                        im->rq + 3 * c0);
+    trec_scatter_tables(g, im->ids, im->id_off, b->tables, b->toff, c0, blk, im->w, im->output, b->rowp, b->rq);
 }
 
 /* plan T16, one chunk: 0 when an entry does not fit its uint16 (nothing has been written to the
@@ -219,7 +226,7 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
     add_to_table(table0, im->slots[0], fold, blk);
     PROFILE_MARK(PHASE_SCATTER);
     trec_scatter_tables16(g, im->ids, im->id_off, table0, tables, b->toff, c0, blk, im->w, im->output, b->rowp,
-                          im->rq + 3 * c0);
+                          b->rq);
     return 1;
 }
 
@@ -251,11 +258,24 @@ static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, in
         if (i + 1 < g->m) {
             trec_scatter_add(g, im->ids, im->id_off[m], table, blk, i == 0, acc);
         } else {
-            trec_scatter_requantize(g, im->ids, im->id_off[m], table, c0, blk, acc, im->w, im->rq + 3 * c0,
-                                    im->output);
+            trec_scatter_requantize(g, im->ids, im->id_off[m], table, c0, blk, acc, im->w, b->rq, im->output);
         }
         prev = m;
         i++;
+    }
+}
+
+/* the chunk's requantization terms (trec_requantize_fast_small's) */
+static void chunk_rq(const geom *g, const weights *w, int32_t c0, int32_t blk, int32_t *rq)
+{
+    for (int32_t j = 0; j < blk; j++) {
+        const int32_t c = c0 + j, r = w->shift[c] <= 0 ? -w->shift[c] : 0;
+        rq[3 * j] = w->mult[c];
+        /* used only where fast_ok (r <= 18): 2^r rounds, and the output offset times 2^(r + 1)
+         * comes out of the shift as the offset itself, one add less per output (|x| < 2^29 keeps
+         * the sum within 2^31) */
+        rq[3 * j + 1] = r <= 18 ? (int32_t)(1u << r) + g->output_offset * (int32_t)(1u << (r + 1)) : 0;
+        rq[3 * j + 2] = r + 1;
     }
 }
 
@@ -291,24 +311,12 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         slots_tot += slots[m];
         slots_max = TREC_MAX(slots_max, slots[m]);
     }
-    const size_t state_bytes = row_state_bytes(g);
     plan p, fallback;
-    if (work_size <= state_bytes ||
-        !trec_choose_plan(g, work_size - state_bytes, slots_max, slots_tot, &p, &fallback)) {
+    if (!trec_choose_plan(g, work_size, slots_max, slots_tot, &p, &fallback)) {
         return -1; /* below the minimum: excluded by the size check */
     }
-    int32_t *rq = (int32_t *)(void *)work;
-    for (int32_t c = 0; c < g->cout; c++) {
-        const int32_t r = w->shift[c] <= 0 ? -w->shift[c] : 0;
-        rq[3 * c] = w->mult[c];
-        /* used only where fast_ok (r <= 18): 2^r rounds, and the output offset times 2^(r + 1)
-         * comes out of the shift as the offset itself, one add less per output (|x| < 2^29 keeps
-         * the sum within 2^31) */
-        rq[3 * c + 1] = r <= 18 ? (int32_t)(1u << r) + g->output_offset * (int32_t)(1u << (r + 1)) : 0;
-        rq[3 * c + 2] = r + 1;
-    }
-    uint8_t *area = work + state_bytes;
-    const image im = {g, input, ids, slots, id_off, w, output, rq};
+    uint8_t *area = work;
+    const image im = {g, input, ids, slots, id_off, w, output};
     pass2 b;
     carve(g, &p, slots_max, area, &b);
 
@@ -317,6 +325,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
     for (int32_t c0 = 0; c0 < g->cout;) {
         const int32_t blk = TREC_MIN(p.blk, g->cout - c0);
         int64_t *count = c0 == 0 && g->strip ? &strip_clusters : NULL;
+        chunk_rq(g, w, c0, blk, b.rq);
         if (p.kind == PLAN_T16) {
             if (!chunk_tables16(&im, &p, &b, c0, blk, count)) {
                 /* entries too far apart for 16 bits: this chunk and the rest on the other plan */
