@@ -84,6 +84,40 @@ def test_bench_kernels_sweep_of_the_scratch(tiny_tflite, capsys):
         assert points[0]["instructions"] > points[-1]["instructions"]
 
 
+def test_bench_kernels_over_several_inputs(tiny_tflite, fashion, capsys):
+    """--inputs 3: TREC on each layer's first three test images through the model; the first is the
+    table's own run, and each input's rc is the golden model's on that image's activation."""
+    from trec_tflm import qemu
+    from trec_tflm.bench_kernels import trec_cases
+
+    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    if reason:
+        pytest.skip(reason)
+    assert main(["bench-kernels", "--core", "m7", "--tflite", str(tiny_tflite), "--inputs", "3", "--json"]) == 0
+    rows = {r["layer"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
+    tflite = tiny_tflite.read_bytes()
+    want = {}
+    for image in fashion.x_test[:3]:
+        for name, case in trec_cases(tflite, image).items():
+            stats = case.golden_trec()[1]
+            want.setdefault(name, []).append(sum(int(s.clusters.sum()) for s in stats) /
+                                             sum(s.rows * s.sub_matrices for s in stats))
+    for name, r in rows.items():
+        runs = r["over_inputs"]
+        assert len(runs) == 3
+        assert runs[0]["instructions"] == r["trec_instructions"] and runs[0]["ratio"] == pytest.approx(r["ratio"])
+        for run in runs:
+            assert run["ratio"] == pytest.approx(r["dense_instructions"] / run["instructions"])
+        assert [run["rc"] for run in runs] == pytest.approx(want[name])
+    assert any(len({run["rc"] for run in r["over_inputs"]}) > 1 for r in rows.values())  # inputs differ
+
+
+def test_bench_kernels_refuses_bad_inputs_counts(capsys):
+    assert main(["bench-kernels", "--inputs", "0"]) == 2
+    assert main(["bench-kernels", "--inputs", "2", "--sweep"]) == 2
+    assert "--inputs" in capsys.readouterr().err
+
+
 def test_bench_kernels_refuses_a_missing_model(capsys):
     assert main(["bench-kernels", "--tflite", "/no/such/model.tflite"]) == 2
     assert "no such file" in capsys.readouterr().err

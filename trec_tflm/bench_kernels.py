@@ -15,6 +15,10 @@ Per layer it prints the instruction ratio dense / TREC, rc, the work-model bound
 Cout / (H + 1 + rc*Cout + Cout/L) and the share of the bound reached, the split of TREC's
 instructions (profile build), and scratch bytes beside a full im2col (N*K) and CMSIS-NN's.
 
+With ``--inputs N`` it also runs TREC at its default scratch on each layer's first N inputs and
+prints the spread of the ratio: the clusters (rc, and the passes the scratch allows) depend on the
+input, the dense kernel's instructions do not.
+
 With ``--sweep`` it prints instead, per layer, TREC's instructions, passes and channels per pass at
 scratch budgets from the kernel's least (get_min_buffer_size) to 4x the layer's output: what a
 smaller arena costs.
@@ -183,39 +187,66 @@ class LayerRow:
     cmsis_instructions: int | None = None
     cmsis_scratch: int | None = None
     cmsis_source: str = ""
+    over_inputs: list = field(default_factory=list)  # InputRun per input, the first the table's
+
+
+@dataclass
+class InputRun:
+    """TREC at the default scratch on one of a layer's inputs (ratio against the first input's dense
+    run: the dense kernel's instructions do not depend on the data)."""
+    instructions: int
+    ratio: float
+    rc: float
+    passes: int
 
 
 def work_model_bound(cout: int, bits: int, rc: float, length: int) -> float:
     return cout / (bits + 1 + rc * cout + cout / length)
 
 
-def layer_cases(layers=None, models_dir: Path | None = None, log=print, tflite: bytes | None = None,
-                dataset: str = "fashion_mnist") -> list[tuple[BenchLayer, kernel_bench.KernelCase]]:
-    """The benchmark layers L1-L6, or with ``tflite`` every TREC layer of that model (its input
-    from the first ``dataset`` test image)."""
+def layer_inputs(layers=None, models_dir: Path | None = None, log=print, tflite: bytes | None = None,
+                 dataset: str = "fashion_mnist", count: int = 1
+                 ) -> list[tuple[BenchLayer, list[kernel_bench.KernelCase]]]:
+    """The benchmark layers L1-L6, or with ``tflite`` every TREC layer of that model, each with the
+    cases of its first ``count`` inputs (photographs or test images through the model; the first
+    is the benchmark's input)."""
     from .data import load_dataset
+
+    def cases_of(tfl, images, names, what):
+        per_image = [trec_cases(tfl, image, names, what) for image in images]
+        return {name: [c[name] for c in per_image] for name in per_image[0]}
 
     pairs = []
     if tflite is not None:
-        cases = trec_cases(tflite, load_dataset(dataset).x_test[0])
-        for name, case in cases.items():
+        for name, cases in cases_of(tflite, load_dataset(dataset).x_test[:count], None, "the model").items():
             if layers and name not in layers:
                 continue
-            case.note = f"first {dataset} test image through the model"
-            _, h, w, cin = case.input.shape
-            cout, kh, kw, _ = case.filter.shape
-            pairs.append((BenchLayer(name, "", name, "dataset", f"{h}x{w}x{cin} -> {cout}, {kh}x{kw}"), case))
+            for i, case in enumerate(cases):
+                case.name = name if i == 0 else f"{name}_in{i}"
+                case.note = f"first {dataset} test image through the model"
+            _, h, w, cin = cases[0].input.shape
+            cout, kh, kw, _ = cases[0].filter.shape
+            pairs.append((BenchLayer(name, "", name, "dataset", f"{h}x{w}x{cin} -> {cout}, {kh}x{kw}"), cases))
     else:
         cache: dict = {}
         for spec in LAYERS:
             if layers and spec.name not in layers:
                 continue
             tfl = converted(trained_model(spec.model, models_dir, log), cache, log)
-            image = photographs(1)[0] if spec.source == "photo" else load_dataset(TRAIN_DATASET).x_test[0]
-            case = trec_cases(tfl, image, [spec.layer], what=spec.model)[spec.layer]
-            case.name, case.note = spec.name, spec.describe_data()
-            pairs.append((spec, case))
+            images = photographs(count) if spec.source == "photo" else load_dataset(TRAIN_DATASET).x_test[:count]
+            cases = cases_of(tfl, images, [spec.layer], spec.model)[spec.layer]
+            for i, case in enumerate(cases):
+                case.name = spec.name if i == 0 else f"{spec.name}_in{i}"
+                case.note = spec.describe_data()
+            pairs.append((spec, cases))
     return pairs
+
+
+def layer_cases(layers=None, models_dir: Path | None = None, log=print, tflite: bytes | None = None,
+                dataset: str = "fashion_mnist") -> list[tuple[BenchLayer, kernel_bench.KernelCase]]:
+    """The benchmark layers L1-L6, or with ``tflite`` every TREC layer of that model (its input
+    from the first ``dataset`` test image)."""
+    return [(spec, cases[0]) for spec, cases in layer_inputs(layers, models_dir, log, tflite, dataset)]
 
 
 def _check(res: kernel_bench.RunResult) -> None:
@@ -226,9 +257,11 @@ def _check(res: kernel_bench.RunResult) -> None:
 
 
 def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_root=None, log=print,
-        tflite: bytes | None = None, dataset: str = "fashion_mnist") -> list[LayerRow]:
-    """The table of the module docstring for layer_cases(...)."""
-    pairs = layer_cases(layers, models_dir, log, tflite, dataset)
+        tflite: bytes | None = None, dataset: str = "fashion_mnist", inputs: int = 1) -> list[LayerRow]:
+    """The table of the module docstring for layer_inputs(...); with ``inputs`` > 1 also TREC on
+    that many inputs per layer at the default scratch (LayerRow.over_inputs)."""
+    per_layer = layer_inputs(layers, models_dir, log, tflite, dataset, inputs)
+    pairs = [(spec, cases[0]) for spec, cases in per_layer]
     specs, cases = [s for s, _ in pairs], [c for _, c in pairs]
     big = []
     for spec, case in pairs:
@@ -245,8 +278,13 @@ def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_
         plain = kernel_bench.build_and_run(core, cases, Path(tmp) / "default", cmsis_nn_root=cmsis_nn_root)
         four = kernel_bench.build_and_run(core, big, Path(tmp) / "4x")
         prof = kernel_bench.build_and_run(core, cases, Path(tmp) / "profile", profile=True)
-    for res in (plain, four, prof):
+        # one firmware per layer: the inputs share the layer's filter and hash, not the board's RAM
+        others = [kernel_bench.build_and_run(core, [dataclasses.replace(c, dense=False) for c in more[1:]],
+                                             Path(tmp) / f"inputs_{spec.name}")
+                  for spec, more in per_layer if len(more) > 1]
+    for res in (plain, four, prof, *others):
         _check(res)
+    by_input = {name: r for res in others for name, r in res.trec.items()}
     rows = []
     for spec, case in zip(specs, cases):
         t, t4, d = plain.trec[spec.name], four.trec[f"{spec.name}_4x"], plain.dense[spec.name]
@@ -259,6 +297,8 @@ def run(core: str = "m7", layers=None, models_dir: Path | None = None, cmsis_nn_
         row = LayerRow(spec.name, spec.shape, case.note, length, bits, rc, t.ticks, t.scratch, t.passes, t4.ticks,
                        t4.scratch, d.ticks, d.scratch, ratio, d.ticks / t4.ticks, bound, ratio / bound,
                        prof.trec[spec.name].phases, y_bytes, t.rows * kh * kw * cin)
+        runs = [t] + [by_input[f"{spec.name}_in{i}"] for i in range(1, inputs)]
+        row.over_inputs = [InputRun(r.ticks, d.ticks / r.ticks, r.remaining_ratio, r.passes) for r in runs]
         c = plain.cmsis.get(spec.name)
         if c is not None:
             row.cmsis_instructions, row.cmsis_scratch, row.cmsis_source = c.ticks, c.scratch, "measured"
@@ -358,6 +398,15 @@ def format_table(rows: list[LayerRow], core: str) -> str:
         lines.append(f"  {r.layer:<6}{r.trec_scratch:>9,}{r.trec_passes:>8}{2 * r.output_bytes:>11,}"
                      f"{r.im2col_bytes:>12,}{r.trec4_scratch:>9,}{r.dense_scratch:>7,}"
                      f"{(r.cmsis_scratch if r.cmsis_scratch is not None else '-'):>10}")
+    many = [r for r in rows if len(r.over_inputs) > 1]
+    if many:
+        lines += ["", f"TREC / dense at the default scratch over {len(many[0].over_inputs)} inputs per layer "
+                  "(min / median / max; rc and passes min-max):"]
+        for r in many:
+            ratios = sorted(x.ratio for x in r.over_inputs)
+            rcs, passes = [x.rc for x in r.over_inputs], [x.passes for x in r.over_inputs]
+            lines.append(f"  {r.layer:<6}{ratios[0]:>6.2f}x /{float(np.median(ratios)):>6.2f}x /{ratios[-1]:>6.2f}x"
+                         f"   rc {min(rcs):.3f}-{max(rcs):.3f}   passes {min(passes)}-{max(passes)}")
     lines += ["", "data: " + "; ".join(f"{r.layer}: {r.data}" for r in rows)]
     return "\n".join(lines)
 
@@ -377,6 +426,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep", action="store_true",
                    help="instead of the table: TREC's instructions at scratch budgets from the kernel's least "
                         "to 4x the layer's output (what a smaller arena costs)")
+    p.add_argument("--inputs", type=int, default=1, metavar="N",
+                   help="also run TREC on each layer's first N inputs (photographs or test images) and print "
+                        "the spread of its ratio: the clusters, and so the speed, depend on the input")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=command)
 
@@ -392,6 +444,10 @@ def command(args) -> int:
         except DeployError as exc:
             print(f"trec-tflm bench-kernels: error: {exc}", file=sys.stderr)
             return 2
+    if args.inputs < 1 or (args.inputs > 1 and args.sweep):
+        print("trec-tflm bench-kernels: error: --inputs takes a count of at least 1, and not with --sweep",
+              file=sys.stderr)
+        return 2
     from . import qemu
 
     reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
@@ -410,7 +466,7 @@ def command(args) -> int:
         return 0
     rows = run(args.core, args.layers.split(",") if args.layers else None,
                Path(args.models_dir) if args.models_dir else None, os.environ.get("CMSIS_NN_ROOT") or None, log,
-               tflite=tflite, dataset=args.dataset)
+               tflite=tflite, dataset=args.dataset, inputs=args.inputs)
     if args.json:
         print(json.dumps({"core": args.core, "layers": [asdict(r) for r in rows]}, indent=2))
     else:
