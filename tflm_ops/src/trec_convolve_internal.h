@@ -279,7 +279,8 @@ static inline size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t
 
 /* per output channel of a chunk the multiplier and 2^r side by side (one LDRD) and r + 1 for the
  * fast requantization; per chunk, not per layer: at the least scratch of a wide layer the other
- * channels' would take the room of a channel quad (L3 at 2x its output: 8 passes instead of 11) */
+ * channels' would take the room of a channel quad (L3 at H = 8 in 2x its output: 8 passes instead
+ * of 11) */
 static inline size_t rq_bytes(int32_t blk) { return (size_t)blk * 12; }
 
 /* plans T and T16 only: each sub-matrix's table offset (M ints) and a row's table rows (M

@@ -282,11 +282,11 @@ HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t 
 #undef ADD_QUAD_BY
 
 /* The plan-A bodies are inlined with a constant chunk (4, 8 or 16 channels, one byte per id: the
- * common cases, where a chunk is one, two or four quads; and 3, what tight scratch often leaves:
- * L2 at H = 8 in 8 KB) so that the loop over the channels unrolls and the row loop keeps its
- * pointers in registers: at 4 channels the general loop spends ~45 instructions per row and
- * sub-matrix, twice what the unrolled one needs. BODY(id_size, blk) is
- * the call, expanded once per constant case and once for the rest. */
+ * common cases, where a chunk is one, two or four quads; and 1-3, what tight scratch leaves: L2 at
+ * H = 8 in 8 KB) so that the loop over the channels unrolls and the row loop keeps its pointers
+ * in registers: at 4 channels the general loop spends ~45 instructions per row and sub-matrix,
+ * twice what the unrolled one needs. BODY(id_size, blk) is the call, expanded once per constant
+ * case and once for the rest. */
 #define UNROLLED_CHUNKS(BODY)                                                                          \
     do {                                                                                               \
         if (g->id_size == 1 && blk == 4) {                                                             \
