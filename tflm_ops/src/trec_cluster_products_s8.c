@@ -439,8 +439,8 @@ TREC_INLINE void finish_quad(int32_t *t, const int32_t a[4], int32_t z, int32_t 
     trec_store2(t + 2, e2, e3);
 }
 
-/* finish_quad for the n < 4 channels of a chunk's last, partial quad (chunks of 3 channels, where
- * little scratch leaves no room for a quad) */
+/* finish_quad for the n < 4 channels of a chunk's last, partial quad (chunks of 1-3 channels, where
+ * little scratch leaves no room for a quad, and the last quad of chunks that are not whole quads) */
 static void finish_part(int32_t *t, const int32_t a[4], int32_t z, int32_t c, const int32_t *wsum, int32_t n)
 {
     for (int32_t i = 0; i < n; i++) {
@@ -462,8 +462,8 @@ TREC_INLINE void finish(int32_t *t, const int32_t a[4], int32_t z, int32_t c, co
  * time, finished in registers (finish_quad) instead of by a second pass over the table. One call
  * per sub-matrix: per pair of clusters the call and the pass over the slots cost as much as the
  * products themselves at four channels. `lanes`, a constant in every expansion: the channels of a
- * quad computed, 4 but for chunks of 1-3 channels, whose padding channels are skipped (SMLAD on
- * them would be dead code the compiler removes). */
+ * quad computed, 4 but for chunks of 1-3 channels, whose padding channels are skipped (the tests
+ * on `lanes` fold away at compile time). */
 TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
                                       const int32_t *counts, const int16_t *ws, const int32_t *wsum, int32_t blk,
                                       int32_t lanes, int32_t *table)
