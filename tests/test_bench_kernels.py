@@ -97,8 +97,8 @@ def test_bench_kernels_over_several_inputs(tiny_tflite, fashion, capsys):
     rows = {r["layer"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
     tflite = tiny_tflite.read_bytes()
     want = {}
-    for image in fashion.x_test[:3]:
-        for name, case in trec_cases(tflite, image).items():
+    for name, cases in trec_cases(tflite, fashion.x_test[:3]).items():
+        for case in cases:
             stats = case.golden_trec()[1]
             want.setdefault(name, []).append(sum(int(s.clusters.sum()) for s in stats) /
                                              sum(s.rows * s.sub_matrices for s in stats))

@@ -135,9 +135,10 @@ def converted(model_path: Path, cache: dict, log=print) -> bytes:
     return cache[key]
 
 
-def trec_cases(tflite: bytes, image: np.ndarray, names=None, what: str = "the model") -> dict:
-    """{layer name: KernelCase} for the TREC ops of a converted model (all, or ``names``), each with
-    the int8 activation that reaches it from ``image``; the graph runs once."""
+def trec_cases(tflite: bytes, images, names=None, what: str = "the model") -> dict:
+    """{layer name: [KernelCase per image]} for the TREC ops of a converted model (all, or
+    ``names``), each with the int8 activation that reaches it from that image; the model is read
+    once and the graph runs once per image."""
     from . import tflite_model as tm
     from .evaluate import GoldenGraphRunner
 
@@ -150,12 +151,13 @@ def trec_cases(tflite: bytes, image: np.ndarray, names=None, what: str = "the mo
     if missing or not names:
         raise ValueError(f"{what}: no TREC_CONV_2D for layer(s) {missing or 'any'} (TREC layers in its "
                          f"trec_tflm metadata: {sorted(entries)}; convert models with trec-tflm convert)")
-    values = runner.invoke_all(runner.prepare_input(image[None]))
-    cases = {}
-    for name in names:
-        p = steps[entries[name]].params
-        cases[name] = kernel_bench.KernelCase(name, np.ascontiguousarray(values[p["input_index"]]), p["filter"],
-                                              p["bias"], p["hash"], dict(p["kwargs"]))
+    cases = {name: [] for name in names}
+    for image in images:
+        values = runner.invoke_all(runner.prepare_input(image[None]))
+        for name in names:
+            p = steps[entries[name]].params
+            cases[name].append(kernel_bench.KernelCase(name, np.ascontiguousarray(values[p["input_index"]]),
+                                                       p["filter"], p["bias"], p["hash"], dict(p["kwargs"])))
     return cases
 
 
@@ -212,18 +214,18 @@ def layer_inputs(layers=None, models_dir: Path | None = None, log=print, tflite:
     is the benchmark's input)."""
     from .data import load_dataset
 
-    def cases_of(tfl, images, names, what):
-        per_image = [trec_cases(tfl, image, names, what) for image in images]
-        return {name: [c[name] for c in per_image] for name in per_image[0]}
+    def named(cases, base, note):
+        # the first input keeps the layer's name: the table's run
+        for i, case in enumerate(cases):
+            case.name, case.note = base if i == 0 else f"{base}_in{i}", note
+        return cases
 
     pairs = []
     if tflite is not None:
-        for name, cases in cases_of(tflite, load_dataset(dataset).x_test[:count], None, "the model").items():
+        for name, cases in trec_cases(tflite, load_dataset(dataset).x_test[:count]).items():
             if layers and name not in layers:
                 continue
-            for i, case in enumerate(cases):
-                case.name = name if i == 0 else f"{name}_in{i}"
-                case.note = f"first {dataset} test image through the model"
+            named(cases, name, f"first {dataset} test image through the model")
             _, h, w, cin = cases[0].input.shape
             cout, kh, kw, _ = cases[0].filter.shape
             pairs.append((BenchLayer(name, "", name, "dataset", f"{h}x{w}x{cin} -> {cout}, {kh}x{kw}"), cases))
@@ -234,11 +236,8 @@ def layer_inputs(layers=None, models_dir: Path | None = None, log=print, tflite:
                 continue
             tfl = converted(trained_model(spec.model, models_dir, log), cache, log)
             images = photographs(count) if spec.source == "photo" else load_dataset(TRAIN_DATASET).x_test[:count]
-            cases = cases_of(tfl, images, [spec.layer], spec.model)[spec.layer]
-            for i, case in enumerate(cases):
-                case.name = spec.name if i == 0 else f"{spec.name}_in{i}"
-                case.note = spec.describe_data()
-            pairs.append((spec, cases))
+            cases = trec_cases(tfl, images, [spec.layer], spec.model)[spec.layer]
+            pairs.append((spec, named(cases, spec.name, spec.describe_data())))
     return pairs
 
 
