@@ -136,6 +136,37 @@ def test_gradients_match_finite_differences(fused):
         assert (vals[0] - vals[1]) / (2 * eps) == pytest.approx(gk.numpy()[idx], rel=tol, abs=tol)
 
 
+def test_fused_ops_build_falls_back_when_native_arch_fails(tmp_path, monkeypatch):
+    """A CPU whose -march=native TensorFlow's Eigen headers cannot compile for (AVX512-FP16 with
+    GCC 12) still gets the fused ops: the build retries without that extension, then without
+    -march, and only the last failure of all of them is an error."""
+    import subprocess
+
+    real_run = subprocess.run
+    seen = []
+
+    def run(cmd, **kw):
+        arch = [a for a in cmd if a.startswith("-m")]
+        seen.append(arch)
+        if arch == ["-march=native"]:  # what the broken headers do on such a CPU
+            return subprocess.CompletedProcess(cmd, 1, "", "PacketMathFP16.h: error")
+        return real_run(cmd, **kw)
+
+    monkeypatch.setattr(train_ops.subprocess, "run", run)
+    target = tmp_path / "ops.so"
+    train_ops._build(target)
+    assert seen[:2] == [["-march=native"], ["-march=native", "-mno-avx512fp16"]]
+    assert target.read_bytes()[:4] == b"\x7fELF"  # not loaded: its ops are registered already
+
+    def fail(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 1, "", "no compiler here")
+
+    monkeypatch.setattr(train_ops.subprocess, "run", fail)
+    with pytest.raises(RuntimeError, match="no -march: no compiler here"):
+        train_ops._build(tmp_path / "never.so")
+    assert not (tmp_path / "never.so").exists()
+
+
 def test_fused_ops_match_plain_tf():
     if train_ops.load() is None:
         pytest.skip(f"fused ops unavailable: {train_ops.unavailable_reason()}")

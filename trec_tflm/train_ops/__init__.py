@@ -40,19 +40,29 @@ def _library_path() -> Path:
     return cache_dir() / f"trec_train_ops-{digest}.so"
 
 
+# -march=native first; TensorFlow's bundled Eigen does not compile for AVX512-FP16 with GCC 12
+# ("expected initializer before '<' token" in PacketMathFP16.h), so on such CPUs (Sapphire Rapids
+# and later) the same build without that extension; last, a build for the baseline ISA.
+_ARCH_FLAGS = (["-march=native"], ["-march=native", "-mno-avx512fp16"], [])
+
+
 def _build(target: Path) -> None:
     import tensorflow as tf
 
     target.parent.mkdir(parents=True, exist_ok=True)
     cxx = os.environ.get("CXX", "g++")
+    errors = []
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        cmd = [cxx, "-std=c++17", "-shared", "-fPIC", "-O3", "-march=native", "-w", str(_SOURCE), "-o", str(out),
-               *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"building {_SOURCE.name} failed:\n{proc.stderr[-2000:]}")
-        os.replace(out, target)  # atomic: concurrent builders never load a half-written file
+        for arch in _ARCH_FLAGS:
+            cmd = [cxx, "-std=c++17", "-shared", "-fPIC", "-O3", *arch, "-w", str(_SOURCE), "-o", str(out),
+                   *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode == 0:
+                os.replace(out, target)  # atomic: concurrent builders never load a half-written file
+                return
+            errors.append(f"{' '.join(arch) or 'no -march'}: {proc.stderr[-1500:]}")
+    raise RuntimeError(f"building {_SOURCE.name} failed:\n" + "\n".join(errors))
 
 
 def load():
