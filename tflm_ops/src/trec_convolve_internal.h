@@ -248,7 +248,8 @@ TREC_INLINE void dot_2x4(const int16_t *x0, const int16_t *x1, const int32_t *w,
 /* ================================================================================================
  * scratch
  *
- *   [ ids | slots per sub-matrix (M int32) | id offsets per sub-matrix (M int32) | work ]
+ *   [ ids | general path: clusters per sub-matrix (M int32) | id offsets per sub-matrix (M int32)
+ *     | work ]
  *   ids: general path N*M*id_size; strip path ph*pw*id_size (the position grid).
  *   work, pass 1 (hashing):
  *     general: row (kp + 1 int16) | hash vectors (hq x la int16) | offsets (M x hq int32)
@@ -275,7 +276,8 @@ static inline size_t ids_bytes(const geom *g)
     return align4(cells * (size_t)g->id_size);
 }
 
-static inline size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t)g->m * 8; }
+/* the strip path's sub-matrices all have the grid's clusters: they keep only their id offsets */
+static inline size_t header_bytes(const geom *g) { return ids_bytes(g) + (size_t)g->m * (g->strip ? 4 : 8); }
 
 /* per output channel of a chunk the multiplier and 2^r side by side (one LDRD) and r + 1 for the
  * fast requantization; per chunk, not per layer: at the least scratch of a wide layer the other

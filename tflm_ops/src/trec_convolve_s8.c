@@ -162,10 +162,17 @@ typedef struct {
     const geom *g;
     const int8_t *input;
     const uint8_t *ids;
-    const int32_t *slots, *id_off;
+    const int32_t *slots; /* general path: clusters per sub-matrix; NULL on the strip path */
+    int32_t strip_slots;  /* strip path: the clusters of the grid, every sub-matrix's */
+    const int32_t *id_off;
     const weights *w;
     int8_t *output;
 } image;
+
+static inline int32_t slots_of(const image *im, int32_t m)
+{
+    return im->slots != NULL ? im->slots[m] : im->strip_slots;
+}
 
 static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
 {
@@ -174,8 +181,8 @@ static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t
     for (int32_t i = 0, prev = -1; i < g->m; i++) {
         const int32_t m = visit_order(g, i);
         b->toff[m] = (int32_t)(table - b->tables);
-        build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
-        table += (size_t)im->slots[m] * blk;
+        build_table(g, im->input, im->ids, m, prev, slots_of(im, m), p, b, im->w, c0, blk, table, count);
+        table += (size_t)slots_of(im, m) * blk;
         prev = m;
     }
     PROFILE_MARK(PHASE_SCATTER);
@@ -197,12 +204,12 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
     }
     /* fold: what the first table's entries carry, the bias and every other table's offset */
     int32_t *fold = b->tables, *offset = fold + blk, *table0 = offset + blk;
-    uint8_t *tables = (uint8_t *)(table0 + (size_t)im->slots[0] * blk);
-    build_table(g, im->input, im->ids, 0, -1, im->slots[0], p, b, im->w, c0, blk, table0, count);
+    uint8_t *tables = (uint8_t *)(table0 + (size_t)slots_of(im, 0) * blk);
+    build_table(g, im->input, im->ids, 0, -1, slots_of(im, 0), p, b, im->w, c0, blk, table0, count);
     /* the members per cluster: in counts on the strip path (the SIMD products leave members[]
      * unwritten), in members[] otherwise */
     const int32_t *members = g->strip ? b->counts : b->members, stride = g->strip ? g->j + 1 : 1;
-    if (!trec_table_spread16(table0, im->slots[0], members, stride, blk, TREC_MIN(blk, 8), fold, offset)) {
+    if (!trec_table_spread16(table0, slots_of(im, 0), members, stride, blk, TREC_MIN(blk, 8), fold, offset)) {
         return 0;
     }
     for (int32_t j = 0; j < blk; j++) {
@@ -212,18 +219,18 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
     for (int32_t i = 1, prev = 0; i < g->m; i++) { /* visit_order(g, 0) == 0 */
         const int32_t m = visit_order(g, i);
         int32_t *table = (int32_t *)(void *)(tables + at);
-        build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
+        build_table(g, im->input, im->ids, m, prev, slots_of(im, m), p, b, im->w, c0, blk, table, count);
         prev = m;
-        if (!trec_narrow_table(table, im->slots[m], members, stride, blk, offset)) {
+        if (!trec_narrow_table(table, slots_of(im, m), members, stride, blk, offset)) {
             return 0;
         }
         for (int32_t j = 0; j < blk; j++) {
             fold[j] += offset[j];
         }
         b->toff[m] = (int32_t)at;
-        at += (size_t)im->slots[m] * t16_row(blk) * 2;
+        at += (size_t)slots_of(im, m) * t16_row(blk) * 2;
     }
-    add_to_table(table0, im->slots[0], fold, blk);
+    add_to_table(table0, slots_of(im, 0), fold, blk);
     PROFILE_MARK(PHASE_SCATTER);
     trec_scatter_tables16(g, im->ids, im->id_off, table0, tables, b->toff, c0, blk, im->w, im->output, b->rowp,
                           b->rq);
@@ -244,10 +251,10 @@ static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, in
     }
     for (int32_t i = 0, prev = -1; i < g->m;) {
         const int32_t m = visit_order(g, i);
-        build_table(g, im->input, im->ids, m, prev, im->slots[m], p, b, im->w, c0, blk, table, count);
+        build_table(g, im->input, im->ids, m, prev, slots_of(im, m), p, b, im->w, c0, blk, table, count);
         if (p->kind == PLAN_A2 && i + 2 < g->m) {
             const int32_t m2 = visit_order(g, i + 1);
-            build_table(g, im->input, im->ids, m2, m, im->slots[m2], p, b, im->w, c0, blk, table2, count);
+            build_table(g, im->input, im->ids, m2, m, slots_of(im, m2), p, b, im->w, c0, blk, table2, count);
             PROFILE_MARK(PHASE_SCATTER);
             trec_scatter_add2(g, im->ids, im->id_off[m], im->id_off[m2], table, table2, blk, i == 0, acc);
             prev = m2;
@@ -282,41 +289,45 @@ static void chunk_rq(const geom *g, const weights *w, int32_t c0, int32_t blk, i
 static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t *input, const int8_t *hash,
                          const weights *w, int8_t *output, int32_t *passes, int32_t *chunk, int32_t *plan_kind)
 {
+    /* after the ids, per sub-matrix: on the strip path, where every sub-matrix has all the grid's
+     * clusters, its id offset into the grid; on the general path its clusters and its id offset
+     * (m: row n's ids are at n x M) */
     uint8_t *ids = buf;
-    int32_t *slots = (int32_t *)(void *)(buf + ids_bytes(g));
-    int32_t *id_off = slots + g->m;
+    int32_t *per_m = (int32_t *)(void *)(buf + ids_bytes(g));
     uint8_t *work = buf + header_bytes(g);
     const size_t work_size = size - header_bytes(g);
+    image im = {g, input, ids, NULL, 0, NULL, w, output};
 
     PROFILE_MARK(PHASE_HASH);
+    int64_t slots_tot;
+    int32_t slots_max;
     if (g->strip) {
-        const int32_t n_slots = trec_hash_strips(g, input, hash, ids, work);
+        im.strip_slots = slots_max = trec_hash_strips(g, input, hash, ids, work);
+        slots_tot = (int64_t)slots_max * g->m;
         for (int32_t m = 0; m < g->m; m++) {
             int32_t y, x;
             strip_origin(g, m, &y, &x);
-            slots[m] = n_slots;
-            id_off[m] = y * g->pw + x;
+            per_m[m] = y * g->pw + x;
         }
+        im.id_off = per_m;
     } else {
-        trec_hash_rows(g, input, hash, ids, slots, work);
+        trec_hash_rows(g, input, hash, ids, per_m, work);
+        im.slots = per_m;
+        im.id_off = per_m + g->m;
+        slots_tot = 0;
+        slots_max = 0;
         for (int32_t m = 0; m < g->m; m++) {
-            id_off[m] = m;
+            per_m[g->m + m] = m;
+            slots_tot += per_m[m];
+            slots_max = TREC_MAX(slots_max, per_m[m]);
         }
     }
-
     PROFILE_MARK(PHASE_CENTROIDS);
-    int64_t slots_tot = 0;
-    int32_t slots_max = 0;
-    for (int32_t m = 0; m < g->m; m++) {
-        slots_tot += slots[m];
-        slots_max = TREC_MAX(slots_max, slots[m]);
-    }
     plan p, fallback;
     if (!trec_choose_plan(g, work_size, slots_max, slots_tot, &p, &fallback)) {
         return -1; /* below the minimum: excluded by the size check */
     }
     uint8_t *area = work;
-    const image im = {g, input, ids, slots, id_off, w, output};
     pass2 b;
     carve(g, &p, slots_max, area, &b);
 
