@@ -124,3 +124,34 @@ def test_chunks_of_one_to_three_channels_on_the_simd_path(tmp_path):
     for cin, layer in cases.items():
         chunks = {res.trec[cs.name].chunk for cs in layer}
         assert {1, 2, 3} <= chunks, (cin, chunks)
+
+
+@pytest.mark.parametrize("core", ["m7", "m4"])
+def test_interleaved_cluster_pairs_of_one_pixel_strips(core, tmp_path):
+    """Chunks of two channel quads or more on one-pixel strips take the interleaved cluster pairs,
+    whose loop is unrolled whole for L = 32 and L = 64 (weights two words per LDRD at constant
+    offsets) and kept as a loop for other L. Bit for bit at several budgets, on both cores."""
+    _skip_without_tools()
+    from trec_tflm import native, quant
+
+    rng = np.random.default_rng(37)
+    cout, k, hw = 16, 3, 12
+    cases = []
+    for cin in (32, 64, 48):  # unrolled, unrolled, loop
+        x = rng.integers(-128, 128, (1, 4, 4, cin), dtype=np.int8)
+        x = np.ascontiguousarray(np.repeat(np.repeat(x, 3, axis=1), 3, axis=2)[:, :hw, :hw])
+        scale = rng.uniform(0.3, 3.0, cout) / (np.sqrt(k * k * cin) * 128 * 74 / 40)
+        mult, shift = quant.quantize_multipliers(scale)
+        c = dict(input=x, filter=rng.integers(-127, 128, (cout, k, k, cin), dtype=np.int8),
+                 bias=rng.integers(-3000, 3000, cout).astype(np.int32),
+                 hash=rng.integers(-127, 128, (cin, 5), dtype=np.int8),
+                 input_zero_point=-3, output_zero_point=-7, output_multiplier=mult, output_shift=shift,
+                 sub_vector_length=cin, hash_bits=5, hash_center="mean", stride=1, padding="SAME", dilation=1,
+                 activation_min=-128, activation_max=127)
+        size, _ = native.kernels("host").trec_buffer_sizes(x.shape, c["filter"].shape, sub_vector_length=cin,
+                                                           hash_bits=5, hash_center="mean", padding="SAME")
+        cases += [_case(f"c{cin}_x{f}", c, scratch=size * f) for f in (2, 4)]
+    res = kernel_bench.build_and_run(core, cases, tmp_path)
+    bad = {k: v.detail for k, v in res.trec.items() if not v.ok}
+    assert set(res.trec) == {cs.name for cs in cases} and not bad, (bad, res.stdout[-2000:])
+    assert all(r.chunk >= 8 for r in res.trec.values()), {k: r.chunk for k, r in res.trec.items()}

@@ -395,26 +395,58 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
 
 /* two clusters whose int16-lane sums are interleaved word by word (xy[2p], xy[2p + 1]: word p of
  * each; `words` even) x channels [0, blk), blk a multiple of 4: one LDRD reads both clusters' word,
- * which leaves GCC the registers for 8 accumulators and the loop without spilling */
-HOT static void products_pair(const int32_t *xy, int32_t words, const int16_t *ws, int32_t blk, int32_t *t0,
-                              int32_t *t1)
+ * which leaves GCC the registers for 8 accumulators and the loop without spilling. With `words` a
+ * constant (L = 32, 64) the loop is unrolled whole: no loop end to keep, so the quad's weights
+ * come two words per LDRD at constant offsets (L5: 31 -> 22 instructions per 16 SMLAD; the loads
+ * declare the 2 x 32 and 4 x 32 words L = 64 reads) */
+TREC_INLINE void products_pair_body(const int32_t *xy, int32_t words, const int16_t *ws, int32_t blk, int32_t *t0,
+                                    int32_t *t1)
 {
     const int32_t *wq = (const int32_t *)(const void *)ws;
-    const int32_t *const end = xy + 2 * words;
     for (int32_t j = 0; j < blk; j += 4, wq += (size_t)words * 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-        const int32_t *x = xy, *w = wq;
-        do {
-            const int32_t u0 = x[0], v0 = x[1], u1 = x[2], v1 = x[3];
-            SMLAD_2X4(u0, v0, w);
-            SMLAD_2X4(u1, v1, w + 4);
-            x += 4;
-            w += 8;
-        } while (x != end);
+        if (words == 16 || words == 32) {
+#pragma GCC unroll 32
+            for (int32_t p = 0; p < words; p++) {
+                int32_t u, v, w0, w1, w2, w3;
+                trec_load2_in(xy, 64, 2 * p, u, v);
+                trec_load2_in(wq, 128, 4 * p, w0, w1);
+                trec_load2_in(wq, 128, 4 * p + 2, w2, w3);
+                a0 = trec_smlad(u, w0, a0);
+                b0 = trec_smlad(v, w0, b0);
+                a1 = trec_smlad(u, w1, a1);
+                b1 = trec_smlad(v, w1, b1);
+                a2 = trec_smlad(u, w2, a2);
+                b2 = trec_smlad(v, w2, b2);
+                a3 = trec_smlad(u, w3, a3);
+                b3 = trec_smlad(v, w3, b3);
+            }
+        } else {
+            const int32_t *x = xy, *w = wq, *const end = xy + 2 * words;
+            do {
+                const int32_t u0 = x[0], v0 = x[1], u1 = x[2], v1 = x[3];
+                SMLAD_2X4(u0, v0, w);
+                SMLAD_2X4(u1, v1, w + 4);
+                x += 4;
+                w += 8;
+            } while (x != end);
+        }
         trec_store2(t0 + j, a0, a1);
         trec_store2(t0 + j + 2, a2, a3);
         trec_store2(t1 + j, b0, b1);
         trec_store2(t1 + j + 2, b2, b3);
+    }
+}
+
+HOT static void products_pair(const int32_t *xy, int32_t words, const int16_t *ws, int32_t blk, int32_t *t0,
+                              int32_t *t1)
+{
+    if (words == 32) {
+        products_pair_body(xy, 32, ws, blk, t0, t1);
+    } else if (words == 16) {
+        products_pair_body(xy, 16, ws, blk, t0, t1);
+    } else {
+        products_pair_body(xy, words, ws, blk, t0, t1);
     }
 }
 #undef SMLAD_2X4

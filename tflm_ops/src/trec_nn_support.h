@@ -182,6 +182,12 @@ TREC_INLINE int32_t trec_qsub(int32_t a, int32_t b) { return __qsub(a, b); }
 #define trec_load2(p, off, a, b) \
     __asm__("ldrd %0, %1, [%2, %3]" : "=r"(a), "=r"(b) : "r"(p), "i"(4 * (off)), "m"(*(const int32_t(*)[2])((p) + (off))))
 
+/* trec_load2 at word `off` (a constant) of p, declaring that the asm may read the first n words
+ * from p: declared as the two words loaded, each p + off of a loop unrolled whole becomes an
+ * address the compiler keeps (and spills) although the instruction never uses it */
+#define trec_load2_in(p, n, off, a, b)                                                                 \
+    __asm__("ldrd %0, %1, [%2, %3]" : "=r"(a), "=r"(b) : "r"(p), "i"(4 * (off)), "m"(*(const int32_t(*)[n])(p)))
+
 /* p[0] = a, p[1] = b in one STRD (p word-aligned) */
 #define trec_store2(p, a, b) \
     __asm__("strd %1, %2, [%3]" : "=m"(*(int32_t(*)[2])(p)) : "r"(a), "r"(b), "r"(p))
@@ -269,6 +275,7 @@ TREC_INLINE int32_t trec_smmulr(int32_t a, int32_t b)
 }
 
 #define trec_load2(p, off, a, b) ((a) = (p)[(off)], (b) = (p)[(off) + 1])
+#define trec_load2_in(p, n, off, a, b) trec_load2((p), (off), a, b)
 #define trec_store2(p, a, b) ((p)[0] = (a), (p)[1] = (b))
 #define trec_load2_at(p, j, a, b) trec_load2((p) + (j), 0, a, b)
 #define trec_store2_at(p, j, a, b) trec_store2((p) + (j), a, b)
