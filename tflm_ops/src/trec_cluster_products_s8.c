@@ -58,7 +58,11 @@ HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pai
         /* the common case, without partial quads or accumulation */
         for (int32_t j = 0; j < blk; j += 4, wq += (size_t)pairs * 4) {
             int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
-            dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
+            if (pairs == 8) { /* L = 15, 16 (3-channel first layers: L1, L4): unrolled whole */
+                dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, 8, a, b);
+            } else {
+                dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
+            }
             trec_store2(t0 + j, a[0], a[1]);
             trec_store2(t0 + j + 2, a[2], a[3]);
             trec_store2(t1 + j, b[0], b[1]);
@@ -106,10 +110,19 @@ HOT void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t sl
             continue;
         }
         const int32_t *sv = sums + (size_t)s * lb;
-        int32_t fits = 1;
-        for (int32_t l = 0; l < lb && fits; l++) {
-            fits = sv[l] >= -32768 && sv[l] <= 32767;
+        /* within int16: x + 2^15 below 2^16, tested for all x at once (no exit per element; sums
+         * rarely leave int16) */
+        uint32_t spread = 0;
+        int32_t l = 0;
+        for (; l + 1 < lb; l += 2) {
+            int32_t x0, x1;
+            trec_load2(sv + l, 0, x0, x1);
+            spread |= ((uint32_t)x0 + 32768u) | ((uint32_t)x1 + 32768u);
         }
+        if (l < lb) {
+            spread |= (uint32_t)sv[l] + 32768u;
+        }
+        const int fits = spread >> 16 == 0;
         int32_t *t = table + (size_t)s * blk;
         if (!fits) {
             for (int32_t j = 0; j < blk; j++) {
@@ -122,10 +135,13 @@ HOT void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t sl
             continue;
         }
         int32_t *row = packed_buf + (size_t)s * pairs;
-        for (int32_t p = 0; p < pairs; p++) {
-            const int32_t lo = sv[2 * p];
-            const int32_t hi = 2 * p + 1 < lb ? sv[2 * p + 1] : 0;
-            row[p] = trec_pack_s16x2(lo, hi);
+        for (int32_t p = 0; p < lb >> 1; p++) {
+            int32_t lo, hi;
+            trec_load2(sv + 2 * p, 0, lo, hi);
+            row[p] = trec_pkhbt(lo, hi);
+        }
+        if (lb & 1) {
+            row[pairs - 1] = trec_pkhbt(sv[lb - 1], 0);
         }
         if (pending < 0) {
             pending = s;
