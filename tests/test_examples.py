@@ -117,3 +117,31 @@ def test_long_accuracy_script_runs_valid_train_commands(tmp_path):
         assert a.init_from == twin and a.epochs == 3 and a.train_limit is None
         assert a.distill_from == (twin if a.checkpoint_path.endswith("_kd") else None)
     assert len(rerun()) == 6  # nothing rerun
+
+
+def test_seeds_accuracy_script_runs_valid_train_commands(tmp_path):
+    """examples/benchmarks/accuracy_seeds.sh: refused without accuracy.sh's twin; then 5 calls that
+    parse, each fine-tuned from that twin with its own seed, H = 8 (L 15, 32, 16) or the builder's
+    defaults, each into a directory bench-kernels --models-dir takes; finished runs are skipped."""
+    import shlex
+    import subprocess
+
+    from trec_tflm.cli import build_parser
+
+    (tmp_path / "none").mkdir()
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        _run_with_fake_trec_tflm(tmp_path / "none", "accuracy_seeds.sh")
+    assert "run examples/benchmarks/accuracy.sh" in refused.value.stderr
+    twin = tmp_path / "runs" / "cmsisnn_cifar10_dense" / "best.keras"
+    twin.parent.mkdir(parents=True)
+    twin.write_text("")
+    lines, rerun, out = _run_with_fake_trec_tflm(tmp_path, "accuracy_seeds.sh")
+    parsed = [build_parser().parse_args(shlex.split(line)) for line in lines]
+    got = {(a.seed, tuple(a.hash_bits or ())) for a in parsed}
+    assert got == {(0, (8, 8, 8)), (1, ()), (1, (8, 8, 8)), (2, ()), (2, (8, 8, 8))}
+    for a in parsed:
+        assert a.command == "train" and a.init_from == str(twin) and a.epochs == 2
+        assert a.sub_vector_length == ([15, 32, 16] if a.hash_bits else None)
+        setting = "h8" if a.hash_bits else "default"
+        assert a.checkpoint_path == f"{out}_seeds/{setting}_s{a.seed}/cmsisnn_cifar10_trec"
+    assert len(rerun()) == 5  # nothing rerun
