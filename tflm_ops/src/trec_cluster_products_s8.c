@@ -414,20 +414,21 @@ void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int3
  * which leaves GCC the registers for 8 accumulators and the loop without spilling. With `words` a
  * constant (L = 32, 64) the loop is unrolled whole: no loop end to keep, so the quad's weights
  * come two words per LDRD at constant offsets (L5: 31 -> 22 instructions per 16 SMLAD; the loads
- * declare the 2 x 32 and 4 x 32 words L = 64 reads) */
+ * declare the region the largest unrolled case reads) */
+#define PAIR_UNROLLED_WORDS 32 /* L = 64 */
 TREC_INLINE void products_pair_body(const int32_t *xy, int32_t words, const int16_t *ws, int32_t blk, int32_t *t0,
                                     int32_t *t1)
 {
     const int32_t *wq = (const int32_t *)(const void *)ws;
     for (int32_t j = 0; j < blk; j += 4, wq += (size_t)words * 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-        if (words == 16 || words == 32) {
+        if (words == PAIR_UNROLLED_WORDS / 2 || words == PAIR_UNROLLED_WORDS) {
 #pragma GCC unroll 32
             for (int32_t p = 0; p < words; p++) {
                 int32_t u, v, w0, w1, w2, w3;
-                trec_load2_in(xy, 64, 2 * p, u, v);
-                trec_load2_in(wq, 128, 4 * p, w0, w1);
-                trec_load2_in(wq, 128, 4 * p + 2, w2, w3);
+                trec_load2_in(xy, 2 * PAIR_UNROLLED_WORDS, 2 * p, u, v);
+                trec_load2_in(wq, 4 * PAIR_UNROLLED_WORDS, 4 * p, w0, w1);
+                trec_load2_in(wq, 4 * PAIR_UNROLLED_WORDS, 4 * p + 2, w2, w3);
                 a0 = trec_smlad(u, w0, a0);
                 b0 = trec_smlad(v, w0, b0);
                 a1 = trec_smlad(u, w1, a1);
@@ -457,15 +458,16 @@ TREC_INLINE void products_pair_body(const int32_t *xy, int32_t words, const int1
 HOT static void products_pair(const int32_t *xy, int32_t words, const int16_t *ws, int32_t blk, int32_t *t0,
                               int32_t *t1)
 {
-    if (words == 32) {
-        products_pair_body(xy, 32, ws, blk, t0, t1);
-    } else if (words == 16) {
-        products_pair_body(xy, 16, ws, blk, t0, t1);
+    if (words == PAIR_UNROLLED_WORDS) {
+        products_pair_body(xy, PAIR_UNROLLED_WORDS, ws, blk, t0, t1);
+    } else if (words == PAIR_UNROLLED_WORDS / 2) {
+        products_pair_body(xy, PAIR_UNROLLED_WORDS / 2, ws, blk, t0, t1);
     } else {
         products_pair_body(xy, words, ws, blk, t0, t1);
     }
 }
 #undef SMLAD_2X4
+#undef PAIR_UNROLLED_WORDS
 #endif
 
 #if TREC_DSP
