@@ -32,12 +32,8 @@ def tiny_tflite(tmp_path_factory, fashion):
     return path
 
 
+@pytest.mark.qemu
 def test_bench_kernels_on_a_converted_model(tiny_tflite, capsys):
-    from trec_tflm import qemu
-
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
-    if reason:
-        pytest.skip(reason)
     assert main(["bench-kernels", "--core", "m7", "--tflite", str(tiny_tflite), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     rows = {r["layer"]: r for r in doc["layers"]}
@@ -56,15 +52,12 @@ def test_bench_kernels_on_a_converted_model(tiny_tflite, capsys):
         assert "fashion_mnist" in r["data"]
 
 
+@pytest.mark.qemu
 def test_bench_kernels_sweep_of_the_scratch(tiny_tflite, capsys):
     """--sweep: each layer from the kernel's least scratch (what get_min_buffer_size says) up to 4x
     its output, every run checked against the golden model; more scratch, fewer passes."""
-    from trec_tflm import qemu
     from trec_tflm.native import kernels
 
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
-    if reason:
-        pytest.skip(reason)
     assert main(["bench-kernels", "--core", "m7", "--tflite", str(tiny_tflite), "--sweep", "--json"]) == 0
     sweeps = json.loads(capsys.readouterr().out)["sweeps"]
     assert set(sweeps) == {"t1", "t2"}
@@ -84,15 +77,12 @@ def test_bench_kernels_sweep_of_the_scratch(tiny_tflite, capsys):
         assert points[0]["instructions"] > points[-1]["instructions"]
 
 
+@pytest.mark.qemu
 def test_bench_kernels_over_several_inputs(tiny_tflite, fashion, capsys):
     """--inputs 3: TREC on each layer's first three test images through the model; the first is the
     table's own run, and each input's rc is the golden model's on that image's activation."""
-    from trec_tflm import qemu
     from trec_tflm.bench_kernels import trec_cases
 
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
-    if reason:
-        pytest.skip(reason)
     assert main(["bench-kernels", "--core", "m7", "--tflite", str(tiny_tflite), "--inputs", "3", "--json"]) == 0
     rows = {r["layer"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
     tflite = tiny_tflite.read_bytes()
@@ -123,16 +113,12 @@ def test_bench_kernels_refuses_a_missing_model(capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.qemu
 def test_bench_kernels_when_4x_the_output_is_below_the_kernels_least(tmp_path, fashion, capsys):
     """A small output over a long K with a non-strip L (K = 800, L = 9: 89 sub-matrices) needs more
     scratch than 4x its output for the ids alone; the 4x column then runs at the kernel's least
     instead of failing the whole benchmark."""
     pytest.importorskip("tflite_micro")
-    from trec_tflm import qemu
-
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
-    if reason:
-        pytest.skip(reason)
     import keras
 
     from trec_tflm.convert import convert

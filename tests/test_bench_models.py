@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,33 +30,13 @@ import pytest
 from trec_tflm import deploy as dp
 from trec_tflm import runtime
 
-TFLM_SKIP_MESSAGE = (
-    f"TFLM_ROOT is not set: set TFLM_ROOT to a tflite-micro checkout at {runtime.TFLM_COMMIT} "
-    "(and FLATBUFFERS_ROOT to flatbuffers v25.9.23; CMSIS_NN_ROOT to CMSIS-NN "
-    f"{runtime.CMSIS_NN_COMMIT} for the CMSIS-NN kernels); see README 'TFLM tree'")
+pytestmark = [pytest.mark.tflm, pytest.mark.qemu, pytest.mark.slow]
 
 N_IMAGES = 20
 
 
-def require_tflm() -> None:
-    """Skip without TFLM_ROOT (or without the ARM toolchain / QEMU); fail when TFLM_ROOT is set
-    but unusable."""
-    if not os.environ.get("TFLM_ROOT"):
-        pytest.skip(TFLM_SKIP_MESSAGE)
-    from trec_tflm import qemu
-
-    reason = qemu.skip_reason()
-    if reason:
-        pytest.skip(reason)
-    try:
-        runtime.check_tflm_tree()
-    except runtime.TflmTreeMissing as exc:
-        pytest.fail(str(exc))
-
-
 @pytest.fixture(scope="module")
 def deploy_root(tmp_path_factory):
-    require_tflm()
     root = tmp_path_factory.mktemp("deploy_root")
     saved = os.environ.get("TREC_TFLM_DEPLOY_ROOT")
     os.environ["TREC_TFLM_DEPLOY_ROOT"] = str(root)
@@ -175,9 +154,6 @@ def test_estimate_is_not_below_the_measured_arena(models, qemu_builds):
 
 def test_resolver_table_matches_tflm():
     from trec_tflm import firmware
-
-    if not os.environ.get("TFLM_ROOT"):
-        pytest.skip(TFLM_SKIP_MESSAGE)
 
     builtin, custom = firmware.resolver_methods()
     assert set(builtin) == set(dp.RESOLVER_BUILTINS)

@@ -55,9 +55,7 @@ def _tool(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def toolchain():
-    reason = qemu.skip_reason(need_qemu=False)
-    if reason:
-        pytest.skip(reason)
+    """Tests that build firmware take this fixture and carry the `toolchain` marker."""
 
 
 def build_protocol(board: str, build_dir: Path, **kw) -> Path:
@@ -120,6 +118,7 @@ def in_region(addr: int, size: int, region) -> bool:
 
 # ------------------------------------------------------------------------------ builds --
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("board", list(STM32) + ["qemu_m7", "qemu_m4"])
 def test_protocol_app_builds(protocol_elves, board):
     elf = protocol_elves[board]
@@ -129,6 +128,7 @@ def test_protocol_app_builds(protocol_elves, board):
         assert name in syms, name
 
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("board", list(STM32))
 def test_hello_app_builds(toolchain, tmp_path, board):
     """The QEMU boards' hello app (C++ constructors, printf with floats) links on the STM32s."""
@@ -137,6 +137,7 @@ def test_hello_app_builds(toolchain, tmp_path, board):
     assert "hello_cxx_check" in syms and "__libc_init_array" in syms
 
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("board", list(STM32))
 def test_sections_fit_the_memory_map(protocol_elves, board):
     spec = STM32[board]
@@ -175,6 +176,7 @@ def test_sections_fit_the_memory_map(protocol_elves, board):
     ("disco_f469ni", "HELLO_BIG_RAM=330000", "RAM"),
     ("disco_f469ni", "HELLO_BIG_CCM=70000", "CCMRAM"),       # > 64 KB CCM
 ])
+@pytest.mark.toolchain
 def test_oversized_images_do_not_link(toolchain, tmp_path, board, define, error):
     with pytest.raises(qemu.FirmwareBuildError) as ei:
         build_hello(board, tmp_path, defines=[define])
@@ -186,6 +188,7 @@ def test_oversized_images_do_not_link(toolchain, tmp_path, board, define, error)
     ("disco_f469ni", "HELLO_BIG_CCM=60000", "ccm"),          # lands in the 64 KB CCM
     ("nucleo_f746zg", "HELLO_BIG_CCM=60000", "ram"),         # no CCM on the F7: plain SRAM
 ])
+@pytest.mark.toolchain
 def test_large_buffers_land_where_expected(toolchain, tmp_path, board, define, region):
     elf = build_hello(board, tmp_path, defines=[define])
     syms = symbols(elf)
@@ -195,6 +198,7 @@ def test_large_buffers_land_where_expected(toolchain, tmp_path, board, define, r
 
 # ------------------------------------------------------------------------ vector table --
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("board", list(STM32))
 def test_vector_table(protocol_elves, tmp_path, board):
     spec = STM32[board]
@@ -221,6 +225,7 @@ def test_vector_table(protocol_elves, tmp_path, board):
     assert all(in_region(v & ~1, 2, spec["flash"]) for v in words[1:] if v)
 
 
+@pytest.mark.toolchain
 @pytest.mark.parametrize("board", list(STM32))
 def test_fpu_and_cpu_attributes(protocol_elves, board):
     """Hard-float ABI with the board's FPU: FPv5 single precision (M7) / FPv4-SP (M4)."""

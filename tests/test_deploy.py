@@ -517,11 +517,8 @@ def test_board_memory_from_linker_scripts():
         dp.board_memory("esp32")
 
 
+@pytest.mark.toolchain
 def test_build_without_tflm_says_what_to_set(tiny_model, no_tflm, tmp_path):
-    from trec_tflm import qemu
-
-    if qemu.skip_reason(need_qemu=False) is not None:
-        pytest.skip(qemu.skip_reason(need_qemu=False))
     path, _ = tiny_model
     dp.deploy(path, "nucleo_f746zg", tmp_path / "b")
     with pytest.raises(dp.DeployError, match="--build needs the TFLM tree: set TFLM_ROOT to a tflite-micro "

@@ -198,7 +198,7 @@ def test_routes(fire):
         ev.make_runner(buf, "fast")
 
 
-@pytest.mark.skipif(not _glue_available(), reason="needs TFLM_ROOT (or TREC_TFLM_OPS_LIB) for the TFLM glue")
+@pytest.mark.tflm
 def test_tflm_glue_equals_golden_route(fire, fm):
     _, buf, _ = fire
     t, g = ev.make_runner(buf, "tflm"), ev.make_runner(buf, "golden")

@@ -12,8 +12,7 @@ import pytest
 
 from trec_tflm import qemu
 
-REASON = qemu.skip_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+pytestmark = pytest.mark.qemu
 
 HELLO_DIR = qemu.REPO_ROOT / "tests" / "firmware" / "hello"
 HELLO_SRCS = [HELLO_DIR / "main.c", HELLO_DIR / "cxx_part.cc"]

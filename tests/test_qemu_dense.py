@@ -37,10 +37,7 @@ CMSIS_NN_INSTRUCTIONS = {
 MAX_RATIO_VS_CMSIS_NN = 1.15
 
 
-def _skip_without_tools():
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
-    if reason:
-        pytest.skip(reason)
+pytestmark = pytest.mark.qemu
 
 
 # ------------------------------------------------------------------------------------------------
@@ -96,7 +93,7 @@ def write_cases_header(path: Path, cases: list[tuple[str, dict]]) -> None:
 
 
 def correctness_cases() -> list[tuple[str, dict]]:
-    from test_native_dense import GRID, make_case
+    from helpers.native_dense import GRID, make_case
 
     cases = []
     for i, params in enumerate(GRID):
@@ -180,7 +177,6 @@ def parse(stdout: str) -> dict:
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("board", BOARDS)
 def test_dense_bit_exact_on_qemu(board, tmp_path):
-    _skip_without_tools()
     cases = correctness_cases()
     res = build_and_run(board, cases, tmp_path)
     got = parse(res.stdout)
@@ -193,7 +189,6 @@ def test_dense_bit_exact_on_qemu(board, tmp_path):
 
 @pytest.mark.parametrize("board", BOARDS)
 def test_dense_design_layers_instruction_counts(board, tmp_path, record_property):
-    _skip_without_tools()
     res = build_and_run(board, design_layer_cases(), tmp_path)
     got = parse(res.stdout)
     assert res.exit_code == 0 and all(v["ok"] for v in got.values()), res.stdout[-2000:]
@@ -206,7 +201,6 @@ def test_dense_design_layers_instruction_counts(board, tmp_path, record_property
 
 def test_firmware_detects_a_wrong_expected_output(tmp_path):
     """Negative control: a corrupted expected value must make the firmware fail."""
-    _skip_without_tools()
     name, case = correctness_cases()[0]
     orig = golden.conv2d_s8
 

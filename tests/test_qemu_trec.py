@@ -9,15 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trec_tflm import golden, kernel_bench, qemu
+from trec_tflm import golden, kernel_bench
 
-from test_native_trec import make_case, split
+from helpers.native_trec import make_case, split
 
 
-def _skip_without_tools():
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
-    if reason:
-        pytest.skip(reason)
+pytestmark = pytest.mark.qemu
 
 
 def _case(name, case, scratch=0, dense=False):
@@ -52,7 +49,6 @@ def correctness_cases():
 
 @pytest.mark.parametrize("core", ["m7", "m4"])
 def test_trec_bit_exact_on_qemu(core, tmp_path):
-    _skip_without_tools()
     cases = correctness_cases()
     res = kernel_bench.build_and_run(core, cases, tmp_path)
     assert set(res.trec) == {c.name for c in cases}, res.stdout[-3000:]
@@ -67,7 +63,6 @@ def test_trec_bit_exact_on_qemu(core, tmp_path):
 
 
 def test_profile_phases_add_up(tmp_path):
-    _skip_without_tools()
     case = _case("phases", make_case(800, 16, 3, 1, "SAME", length=8, bits=6, h=10, w=10))
     res = kernel_bench.build_and_run("m7", [case], tmp_path, profile=True)
     r = res.trec["phases"]
@@ -78,7 +73,6 @@ def test_profile_phases_add_up(tmp_path):
 
 def test_firmware_detects_a_wrong_expected_output(tmp_path, monkeypatch):
     """Negative control: a corrupted expectation must make the firmware report a mismatch."""
-    _skip_without_tools()
     orig = golden.trec_conv2d_s8
 
     def corrupted(*a, **kw):
@@ -97,7 +91,6 @@ def test_chunks_of_one_to_three_channels_on_the_simd_path(tmp_path):
     only those lanes of a channel quad and the scatter takes its unrolled 1-3 channel rows. Every
     budget from the least up must stay bit-exact, and the chunk sizes must really occur, for
     strips of 16 channels (the products' unrolled loop) and of 32 (their general loop)."""
-    _skip_without_tools()
     from trec_tflm import native, quant
 
     rng = np.random.default_rng(31)
@@ -131,7 +124,6 @@ def test_interleaved_cluster_pairs_of_one_pixel_strips(core, tmp_path):
     """Chunks of two channel quads or more on one-pixel strips take the interleaved cluster pairs,
     whose loop is unrolled whole for L = 32 and L = 64 (weights two words per LDRD at constant
     offsets) and kept as a loop for other L. Bit for bit at several budgets, on both cores."""
-    _skip_without_tools()
     from trec_tflm import native, quant
 
     rng = np.random.default_rng(37)

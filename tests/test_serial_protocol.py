@@ -466,9 +466,6 @@ def test_qemu_end_to_end(tmp_path):
     TREC_RECORD_TRANSCRIPT=1."""
     from trec_tflm import qemu
 
-    reason = qemu.skip_reason()
-    if reason:
-        pytest.skip(reason)
     elf = qemu.build_firmware("qemu_m7", [EEMBC_DIR / "ee_protocol.c", PROTOCOL_APP / "model.c",
                                           PROTOCOL_APP / "main.c"],
                               include_dirs=[EEMBC_DIR], build_dir=tmp_path / "fw", app="protocol")
@@ -518,9 +515,6 @@ def test_bench_command_on_qemu(tmp_path, capsys):
     from trec_tflm import qemu
     from trec_tflm.data import DatasetError, load_fashion_mnist
 
-    reason = qemu.skip_reason()
-    if reason:
-        pytest.skip(reason)
     try:
         ds = load_fashion_mnist()
     except DatasetError as exc:

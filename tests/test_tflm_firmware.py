@@ -19,17 +19,10 @@ import numpy as np
 import pytest
 
 from trec_tflm import firmware, qemu, runtime
-from test_tflm_models import convert_int8, quantize, require_tflm, small_fashion_model, to_trec
+from helpers.tflm_models import convert_int8, quantize, small_fashion_model, to_trec
 
 N_PROTOCOL = 12
 N_SELFTEST = 6
-
-
-def _require_all():
-    require_tflm()
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
-    if reason:
-        pytest.skip(reason)
 
 
 # ------------------------------------------------------------------------------------- helpers --
@@ -69,7 +62,6 @@ def test_board_cores_and_qemu_twins():
 # ------------------------------------------------------------------------------------ fixtures --
 @pytest.fixture(scope="module")
 def model_and_data(fashion):
-    _require_all()
     dense = convert_int8(small_fashion_model(), fashion.x_train[:64])
     trec = to_trec(dense, length=lambda k: 5 if k == 25 else 16, bits=6, center="mean", seed=11)
     rt = runtime.Runtime(trec)
@@ -86,6 +78,8 @@ def m7_project(model_and_data, tmp_path_factory):
 
 
 # --------------------------------------------------------------------------------------- tests --
+@pytest.mark.tflm
+@pytest.mark.qemu
 def test_project_registers_exactly_the_models_operators(m7_project):
     info = m7_project
     assert info.operators == ["TREC_CONV_2D", "MAX_POOL_2D", "TREC_CONV_2D", "MAX_POOL_2D", "RESHAPE",
@@ -105,6 +99,8 @@ def test_project_registers_exactly_the_models_operators(m7_project):
     assert info.arena_size % 16 == 0
 
 
+@pytest.mark.tflm
+@pytest.mark.qemu
 def test_protocol_outputs_equal_the_host_on_qemu_m7(model_and_data, m7_project):
     from trec_tflm.bench import run_bench
 
@@ -124,6 +120,8 @@ def test_protocol_outputs_equal_the_host_on_qemu_m7(model_and_data, m7_project):
     assert all(op.ticks > 0 for op in res.ops)
 
 
+@pytest.mark.tflm
+@pytest.mark.qemu
 @pytest.mark.parametrize("board", ["qemu_m7", "qemu_m4"])
 def test_selftest_outputs_equal_the_host(model_and_data, m7_project, board, tmp_path):
     trec, x, host, _ = model_and_data
@@ -145,6 +143,8 @@ def test_selftest_outputs_equal_the_host(model_and_data, m7_project, board, tmp_
     assert rows == 14 * 14 and m == 9 and 0 < clusters < rows * m
 
 
+@pytest.mark.tflm
+@pytest.mark.qemu
 @pytest.mark.parametrize("board", ["nucleo_f746zg", "disco_f469ni"])
 def test_app_links_for_the_real_boards(model_and_data, board, tmp_path):
     trec, _, _, _ = model_and_data
@@ -158,6 +158,8 @@ def test_app_links_for_the_real_boards(model_and_data, board, tmp_path):
     assert sizes["bss"] >= info.arena_size, "the arena lives in .bss"
 
 
+@pytest.mark.tflm
+@pytest.mark.qemu
 def test_arena_below_the_need_is_reported(model_and_data, m7_project, tmp_path):
     trec, _, _, _ = model_and_data
     info = firmware.generate_project(trec, "qemu_m7", tmp_path / "small", name="fm_trec",

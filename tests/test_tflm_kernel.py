@@ -21,12 +21,12 @@ import pytest
 from flatbuffers import flexbuffers
 
 from trec_tflm import golden, quant, runtime
-from test_tflm_models import TFLM_SKIP_MESSAGE, activation_range, require_tflm, trec_options
+from helpers import tflm_skip_message
+from helpers.tflm_models import activation_range, trec_options
 
 
 @pytest.fixture(scope="module")
 def runner():
-    require_tflm()
     return _build_runner(None)
 
 
@@ -127,6 +127,7 @@ NUMERIC_CASES = [
 
 @pytest.mark.parametrize("params", NUMERIC_CASES, ids=[",".join(f"{k}={v}" for k, v in c.items()) or "default"
                                                       for c in NUMERIC_CASES])
+@pytest.mark.tflm
 @pytest.mark.parametrize("seed", [0, 1])
 def test_kernel_matches_golden(runner, tmp_path, params, seed):
     case = make_case(seed=seed + 17 * len(params), **params)
@@ -143,8 +144,8 @@ def test_kernel_matches_golden(runner, tmp_path, params, seed):
     assert 1 <= int(stats["clusters"]) <= int(stats["rows"]) * int(stats["sub_matrices"])
 
 
+@pytest.mark.tflm
 def test_minimum_scratch_budget_gives_the_same_output(tmp_path):
-    require_tflm()
     small = _build_runner(1)  # -DTREC_SCRATCH_BUDGET=1: the kernel's minimum
     fast = _build_runner(None)
     case = make_case(seed=5, h=12, w=12, cin=4, cout=24, length=9, bits=8)
@@ -178,6 +179,7 @@ def _refused(runner, tmp_path, case, *needles):
     return log
 
 
+@pytest.mark.tflm
 def test_good_options_are_accepted(runner, tmp_path):
     case = make_case(seed=3)
     lines, out, log = run_case(runner, case, tmp_path)
@@ -185,6 +187,7 @@ def test_good_options_are_accepted(runner, tmp_path):
     assert "TREC_CONV_2D" not in log
 
 
+@pytest.mark.tflm
 @pytest.mark.parametrize("version", [0, 2, 99, -1])
 def test_unknown_version_is_refused(runner, tmp_path, version):
     opts = dict(make_case(seed=3)["opts"], version=version)
@@ -192,12 +195,14 @@ def test_unknown_version_is_refused(runner, tmp_path, version):
              f"unknown TREC_CONV_2D version {version}; this build supports 1")
 
 
+@pytest.mark.tflm
 def test_unknown_version_is_refused_before_other_keys_are_read(runner, tmp_path):
     """A future version may have other keys: only the version is reported."""
     log = _refused(runner, tmp_path, _with_options({"version": 2, "new_key": 1}), "unknown TREC_CONV_2D version 2")
     assert "missing" not in log
 
 
+@pytest.mark.tflm
 @pytest.mark.parametrize("key", REQUIRED_KEYS)
 def test_missing_key_is_refused(runner, tmp_path, key):
     opts = dict(make_case(seed=3)["opts"])
@@ -214,6 +219,7 @@ def test_missing_key_is_refused(runner, tmp_path, key):
     ("activation", [1, 2], "custom option 'activation' must be a string"),
     ("hash_center", 0, "custom option 'hash_center' must be a string"),
 ])
+@pytest.mark.tflm
 def test_wrongly_typed_key_is_refused(runner, tmp_path, key, value, needle):
     opts = dict(make_case(seed=3)["opts"], **{key: value})
     _refused(runner, tmp_path, _with_options(opts), needle)
@@ -229,19 +235,23 @@ def test_wrongly_typed_key_is_refused(runner, tmp_path, key, value, needle):
     ("activation", "TANH", "custom option 'activation' = \"TANH\" is not one of"),
     ("hash_center", "median", "custom option 'hash_center' = \"median\" is not one of"),
 ])
+@pytest.mark.tflm
 def test_out_of_range_value_is_refused(runner, tmp_path, key, value, needle):
     opts = dict(make_case(seed=3)["opts"], **{key: value})
     _refused(runner, tmp_path, _with_options(opts), needle)
 
 
+@pytest.mark.tflm
 def test_options_that_are_not_a_map_are_refused(runner, tmp_path):
     _refused(runner, tmp_path, _with_options(flexbuffers.Dumps([1, 2, 3])), "must be a flexbuffer map")
 
 
+@pytest.mark.tflm
 def test_garbage_options_are_refused(runner, tmp_path):
     _refused(runner, tmp_path, _with_options(b"\xff\x13\x00\x07garbage\x99"), "not a valid flexbuffer")
 
 
+@pytest.mark.tflm
 def test_missing_options_are_refused(runner, tmp_path):
     _refused(runner, tmp_path, _with_options(None), "has no custom options")
 
@@ -249,17 +259,20 @@ def test_missing_options_are_refused(runner, tmp_path):
 # ------------------------------------------------------------------------------------------------
 # Prepare's checks
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.tflm
 def test_hash_dims_must_match_the_options(runner, tmp_path):
     case = make_case(seed=3, length=5, bits=6)
     case["hash"] = np.zeros((5, 4), np.int8)
     _refused(runner, tmp_path, case, "hash tensor is [5, 4], the options say L=5, H=6")
 
 
+@pytest.mark.tflm
 def test_sub_vector_length_cannot_exceed_k(runner, tmp_path):
     case = make_case(seed=3, k=1, cin=3, length=4, bits=2)   # K = 3
     _refused(runner, tmp_path, case, "sub_vector_length L=4 exceeds K = kh*kw*Cin = 3")
 
 
+@pytest.mark.tflm
 def test_batch_must_be_one(runner, tmp_path):
     case = make_case(seed=3)
     case["input"] = np.concatenate([case["input"]] * 2)
@@ -267,6 +280,7 @@ def test_batch_must_be_one(runner, tmp_path):
     _refused(runner, tmp_path, case, "batch must be 1")
 
 
+@pytest.mark.tflm
 def test_filter_zero_points_must_be_zero(runner, tmp_path):
     case = make_case(seed=3)
     case["w_zp"] = case["w_zp"].copy()
@@ -274,12 +288,14 @@ def test_filter_zero_points_must_be_zero(runner, tmp_path):
     _refused(runner, tmp_path, case, "filter zero point 3 of channel 2 must be 0")
 
 
+@pytest.mark.tflm
 def test_hash_zero_point_must_be_zero(runner, tmp_path):
     case = make_case(seed=3)
     case["hash_quant"] = (1, 0.5, 4)
     _refused(runner, tmp_path, case, "hash zero point must be 0")
 
 
+@pytest.mark.tflm
 def test_output_shape_must_follow_from_the_options(runner, tmp_path):
     case = make_case(seed=3, stride=(1, 1))
     case["opts"]["stride_h"] = 2
@@ -288,5 +304,6 @@ def test_output_shape_must_follow_from_the_options(runner, tmp_path):
 
 
 def test_skip_message_names_what_to_set():
+    TFLM_SKIP_MESSAGE = tflm_skip_message()
     assert "TFLM_ROOT" in TFLM_SKIP_MESSAGE and runtime.TFLM_COMMIT in TFLM_SKIP_MESSAGE
     assert "README 'TFLM tree'" in TFLM_SKIP_MESSAGE

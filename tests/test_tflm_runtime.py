@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from trec_tflm import runtime
-from test_tflm_models import (convert_int8, one_conv_model, quantize, require_tflm, to_trec, trec_ops,
+from helpers.tflm_models import (convert_int8, one_conv_model, quantize, to_trec, trec_ops,
                               golden_trec)
 
 tflm = pytest.importorskip("tflite_micro")
@@ -150,10 +150,10 @@ def test_model_operators_reads_builtins_and_custom_codes(dense_model):
 
 
 # ------------------------------------------------------------------------------------ with TFLM --
+@pytest.mark.tflm
 def test_op_library_exports_only_the_registerer_and_imports_only_micro_symbols():
     """Everything TFLite shares with TensorFlow is linked in with hidden visibility: TensorFlow's
     libtensorflow_cc exports the same names globally, built with another TfLiteTensor layout."""
-    require_tflm()
     path = runtime.ops_library_path()
     defined = subprocess.run(["nm", "-D", "--defined-only", str(path)], capture_output=True, text=True,
                              check=True).stdout
@@ -167,8 +167,8 @@ def test_op_library_exports_only_the_registerer_and_imports_only_micro_symbols()
         assert re.search(r"tflite::(micro::|MicroContext::)", sym), f"{sym} could be bound to TensorFlow's copy"
 
 
+@pytest.mark.tflm
 def test_trec_model_runs_and_reports_its_arena(dense_model):
-    require_tflm()
     model = to_trec(dense_model, length=6, bits=4, seed=2)
     rt = runtime.Runtime(model)
     assert rt.registered_trec and "registered" in repr(rt)
@@ -180,8 +180,8 @@ def test_trec_model_runs_and_reports_its_arena(dense_model):
     assert "Arena allocation total" in rt.allocations_report()
 
 
+@pytest.mark.tflm
 def test_prepare_errors_reach_python(dense_model):
-    require_tflm()
     bad = to_trec(dense_model, length=6, bits=4, edit_options=lambda o: dict(o, version=7))
     with pytest.raises(runtime.TflmError, match="unknown TREC_CONV_2D version 7; this build supports 1") as err:
         runtime.Runtime(bad)
@@ -192,8 +192,8 @@ def test_prepare_errors_reach_python(dense_model):
         runtime.Runtime(missing)
 
 
+@pytest.mark.tflm
 def test_arena_too_small_for_a_trec_model(dense_model):
-    require_tflm()
     model = to_trec(dense_model, length=6, bits=4, seed=2)
     need = runtime.Runtime(model).arena_used_bytes()
     with pytest.raises(runtime.ArenaTooSmallError) as err:
