@@ -20,6 +20,6 @@ setup(
         # trec-tflm bench-kernels feeds first layers real photographs (scikit-image's samples)
         "bench": ["scikit-image>=0.22"],
     },
-    entry_points={"console_scripts": ["trec-tflm=trec_tflm.cli:main"]},
+    entry_points={"console_scripts": ["trec-tflm=trec_tflm.cli:console_main"]},
     package_data={"trec_tflm.train_ops": ["*.cc"]},
 )

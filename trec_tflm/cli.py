@@ -2,7 +2,13 @@
 
 Each subcommand lives in its own module, which exposes ``register(subparsers)``: it adds its
 parser and sets ``func`` to a function ``(args) -> exit code``. Add a module to COMMANDS to add
-a subcommand. Modules are imported lazily so ``trec-tflm --help`` stays fast.
+a subcommand. Only the chosen subcommand's module is imported, so ``trec-tflm --help`` and
+``trec-tflm CMD --help`` answer without loading TensorFlow; a command loads it when its work
+needs it.
+
+Errors: every exception that escapes a command becomes one line ``trec-tflm CMD: error: ...``
+and a non-zero exit (2 for input the user can fix, 1 for anything else, 130 for Ctrl-C);
+``--debug`` shows the traceback and TensorFlow's own start-up log.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
+
+from . import tf_quiet
 
 # (subcommand, module, one-line help)
 COMMANDS = [
@@ -23,39 +32,75 @@ COMMANDS = [
     ("bench-kernels", "trec_tflm.bench_kernels", "TREC vs dense int8 conv instructions on emulated Cortex-M7/M4"),
     ("eval", "trec_tflm.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
     ("deploy", "trec_tflm.deploy", "a .tflite as a TFLM firmware project for a board; --build, --flash"),
+    ("deps", "trec_tflm.deps", "fetch (or check) the pinned TFLM, flatbuffers and CMSIS-NN trees the TFLM tier needs"),
 ]
-
 
 class CommandError(RuntimeError):
     """An error the user can fix; printed without a traceback, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _user_errors() -> tuple:
+    """Exception types that mean bad input or a missing prerequisite: exit 2, no traceback.
+    Imported here, not at module level, so the modules they live in load only when a command runs."""
+    from .data import DatasetError
+
+    return (CommandError, DatasetError, ValueError, OSError)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only``, just that subcommand's module is imported and registered
+    (the others are listed with their one-line help)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="trec-tflm", description="TREC convolution: train in Keras, "
                                      "deploy int8 with TensorFlow Lite Micro on STM32")
     parser.add_argument("--version", action="version", version=f"trec-tflm {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and TensorFlow's start-up log (hidden otherwise)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module, help_text in COMMANDS:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(module).register(p)
+        if only is None or only == name:
+            importlib.import_module(module).register(p)
     return parser
 
 
-def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    from .data import DatasetError
+def _command_of(argv) -> str | None:
+    """The subcommand ``argv`` names: its first word that is not a global option."""
+    names = {name for name, _, _ in COMMANDS}
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in names else None
+    return None
 
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    args = build_parser(only=command or "").parse_args(argv)
+    if not args.debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        tf_quiet.install()
     try:
         return int(args.func(args) or 0)
-    except (CommandError, DatasetError, ValueError, FileNotFoundError) as exc:
-        print(f"trec-tflm {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
+        print(f"\ntrec-tflm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the one place every failure becomes one line
+        if args.debug:
+            traceback.print_exc()
+        user = isinstance(exc, _user_errors())
+        what = str(exc) or type(exc).__name__
+        if not user:
+            what = f"{type(exc).__name__}: {what} (an unexpected failure: rerun with --debug for the traceback)"
+        print(f"trec-tflm {args.command}: error: {what}", file=sys.stderr)
+        return 2 if user else 1
+
+
+def console_main() -> None:
+    """The ``trec-tflm`` executable (and ``python -m trec_tflm``)."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

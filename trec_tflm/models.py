@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import keras
 
 from .layers import TRECConv2D
+from .zoo import ALIASES, ZOO, model_names  # noqa: F401 - the zoo's names live there
 
 
 @dataclass
@@ -170,24 +171,11 @@ class ModelSpec:
     default_h: tuple[int, ...]
 
 
-# Defaults: TREC on the large-kernel convolutions; their accuracy and rc are in docs/BENCHMARKS.md.
-MODELS: dict[str, ModelSpec] = {
-    # L = j * Cin with j dividing the kernel width lets the int8 kernel hash each input position
-    # once (docs/OP_SPEC.md, "strip path"); H trades clusters (speed) against accuracy.
-    "fashion_net": ModelSpec(fashion_net, "fashion_mnist", (0, 1), (5, 32), (6, 8)),
-    "cifarnet": ModelSpec(cifarnet, "cifar10", (0, 1), (15, 64), (6, 6)),
-    "zfnet": ModelSpec(zfnet, "cifar10", (0, 1), (21, 48), (6, 6)),
-    "cmsisnn_cifar10": ModelSpec(cmsisnn_cifar10, "cifar10", (0, 1, 2), (15, 32, 16), (6, 6, 6)),
-    # SqueezeNet's expand-3x3 at H = 5: as accurate as H = 6 in the 2-epoch runs, 20% fewer clusters
-    "squeezenet": ModelSpec(squeezenet, "cifar10", (0, 3, 6), (9, 16, 16), (6, 5, 5)),
-    "squeezenet_complex": ModelSpec(squeezenet_complex, "cifar10", (0, 3, 7), (9, 16, 16), (6, 5, 5)),
-}
-ALIASES = {"CifarNet": "cifarnet", "ZfNet": "zfnet", "SqueezeNet": "squeezenet",
-           "SqueezeNet_complex": "squeezenet_complex", "SqueezeNetComplex": "squeezenet_complex"}
-
-
-def model_names() -> list[str]:
-    return sorted(MODELS)
+_BUILDERS: dict[str, Callable] = {"fashion_net": fashion_net, "cifarnet": cifarnet, "zfnet": zfnet,
+                                  "cmsisnn_cifar10": cmsisnn_cifar10, "squeezenet": squeezenet,
+                                  "squeezenet_complex": squeezenet_complex}
+MODELS: dict[str, ModelSpec] = {name: ModelSpec(_BUILDERS[name], e.dataset, e.default_trec, e.default_l, e.default_h)
+                                for name, e in ZOO.items()}
 
 
 def build_model(name: str, *, input_shape=None, num_classes=10, trec=None, sub_vector_length=None,

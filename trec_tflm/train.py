@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DATASETS, Dataset, load_dataset
+from .zoo import model_names
 
 
 @dataclass
@@ -218,8 +219,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from .models import model_names
-
     p.add_argument("--model", default="fashion_net",
                    help=f"one of {', '.join(model_names())} (paper names like SqueezeNet also work)")
     p.add_argument("--dataset", default="fashion_mnist", choices=[*DATASETS, "fashion_mnist_32x32x3"],

@@ -1,0 +1,5 @@
+"""``python -m trec_tflm``: the same as the ``trec-tflm`` command."""
+
+from .cli import console_main
+
+console_main()
