@@ -14,13 +14,24 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: demo test system-deps venv bench-kernels bench-train clean
+# The pinned TFLM, flatbuffers and CMSIS-NN trees (the TFLM tier): TFLM_ROOT, FLATBUFFERS_ROOT and
+# CMSIS_NN_ROOT from the environment, else checkouts in third_party/ that `make deps` fetches.
+# deps writes the trees it found to $(TREES_ENV); the recipes below read it when they run.
+TREES_ENV   := build/trees.env
+WITH_TREES  := set -a; [ -f $(TREES_ENV) ] && . ./$(TREES_ENV); set +a;
 
-demo: system-deps $(VENV)/.installed
-	$(VENV)/bin/trec-tflm demo $(DEMO_ARGS)
+.PHONY: demo test deps system-deps venv bench-kernels bench-train clean
 
-test: system-deps $(VENV)/.installed-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+demo: system-deps $(VENV)/.installed deps
+	@$(WITH_TREES) $(VENV)/bin/trec-tflm demo $(DEMO_ARGS)
+
+test: system-deps $(VENV)/.installed-dev deps
+	@$(WITH_TREES) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Fetches what is missing (shallow git clones at the pinned commits), checks what is configured;
+# without network it says so in one line per tree and the TFLM tier is skipped (exit 0).
+deps:
+	@$(PYTHON) -m trec_tflm.deps --dir third_party --write-env $(TREES_ENV)
 
 # Debian packages: the ARM toolchain and QEMU (kernel tests on emulated Cortex-M),
 # Fashion-MNIST (real images for demo, tests and benchmarks) and gemmlowp headers (TFLM builds).
@@ -55,9 +66,9 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 # Kernel instructions on emulated Cortex-M7 and M4 (docs/BENCHMARKS.md); BENCH_MODELS: a directory
 # of trained models from examples/benchmarks/accuracy.sh (default: trained on first use).
 BENCH_MODELS ?=
-bench-kernels: system-deps $(VENV)/.installed-bench
-	$(VENV)/bin/trec-tflm bench-kernels --core m7 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
-	$(VENV)/bin/trec-tflm bench-kernels --core m4 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
+bench-kernels: system-deps $(VENV)/.installed-bench deps
+	@$(WITH_TREES) $(VENV)/bin/trec-tflm bench-kernels --core m7 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
+	@$(WITH_TREES) $(VENV)/bin/trec-tflm bench-kernels --core m4 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
 
 bench-train: $(VENV)/.installed
 	$(VENV)/bin/trec-tflm bench-train
