@@ -1,7 +1,8 @@
-"""The tensor primitives of TRECConv2D, each with a fused op and a plain-TensorFlow twin.
+"""The tensor primitives of TRECConv2D: the per-cluster route on the fused CPU ops
+(trec_tflm.train_ops) and the plain-TensorFlow route on the N averaged rows.
 
-``use_fused=None`` picks the fused op (trec_tflm.train_ops) when it is available. The two paths
-compute the same values; tests compare them, so each checks the other.
+Both routes compute the same values (in float64 to rounding); tests compare them, so each checks
+the other. ``ops`` arguments are the loaded op module (``train_ops.load()``).
 """
 
 from __future__ import annotations
@@ -9,18 +10,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import train_ops
 from .golden import conv_geometry, strip_width
 
 # Plain-TF clustering: direct segment ids (B*M*2^H segments) while that is at most this many
 # times the number of sub-vectors; beyond that, tf.unique compacts the keys first.
 _DIRECT_SEGMENT_FACTOR = 4
-
-
-def _ops(use_fused):
-    if use_fused is False:
-        return None
-    return train_ops.load()
 
 
 class Geometry:
@@ -88,9 +82,9 @@ def strip_projections(x, r, geom: Geometry, j: int):
     return tf.reshape(p, [tf.shape(x)[0], -1, tf.shape(r)[-1]])
 
 
-def im2col(x, geom: Geometry, use_fused=None):
-    """x [B,H,W,C] -> [B, N, padded_k]: rows in (ky, kx, ci) order, zero padding/extension."""
-    ops = _ops(use_fused)
+def im2col(x, geom: Geometry, ops=None):
+    """x [B,H,W,C] -> [B, N, padded_k]: rows in (ky, kx, ci) order, zero padding/extension.
+    With ``ops``, one fused op (and its adjoint for the gradient); else gather and pad."""
     if ops is not None:
         @tf.custom_gradient
         def fused(inp):
@@ -129,37 +123,70 @@ def _cluster_mean_tf(values, codes, num_codes):
     return means, tf.reshape(clusters, [batch, m])
 
 
-def cluster_mean(values, codes, num_codes: int, delta_bits: int = 0, use_fused=None):
-    """Replace each sub-vector by the mean of those sharing (image, sub-matrix, code).
+def cluster_mean(values, codes, num_codes: int, delta_bits: int = 0):
+    """Replace each sub-vector by the mean of those sharing (image, sub-matrix, code): the
+    plain-TF route, on all N rows.
 
     values [B,N,M,L] float, codes [B,N,M] int32 in [0, num_codes).
     Returns (means [B,N,M,L], clusters [B,M] int32, delta [B,M,delta_bits,L] or None), delta as
     in halfspace_delta. The averaging operator is symmetric and the codes are piecewise
     constant, so the exact gradient is the same averaging applied to dL/dmeans.
     """
-    ops = _ops(use_fused)
-
-    def impl(v, bits):
-        if ops is not None:
-            return ops.trec_cluster_mean(v, codes, num_codes=num_codes, delta_bits=bits)
-        means, clusters = _cluster_mean_tf(v, codes, num_codes)
-        return means, clusters, (halfspace_delta(v, codes, bits) if bits else None)
-
     box = {}
 
     @tf.custom_gradient
     def averaged(v):
-        means, clusters, delta = impl(v, delta_bits)
-        box["clusters"], box["delta"] = clusters, delta
+        means, clusters = _cluster_mean_tf(v, codes, num_codes)
+        box["clusters"] = clusters
 
         def grad(g):
-            return impl(g, 0)[0]
+            return _cluster_mean_tf(g, codes, num_codes)[0]
 
         return means, grad
 
     means = averaged(values)
-    delta = tf.stop_gradient(box["delta"]) if delta_bits else None
+    delta = halfspace_delta(values, codes, delta_bits) if delta_bits else None
     return means, box["clusters"], delta
+
+
+def cluster_product(x, codes, kernel, geom: Geometry, length: int, num_codes: int, ops,
+                    delta_bits: int = 0, delta_images: int = 0):
+    """y [B,N,F] = sum_m x_hat[b,n,m] . W_m computed per cluster (the fused route).
+
+    kernel [M*L, F]. The centroids (rc*N rows per image and sub-matrix) are read straight from x,
+    multiplied by W_m, and gathered back to the rows; backward, the output gradient is summed per
+    cluster, so the kernel gradient is centroids^T . sums and the input gradient is
+    (sums . W_m^T) / count spread over the members (the cluster average of g . W^T). Returns
+    (y, clusters [B,M], delta [S,M,delta_bits,L] of the first S = delta_images images, or None).
+    """
+    attrs = geom.attrs()
+    m_count = geom.padded_k // length
+    box = {}
+
+    @tf.custom_gradient
+    def centroids(inp):
+        cent, counts, slot, clusters, delta = ops.trec_centroids(
+            inp, codes, sub_vector_length=length, num_codes=num_codes, delta_bits=delta_bits,
+            delta_images=delta_images, **attrs)
+        box.update(counts=counts, slot=slot, clusters=clusters, delta=delta)
+
+        def grad(dcent):
+            return ops.trec_centroids_grad(dcent, slot, counts, tf.shape(inp), **attrs)
+
+        return cent, grad
+
+    cent = centroids(x)  # [M, T, L]
+    slot, counts, clusters = box["slot"], box["counts"], box["clusters"]
+
+    @tf.custom_gradient
+    def gather_sum(z):
+        def grad(g):
+            return ops.trec_scatter_sum(g, slot, clusters, counts)
+
+        return ops.trec_gather_sum(z, slot), grad
+
+    z = tf.matmul(cent, tf.reshape(kernel, [m_count, length, -1]))  # [M, T, F]
+    return gather_sum(z), clusters, (tf.stop_gradient(box["delta"]) if delta_bits else None)
 
 
 def halfspace_delta(values, codes, bits: int):
@@ -177,24 +204,18 @@ def halfspace_delta(values, codes, bits: int):
     return tf.where(((n1 > 0) & (n0 > 0))[..., None], delta, tf.zeros_like(delta))
 
 
-def delta_project(grad, delta, use_fused=None):
-    """[B,N,M,H] = sum_l grad[b,n,m,l] * delta[b,m,h,l]."""
-    ops = _ops(use_fused)
-    if ops is not None:
-        return ops.trec_delta_project(grad, delta)
-    return tf.einsum("bnml,bmhl->bnmh", grad, delta)
+def hash_surrogate(target, proj, batch, project):
+    """Identity on target whose backward pass also gives proj the hash's surrogate gradient.
 
-
-def hash_surrogate(x_hat, proj, delta, batch, use_fused=None):
-    """Identity on x_hat whose backward pass also gives proj the hash's surrogate gradient.
-
-    proj and delta may cover only the first S images of the batch (x_hat covers all B); the
+    proj [S,N,M,H] may cover only the first S images of the batch (target covers all B); the
     gradient is then scaled by B/S, an unbiased estimate of the full-batch surrogate.
+    project(g) maps the gradient of the first S images of target to
+    sum_l g_xhat[b,n,m,l] * delta[b,m,h,l] with g_xhat = dL/dx_hat.
 
     Crossing hyperplane h moves a sub-vector to the other half-space; its representative then
     moves, to first order, by delta = (mean of the set side) - (mean of the other side). The
-    loss sees that move through g = dL/dx_hat, so
-        dL/dproj[b,n,m,h] = sigmoid'(proj/tau)/tau * (g[b,n,m,:] . delta[b,m,h,:])
+    loss sees that move through g_xhat, so
+        dL/dproj[b,n,m,h] = sigmoid'(proj/tau)/tau * (g_xhat[b,n,m,:] . delta[b,m,h,:])
     a straight-through estimator whose direction comes from the data; tau, the spread of the
     projections of each bit, makes it invariant to the scale of the hash matrix.
     """
@@ -203,11 +224,11 @@ def hash_surrogate(x_hat, proj, delta, batch, use_fused=None):
     scale = tf.cast(batch, proj.dtype) / tf.cast(subset, proj.dtype)
 
     @tf.custom_gradient
-    def surrogate(xh, p):
+    def surrogate(t, p):
         def grad(g):
             s = tf.sigmoid(p / tau)
-            return g, (scale / tau) * s * (1.0 - s) * delta_project(g[:subset], delta, use_fused)
+            return g, (scale / tau) * s * (1.0 - s) * project(g[:subset])
 
-        return tf.identity(xh), grad
+        return tf.identity(t), grad
 
-    return surrogate(x_hat, proj)
+    return surrogate(target, proj)
