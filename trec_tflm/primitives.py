@@ -160,33 +160,22 @@ def cluster_product(x, codes, kernel, geom: Geometry, length: int, num_codes: in
     (y, clusters [B,M], delta [S,M,delta_bits,L] of the first S = delta_images images, or None).
     """
     attrs = geom.attrs()
-    m_count = geom.padded_k // length
+    w = tf.reshape(kernel, [geom.padded_k // length, length, -1])
     box = {}
 
     @tf.custom_gradient
-    def centroids(inp):
-        cent, counts, slot, clusters, delta = ops.trec_centroids(
-            inp, codes, sub_vector_length=length, num_codes=num_codes, delta_bits=delta_bits,
-            delta_images=delta_images, **attrs)
-        box.update(counts=counts, slot=slot, clusters=clusters, delta=delta)
+    def product(inp, wm):
+        y, cent, counts, slot, clusters, delta = ops.trec_cluster_forward(
+            inp, codes, wm, num_codes=num_codes, delta_bits=delta_bits, delta_images=delta_images, **attrs)
+        box.update(clusters=clusters, delta=delta)
 
-        def grad(dcent):
-            return ops.trec_centroids_grad(dcent, slot, counts, tf.shape(inp), **attrs)
+        def grad(dy):
+            return ops.trec_cluster_backward(dy, cent, counts, slot, clusters, wm, tf.shape(inp), **attrs)
 
-        return cent, grad
+        return y, grad
 
-    cent = centroids(x)  # [M, T, L]
-    slot, counts, clusters = box["slot"], box["counts"], box["clusters"]
-
-    @tf.custom_gradient
-    def gather_sum(z):
-        def grad(g):
-            return ops.trec_scatter_sum(g, slot, clusters, counts)
-
-        return ops.trec_gather_sum(z, slot), grad
-
-    z = tf.matmul(cent, tf.reshape(kernel, [m_count, length, -1]))  # [M, T, F]
-    return gather_sum(z), clusters, (tf.stop_gradient(box["delta"]) if delta_bits else None)
+    y = product(x, w)
+    return y, box["clusters"], (tf.stop_gradient(box["delta"]) if delta_bits else None)
 
 
 def halfspace_delta(values, codes, bits: int):

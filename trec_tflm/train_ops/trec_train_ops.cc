@@ -34,6 +34,7 @@
 #include <memory>
 #include <vector>
 
+#include "Eigen/Core"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -265,45 +266,59 @@ static void RowOffsets(const int32_t* clusters, int64_t batch, int64_t m_count, 
     }
 }
 
-REGISTER_OP("TrecCentroids")
-    .Input("x: T")        // [B,H,W,C]
-    .Input("codes: int32")  // [B,N,M]
-    .Output("centroids: T")   // [M,T,L]
-    .Output("counts: T")      // [M,T] members per centroid row (0 on unused rows)
+template <typename T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Images [0, batch) cut into at most `threads` contiguous chunks, one per worker: chunk-local
+// accumulators (the kernel gradient) are then summed in chunk order, deterministically.
+static void ParallelChunks(OpKernelContext* ctx, int64_t batch,
+                           const std::function<void(int64_t chunk, int64_t b0, int64_t b1)>& fn,
+                           int64_t* chunks_out = nullptr) {
+  auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(batch, workers->num_threads));
+  if (chunks_out) *chunks_out = chunks;
+  tensorflow::Shard(workers->num_threads, workers->workers, chunks, int64_t{1} << 40,
+                    [&](int64_t c0, int64_t c1) {
+                      for (int64_t c = c0; c < c1; ++c) fn(c, batch * c / chunks, batch * (c + 1) / chunks);
+                    });
+}
+
+REGISTER_OP("TrecClusterForward")
+    .Input("x: T")            // [B,H,W,C]
+    .Input("codes: int32")    // [B,N,M]
+    .Input("w: T")            // [M,L,F]
+    .Output("y: T")           // [B,N,F]   sum_m centroid(b,m,slot) . W_m
+    .Output("centroids: T")   // [M,R,L]
+    .Output("counts: T")      // [M,R] members per centroid row (0 on unused rows)
     .Output("slot: int32")    // [B,N,M] centroid row of each (image, row, sub-matrix)
     .Output("clusters: int32")  // [B,M]
     .Output("delta: T")       // [S,M,H,L]
     .Attr("T: {float, double}")
-    .Attr("sub_vector_length: int >= 1")
     .Attr("num_codes: int >= 1")
     .Attr("delta_bits: int >= 0 = 0")
     .Attr("delta_images: int >= 0 = 0")
     .TREC_GEOMETRY_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* c) {
-      int32_t length, bits, kp;
-      TF_RETURN_IF_ERROR(c->GetAttr("sub_vector_length", &length));
+      int32_t bits;
       TF_RETURN_IF_ERROR(c->GetAttr("delta_bits", &bits));
-      TF_RETURN_IF_ERROR(c->GetAttr("padded_k", &kp));
-      const int64_t m = kp / length;
-      auto codes = c->input(1);
-      c->set_output(0, c->MakeShape({m, c->UnknownDim(), length}));
-      c->set_output(1, c->MakeShape({m, c->UnknownDim()}));
-      c->set_output(2, codes);
-      c->set_output(3, c->MakeShape({c->Dim(codes, 0), m}));
-      c->set_output(4, c->MakeShape({c->UnknownDim(), m, bits, length}));
+      auto codes = c->input(1), w = c->input(2);
+      c->set_output(0, c->MakeShape({c->Dim(codes, 0), c->Dim(codes, 1), c->Dim(w, 2)}));
+      c->set_output(1, c->MakeShape({c->Dim(w, 0), c->UnknownDim(), c->Dim(w, 1)}));
+      c->set_output(2, c->MakeShape({c->Dim(w, 0), c->UnknownDim()}));
+      c->set_output(3, codes);
+      c->set_output(4, c->MakeShape({c->Dim(codes, 0), c->Dim(codes, 2)}));
+      c->set_output(5, c->MakeShape({c->UnknownDim(), c->Dim(w, 0), bits, c->Dim(w, 1)}));
       return Status();
     });
 
 template <typename T>
-class TrecCentroidsOp : public OpKernel {
+class TrecClusterForwardOp : public OpKernel {
  public:
-  explicit TrecCentroidsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit TrecClusterForwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ReadGeometryAttrs(ctx, &g_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("sub_vector_length", &l_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_codes", &num_codes_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("delta_bits", &bits_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("delta_images", &delta_images_));
-    OP_REQUIRES(ctx, g_.kp % l_ == 0, InvalidArgument("padded_k must be a multiple of sub_vector_length"));
     OP_REQUIRES(ctx, bits_ == 0 || (int64_t{1} << bits_) <= num_codes_,
                 InvalidArgument("delta_bits exceeds log2(num_codes)"));
   }
@@ -311,22 +326,26 @@ class TrecCentroidsOp : public OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const Tensor& x = ctx->input(0);
     const Tensor& codes = ctx->input(1);
+    const Tensor& w = ctx->input(2);
     OP_REQUIRES(ctx, x.dims() == 4, InvalidArgument("x must be [B,H,W,C]"));
+    OP_REQUIRES(ctx, w.dims() == 3 && w.dim_size(0) * w.dim_size(1) == g_.kp,
+                InvalidArgument("w must be [M,L,F] with M*L = padded_k = ", g_.kp));
     Geometry g = g_;
     OP_REQUIRES_OK(ctx, SetImage(x.dim_size(1), x.dim_size(2), x.dim_size(3), &g));
-    const int64_t batch = x.dim_size(0), n = int64_t{g.ho} * g.wo, mc = g.kp / l_, l = l_;
+    const int64_t batch = x.dim_size(0), n = int64_t{g.ho} * g.wo, mc = w.dim_size(0), l = w.dim_size(1),
+                  f = w.dim_size(2);
     OP_REQUIRES(ctx, codes.dims() == 3 && codes.dim_size(0) == batch && codes.dim_size(1) == n &&
                          codes.dim_size(2) == mc,
-                InvalidArgument("codes must be [B, Ho*Wo, padded_k/L] = [", batch, ", ", n, ", ", mc, "]"));
+                InvalidArgument("codes must be [B, Ho*Wo, M] = [", batch, ", ", n, ", ", mc, "]"));
     const int32_t* cd = codes.flat<int32_t>().data();
     for (int64_t i = 0; i < codes.NumElements(); ++i)
       OP_REQUIRES(ctx, cd[i] >= 0 && cd[i] < num_codes_,
                   InvalidArgument("code ", cd[i], " outside [0, ", num_codes_, ")"));
 
-    // pass 1: local cluster slots per (image, sub-matrix), in order of first appearance
+    // pass 1: cluster slots per (image, sub-matrix), in order of first appearance
     Tensor *slot = nullptr, *clusters = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, codes.shape(), &slot));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({batch, mc}), &clusters));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, codes.shape(), &slot));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({batch, mc}), &clusters));
     int32_t* sl = slot->flat<int32_t>().data();
     int32_t* ncl = clusters->flat<int32_t>().data();
     const int64_t num_codes = num_codes_;
@@ -345,55 +364,58 @@ class TrecCentroidsOp : public OpKernel {
     });
     std::vector<int64_t> off, rows;
     RowOffsets(ncl, batch, mc, &off, &rows);
-    const int64_t t_rows = batch == 0 ? 0 : *std::max_element(rows.begin(), rows.end());
+    const int64_t r_rows = batch == 0 ? 0 : *std::max_element(rows.begin(), rows.end());
 
-    Tensor *cent = nullptr, *counts = nullptr, *delta = nullptr;
+    Tensor *y = nullptr, *cent = nullptr, *counts = nullptr, *delta = nullptr;
     const int64_t s_images = bits_ > 0 ? std::min<int64_t>(delta_images_, batch) : 0;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({mc, t_rows, l}), &cent));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({mc, t_rows}), &counts));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({s_images, mc, bits_, l}), &delta));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, n, f}), &y));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({mc, r_rows, l}), &cent));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({mc, r_rows}), &counts));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({s_images, mc, bits_, l}), &delta));
+    T* ys = y->flat<T>().data();
     T* ce = cent->flat<T>().data();
     T* co = counts->flat<T>().data();
     T* dl = delta->flat<T>().data();
+    const T* ws = w.flat<T>().data();
     for (int64_t m = 0; m < mc; ++m) {  // rows no image uses
-      std::fill(ce + (m * t_rows + rows[m]) * l, ce + (m + 1) * t_rows * l, T(0));
-      std::fill(co + m * t_rows + rows[m], co + (m + 1) * t_rows, T(0));
+      std::fill(ce + (m * r_rows + rows[m]) * l, ce + (m + 1) * r_rows * l, T(0));
+      std::fill(co + m * r_rows + rows[m], co + (m + 1) * r_rows, T(0));
     }
 
-    // pass 2: sums of the members, one im2col row at a time, then means; global row numbers
+    // pass 2, per image: member sums read one im2col row at a time, means, then per
+    // sub-matrix z = centroids . W_m (rc*N rows) gathered into y while z is in cache
     const T* xs = x.flat<T>().data();
     const int64_t in_size = int64_t{g.h} * g.w * g.c;
     const int bits = bits_;
-    ParallelOver(ctx, batch, n * g.kp * 3, [&](int64_t b0, int64_t b1) {
-      std::vector<T> row(g.kp);
+    ParallelOver(ctx, batch, n * (g.kp * 3 + mc * f * 2), [&](int64_t b0, int64_t b1) {
+      std::vector<T> row(g.kp), z(n * f);
       std::vector<int32_t> code_of(n);
       std::vector<double> set_sum(bits * l), total(l);
       for (int64_t b = b0; b < b1; ++b) {
         for (int64_t m = 0; m < mc; ++m) {
-          const int64_t first = m * t_rows + off[b * mc + m];
+          const int64_t first = m * r_rows + off[b * mc + m];
           std::fill(ce + first * l, ce + (first + ncl[b * mc + m]) * l, T(0));
           std::fill(co + first, co + first + ncl[b * mc + m], T(0));
         }
         for (int oy = 0; oy < g.ho; ++oy)
           for (int ox = 0; ox < g.wo; ++ox) {
             Im2ColRow(g, xs + b * in_size, oy, ox, row.data());
-            int32_t* srow = sl + (b * n + int64_t{oy} * g.wo + ox) * mc;
+            const int32_t* srow = sl + (b * n + int64_t{oy} * g.wo + ox) * mc;
             for (int64_t m = 0; m < mc; ++m) {
-              srow[m] += static_cast<int32_t>(off[b * mc + m]);
-              const int64_t t = m * t_rows + srow[m];
+              const int64_t t = m * r_rows + off[b * mc + m] + srow[m];
               T* acc = ce + t * l;
               const T* src = row.data() + m * l;
               for (int64_t j = 0; j < l; ++j) acc[j] += src[j];
               co[t] += T(1);
             }
           }
+        T* yb = ys + b * n * f;
+        std::fill(yb, yb + n * f, T(0));
         for (int64_t m = 0; m < mc; ++m) {
-          const int64_t first = m * t_rows + off[b * mc + m], count = ncl[b * mc + m];
+          const int64_t first = m * r_rows + off[b * mc + m], count = ncl[b * mc + m];
+          const int32_t* sb = sl + b * n * mc + m;
           if (b < s_images) {
-            for (int64_t r = 0; r < n; ++r) {
-              const int64_t i = (b * n + r) * mc + m;
-              code_of[sl[i] - off[b * mc + m]] = cd[i];
-            }
+            for (int64_t r = 0; r < n; ++r) code_of[sb[r * mc]] = cd[b * n * mc + r * mc + m];
             HalfspaceDelta(n, l, bits, count, ce + first * l, co + first, code_of.data(), &set_sum, &total,
                            dl + (b * mc + m) * bits * l);
           }
@@ -402,7 +424,18 @@ class TrecCentroidsOp : public OpKernel {
             T* r = ce + (first + s) * l;
             for (int64_t j = 0; j < l; ++j) r[j] *= inv;
           }
+          Eigen::Map<const RowMajor<T>> cm(ce + first * l, count, l), wm(ws + m * l * f, l, f);
+          Eigen::Map<RowMajor<T>> zm(z.data(), count, f);
+          zm.noalias() = cm * wm;
+          for (int64_t r = 0; r < n; ++r) {
+            const T* src = z.data() + sb[r * mc] * f;
+            T* dst = yb + r * f;
+            for (int64_t j = 0; j < f; ++j) dst[j] += src[j];
+          }
         }
+        // global row numbers for the backward pass
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t m = 0; m < mc; ++m) sl[(b * n + r) * mc + m] += static_cast<int32_t>(off[b * mc + m]);
       }
     });
   }
@@ -435,201 +468,143 @@ class TrecCentroidsOp : public OpKernel {
   }
 
   Geometry g_;
-  int32_t l_;
   int64_t num_codes_;
   int32_t bits_, delta_images_;
 };
-TREC_REGISTER_FLOAT_KERNELS("TrecCentroids", TrecCentroidsOp);
+TREC_REGISTER_FLOAT_KERNELS("TrecClusterForward", TrecClusterForwardOp);
 
-// slot [B,N,M] with every entry a row of a [M, t_rows, ...] centroid tensor.
-static Status CheckSlots(const Tensor& slot, int64_t mc, int64_t t_rows, int64_t* batch, int64_t* n) {
+// slot [B,N,M] with every entry a row of a [M, r_rows, ...] centroid tensor.
+static Status CheckSlots(const Tensor& slot, int64_t mc, int64_t r_rows, int64_t* batch, int64_t* n) {
   if (slot.dims() != 3 || slot.dim_size(2) != mc)
     return InvalidArgument("slot must be [B,N,M] with M = ", mc, " sub-matrices");
   *batch = slot.dim_size(0); *n = slot.dim_size(1);
   const int32_t* s = slot.flat<int32_t>().data();
   for (int64_t i = 0; i < slot.NumElements(); ++i)
-    if (s[i] < 0 || s[i] >= t_rows) return InvalidArgument("slot ", s[i], " outside [0, ", t_rows, ")");
+    if (s[i] < 0 || s[i] >= r_rows) return InvalidArgument("slot ", s[i], " outside [0, ", r_rows, ")");
   return Status();
 }
 
-REGISTER_OP("TrecCentroidsGrad")
-    .Input("dcentroids: T")   // [M,T,L]
-    .Input("slot: int32")     // [B,N,M]
-    .Input("counts: T")       // [M,T]
+REGISTER_OP("TrecClusterBackward")
+    .Input("dy: T")             // [B,N,F]
+    .Input("centroids: T")      // [M,R,L]
+    .Input("counts: T")         // [M,R]
+    .Input("slot: int32")       // [B,N,M]
+    .Input("clusters: int32")   // [B,M]
+    .Input("w: T")              // [M,L,F]
     .Input("image_shape: int32")
-    .Output("dx: T")
+    .Output("dx: T")            // [B,H,W,C]
+    .Output("dw: T")            // [M,L,F]
     .Attr("T: {float, double}")
     .TREC_GEOMETRY_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       shape_inference::ShapeHandle s;
-      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(3, &s));
+      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(6, &s));
       c->set_output(0, s);
+      c->set_output(1, c->input(5));
       return Status();
     });
 
 template <typename T>
-class TrecCentroidsGradOp : public OpKernel {
+class TrecClusterBackwardOp : public OpKernel {
  public:
-  explicit TrecCentroidsGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit TrecClusterBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ReadGeometryAttrs(ctx, &g_));
   }
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& dcent = ctx->input(0);
-    const Tensor& slot = ctx->input(1);
+    const Tensor& dy = ctx->input(0);
+    const Tensor& cent = ctx->input(1);
     const Tensor& counts = ctx->input(2);
-    const Tensor& shape = ctx->input(3);
+    const Tensor& slot = ctx->input(3);
+    const Tensor& clusters = ctx->input(4);
+    const Tensor& w = ctx->input(5);
+    const Tensor& shape = ctx->input(6);
     OP_REQUIRES(ctx, shape.NumElements() == 4, InvalidArgument("image_shape must be [B,H,W,C]"));
     auto s = shape.flat<int32_t>();
     Geometry g = g_;
     OP_REQUIRES_OK(ctx, SetImage(s(1), s(2), s(3), &g));
-    OP_REQUIRES(ctx, counts.dims() == 2, InvalidArgument("counts must be [M,T]"));
-    const int64_t mc = counts.dim_size(0), t_rows = counts.dim_size(1);
+    OP_REQUIRES(ctx, w.dims() == 3 && w.dim_size(0) * w.dim_size(1) == g.kp,
+                InvalidArgument("w must be [M,L,F] with M*L = padded_k = ", g.kp));
+    const int64_t mc = w.dim_size(0), l = w.dim_size(1), f = w.dim_size(2);
+    OP_REQUIRES(ctx, cent.dims() == 3 && cent.dim_size(0) == mc && cent.dim_size(2) == l &&
+                         counts.dims() == 2 && counts.dim_size(0) == mc && counts.dim_size(1) == cent.dim_size(1),
+                InvalidArgument("centroids [M,R,L] and counts [M,R] do not match w [M,L,F]"));
+    const int64_t r_rows = cent.dim_size(1);
     int64_t batch, n;
-    OP_REQUIRES_OK(ctx, CheckSlots(slot, mc, t_rows, &batch, &n));
-    OP_REQUIRES(ctx, batch == s(0) && n == int64_t{g.ho} * g.wo && g.kp % mc == 0,
+    OP_REQUIRES_OK(ctx, CheckSlots(slot, mc, r_rows, &batch, &n));
+    OP_REQUIRES(ctx, batch == s(0) && n == int64_t{g.ho} * g.wo,
                 InvalidArgument("slot does not match image_shape and the geometry"));
-    const int64_t l = g.kp / mc;
-    OP_REQUIRES(ctx, dcent.dims() == 3 && dcent.dim_size(0) == mc && dcent.dim_size(1) == t_rows &&
-                         dcent.dim_size(2) == l,
-                InvalidArgument("dcentroids must be [M,T,L] matching slot and counts"));
-    Tensor* dx = nullptr;
+    OP_REQUIRES(ctx, dy.dims() == 3 && dy.dim_size(0) == batch && dy.dim_size(1) == n && dy.dim_size(2) == f,
+                InvalidArgument("dy must be [B,N,F] matching slot and w"));
+    OP_REQUIRES(ctx, clusters.dims() == 2 && clusters.dim_size(0) == batch && clusters.dim_size(1) == mc,
+                InvalidArgument("clusters must be [B,M] matching slot"));
+    const int32_t* ncl = clusters.flat<int32_t>().data();
+    std::vector<int64_t> off, rows;
+    RowOffsets(ncl, batch, mc, &off, &rows);
+    for (int64_t m = 0; m < mc; ++m)
+      OP_REQUIRES(ctx, rows[m] <= r_rows, InvalidArgument("clusters exceed the rows of centroids"));
+
+    Tensor *dx = nullptr, *dw = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, g.h, g.w, g.c}), &dx));
-    const T* dc = dcent.flat<T>().data();
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, w.shape(), &dw));
+    const T* gs = dy.flat<T>().data();
+    const T* ce = cent.flat<T>().data();
     const T* co = counts.flat<T>().data();
     const int32_t* sl = slot.flat<int32_t>().data();
+    const T* ws = w.flat<T>().data();
     T* xs = dx->flat<T>().data();
-    const int64_t in_size = int64_t{g.h} * g.w * g.c;
-    ParallelOver(ctx, batch, n * g.kp * 3, [&](int64_t b0, int64_t b1) {
-      std::vector<T> row(g.kp);
+    const int64_t in_size = int64_t{g.h} * g.w * g.c, wsize = mc * l * f;
+    const int64_t max_chunks = std::max<int64_t>(1, ctx->device()->tensorflow_cpu_worker_threads()->num_threads);
+    std::vector<std::vector<T>> dw_part(max_chunks);
+    int64_t chunks = 0;
+    ParallelChunks(ctx, batch, [&](int64_t chunk, int64_t b0, int64_t b1) {
+      std::vector<T>& acc = dw_part[chunk];
+      acc.assign(wsize, T(0));
+      std::vector<T> sums(n * f), row(g.kp), dcent(n * g.kp);
+      std::vector<int64_t> local(mc);
       for (int64_t b = b0; b < b1; ++b) {
+        int64_t used = 0;
+        for (int64_t m = 0; m < mc; ++m) {
+          // per-cluster sums of dy: the kernel gradient is centroids^T . sums, the members'
+          // gradient (sums . W_m^T) / count
+          const int64_t first = m * r_rows + off[b * mc + m], count = ncl[b * mc + m];
+          const int32_t* sb = sl + b * n * mc + m;
+          std::fill(sums.begin(), sums.begin() + count * f, T(0));
+          for (int64_t r = 0; r < n; ++r) {
+            const T* src = gs + (b * n + r) * f;
+            T* dst = sums.data() + (sb[r * mc] - off[b * mc + m]) * f;
+            for (int64_t j = 0; j < f; ++j) dst[j] += src[j];
+          }
+          Eigen::Map<const RowMajor<T>> sm(sums.data(), count, f), cm(ce + first * l, count, l),
+              wm(ws + m * l * f, l, f);
+          Eigen::Map<RowMajor<T>> am(acc.data() + m * l * f, l, f), dm(dcent.data() + used * l, count, l);
+          am.noalias() += cm.transpose() * sm;
+          dm.noalias() = sm * wm.transpose();
+          for (int64_t t = 0; t < count; ++t) dm.row(t) *= T(1) / co[first + t];
+          local[m] = used - off[b * mc + m];
+          used += count;
+        }
         T* xb = xs + b * in_size;
         std::fill(xb, xb + in_size, T(0));
         for (int oy = 0; oy < g.ho; ++oy)
           for (int ox = 0; ox < g.wo; ++ox) {
             const int32_t* srow = sl + (b * n + int64_t{oy} * g.wo + ox) * mc;
             for (int64_t m = 0; m < mc; ++m) {
-              const int64_t t = m * t_rows + srow[m];
-              const T inv = T(1) / co[t];
-              const T* src = dc + t * l;
-              T* dst = row.data() + m * l;
-              for (int64_t j = 0; j < l; ++j) dst[j] = src[j] * inv;
+              const T* src = dcent.data() + (srow[m] + local[m]) * l;
+              std::copy(src, src + l, row.data() + m * l);
             }
             Col2ImRow(g, row.data(), oy, ox, xb);
           }
       }
-    });
+    }, &chunks);
+    T* dws = dw->flat<T>().data();
+    std::fill(dws, dws + wsize, T(0));
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t i = 0; i < wsize; ++i) dws[i] += dw_part[c][i];
   }
 
  private:
   Geometry g_;
 };
-TREC_REGISTER_FLOAT_KERNELS("TrecCentroidsGrad", TrecCentroidsGradOp);
-
-// ------------------------------------------------------------------------------------------
-// gather-sum over sub-matrices and its adjoint
-// ------------------------------------------------------------------------------------------
-REGISTER_OP("TrecGatherSum")
-    .Input("z: T")        // [M,T,F]
-    .Input("slot: int32")  // [B,N,M]
-    .Output("y: T")       // [B,N,F]
-    .Attr("T: {float, double}")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      auto s = c->input(1);
-      c->set_output(0, c->MakeShape({c->Dim(s, 0), c->Dim(s, 1), c->Dim(c->input(0), 2)}));
-      return Status();
-    });
-
-template <typename T>
-class TrecGatherSumOp : public OpKernel {
- public:
-  explicit TrecGatherSumOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& z = ctx->input(0);
-    const Tensor& slot = ctx->input(1);
-    OP_REQUIRES(ctx, z.dims() == 3, InvalidArgument("z must be [M,T,F]"));
-    const int64_t mc = z.dim_size(0), t_rows = z.dim_size(1);
-    int64_t batch, n;
-    OP_REQUIRES_OK(ctx, CheckSlots(slot, mc, t_rows, &batch, &n));
-    const int64_t f = z.dim_size(2);
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, n, f}), &y));
-    const T* zs = z.flat<T>().data();
-    const int32_t* sl = slot.flat<int32_t>().data();
-    T* ys = y->flat<T>().data();
-    ParallelOver(ctx, batch * n, mc * f, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        T* dst = ys + r * f;
-        std::fill(dst, dst + f, T(0));
-        for (int64_t m = 0; m < mc; ++m) {
-          const T* src = zs + (m * t_rows + sl[r * mc + m]) * f;
-          for (int64_t j = 0; j < f; ++j) dst[j] += src[j];
-        }
-      }
-    });
-  }
-};
-TREC_REGISTER_FLOAT_KERNELS("TrecGatherSum", TrecGatherSumOp);
-
-REGISTER_OP("TrecScatterSum")
-    .Input("g: T")             // [B,N,F]
-    .Input("slot: int32")      // [B,N,M]
-    .Input("clusters: int32")  // [B,M]
-    .Input("counts: T")        // [M,T], for T
-    .Output("sums: T")         // [M,T,F]
-    .Attr("T: {float, double}")
-    .SetShapeFn([](shape_inference::InferenceContext* c) {
-      auto counts = c->input(3);
-      c->set_output(0, c->MakeShape({c->Dim(counts, 0), c->Dim(counts, 1), c->Dim(c->input(0), 2)}));
-      return Status();
-    });
-
-template <typename T>
-class TrecScatterSumOp : public OpKernel {
- public:
-  explicit TrecScatterSumOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& g = ctx->input(0);
-    const Tensor& slot = ctx->input(1);
-    const Tensor& clusters = ctx->input(2);
-    const Tensor& counts = ctx->input(3);
-    OP_REQUIRES(ctx, counts.dims() == 2, InvalidArgument("counts must be [M,T]"));
-    const int64_t mc = counts.dim_size(0), t_rows = counts.dim_size(1);
-    int64_t batch, n;
-    OP_REQUIRES_OK(ctx, CheckSlots(slot, mc, t_rows, &batch, &n));
-    OP_REQUIRES(ctx, g.dims() == 3 && g.dim_size(0) == batch && g.dim_size(1) == n,
-                InvalidArgument("g must be [B,N,F] matching slot"));
-    OP_REQUIRES(ctx, clusters.dims() == 2 && clusters.dim_size(0) == batch && clusters.dim_size(1) == mc,
-                InvalidArgument("clusters must be [B,M] matching slot"));
-    const int64_t f = g.dim_size(2);
-    std::vector<int64_t> off, rows;
-    RowOffsets(clusters.flat<int32_t>().data(), batch, mc, &off, &rows);
-    for (int64_t m = 0; m < mc; ++m)
-      OP_REQUIRES(ctx, rows[m] <= t_rows, InvalidArgument("clusters exceed the rows of counts"));
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({mc, t_rows, f}), &out));
-    const T* gs = g.flat<T>().data();
-    const int32_t* sl = slot.flat<int32_t>().data();
-    const int32_t* ncl = clusters.flat<int32_t>().data();
-    T* os = out->flat<T>().data();
-    for (int64_t m = 0; m < mc; ++m) std::fill(os + (m * t_rows + rows[m]) * f, os + (m + 1) * t_rows * f, T(0));
-    // an image's rows of each sub-matrix are its own, so images run in parallel without races
-    ParallelOver(ctx, batch, n * mc * f, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        for (int64_t m = 0; m < mc; ++m) {
-          const int64_t first = m * t_rows + off[b * mc + m];
-          std::fill(os + first * f, os + (first + ncl[b * mc + m]) * f, T(0));
-        }
-        for (int64_t r = b * n; r < (b + 1) * n; ++r) {
-          const T* src = gs + r * f;
-          for (int64_t m = 0; m < mc; ++m) {
-            T* dst = os + (m * t_rows + sl[r * mc + m]) * f;
-            for (int64_t j = 0; j < f; ++j) dst[j] += src[j];
-          }
-        }
-      }
-    });
-  }
-};
-TREC_REGISTER_FLOAT_KERNELS("TrecScatterSum", TrecScatterSumOp);
+TREC_REGISTER_FLOAT_KERNELS("TrecClusterBackward", TrecClusterBackwardOp);
 
 }  // namespace trec
