@@ -107,8 +107,10 @@ class TRECConv2D(keras.layers.Conv2D):
             name="hash_kernel", shape=(self.sub_vector_length, self.hash_bits),
             initializer=self.hash_initializer, regularizer=self.hash_regularizer,
             constraint=self.hash_constraint, trainable=self.hash_trainable, dtype=self.dtype)
+        # under tf.distribute every replica assigns the rc of its own images; "mean" makes the
+        # variable (and the ReuseRate metric that reads it) the rc of the global batch
         self._reuse_rate = self.add_weight(name="reuse_rate", shape=(), initializer="ones",
-                                           trainable=False, dtype="float32")
+                                           trainable=False, dtype="float32", aggregation="mean")
 
     @property
     def reuse_rate(self) -> float:

@@ -193,6 +193,18 @@ def halfspace_delta(values, codes, bits: int):
     return tf.where(((n1 > 0) & (n0 > 0))[..., None], delta, tf.zeros_like(delta))
 
 
+def _spread(proj):
+    """[H]: standard deviation of the projections of each bit over the global batch. Under
+    tf.distribute the replicas pool their statistics (like a synchronised BatchNorm), so the
+    surrogate does not depend on how the batch is split."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tf.math.reduce_std(proj, axis=[0, 1, 2])
+    count = ctx.all_reduce("sum", tf.cast(tf.reduce_prod(tf.shape(proj)[:3]), proj.dtype))
+    mean = ctx.all_reduce("sum", tf.reduce_sum(proj, axis=[0, 1, 2])) / count
+    return tf.sqrt(ctx.all_reduce("sum", tf.reduce_sum(tf.square(proj - mean), axis=[0, 1, 2])) / count)
+
+
 def hash_surrogate(target, proj, batch, project):
     """Identity on target whose backward pass also gives proj the hash's surrogate gradient.
 
@@ -208,7 +220,7 @@ def hash_surrogate(target, proj, batch, project):
     a straight-through estimator whose direction comes from the data; tau, the spread of the
     projections of each bit, makes it invariant to the scale of the hash matrix.
     """
-    tau = tf.stop_gradient(tf.math.reduce_std(proj, axis=[0, 1, 2])) + 1e-6
+    tau = _spread(tf.stop_gradient(proj)) + 1e-6
     subset = tf.shape(proj)[0]
     scale = tf.cast(batch, proj.dtype) / tf.cast(subset, proj.dtype)
 
