@@ -84,19 +84,32 @@ static Status SetImage(int64_t h, int64_t w, int64_t c, Geometry* g) {
   return Status();
 }
 
-// One im2col row (output pixel oy, ox) of one image into row[0, kp).
+// One im2col row (output pixel oy, ox) of one image into row[0, kp). A kernel row that lies
+// inside the image with dilation 1 is kw*C contiguous values of x: one copy.
 template <typename T>
 static void Im2ColRow(const Geometry& g, const T* x, int oy, int ox, T* row) {
+  const int ix0 = ox * g.sw - g.pad_left;
+  const bool whole = g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.w;
   T* dst = row;
   for (int ky = 0; ky < g.kh; ++ky) {
     const int iy = oy * g.sh - g.pad_top + ky * g.dh;
+    if (iy < 0 || iy >= g.h) {
+      std::fill(dst, dst + g.kw * g.c, T(0));
+      dst += g.kw * g.c;
+      continue;
+    }
+    const T* xrow = x + static_cast<int64_t>(iy) * g.w * g.c;
+    if (whole) {
+      std::copy(xrow + int64_t{ix0} * g.c, xrow + int64_t{ix0 + g.kw} * g.c, dst);
+      dst += g.kw * g.c;
+      continue;
+    }
     for (int kx = 0; kx < g.kw; ++kx, dst += g.c) {
-      const int ix = ox * g.sw - g.pad_left + kx * g.dw;
-      if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+      const int ix = ix0 + kx * g.dw;
+      if (ix < 0 || ix >= g.w) {
         std::fill(dst, dst + g.c, T(0));
       } else {
-        const T* src = x + (static_cast<int64_t>(iy) * g.w + ix) * g.c;
-        std::copy(src, src + g.c, dst);
+        std::copy(xrow + int64_t{ix} * g.c, xrow + int64_t{ix + 1} * g.c, dst);
       }
     }
   }
@@ -106,14 +119,24 @@ static void Im2ColRow(const Geometry& g, const T* x, int oy, int ox, T* row) {
 // x += the adjoint of Im2ColRow applied to row (padding taps dropped).
 template <typename T>
 static void Col2ImRow(const Geometry& g, const T* row, int oy, int ox, T* x) {
+  const int ix0 = ox * g.sw - g.pad_left;
+  const bool whole = g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.w;
   const T* src = row;
-  for (int ky = 0; ky < g.kh; ++ky) {
+  for (int ky = 0; ky < g.kh; ++ky, src += g.kw * g.c) {
     const int iy = oy * g.sh - g.pad_top + ky * g.dh;
-    for (int kx = 0; kx < g.kw; ++kx, src += g.c) {
-      const int ix = ox * g.sw - g.pad_left + kx * g.dw;
-      if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-      T* dst = x + (static_cast<int64_t>(iy) * g.w + ix) * g.c;
-      for (int ci = 0; ci < g.c; ++ci) dst[ci] += src[ci];
+    if (iy < 0 || iy >= g.h) continue;
+    T* xrow = x + static_cast<int64_t>(iy) * g.w * g.c;
+    if (whole) {
+      T* dst = xrow + int64_t{ix0} * g.c;
+      for (int i = 0; i < g.kw * g.c; ++i) dst[i] += src[i];
+      continue;
+    }
+    for (int kx = 0; kx < g.kw; ++kx) {
+      const int ix = ix0 + kx * g.dw;
+      if (ix < 0 || ix >= g.w) continue;
+      T* dst = xrow + int64_t{ix} * g.c;
+      const T* s = src + kx * g.c;
+      for (int ci = 0; ci < g.c; ++ci) dst[ci] += s[ci];
     }
   }
 }
