@@ -218,6 +218,37 @@ def measure_memory(x, filters, kernel, length, bits, fused: bool, timeout: float
             "trec_step_mb": (out["trec"]["peak_kb"] - out["trec"]["baseline_kb"]) / 1024}
 
 
+def measure_fine_tuning(twin_path, dataset_path=None, steps: int = 150, rounds: int = 3) -> dict:
+    """The demo's fine-tuning (fashion_net, TREC conv1 and conv2 initialised from the dense twin,
+    Adam at lr 1e-3, batch 64) against training the dense twin itself: ``model.fit`` over the
+    same ``steps`` batches, the two alternating ``rounds`` times after a first fit each that
+    traces them; median ratio of the fit times (validation not included)."""
+    import keras
+
+    from .data import load_fashion_mnist
+    from .models import build_model
+    from .train import compile_model, init_from
+
+    ds = load_fashion_mnist(dataset_path)
+    x, y = ds.x_train[:steps * BATCH], ds.y_train[:steps * BATCH]
+    dense = keras.models.load_model(twin_path)
+    trec = build_model("fashion_net")
+    init_from(trec, twin_path)
+    models = {"dense": dense, "trec": trec}
+    for model in models.values():
+        compile_model(model, 1e-3, steps * (rounds + 1))
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+    times = {k: [] for k in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+            times[name].append(time.perf_counter() - t0)
+    ratios = [t / d for t, d in zip(times["trec"], times["dense"])]
+    return {"steps": steps, "rounds": rounds, "dense_s": statistics.median(times["dense"]),
+            "trec_s": statistics.median(times["trec"]), "ratio": statistics.median(ratios)}
+
+
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--plain-tf", action="store_true", help="use the plain-TF path instead of the fused ops")
@@ -225,6 +256,9 @@ def register(p: argparse.ArgumentParser) -> None:
                                   "conv1 makes the conv2 input; default: one trained for one epoch, cached")
     p.add_argument("--dataset-path", help="directory with the Fashion-MNIST .gz files")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS measurement (one process per layer)")
+    p.add_argument("--fine-tune-steps", type=int, default=0, metavar="N",
+                   help="also time the demo's fine-tuning (whole fashion_net, TREC from the twin) against "
+                        "training the dense twin, over N batches, three alternating rounds (default: skip)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=command)
 
@@ -247,8 +281,12 @@ def command(args) -> int:
             r.update(measure_memory(x, filters, kernel, length, bits, fused is None))
         rows.append({"layer": name, "input": [BATCH, *shape], "source": SOURCES[name], "filters": filters,
                      "kernel": kernel, "sub_vector_length": length, "hash_bits": bits, **r})
+    fine = None
+    if args.fine_tune_steps > 0:
+        twin = args.twin or str(_twin_dir() / "fashion_twin.keras")
+        fine = measure_fine_tuning(twin, args.dataset_path, args.fine_tune_steps)
     if args.json:
-        print(json.dumps({"path": path, "rows": rows}, indent=2))
+        print(json.dumps({"path": path, "rows": rows, "fine_tuning": fine}, indent=2))
         return 0
     print(f"TRECConv2D vs Conv2D training step (forward + backward, batch {BATCH}, {path}; "
           f"median of {args.repeats} alternating runs)")
@@ -264,4 +302,8 @@ def command(args) -> int:
     print("MB: peak RSS of a process running four training steps of the layer; step MB: that peak minus "
           "the RSS before the first step (tracing included)")
     print("inputs: " + "; ".join(f"{name}: {src}" for name, src in SOURCES.items()))
+    if fine:
+        print(f"demo fine-tuning vs dense twin (fashion_net, model.fit over {fine['steps']} batches of {BATCH}, "
+              f"median of {fine['rounds']} alternating rounds): dense {fine['dense_s']:.1f} s, "
+              f"TREC {fine['trec_s']:.1f} s, ratio {fine['ratio']:.2f}x")
     return 0

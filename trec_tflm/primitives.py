@@ -180,7 +180,7 @@ def cluster_product(x, codes, kernel, geom: Geometry, length: int, num_codes: in
 
 def halfspace_delta(values, codes, bits: int):
     """[B,M,H,L]: mean of sub-vectors with bit h set minus mean of the others (0 if one side
-    is empty), per image and sub-matrix. Plain-TF twin of TrecClusterMean's delta output."""
+    is empty), per image and sub-matrix. Plain-TF twin of TrecClusterForward's delta output."""
     values = tf.stop_gradient(values)
     n = values.shape[1]
     bit = tf.cast(tf.bitwise.bitwise_and(codes[..., None], tf.constant(1 << np.arange(bits), tf.int32)) > 0,
