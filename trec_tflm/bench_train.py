@@ -299,8 +299,9 @@ def command(args) -> int:
             line += (f"{r['conv_peak_mb']:>11.0f}{r['trec_peak_mb']:>9.0f}{r['memory_ratio']:>6.2f}x"
                      f"{r['conv_step_mb']:>8.0f}/{r['trec_step_mb']:<5.0f}")
         print(line)
-    print("MB: peak RSS of a process running four training steps of the layer; step MB: that peak minus "
-          "the RSS before the first step (tracing included)")
+    if not args.no_memory:
+        print("MB: peak RSS of a process running four training steps of the layer; step MB: that peak minus "
+              "the RSS before the first step (tracing included)")
     print("inputs: " + "; ".join(f"{name}: {src}" for name, src in SOURCES.items()))
     if fine:
         print(f"demo fine-tuning vs dense twin (fashion_net, model.fit over {fine['steps']} batches of {BATCH}, "

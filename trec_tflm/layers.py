@@ -135,8 +135,8 @@ class TRECConv2D(keras.layers.Conv2D):
         n = geom.rows
 
         ops = None if self.use_fused_ops is False else train_ops.for_training(x.dtype)
-        if ops is None and self.use_fused_ops:  # forced (e.g. CPU placement on a GPU machine)
-            ops = train_ops.load()
+        if ops is None and self.use_fused_ops and x.dtype.name in train_ops.FUSED_DTYPES:
+            ops = train_ops.load()  # forced, e.g. the CPU ops on a machine with a GPU
         r = tf.cast(self.hash_kernel, x.dtype)
         pow2 = tf.constant(1 << np.arange(bits), tf.int32)
         j = geom.strip_width(length)
