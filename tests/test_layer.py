@@ -96,9 +96,8 @@ def test_clustering_is_per_image():
 def test_gradients_match_finite_differences(fused):
     if fused is None and train_ops.load() is None:
         pytest.skip(f"fused ops unavailable: {train_ops.unavailable_reason()}")
-    # float64 finite differences need the plain-TF path; the fused path is float32 and is
-    # checked against the plain path in test_fused_ops_match_plain_tf.
-    dtype = "float64" if fused is False else "float32"
+    # both routes in float64: the per-cluster fused ops and the plain-TF N-row route
+    dtype = "float64"
     rng = np.random.default_rng(4)
     x = tf.constant(np.abs(rng.normal(size=(2, 5, 5, 2))), dtype=dtype)
     layer = TRECConv2D(3, 3, padding="same", sub_vector_length=6, hash_bits=2, dtype=dtype)
@@ -196,12 +195,158 @@ def test_fused_ops_match_plain_tf():
 def test_primitives_cluster_mean_counts_clusters():
     values = tf.constant(np.arange(2 * 4 * 1 * 2, dtype=np.float32).reshape(2, 4, 1, 2))
     codes = tf.constant([[[0], [1], [0], [3]], [[2], [2], [2], [2]]], dtype=tf.int32)
+    means, clusters, _ = primitives.cluster_mean(values, codes, 4)
+    assert clusters.numpy().tolist() == [[3], [1]]
+    # hand-checked: rows 0 and 2 of image 0 share code 0 -> mean of (0,1) and (4,5)
+    np.testing.assert_allclose(means.numpy()[0, :, 0], [[2, 3], [2, 3], [2, 3], [6, 7]])
+    np.testing.assert_allclose(means.numpy()[1, :, 0], [[11, 12]] * 4)
+
+
+def _fused_ops():
+    ops = train_ops.load()
+    if ops is None:
+        pytest.skip(f"fused ops unavailable: {train_ops.unavailable_reason()}")
+    return ops
+
+
+def test_fused_cluster_product_hand_checked():
+    """The per-cluster ops on the hand-checked case above: a 1x1 kernel over 1x4 images of 2
+    channels (L = 2, M = 1), so the im2col rows are the pixels; W = [[1, 2], [3, 4]]."""
+    ops = _fused_ops()
+    x = tf.constant(np.arange(16, dtype=np.float64).reshape(2, 1, 4, 2))
+    codes = tf.constant([[[0], [1], [0], [3]], [[2], [2], [2], [2]]], dtype=tf.int32)
+    w = tf.constant([[1.0, 2.0], [3.0, 4.0]], tf.float64)
+    dy = tf.constant([[[1, 0], [0, 2], [3, 0], [0, 5]], [[1, 1], [0, 0], [0, 0], [2, 0]]], tf.float64)
+    geom = primitives.Geometry(1, 4, 2, (1, 1), (1, 1), (1, 1), "valid", 2)
+    with tf.GradientTape() as tape:
+        tape.watch([x, w])
+        y, clusters, _ = primitives.cluster_product(x, codes, w, geom, 2, 4, ops)
+        loss = tf.reduce_sum(y * dy)
+    dx, dw = tape.gradient(loss, [x, w])
+    assert clusters.numpy().tolist() == [[3], [1]]
+    # x_hat by hand: image 0 rows 0 and 2 -> (2, 3), row 1 (2, 3), row 3 (6, 7); image 1 all (11, 12)
+    x_hat = np.array([[[2, 3], [2, 3], [2, 3], [6, 7]], [[11, 12]] * 4], dtype=np.float64)
+    w_np = np.array([[1, 2], [3, 4]], dtype=np.float64)
+    np.testing.assert_array_equal(y.numpy(), x_hat @ w_np)
+    np.testing.assert_array_equal(dw.numpy(), np.einsum("bnl,bnf->lf", x_hat, dy.numpy()))
+    # the input gradient: g . W^T averaged over each cluster (rows 0 and 2 share theirs)
+    gx = dy.numpy() @ w_np.T
+    want = gx.copy()
+    want[0, [0, 2]] = gx[0, [0, 2]].mean(axis=0)
+    want[1, :] = gx[1].mean(axis=0)
+    np.testing.assert_array_equal(dx.numpy().reshape(2, 4, 2), want)
+
+
+_CASES = {
+    # name: (input HxWxC, filters, kernel, strides, dilation, padding, L, H, hash initializer)
+    "strided, L not dividing K": ((7, 6, 3), 5, 3, 2, 1, "same", 4, 3, "orthogonal"),
+    "dilated, L not a strip": ((9, 8, 2), 4, 3, 1, 2, "same", 5, 4, "orthogonal"),
+    "strips of 3 pixels": ((9, 8, 2), 4, 3, 1, 1, "same", 6, 4, "orthogonal"),
+    "valid, strips of 1 pixel": ((8, 8, 4), 6, 3, 1, 1, "valid", 4, 4, "orthogonal"),
+    "many singleton clusters": ((6, 7, 3), 5, 3, 1, 1, "same", 27, 16, "orthogonal"),
+    "one cluster": ((6, 7, 3), 5, 3, 1, 1, "same", 9, 5, "zeros"),  # every projection 0: code 0
+}
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_per_cluster_route_equals_the_n_row_route_float64(case):
+    """The fused per-cluster route and the plain-TF route on all N rows agree in float64 to
+    rounding (1e-12): output, rc, and the gradients of input, kernel, bias and hash matrix."""
+    _fused_ops()
+    shape, filters, kernel, strides, dilation, padding, length, bits, hash_init = _CASES[case]
+    rng = np.random.default_rng(len(case))
+    x = tf.constant(np.abs(rng.normal(size=(10, *shape))), tf.float64)
+    results = []
     for fused in (None, False):
-        means, clusters, _ = primitives.cluster_mean(values, codes, 4, use_fused=fused)
-        assert clusters.numpy().tolist() == [[3], [1]]
-        # hand-checked: rows 0 and 2 of image 0 share code 0 -> mean of (0,1) and (4,5)
-        np.testing.assert_allclose(means.numpy()[0, :, 0], [[2, 3], [2, 3], [2, 3], [6, 7]])
-        np.testing.assert_allclose(means.numpy()[1, :, 0], [[11, 12]] * 4)
+        keras.utils.set_random_seed(3)
+        layer = TRECConv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding=padding,
+                           sub_vector_length=length, hash_bits=bits, hash_initializer=hash_init, dtype="float64")
+        layer.use_fused_ops = fused
+        layer.build(x.shape)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            upstream = tf.constant(np.random.default_rng(1).normal(size=y.shape), tf.float64)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.kernel, layer.bias, layer.hash_kernel])
+        results.append((y.numpy(), [g.numpy() for g in grads], layer.reuse_rate))
+    (y0, g0, rc0), (y1, g1, rc1) = results
+    assert rc0 == rc1
+    if case == "many singleton clusters":
+        assert rc0 > 0.95
+    elif case == "one cluster":
+        assert rc0 == pytest.approx(1 / (shape[0] * shape[1]))  # one cluster of Ho*Wo rows
+    else:
+        assert 0.0 < rc0 < 1.0
+    np.testing.assert_allclose(y0, y1, rtol=1e-12, atol=1e-12)
+    for a, b in zip(g0, g1):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert np.abs(g0[1]).max() > 0
+
+
+def test_fused_singletons_train_like_conv2d():
+    """Every row its own cluster: the fused route's output and input/kernel/bias gradients equal
+    keras Conv2D's (an independent implementation), float64."""
+    _fused_ops()
+    rng = np.random.default_rng(9)
+    x = tf.constant(rng.normal(size=(4, 6, 7, 3)), tf.float64)
+    trec = TRECConv2D(5, 3, strides=2, padding="same", sub_vector_length=27, hash_bits=16, dtype="float64")
+    trec.build(x.shape)
+    conv = keras.layers.Conv2D(5, 3, strides=2, padding="same", dtype="float64")
+    conv.build(x.shape)
+    conv.set_weights([trec.kernel.numpy(), trec.bias.numpy()])
+    upstream = tf.constant(rng.normal(size=(4, 3, 4, 5)), tf.float64)
+    grads = []
+    for layer in (trec, conv):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x, layer.kernel, layer.bias])])
+    assert trec.reuse_rate == 1.0
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+
+
+def _notice_lines(capsys):
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("trec_tflm:")]
+
+
+def test_fallback_without_the_fused_ops_says_so_once(monkeypatch, capsys):
+    """Where the ops cannot build, the layer trains on plain TF with one notice line, and the
+    same result as forcing the plain route."""
+    x = tf.constant(np.abs(np.random.default_rng(3).normal(size=(2, 6, 6, 2))).astype("float32"))
+    keras.utils.set_random_seed(4)
+    plain = TRECConv2D(3, 3, padding="same", sub_vector_length=6, hash_bits=3)
+    plain.use_fused_ops = False
+    want = plain(x).numpy()
+    capsys.readouterr()
+    monkeypatch.setattr(train_ops, "_module", None)
+    monkeypatch.setattr(train_ops, "_failed", "building trec_train_ops.cc failed:\nno compiler here")
+    monkeypatch.setattr(train_ops, "_notices", set())
+    monkeypatch.setattr(primitives, "cluster_product", None)  # the fused route must not be taken
+    keras.utils.set_random_seed(4)
+    layer = TRECConv2D(3, 3, padding="same", sub_vector_length=6, hash_bits=3)
+    np.testing.assert_array_equal(layer(x).numpy(), want)
+    layer(x)
+    lines = _notice_lines(capsys)
+    assert len(lines) == 1, lines
+    assert "fused training ops unavailable (building trec_train_ops.cc failed:)" in lines[0]
+    assert "plain TF ops" in lines[0]
+
+
+def test_gpu_present_takes_the_plain_route_with_a_notice(monkeypatch, capsys):
+    _fused_ops()
+    real = tf.config.list_logical_devices
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda kind=None: ["/device:GPU:0"] if kind == "GPU" else real(kind))
+    monkeypatch.setattr(train_ops, "_notices", set())
+    monkeypatch.setattr(primitives, "cluster_product", None)
+    x = tf.constant(np.abs(np.random.default_rng(3).normal(size=(2, 6, 6, 2))).astype("float32"))
+    layer = TRECConv2D(3, 3, padding="same", sub_vector_length=6, hash_bits=3)
+    layer(x)
+    lines = _notice_lines(capsys)
+    assert len(lines) == 1 and "GPU present" in lines[0], lines
 
 
 def test_serialization_roundtrip(tmp_path):

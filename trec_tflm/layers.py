@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import primitives
+from . import primitives, train_ops
 from .golden import HASH_CENTERS, MAX_HASH_BITS
 
 # Images per batch that estimate the hash matrix's surrogate gradient (see call()).
@@ -86,7 +86,8 @@ class TRECConv2D(keras.layers.Conv2D):
         self.hash_regularizer = keras.regularizers.get(hash_regularizer)
         self.hash_constraint = keras.constraints.get(hash_constraint)
         self.hash_trainable = bool(hash_trainable)
-        # None: fused CPU ops when they build (trec_tflm.train_ops), else plain TF; same math.
+        # None: the fused CPU ops when they can run (trec_tflm.train_ops.for_training), else plain
+        # TF with a notice; False: plain TF; True: the fused ops even with a GPU present.
         self.use_fused_ops = None
 
     # ------------------------------------------------------------------ build
@@ -106,8 +107,10 @@ class TRECConv2D(keras.layers.Conv2D):
             name="hash_kernel", shape=(self.sub_vector_length, self.hash_bits),
             initializer=self.hash_initializer, regularizer=self.hash_regularizer,
             constraint=self.hash_constraint, trainable=self.hash_trainable, dtype=self.dtype)
+        # under tf.distribute every replica assigns the rc of its own images; "mean" makes the
+        # variable (and the ReuseRate metric that reads it) the rc of the global batch
         self._reuse_rate = self.add_weight(name="reuse_rate", shape=(), initializer="ones",
-                                           trainable=False, dtype="float32")
+                                           trainable=False, dtype="float32", aggregation="mean")
 
     @property
     def reuse_rate(self) -> float:
@@ -131,37 +134,53 @@ class TRECConv2D(keras.layers.Conv2D):
                                    self.dilation_rate, self.padding, m_count * length)
         n = geom.rows
 
-        rows = primitives.im2col(x, geom, self.use_fused_ops)  # [B, N, M*L]
-        sub = tf.reshape(rows, [batch, n, m_count, length])
-        r = tf.cast(self.hash_kernel, sub.dtype)
+        ops = None if self.use_fused_ops is False else train_ops.for_training(x.dtype)
+        if ops is None and self.use_fused_ops and x.dtype.name in train_ops.FUSED_DTYPES:
+            ops = train_ops.load()  # forced, e.g. the CPU ops on a machine with a GPU
+        r = tf.cast(self.hash_kernel, x.dtype)
         pow2 = tf.constant(1 << np.arange(bits), tf.int32)
         j = geom.strip_width(length)
+        sub = None
         if j:
             # strips of j whole pixels (the model builders' default L): project each image position
-            # once and gather the codes, as the int8 kernel does
+            # once and gather the codes, as the int8 kernel does; no im2col needed
             strip_index = geom.strip_layout(j)[2]
             pixel_proj = self._strip_projections(x, tf.stop_gradient(r), geom, j)  # [B, P, H]
             codes = tf.gather(tf.reduce_sum(tf.cast(pixel_proj > 0, tf.int32) * pow2, axis=-1), strip_index, axis=1)
         else:
+            sub = tf.reshape(primitives.im2col(x, geom, ops), [batch, n, m_count, length])
             proj = self._projections(x, sub, tf.stop_gradient(r), k, m_count)  # [B, N, M, H]
             codes = tf.reduce_sum(tf.cast(proj > 0, tf.int32) * pow2, axis=-1)
         surrogate = bool(self.hash_trainable and training)
-        x_hat, clusters, delta = primitives.cluster_mean(sub, codes, 2**bits, bits if surrogate else 0,
-                                                         self.use_fused_ops)
-        if surrogate:
-            # R has only L*H entries: a few images of the batch estimate its gradient well, at a
-            # fraction of the cost; hash_surrogate rescales by B/S so the estimate is unbiased.
-            s = tf.minimum(batch, SURROGATE_IMAGES)
-            if j:
-                proj_s = tf.gather(self._strip_projections(x[:s], r, geom, j), strip_index, axis=1)
-            else:
-                proj_s = self._projections(x[:s], sub[:s], r, k, m_count)
-            x_hat = primitives.hash_surrogate(x_hat, proj_s, delta[:s], batch, self.use_fused_ops)
+        # R has only L*H entries: a few images of the batch estimate its gradient well, at a
+        # fraction of the cost; hash_surrogate rescales by B/S so the estimate is unbiased.
+        s = tf.minimum(batch, SURROGATE_IMAGES)
 
-        kernel = tf.reshape(tf.cast(self.kernel, x_hat.dtype), [k, self.filters])
+        kernel = tf.reshape(tf.cast(self.kernel, x.dtype), [k, self.filters])
         if m_count * length != k:
             kernel = tf.pad(kernel, [[0, m_count * length - k], [0, 0]])
-        y = tf.matmul(tf.reshape(x_hat, [batch * n, m_count * length]), kernel)
+        if ops is not None:
+            # per cluster: rc*N centroid rows per image and sub-matrix go through the products
+            y, clusters, delta = primitives.cluster_product(
+                x, codes, kernel, geom, length, 2**bits, ops, bits if surrogate else 0,
+                SURROGATE_IMAGES if surrogate else 0)
+            if surrogate:
+                # g_xhat . delta = g . (delta . W_m): F-long dot products instead of L-long
+                # ones on g . W_m^T, and no [S, N, M, L] tensor
+                w_m = tf.reshape(tf.stop_gradient(kernel), [m_count, length, self.filters])
+                e = tf.einsum("smhl,mlf->smhf", delta, w_m)
+                y = primitives.hash_surrogate(y, self._surrogate_projections(x, sub, r, geom, j, k, m_count, s),
+                                              batch, lambda g: tf.einsum("snf,smhf->snmh", g, e))
+        else:
+            # plain TF: average the N rows, then the products on them (the shape of im2col)
+            if sub is None:
+                sub = tf.reshape(primitives.im2col(x, geom), [batch, n, m_count, length])
+            x_hat, clusters, _ = primitives.cluster_mean(sub, codes, 2**bits)
+            if surrogate:
+                delta_s = primitives.halfspace_delta(sub[:s], codes[:s], bits)
+                x_hat = primitives.hash_surrogate(x_hat, self._surrogate_projections(x, sub, r, geom, j, k, m_count, s),
+                                                  batch, lambda g: tf.einsum("bnml,bmhl->bnmh", g, delta_s))
+            y = tf.matmul(tf.reshape(x_hat, [batch * n, m_count * length]), kernel)
         y = tf.reshape(y, [batch, geom.ho, geom.wo, self.filters])
         if self.use_bias:
             y = y + tf.cast(self.bias, y.dtype)
@@ -171,6 +190,12 @@ class TRECConv2D(keras.layers.Conv2D):
         if self.activation is not None:
             y = self.activation(y)
         return y
+
+    def _surrogate_projections(self, x, sub, r, geom, j, k, m_count, s):
+        """[S, N, M, H] projections of the first s images, with R's gradient (for the surrogate)."""
+        if j:
+            return tf.gather(self._strip_projections(x[:s], r, geom, j), geom.strip_layout(j)[2], axis=1)
+        return self._projections(x[:s], sub[:s], r, k, m_count)
 
     def _strip_projections(self, x, r, geom, j):
         """[B, P, H]: (strip - centre) . R for every strip position (see _projections)."""

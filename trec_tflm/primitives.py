@@ -1,7 +1,8 @@
-"""The tensor primitives of TRECConv2D, each with a fused op and a plain-TensorFlow twin.
+"""The tensor primitives of TRECConv2D: the per-cluster route on the fused CPU ops
+(trec_tflm.train_ops) and the plain-TensorFlow route on the N averaged rows.
 
-``use_fused=None`` picks the fused op (trec_tflm.train_ops) when it is available. The two paths
-compute the same values; tests compare them, so each checks the other.
+Both routes compute the same values (in float64 to rounding); tests compare them, so each checks
+the other. ``ops`` arguments are the loaded op module (``train_ops.load()``).
 """
 
 from __future__ import annotations
@@ -9,18 +10,11 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from . import train_ops
 from .golden import conv_geometry, strip_width
 
 # Plain-TF clustering: direct segment ids (B*M*2^H segments) while that is at most this many
 # times the number of sub-vectors; beyond that, tf.unique compacts the keys first.
 _DIRECT_SEGMENT_FACTOR = 4
-
-
-def _ops(use_fused):
-    if use_fused is False:
-        return None
-    return train_ops.load()
 
 
 class Geometry:
@@ -88,9 +82,9 @@ def strip_projections(x, r, geom: Geometry, j: int):
     return tf.reshape(p, [tf.shape(x)[0], -1, tf.shape(r)[-1]])
 
 
-def im2col(x, geom: Geometry, use_fused=None):
-    """x [B,H,W,C] -> [B, N, padded_k]: rows in (ky, kx, ci) order, zero padding/extension."""
-    ops = _ops(use_fused)
+def im2col(x, geom: Geometry, ops=None):
+    """x [B,H,W,C] -> [B, N, padded_k]: rows in (ky, kx, ci) order, zero padding/extension.
+    With ``ops``, one fused op (and its adjoint for the gradient); else gather and pad."""
     if ops is not None:
         @tf.custom_gradient
         def fused(inp):
@@ -129,42 +123,64 @@ def _cluster_mean_tf(values, codes, num_codes):
     return means, tf.reshape(clusters, [batch, m])
 
 
-def cluster_mean(values, codes, num_codes: int, delta_bits: int = 0, use_fused=None):
-    """Replace each sub-vector by the mean of those sharing (image, sub-matrix, code).
+def cluster_mean(values, codes, num_codes: int, delta_bits: int = 0):
+    """Replace each sub-vector by the mean of those sharing (image, sub-matrix, code): the
+    plain-TF route, on all N rows.
 
     values [B,N,M,L] float, codes [B,N,M] int32 in [0, num_codes).
     Returns (means [B,N,M,L], clusters [B,M] int32, delta [B,M,delta_bits,L] or None), delta as
     in halfspace_delta. The averaging operator is symmetric and the codes are piecewise
     constant, so the exact gradient is the same averaging applied to dL/dmeans.
     """
-    ops = _ops(use_fused)
-
-    def impl(v, bits):
-        if ops is not None:
-            return ops.trec_cluster_mean(v, codes, num_codes=num_codes, delta_bits=bits)
-        means, clusters = _cluster_mean_tf(v, codes, num_codes)
-        return means, clusters, (halfspace_delta(v, codes, bits) if bits else None)
-
     box = {}
 
     @tf.custom_gradient
     def averaged(v):
-        means, clusters, delta = impl(v, delta_bits)
-        box["clusters"], box["delta"] = clusters, delta
+        means, clusters = _cluster_mean_tf(v, codes, num_codes)
+        box["clusters"] = clusters
 
         def grad(g):
-            return impl(g, 0)[0]
+            return _cluster_mean_tf(g, codes, num_codes)[0]
 
         return means, grad
 
     means = averaged(values)
-    delta = tf.stop_gradient(box["delta"]) if delta_bits else None
+    delta = halfspace_delta(values, codes, delta_bits) if delta_bits else None
     return means, box["clusters"], delta
+
+
+def cluster_product(x, codes, kernel, geom: Geometry, length: int, num_codes: int, ops,
+                    delta_bits: int = 0, delta_images: int = 0):
+    """y [B,N,F] = sum_m x_hat[b,n,m] . W_m computed per cluster (the fused route).
+
+    kernel [M*L, F]. The centroids (rc*N rows per image and sub-matrix) are read straight from x,
+    multiplied by W_m, and gathered back to the rows; backward, the output gradient is summed per
+    cluster, so the kernel gradient is centroids^T . sums and the input gradient is
+    (sums . W_m^T) / count spread over the members (the cluster average of g . W^T). Returns
+    (y, clusters [B,M], delta [S,M,delta_bits,L] of the first S = delta_images images, or None).
+    """
+    attrs = geom.attrs()
+    w = tf.reshape(kernel, [geom.padded_k // length, length, -1])
+    box = {}
+
+    @tf.custom_gradient
+    def product(inp, wm):
+        y, cent, counts, slot, clusters, delta = ops.trec_cluster_forward(
+            inp, codes, wm, num_codes=num_codes, delta_bits=delta_bits, delta_images=delta_images, **attrs)
+        box.update(clusters=clusters, delta=delta)
+
+        def grad(dy):
+            return ops.trec_cluster_backward(dy, cent, counts, slot, clusters, wm, tf.shape(inp), **attrs)
+
+        return y, grad
+
+    y = product(x, w)
+    return y, box["clusters"], (tf.stop_gradient(box["delta"]) if delta_bits else None)
 
 
 def halfspace_delta(values, codes, bits: int):
     """[B,M,H,L]: mean of sub-vectors with bit h set minus mean of the others (0 if one side
-    is empty), per image and sub-matrix. Plain-TF twin of TrecClusterMean's delta output."""
+    is empty), per image and sub-matrix. Plain-TF twin of TrecClusterForward's delta output."""
     values = tf.stop_gradient(values)
     n = values.shape[1]
     bit = tf.cast(tf.bitwise.bitwise_and(codes[..., None], tf.constant(1 << np.arange(bits), tf.int32)) > 0,
@@ -177,37 +193,43 @@ def halfspace_delta(values, codes, bits: int):
     return tf.where(((n1 > 0) & (n0 > 0))[..., None], delta, tf.zeros_like(delta))
 
 
-def delta_project(grad, delta, use_fused=None):
-    """[B,N,M,H] = sum_l grad[b,n,m,l] * delta[b,m,h,l]."""
-    ops = _ops(use_fused)
-    if ops is not None:
-        return ops.trec_delta_project(grad, delta)
-    return tf.einsum("bnml,bmhl->bnmh", grad, delta)
+def _spread(proj):
+    """[H]: standard deviation of the projections of each bit over the global batch. Under
+    tf.distribute the replicas pool their statistics (like a synchronised BatchNorm), so the
+    surrogate does not depend on how the batch is split."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tf.math.reduce_std(proj, axis=[0, 1, 2])
+    count = ctx.all_reduce("sum", tf.cast(tf.reduce_prod(tf.shape(proj)[:3]), proj.dtype))
+    mean = ctx.all_reduce("sum", tf.reduce_sum(proj, axis=[0, 1, 2])) / count
+    return tf.sqrt(ctx.all_reduce("sum", tf.reduce_sum(tf.square(proj - mean), axis=[0, 1, 2])) / count)
 
 
-def hash_surrogate(x_hat, proj, delta, batch, use_fused=None):
-    """Identity on x_hat whose backward pass also gives proj the hash's surrogate gradient.
+def hash_surrogate(target, proj, batch, project):
+    """Identity on target whose backward pass also gives proj the hash's surrogate gradient.
 
-    proj and delta may cover only the first S images of the batch (x_hat covers all B); the
+    proj [S,N,M,H] may cover only the first S images of the batch (target covers all B); the
     gradient is then scaled by B/S, an unbiased estimate of the full-batch surrogate.
+    project(g) maps the gradient of the first S images of target to
+    sum_l g_xhat[b,n,m,l] * delta[b,m,h,l] with g_xhat = dL/dx_hat.
 
     Crossing hyperplane h moves a sub-vector to the other half-space; its representative then
     moves, to first order, by delta = (mean of the set side) - (mean of the other side). The
-    loss sees that move through g = dL/dx_hat, so
-        dL/dproj[b,n,m,h] = sigmoid'(proj/tau)/tau * (g[b,n,m,:] . delta[b,m,h,:])
+    loss sees that move through g_xhat, so
+        dL/dproj[b,n,m,h] = sigmoid'(proj/tau)/tau * (g_xhat[b,n,m,:] . delta[b,m,h,:])
     a straight-through estimator whose direction comes from the data; tau, the spread of the
     projections of each bit, makes it invariant to the scale of the hash matrix.
     """
-    tau = tf.stop_gradient(tf.math.reduce_std(proj, axis=[0, 1, 2])) + 1e-6
+    tau = _spread(tf.stop_gradient(proj)) + 1e-6
     subset = tf.shape(proj)[0]
     scale = tf.cast(batch, proj.dtype) / tf.cast(subset, proj.dtype)
 
     @tf.custom_gradient
-    def surrogate(xh, p):
+    def surrogate(t, p):
         def grad(g):
             s = tf.sigmoid(p / tau)
-            return g, (scale / tau) * s * (1.0 - s) * delta_project(g[:subset], delta, use_fused)
+            return g, (scale / tau) * s * (1.0 - s) * project(g[:subset])
 
-        return tf.identity(xh), grad
+        return tf.identity(t), grad
 
-    return surrogate(x_hat, proj)
+    return surrogate(target, proj)

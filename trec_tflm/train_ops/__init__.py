@@ -1,9 +1,11 @@
 """Fused TensorFlow CPU ops for TRECConv2D training, built from source on first use.
 
-The ops only speed training up; every one has a plain-TF equivalent in trec_tflm.layers, used
-when this library cannot be built (no C++ compiler, no TF headers) or when
-``TREC_TFLM_DISABLE_TRAIN_OPS=1``. The build goes to ``$TREC_TFLM_CACHE`` (default
-``~/.cache/trec_tflm``), keyed by the source hash and the TensorFlow version.
+The ops only speed training up (they multiply only the centroids, trec_tflm.primitives); the
+layer computes the same values on plain TF ops when this library cannot be built (no C++
+compiler, no TF headers), when ``TREC_TFLM_DISABLE_TRAIN_OPS=1``, when a GPU is present (the
+ops are CPU-only) or for dtypes other than float32/float64, and says so in a one-line notice.
+The build goes to ``$TREC_TFLM_CACHE`` (default ``~/.cache/trec_tflm``), keyed by the source
+hash, the TensorFlow version and the host.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import warnings
 from pathlib import Path
 
 from .. import paths
@@ -24,6 +25,8 @@ _SOURCE = Path(__file__).with_name("trec_train_ops.cc")
 _lock = threading.Lock()
 _module = None
 _failed: str | None = None
+_notices: set[str] = set()
+FUSED_DTYPES = ("float32", "float64")
 
 
 def cache_dir() -> Path:
@@ -66,7 +69,7 @@ def _build(target: Path) -> None:
 
 
 def load():
-    """The loaded op module, or None when unavailable (the reason is warned once)."""
+    """The loaded op module, or None when unavailable (``unavailable_reason()`` says why)."""
     global _module, _failed
     if _module is not None or _failed is not None:
         return _module
@@ -85,12 +88,39 @@ def load():
                 _build(path)
             _module = tf.load_op_library(str(path))
         except Exception as exc:  # noqa: BLE001 - any failure means: use the TF fallback
-            _failed = str(exc)
-            warnings.warn(f"trec_tflm: fused training ops unavailable, using plain TF ops "
-                          f"(slower training, same results): {exc}", RuntimeWarning, stacklevel=2)
+            _failed = str(exc) or type(exc).__name__
     return _module
 
 
 def unavailable_reason() -> str | None:
     load()
     return _failed
+
+
+def notice(message: str) -> None:
+    """One line on stderr, once per process for each message: the layer never trains on the
+    slower route silently."""
+    if message not in _notices:
+        _notices.add(message)
+        print(f"trec_tflm: {message}", file=sys.stderr, flush=True)
+
+
+def for_training(dtype) -> object | None:
+    """The op module for a TRECConv2D computing in ``dtype``, or None (plain-TF route) with a
+    one-line notice of why."""
+    import tensorflow as tf
+
+    slower = "TRECConv2D trains on plain TF ops (same results, N-row products: slower)"
+    if tf.config.list_logical_devices("GPU"):
+        notice(f"GPU present: {slower} on the GPU; the fused ops are CPU-only (docs/TRAINING.md)")
+        return None
+    name = tf.as_dtype(dtype).name
+    if name not in FUSED_DTYPES:
+        notice(f"the fused training ops take {' or '.join(FUSED_DTYPES)}, not {name}: {slower}")
+        return None
+    module = load()
+    if module is None:
+        reason = _failed.strip().splitlines()[0][:200]
+        notice(f"fused training ops unavailable ({reason}): {slower}; "
+               "trec_tflm.train_ops.unavailable_reason() has the details")
+    return module

@@ -1,28 +1,40 @@
-// Fused CPU kernels that make TRECConv2D training affordable in TensorFlow.
+// Fused CPU kernels for TRECConv2D training: forward and backward computed per cluster.
 //
-// TensorFlow's generic gather/scatter kernels spend most of a TREC training step moving the
-// im2col tensor around (single-threaded random access). These ops do the same math in one
-// cache-friendly pass each, parallel over images. trec_tflm/train_ops/__init__.py builds this
-// file on first use; trec_tflm/layers.py falls back to plain TF ops when it cannot, and the
-// tests check the two paths against each other.
+// A TREC layer's output is y[b,n] = sum_m centroid[b,m,slot(b,n,m)] . W_m, so the matrix products
+// only need the centroids (rc*N rows per image and sub-matrix), not the N averaged rows of the
+// im2col shape. These ops do the gather/scatter around those products in one cache-friendly
+// pass each, parallel over images; TensorFlow's batched matmul does the products.
+// trec_tflm/train_ops/__init__.py builds this file on first use; trec_tflm/layers.py falls back
+// to the plain-TF route (N rows) when it cannot, and the tests check the two against each other.
+//
+// Centroid rows of sub-matrix m are laid out image after image: image b owns rows
+// [off(b,m), off(b,m) + clusters(b,m)) with off(b,m) = sum_{b'<b} clusters(b',m); rows past the
+// last image's (up to T = max_m sum_b clusters(b,m)) are zero.
 //
 //   TrecIm2Col(x[B,H,W,C]) -> cols[B,N,Kp]    rows in (ky,kx,ci) order, zero padding and
 //                                             zero extension from K to Kp = M*L
-//   TrecCol2Im(cols[B,N,Kp]) -> x[B,H,W,C]    the adjoint (scatter-add), for the gradient
-//   TrecClusterMean(values[B,N,M,L], codes[B,N,M]) -> (means[B,N,M,L], clusters[B,M])
-//                                             replace each sub-vector by the mean of those
-//                                             sharing its (image, sub-matrix, code); the
-//                                             operator is symmetric, so it is its own gradient
-//   TrecClusterMean(..., delta_bits=H) also returns delta[B,M,H,L]: mean of the members
-//                                             with bit h set minus mean of the others (0 when
-//                                             a side is empty), from the cluster sums
-//   TrecDeltaProject(grad[B,N,M,L], delta[B,M,H,L]) -> [B,N,M,H]   sum_l grad*delta
+//   TrecCol2Im(cols[B,N,Kp]) -> x[B,H,W,C]    the adjoint (scatter-add)
+//   TrecCentroids(x, codes[B,N,M]) -> centroids[M,T,L], counts[M,T], slot[B,N,M], clusters[B,M],
+//                                     delta[S,M,H,L]
+//                                             cluster means of the im2col sub-vectors sharing
+//                                             (image, sub-matrix, code), read straight from x
+//                                             (one im2col row at a time, never the whole im2col);
+//                                             delta: mean of the members with bit h set minus
+//                                             mean of the others, first S images (0 when a side
+//                                             is empty)
+//   TrecCentroidsGrad(dcentroids, slot, counts) -> dx[B,H,W,C]
+//                                             each member gets dcentroid/count (the averaging is
+//                                             symmetric), scattered back through im2col's adjoint
+//   TrecGatherSum(z[M,T,F], slot) -> y[B,N,F]            y[b,n] = sum_m z[m, slot(b,n,m)]
+//   TrecScatterSum(g[B,N,F], slot, clusters, counts) -> [M,T,F]   its adjoint: per-cluster sums
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "Eigen/Core"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -40,7 +52,7 @@ using tensorflow::errors::InvalidArgument;
 namespace shape_inference = tensorflow::shape_inference;
 
 // ------------------------------------------------------------------------------------------
-// geometry shared by im2col / col2im: per output pixel and tap, the input pixel or -1 (pad)
+// geometry shared by the im2col-shaped ops
 // ------------------------------------------------------------------------------------------
 struct Geometry {
   int h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left, ho, wo, k, kp;
@@ -65,48 +77,72 @@ static Status ReadGeometryAttrs(OpKernelConstruction* ctx, Geometry* g) {
   return Status();
 }
 
-static void Im2ColImage(const Geometry& g, const float* x, float* cols) {
-  for (int oy = 0; oy < g.ho; ++oy) {
-    for (int ox = 0; ox < g.wo; ++ox) {
-      float* row = cols + (static_cast<int64_t>(oy) * g.wo + ox) * g.kp;
-      float* dst = row;
-      for (int ky = 0; ky < g.kh; ++ky) {
-        const int iy = oy * g.sh - g.pad_top + ky * g.dh;
-        for (int kx = 0; kx < g.kw; ++kx, dst += g.c) {
-          const int ix = ox * g.sw - g.pad_left + kx * g.dw;
-          if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-            std::fill(dst, dst + g.c, 0.0f);
-          } else {
-            const float* src = x + (static_cast<int64_t>(iy) * g.w + ix) * g.c;
-            std::copy(src, src + g.c, dst);
-          }
-        }
+static Status SetImage(int64_t h, int64_t w, int64_t c, Geometry* g) {
+  g->h = static_cast<int>(h); g->w = static_cast<int>(w); g->c = static_cast<int>(c);
+  g->k = g->kh * g->kw * g->c;
+  if (g->kp < g->k) return InvalidArgument("padded_k ", g->kp, " smaller than kh*kw*C = ", g->k);
+  return Status();
+}
+
+// One im2col row (output pixel oy, ox) of one image into row[0, kp). A kernel row that lies
+// inside the image with dilation 1 is kw*C contiguous values of x: one copy.
+template <typename T>
+static void Im2ColRow(const Geometry& g, const T* x, int oy, int ox, T* row) {
+  const int ix0 = ox * g.sw - g.pad_left;
+  const bool whole = g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.w;
+  T* dst = row;
+  for (int ky = 0; ky < g.kh; ++ky) {
+    const int iy = oy * g.sh - g.pad_top + ky * g.dh;
+    if (iy < 0 || iy >= g.h) {
+      std::fill(dst, dst + g.kw * g.c, T(0));
+      dst += g.kw * g.c;
+      continue;
+    }
+    const T* xrow = x + static_cast<int64_t>(iy) * g.w * g.c;
+    if (whole) {
+      std::copy(xrow + int64_t{ix0} * g.c, xrow + int64_t{ix0 + g.kw} * g.c, dst);
+      dst += g.kw * g.c;
+      continue;
+    }
+    for (int kx = 0; kx < g.kw; ++kx, dst += g.c) {
+      const int ix = ix0 + kx * g.dw;
+      if (ix < 0 || ix >= g.w) {
+        std::fill(dst, dst + g.c, T(0));
+      } else {
+        std::copy(xrow + int64_t{ix} * g.c, xrow + int64_t{ix + 1} * g.c, dst);
       }
-      std::fill(row + g.k, row + g.kp, 0.0f);
+    }
+  }
+  std::fill(row + g.k, row + g.kp, T(0));
+}
+
+// x += the adjoint of Im2ColRow applied to row (padding taps dropped).
+template <typename T>
+static void Col2ImRow(const Geometry& g, const T* row, int oy, int ox, T* x) {
+  const int ix0 = ox * g.sw - g.pad_left;
+  const bool whole = g.dw == 1 && ix0 >= 0 && ix0 + g.kw <= g.w;
+  const T* src = row;
+  for (int ky = 0; ky < g.kh; ++ky, src += g.kw * g.c) {
+    const int iy = oy * g.sh - g.pad_top + ky * g.dh;
+    if (iy < 0 || iy >= g.h) continue;
+    T* xrow = x + static_cast<int64_t>(iy) * g.w * g.c;
+    if (whole) {
+      T* dst = xrow + int64_t{ix0} * g.c;
+      for (int i = 0; i < g.kw * g.c; ++i) dst[i] += src[i];
+      continue;
+    }
+    for (int kx = 0; kx < g.kw; ++kx) {
+      const int ix = ix0 + kx * g.dw;
+      if (ix < 0 || ix >= g.w) continue;
+      T* dst = xrow + int64_t{ix} * g.c;
+      const T* s = src + kx * g.c;
+      for (int ci = 0; ci < g.c; ++ci) dst[ci] += s[ci];
     }
   }
 }
 
-static void Col2ImImage(const Geometry& g, const float* cols, float* x) {
-  std::fill(x, x + static_cast<int64_t>(g.h) * g.w * g.c, 0.0f);
-  for (int oy = 0; oy < g.ho; ++oy) {
-    for (int ox = 0; ox < g.wo; ++ox) {
-      const float* src = cols + (static_cast<int64_t>(oy) * g.wo + ox) * g.kp;
-      for (int ky = 0; ky < g.kh; ++ky) {
-        const int iy = oy * g.sh - g.pad_top + ky * g.dh;
-        for (int kx = 0; kx < g.kw; ++kx, src += g.c) {
-          const int ix = ox * g.sw - g.pad_left + kx * g.dw;
-          if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-          float* dst = x + (static_cast<int64_t>(iy) * g.w + ix) * g.c;
-          for (int ci = 0; ci < g.c; ++ci) dst[ci] += src[ci];
-        }
-      }
-    }
-  }
-}
-
-static void ParallelOverImages(OpKernelContext* ctx, int64_t items, int64_t cost,
-                               const std::function<void(int64_t, int64_t)>& fn) {
+static void ParallelOver(OpKernelContext* ctx, int64_t items, int64_t cost,
+                         const std::function<void(int64_t, int64_t)>& fn) {
   auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
   tensorflow::Shard(workers->num_threads, workers->workers, items, cost, fn);
 }
@@ -119,9 +155,17 @@ static void ParallelOverImages(OpKernelContext* ctx, int64_t items, int64_t cost
       .Attr("output_size: list(int)")                                                    \
       .Attr("padded_k: int")
 
+#define TREC_REGISTER_FLOAT_KERNELS(name, op)                                                 \
+  REGISTER_KERNEL_BUILDER(Name(name).Device(DEVICE_CPU).TypeConstraint<float>("T"), op<float>); \
+  REGISTER_KERNEL_BUILDER(Name(name).Device(DEVICE_CPU).TypeConstraint<double>("T"), op<double>)
+
+// ------------------------------------------------------------------------------------------
+// im2col and its adjoint (the layer's codes when sub-vectors are not pixel strips)
+// ------------------------------------------------------------------------------------------
 REGISTER_OP("TrecIm2Col")
-    .Input("x: float")
-    .Output("cols: float")
+    .Input("x: T")
+    .Output("cols: T")
+    .Attr("T: {float, double}")
     .TREC_GEOMETRY_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       std::vector<int32_t> out;
@@ -132,6 +176,7 @@ REGISTER_OP("TrecIm2Col")
       return Status();
     });
 
+template <typename T>
 class TrecIm2ColOp : public OpKernel {
  public:
   explicit TrecIm2ColOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -141,29 +186,31 @@ class TrecIm2ColOp : public OpKernel {
     const Tensor& x = ctx->input(0);
     OP_REQUIRES(ctx, x.dims() == 4, InvalidArgument("x must be [B,H,W,C]"));
     Geometry g = g_;
-    g.h = x.dim_size(1); g.w = x.dim_size(2); g.c = x.dim_size(3);
-    g.k = g.kh * g.kw * g.c;
-    OP_REQUIRES(ctx, g.kp >= g.k, InvalidArgument("padded_k smaller than kh*kw*C"));
+    OP_REQUIRES_OK(ctx, SetImage(x.dim_size(1), x.dim_size(2), x.dim_size(3), &g));
     const int64_t batch = x.dim_size(0), n = static_cast<int64_t>(g.ho) * g.wo;
     Tensor* cols = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, n, g.kp}), &cols));
-    const float* xs = x.flat<float>().data();
-    float* cs = cols->flat<float>().data();
+    const T* xs = x.flat<T>().data();
+    T* cs = cols->flat<T>().data();
     const int64_t in_size = static_cast<int64_t>(g.h) * g.w * g.c, out_size = n * g.kp;
-    ParallelOverImages(ctx, batch, out_size * 2, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) Im2ColImage(g, xs + b * in_size, cs + b * out_size);
+    ParallelOver(ctx, batch, out_size * 2, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int oy = 0; oy < g.ho; ++oy)
+          for (int ox = 0; ox < g.wo; ++ox)
+            Im2ColRow(g, xs + b * in_size, oy, ox, cs + b * out_size + (int64_t{oy} * g.wo + ox) * g.kp);
     });
   }
 
  private:
   Geometry g_;
 };
-REGISTER_KERNEL_BUILDER(Name("TrecIm2Col").Device(DEVICE_CPU), TrecIm2ColOp);
+TREC_REGISTER_FLOAT_KERNELS("TrecIm2Col", TrecIm2ColOp);
 
 REGISTER_OP("TrecCol2Im")
-    .Input("cols: float")
+    .Input("cols: T")
     .Input("image_shape: int32")  // [B, H, W, C] of the image the columns came from
-    .Output("x: float")
+    .Output("x: T")
+    .Attr("T: {float, double}")
     .TREC_GEOMETRY_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       shape_inference::ShapeHandle s;
@@ -172,6 +219,7 @@ REGISTER_OP("TrecCol2Im")
       return Status();
     });
 
+template <typename T>
 class TrecCol2ImOp : public OpKernel {
  public:
   explicit TrecCol2ImOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -183,29 +231,34 @@ class TrecCol2ImOp : public OpKernel {
     OP_REQUIRES(ctx, shape.NumElements() == 4, InvalidArgument("image_shape must be [B,H,W,C]"));
     auto s = shape.flat<int32_t>();
     Geometry g = g_;
-    g.h = s(1); g.w = s(2); g.c = s(3);
-    g.k = g.kh * g.kw * g.c;
+    OP_REQUIRES_OK(ctx, SetImage(s(1), s(2), s(3), &g));
     const int64_t batch = s(0), n = static_cast<int64_t>(g.ho) * g.wo;
     OP_REQUIRES(ctx, cols.dims() == 3 && cols.dim_size(0) == batch && cols.dim_size(1) == n &&
                          cols.dim_size(2) == g.kp,
                 InvalidArgument("cols do not match image_shape and the geometry"));
     Tensor* x = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, g.h, g.w, g.c}), &x));
-    const float* cs = cols.flat<float>().data();
-    float* xs = x->flat<float>().data();
+    const T* cs = cols.flat<T>().data();
+    T* xs = x->flat<T>().data();
     const int64_t in_size = static_cast<int64_t>(g.h) * g.w * g.c, out_size = n * g.kp;
-    ParallelOverImages(ctx, batch, out_size * 2, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) Col2ImImage(g, cs + b * out_size, xs + b * in_size);
+    ParallelOver(ctx, batch, out_size * 2, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        T* xb = xs + b * in_size;
+        std::fill(xb, xb + in_size, T(0));
+        for (int oy = 0; oy < g.ho; ++oy)
+          for (int ox = 0; ox < g.wo; ++ox)
+            Col2ImRow(g, cs + b * out_size + (int64_t{oy} * g.wo + ox) * g.kp, oy, ox, xb);
+      }
     });
   }
 
  private:
   Geometry g_;
 };
-REGISTER_KERNEL_BUILDER(Name("TrecCol2Im").Device(DEVICE_CPU), TrecCol2ImOp);
+TREC_REGISTER_FLOAT_KERNELS("TrecCol2Im", TrecCol2ImOp);
 
 // ------------------------------------------------------------------------------------------
-// clustering
+// centroids
 // ------------------------------------------------------------------------------------------
 // Per-thread map from code to dense cluster slot; stamps avoid clearing 2^H entries per
 // (image, sub-matrix).
@@ -224,205 +277,357 @@ struct SlotMap {
   }
 };
 
-struct ClusterDims {
-  int64_t batch, n, m, l;
-};
-
-static Status CheckValuesAndCodes(const Tensor& values, const Tensor& codes, ClusterDims* d) {
-  if (values.dims() != 4) return InvalidArgument("values must be [B,N,M,L]");
-  if (codes.dims() != 3 || codes.dim_size(0) != values.dim_size(0) ||
-      codes.dim_size(1) != values.dim_size(1) || codes.dim_size(2) != values.dim_size(2))
-    return InvalidArgument("codes must be [B,N,M] matching values");
-  *d = {values.dim_size(0), values.dim_size(1), values.dim_size(2), values.dim_size(3)};
-  return Status();
+// off[b*M + m] = first centroid row of image b in sub-matrix m; rows[m] = rows in use.
+static void RowOffsets(const int32_t* clusters, int64_t batch, int64_t m_count, std::vector<int64_t>* off,
+                       std::vector<int64_t>* rows) {
+  off->assign(batch * m_count, 0);
+  rows->assign(m_count, 0);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t m = 0; m < m_count; ++m) {
+      (*off)[b * m_count + m] = (*rows)[m];
+      (*rows)[m] += clusters[b * m_count + m];
+    }
 }
 
-static Status CheckCodes(const Tensor& codes, int64_t num_codes) {
-  auto c = codes.flat<int32_t>();
-  for (int64_t i = 0; i < c.size(); ++i)
-    if (c(i) < 0 || c(i) >= num_codes)
-      return InvalidArgument("code ", c(i), " outside [0, ", num_codes, ")");
-  return Status();
+template <typename T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Images [0, batch) cut into at most `threads` contiguous chunks, one per worker: chunk-local
+// accumulators (the kernel gradient) are then summed in chunk order, deterministically.
+static void ParallelChunks(OpKernelContext* ctx, int64_t batch,
+                           const std::function<void(int64_t chunk, int64_t b0, int64_t b1)>& fn,
+                           int64_t* chunks_out = nullptr) {
+  auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(batch, workers->num_threads));
+  if (chunks_out) *chunks_out = chunks;
+  tensorflow::Shard(workers->num_threads, workers->workers, chunks, int64_t{1} << 40,
+                    [&](int64_t c0, int64_t c1) {
+                      for (int64_t c = c0; c < c1; ++c) fn(c, batch * c / chunks, batch * (c + 1) / chunks);
+                    });
 }
 
-REGISTER_OP("TrecClusterMean")
-    .Input("values: float")
-    .Input("codes: int32")
-    .Output("means: float")
-    .Output("clusters: int32")
-    .Output("delta: float")
+REGISTER_OP("TrecClusterForward")
+    .Input("x: T")            // [B,H,W,C]
+    .Input("codes: int32")    // [B,N,M]
+    .Input("w: T")            // [M,L,F]
+    .Output("y: T")           // [B,N,F]   sum_m centroid(b,m,slot) . W_m
+    .Output("centroids: T")   // [M,R,L]
+    .Output("counts: T")      // [M,R] members per centroid row (0 on unused rows)
+    .Output("slot: int32")    // [B,N,M] centroid row of each (image, row, sub-matrix)
+    .Output("clusters: int32")  // [B,M]
+    .Output("delta: T")       // [S,M,H,L]
+    .Attr("T: {float, double}")
     .Attr("num_codes: int >= 1")
     .Attr("delta_bits: int >= 0 = 0")
+    .Attr("delta_images: int >= 0 = 0")
+    .TREC_GEOMETRY_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       int32_t bits;
       TF_RETURN_IF_ERROR(c->GetAttr("delta_bits", &bits));
-      auto v = c->input(0);
-      c->set_output(0, v);
-      c->set_output(1, c->MakeShape({c->Dim(v, 0), c->Dim(v, 2)}));
-      c->set_output(2, c->MakeShape({c->Dim(v, 0), c->Dim(v, 2), bits, c->Dim(v, 3)}));
+      auto codes = c->input(1), w = c->input(2);
+      c->set_output(0, c->MakeShape({c->Dim(codes, 0), c->Dim(codes, 1), c->Dim(w, 2)}));
+      c->set_output(1, c->MakeShape({c->Dim(w, 0), c->UnknownDim(), c->Dim(w, 1)}));
+      c->set_output(2, c->MakeShape({c->Dim(w, 0), c->UnknownDim()}));
+      c->set_output(3, codes);
+      c->set_output(4, c->MakeShape({c->Dim(codes, 0), c->Dim(codes, 2)}));
+      c->set_output(5, c->MakeShape({c->UnknownDim(), c->Dim(w, 0), bits, c->Dim(w, 1)}));
       return Status();
     });
 
-class TrecClusterMeanOp : public OpKernel {
+template <typename T>
+class TrecClusterForwardOp : public OpKernel {
  public:
-  explicit TrecClusterMeanOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit TrecClusterForwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadGeometryAttrs(ctx, &g_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("num_codes", &num_codes_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("delta_bits", &delta_bits_));
-    OP_REQUIRES(ctx, (int64_t{1} << delta_bits_) <= num_codes_ || delta_bits_ == 0,
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("delta_bits", &bits_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("delta_images", &delta_images_));
+    OP_REQUIRES(ctx, bits_ == 0 || (int64_t{1} << bits_) <= num_codes_,
                 InvalidArgument("delta_bits exceeds log2(num_codes)"));
   }
+
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& values = ctx->input(0);
+    const Tensor& x = ctx->input(0);
     const Tensor& codes = ctx->input(1);
-    ClusterDims d;
-    OP_REQUIRES_OK(ctx, CheckValuesAndCodes(values, codes, &d));
-    OP_REQUIRES_OK(ctx, CheckCodes(codes, num_codes_));
-    Tensor *means = nullptr, *clusters = nullptr, *delta = nullptr;
-    const int bits = delta_bits_;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, values.shape(), &means));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({d.batch, d.m}), &clusters));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({d.batch, d.m, bits, d.l}), &delta));
-    float* dl = delta->flat<float>().data();
-    const float* v = values.flat<float>().data();
-    const int32_t* c = codes.flat<int32_t>().data();
-    float* out = means->flat<float>().data();
+    const Tensor& w = ctx->input(2);
+    OP_REQUIRES(ctx, x.dims() == 4, InvalidArgument("x must be [B,H,W,C]"));
+    OP_REQUIRES(ctx, w.dims() == 3 && w.dim_size(0) * w.dim_size(1) == g_.kp,
+                InvalidArgument("w must be [M,L,F] with M*L = padded_k = ", g_.kp));
+    Geometry g = g_;
+    OP_REQUIRES_OK(ctx, SetImage(x.dim_size(1), x.dim_size(2), x.dim_size(3), &g));
+    const int64_t batch = x.dim_size(0), n = int64_t{g.ho} * g.wo, mc = w.dim_size(0), l = w.dim_size(1),
+                  f = w.dim_size(2);
+    OP_REQUIRES(ctx, codes.dims() == 3 && codes.dim_size(0) == batch && codes.dim_size(1) == n &&
+                         codes.dim_size(2) == mc,
+                InvalidArgument("codes must be [B, Ho*Wo, M] = [", batch, ", ", n, ", ", mc, "]"));
+    const int32_t* cd = codes.flat<int32_t>().data();
+    for (int64_t i = 0; i < codes.NumElements(); ++i)
+      OP_REQUIRES(ctx, cd[i] >= 0 && cd[i] < num_codes_,
+                  InvalidArgument("code ", cd[i], " outside [0, ", num_codes_, ")"));
+
+    // pass 1: cluster slots per (image, sub-matrix), in order of first appearance
+    Tensor *slot = nullptr, *clusters = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, codes.shape(), &slot));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({batch, mc}), &clusters));
+    int32_t* sl = slot->flat<int32_t>().data();
     int32_t* ncl = clusters->flat<int32_t>().data();
     const int64_t num_codes = num_codes_;
-    // One image at a time: slots are assigned per sub-matrix (a pass over the small code
-    // tensor), then the values are summed and written back in memory order, which is what
-    // keeps this op near the cost of a copy.
-    const int64_t per_image = d.n * d.m;
-    ParallelOverImages(ctx, d.batch, per_image * d.l * 6, [&](int64_t b0, int64_t b1) {
+    ParallelOver(ctx, batch, n * mc * 4, [&](int64_t b0, int64_t b1) {
       SlotMap map(num_codes);
-      // not value-initialised: only the slots in use are cleared, per image
-      std::unique_ptr<float[]> sums(new float[per_image * d.l]);
-      std::unique_ptr<int32_t[]> counts(new int32_t[per_image]), slot_of(new int32_t[per_image]),
-          code_of_slot(new int32_t[per_image]);
-      std::vector<int32_t> next(d.m);
-      std::vector<double> set_sum(bits * d.l), total(d.l);
-      for (int64_t b = b0; b < b1; ++b) {
-        const int32_t* cb = c + b * per_image;
-        const float* vb = v + b * per_image * d.l;
-        for (int64_t m = 0; m < d.m; ++m) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t m = 0; m < mc; ++m) {
           map.Reset();
-          int32_t n_slots = 0;
-          int32_t* codes_m = &code_of_slot[m * d.n];
-          for (int64_t r = 0; r < d.n; ++r) {
-            const int32_t code = cb[r * d.m + m];
-            const int32_t before = n_slots;
-            const int32_t s = map.Get(code, &n_slots);
-            if (n_slots != before) codes_m[before] = code;
-            slot_of[r * d.m + m] = static_cast<int32_t>(m * d.n) + s;
+          int32_t next = 0;
+          for (int64_t r = 0; r < n; ++r) {
+            const int64_t i = (b * n + r) * mc + m;
+            sl[i] = map.Get(cd[i], &next);
           }
-          next[m] = n_slots;
-          std::fill(sums.get() + m * d.n * d.l, sums.get() + (m * d.n + n_slots) * d.l, 0.0f);
-          std::fill(counts.get() + m * d.n, counts.get() + m * d.n + n_slots, 0);
+          ncl[b * mc + m] = next;
         }
-        for (int64_t i = 0; i < per_image; ++i) {
-          const float* src = vb + i * d.l;
-          float* acc = &sums[slot_of[i] * d.l];
-          for (int64_t j = 0; j < d.l; ++j) acc[j] += src[j];
-          ++counts[slot_of[i]];
+    });
+    std::vector<int64_t> off, rows;
+    RowOffsets(ncl, batch, mc, &off, &rows);
+    const int64_t r_rows = batch == 0 ? 0 : *std::max_element(rows.begin(), rows.end());
+
+    Tensor *y = nullptr, *cent = nullptr, *counts = nullptr, *delta = nullptr;
+    const int64_t s_images = bits_ > 0 ? std::min<int64_t>(delta_images_, batch) : 0;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, n, f}), &y));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({mc, r_rows, l}), &cent));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({mc, r_rows}), &counts));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({s_images, mc, bits_, l}), &delta));
+    T* ys = y->flat<T>().data();
+    T* ce = cent->flat<T>().data();
+    T* co = counts->flat<T>().data();
+    T* dl = delta->flat<T>().data();
+    const T* ws = w.flat<T>().data();
+    for (int64_t m = 0; m < mc; ++m) {  // rows no image uses
+      std::fill(ce + (m * r_rows + rows[m]) * l, ce + (m + 1) * r_rows * l, T(0));
+      std::fill(co + m * r_rows + rows[m], co + (m + 1) * r_rows, T(0));
+    }
+
+    // pass 2, per image: member sums read one im2col row at a time, means, then per
+    // sub-matrix z = centroids . W_m (rc*N rows) gathered into y while z is in cache
+    const T* xs = x.flat<T>().data();
+    const int64_t in_size = int64_t{g.h} * g.w * g.c;
+    const int bits = bits_;
+    ParallelOver(ctx, batch, n * (g.kp * 3 + mc * f * 2), [&](int64_t b0, int64_t b1) {
+      std::vector<T> row(g.kp), z(n * f);
+      std::vector<int32_t> code_of(n);
+      std::vector<double> set_sum(bits * l), total(l);
+      for (int64_t b = b0; b < b1; ++b) {
+        for (int64_t m = 0; m < mc; ++m) {
+          const int64_t first = m * r_rows + off[b * mc + m];
+          std::fill(ce + first * l, ce + (first + ncl[b * mc + m]) * l, T(0));
+          std::fill(co + first, co + first + ncl[b * mc + m], T(0));
         }
-        for (int64_t m = 0; m < d.m; ++m) {
-          const int64_t base = m * d.n;
-          if (bits > 0)
-            HalfspaceDelta(d, bits, next[m], &sums[base * d.l], &counts[base], &code_of_slot[base], &set_sum,
-                           &total, dl + (b * d.m + m) * bits * d.l);
-          for (int32_t s = 0; s < next[m]; ++s) {
-            const float inv = 1.0f / static_cast<float>(counts[base + s]);
-            float* row = &sums[(base + s) * d.l];
-            for (int64_t j = 0; j < d.l; ++j) row[j] *= inv;
+        for (int oy = 0; oy < g.ho; ++oy)
+          for (int ox = 0; ox < g.wo; ++ox) {
+            Im2ColRow(g, xs + b * in_size, oy, ox, row.data());
+            const int32_t* srow = sl + (b * n + int64_t{oy} * g.wo + ox) * mc;
+            for (int64_t m = 0; m < mc; ++m) {
+              const int64_t t = m * r_rows + off[b * mc + m] + srow[m];
+              T* acc = ce + t * l;
+              const T* src = row.data() + m * l;
+              for (int64_t j = 0; j < l; ++j) acc[j] += src[j];
+              co[t] += T(1);
+            }
           }
-          ncl[b * d.m + m] = next[m];
+        T* yb = ys + b * n * f;
+        std::fill(yb, yb + n * f, T(0));
+        for (int64_t m = 0; m < mc; ++m) {
+          const int64_t first = m * r_rows + off[b * mc + m], count = ncl[b * mc + m];
+          const int32_t* sb = sl + b * n * mc + m;
+          if (b < s_images) {
+            for (int64_t r = 0; r < n; ++r) code_of[sb[r * mc]] = cd[b * n * mc + r * mc + m];
+            HalfspaceDelta(n, l, bits, count, ce + first * l, co + first, code_of.data(), &set_sum, &total,
+                           dl + (b * mc + m) * bits * l);
+          }
+          for (int64_t s = 0; s < count; ++s) {
+            const T inv = T(1) / co[first + s];
+            T* r = ce + (first + s) * l;
+            for (int64_t j = 0; j < l; ++j) r[j] *= inv;
+          }
+          Eigen::Map<const RowMajor<T>> cm(ce + first * l, count, l), wm(ws + m * l * f, l, f);
+          Eigen::Map<RowMajor<T>> zm(z.data(), count, f);
+          zm.noalias() = cm * wm;
+          for (int64_t r = 0; r < n; ++r) {
+            const T* src = z.data() + sb[r * mc] * f;
+            T* dst = yb + r * f;
+            for (int64_t j = 0; j < f; ++j) dst[j] += src[j];
+          }
         }
-        float* ob = out + b * per_image * d.l;
-        for (int64_t i = 0; i < per_image; ++i) {
-          const float* src = &sums[slot_of[i] * d.l];
-          std::copy(src, src + d.l, ob + i * d.l);
-        }
+        // global row numbers for the backward pass
+        for (int64_t r = 0; r < n; ++r)
+          for (int64_t m = 0; m < mc; ++m) sl[(b * n + r) * mc + m] += static_cast<int32_t>(off[b * mc + m]);
       }
     });
   }
 
  private:
   // delta[h] = mean(members with bit h) - mean(the others), from the cluster sums.
-  static void HalfspaceDelta(const ClusterDims& d, int bits, int32_t slots, const float* sums,
-                             const int32_t* counts, const int32_t* code_of_slot, std::vector<double>* set_sum,
-                             std::vector<double>* total, float* out) {
+  static void HalfspaceDelta(int64_t n, int64_t l, int bits, int64_t slots, const T* sums, const T* counts,
+                             const int32_t* code_of_slot, std::vector<double>* set_sum, std::vector<double>* total,
+                             T* out) {
     std::fill(set_sum->begin(), set_sum->end(), 0.0);
     std::fill(total->begin(), total->end(), 0.0);
     std::vector<int64_t> set_count(bits, 0);
-    for (int32_t s = 0; s < slots; ++s) {
-      const float* src = &sums[s * d.l];
-      for (int64_t j = 0; j < d.l; ++j) (*total)[j] += src[j];
+    for (int64_t s = 0; s < slots; ++s) {
+      const T* src = sums + s * l;
+      for (int64_t j = 0; j < l; ++j) (*total)[j] += src[j];
       for (int h = 0; h < bits; ++h) {
         if (!((code_of_slot[s] >> h) & 1)) continue;
-        set_count[h] += counts[s];
-        double* acc = &(*set_sum)[h * d.l];
-        for (int64_t j = 0; j < d.l; ++j) acc[j] += src[j];
+        set_count[h] += static_cast<int64_t>(counts[s]);
+        double* acc = &(*set_sum)[h * l];
+        for (int64_t j = 0; j < l; ++j) acc[j] += src[j];
       }
     }
     for (int h = 0; h < bits; ++h) {
-      const int64_t n1 = set_count[h], n0 = d.n - n1;
-      for (int64_t j = 0; j < d.l; ++j) {
-        const double s1 = (*set_sum)[h * d.l + j];
-        out[h * d.l + j] =
-            (n1 == 0 || n0 == 0) ? 0.0f : static_cast<float>(s1 / n1 - ((*total)[j] - s1) / n0);
+      const int64_t n1 = set_count[h], n0 = n - n1;
+      for (int64_t j = 0; j < l; ++j) {
+        const double s1 = (*set_sum)[h * l + j];
+        out[h * l + j] = (n1 == 0 || n0 == 0) ? T(0) : static_cast<T>(s1 / n1 - ((*total)[j] - s1) / n0);
       }
     }
   }
 
+  Geometry g_;
   int64_t num_codes_;
-  int delta_bits_;
+  int32_t bits_, delta_images_;
 };
-REGISTER_KERNEL_BUILDER(Name("TrecClusterMean").Device(DEVICE_CPU), TrecClusterMeanOp);
+TREC_REGISTER_FLOAT_KERNELS("TrecClusterForward", TrecClusterForwardOp);
 
-REGISTER_OP("TrecDeltaProject")
-    .Input("grad: float")   // [B,N,M,L]
-    .Input("delta: float")  // [B,M,H,L]
-    .Output("out: float")   // [B,N,M,H]
+// slot [B,N,M] with every entry a row of a [M, r_rows, ...] centroid tensor.
+static Status CheckSlots(const Tensor& slot, int64_t mc, int64_t r_rows, int64_t* batch, int64_t* n) {
+  if (slot.dims() != 3 || slot.dim_size(2) != mc)
+    return InvalidArgument("slot must be [B,N,M] with M = ", mc, " sub-matrices");
+  *batch = slot.dim_size(0); *n = slot.dim_size(1);
+  const int32_t* s = slot.flat<int32_t>().data();
+  for (int64_t i = 0; i < slot.NumElements(); ++i)
+    if (s[i] < 0 || s[i] >= r_rows) return InvalidArgument("slot ", s[i], " outside [0, ", r_rows, ")");
+  return Status();
+}
+
+REGISTER_OP("TrecClusterBackward")
+    .Input("dy: T")             // [B,N,F]
+    .Input("centroids: T")      // [M,R,L]
+    .Input("counts: T")         // [M,R]
+    .Input("slot: int32")       // [B,N,M]
+    .Input("clusters: int32")   // [B,M]
+    .Input("w: T")              // [M,L,F]
+    .Input("image_shape: int32")
+    .Output("dx: T")            // [B,H,W,C]
+    .Output("dw: T")            // [M,L,F]
+    .Attr("T: {float, double}")
+    .TREC_GEOMETRY_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* c) {
-      auto g = c->input(0), dl = c->input(1);
-      c->set_output(0, c->MakeShape({c->Dim(g, 0), c->Dim(g, 1), c->Dim(g, 2), c->Dim(dl, 2)}));
+      shape_inference::ShapeHandle s;
+      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(6, &s));
+      c->set_output(0, s);
+      c->set_output(1, c->input(5));
       return Status();
     });
 
-class TrecDeltaProjectOp : public OpKernel {
+template <typename T>
+class TrecClusterBackwardOp : public OpKernel {
  public:
-  explicit TrecDeltaProjectOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& grad = ctx->input(0);
-    const Tensor& delta = ctx->input(1);
-    OP_REQUIRES(ctx, grad.dims() == 4 && delta.dims() == 4 &&
-                         delta.dim_size(0) == grad.dim_size(0) &&
-                         delta.dim_size(1) == grad.dim_size(2) &&
-                         delta.dim_size(3) == grad.dim_size(3),
-                InvalidArgument("grad [B,N,M,L] and delta [B,M,H,L] do not match"));
-    const int64_t batch = grad.dim_size(0), n = grad.dim_size(1), m = grad.dim_size(2),
-                  l = grad.dim_size(3), bits = delta.dim_size(2);
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, n, m, bits}), &out));
-    const float* g = grad.flat<float>().data();
-    const float* dl = delta.flat<float>().data();
-    float* o = out->flat<float>().data();
-    ParallelOverImages(ctx, batch * n, m * l * bits * 2, [&](int64_t r0, int64_t r1) {
-      for (int64_t row = r0; row < r1; ++row) {
-        const int64_t b = row / n;
-        for (int64_t mm = 0; mm < m; ++mm) {
-          const float* gv = g + (row * m + mm) * l;
-          const float* dv = dl + (b * m + mm) * bits * l;
-          float* ov = o + (row * m + mm) * bits;
-          for (int64_t h = 0; h < bits; ++h) {
-            float acc = 0.0f;
-            for (int64_t j = 0; j < l; ++j) acc += gv[j] * dv[h * l + j];
-            ov[h] = acc;
-          }
-        }
-      }
-    });
+  explicit TrecClusterBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadGeometryAttrs(ctx, &g_));
   }
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& dy = ctx->input(0);
+    const Tensor& cent = ctx->input(1);
+    const Tensor& counts = ctx->input(2);
+    const Tensor& slot = ctx->input(3);
+    const Tensor& clusters = ctx->input(4);
+    const Tensor& w = ctx->input(5);
+    const Tensor& shape = ctx->input(6);
+    OP_REQUIRES(ctx, shape.NumElements() == 4, InvalidArgument("image_shape must be [B,H,W,C]"));
+    auto s = shape.flat<int32_t>();
+    Geometry g = g_;
+    OP_REQUIRES_OK(ctx, SetImage(s(1), s(2), s(3), &g));
+    OP_REQUIRES(ctx, w.dims() == 3 && w.dim_size(0) * w.dim_size(1) == g.kp,
+                InvalidArgument("w must be [M,L,F] with M*L = padded_k = ", g.kp));
+    const int64_t mc = w.dim_size(0), l = w.dim_size(1), f = w.dim_size(2);
+    OP_REQUIRES(ctx, cent.dims() == 3 && cent.dim_size(0) == mc && cent.dim_size(2) == l &&
+                         counts.dims() == 2 && counts.dim_size(0) == mc && counts.dim_size(1) == cent.dim_size(1),
+                InvalidArgument("centroids [M,R,L] and counts [M,R] do not match w [M,L,F]"));
+    const int64_t r_rows = cent.dim_size(1);
+    int64_t batch, n;
+    OP_REQUIRES_OK(ctx, CheckSlots(slot, mc, r_rows, &batch, &n));
+    OP_REQUIRES(ctx, batch == s(0) && n == int64_t{g.ho} * g.wo,
+                InvalidArgument("slot does not match image_shape and the geometry"));
+    OP_REQUIRES(ctx, dy.dims() == 3 && dy.dim_size(0) == batch && dy.dim_size(1) == n && dy.dim_size(2) == f,
+                InvalidArgument("dy must be [B,N,F] matching slot and w"));
+    OP_REQUIRES(ctx, clusters.dims() == 2 && clusters.dim_size(0) == batch && clusters.dim_size(1) == mc,
+                InvalidArgument("clusters must be [B,M] matching slot"));
+    const int32_t* ncl = clusters.flat<int32_t>().data();
+    std::vector<int64_t> off, rows;
+    RowOffsets(ncl, batch, mc, &off, &rows);
+    for (int64_t m = 0; m < mc; ++m)
+      OP_REQUIRES(ctx, rows[m] <= r_rows, InvalidArgument("clusters exceed the rows of centroids"));
+
+    Tensor *dx = nullptr, *dw = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, g.h, g.w, g.c}), &dx));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, w.shape(), &dw));
+    const T* gs = dy.flat<T>().data();
+    const T* ce = cent.flat<T>().data();
+    const T* co = counts.flat<T>().data();
+    const int32_t* sl = slot.flat<int32_t>().data();
+    const T* ws = w.flat<T>().data();
+    T* xs = dx->flat<T>().data();
+    const int64_t in_size = int64_t{g.h} * g.w * g.c, wsize = mc * l * f;
+    const int64_t max_chunks = std::max<int64_t>(1, ctx->device()->tensorflow_cpu_worker_threads()->num_threads);
+    std::vector<std::vector<T>> dw_part(max_chunks);
+    int64_t chunks = 0;
+    ParallelChunks(ctx, batch, [&](int64_t chunk, int64_t b0, int64_t b1) {
+      std::vector<T>& acc = dw_part[chunk];
+      acc.assign(wsize, T(0));
+      std::vector<T> sums(n * f), row(g.kp), dcent(n * g.kp);
+      std::vector<int64_t> local(mc);
+      for (int64_t b = b0; b < b1; ++b) {
+        int64_t used = 0;
+        for (int64_t m = 0; m < mc; ++m) {
+          // per-cluster sums of dy: the kernel gradient is centroids^T . sums, the members'
+          // gradient (sums . W_m^T) / count
+          const int64_t first = m * r_rows + off[b * mc + m], count = ncl[b * mc + m];
+          const int32_t* sb = sl + b * n * mc + m;
+          std::fill(sums.begin(), sums.begin() + count * f, T(0));
+          for (int64_t r = 0; r < n; ++r) {
+            const T* src = gs + (b * n + r) * f;
+            T* dst = sums.data() + (sb[r * mc] - off[b * mc + m]) * f;
+            for (int64_t j = 0; j < f; ++j) dst[j] += src[j];
+          }
+          Eigen::Map<const RowMajor<T>> sm(sums.data(), count, f), cm(ce + first * l, count, l),
+              wm(ws + m * l * f, l, f);
+          Eigen::Map<RowMajor<T>> am(acc.data() + m * l * f, l, f), dm(dcent.data() + used * l, count, l);
+          am.noalias() += cm.transpose() * sm;
+          dm.noalias() = sm * wm.transpose();
+          for (int64_t t = 0; t < count; ++t) dm.row(t) *= T(1) / co[first + t];
+          local[m] = used - off[b * mc + m];
+          used += count;
+        }
+        T* xb = xs + b * in_size;
+        std::fill(xb, xb + in_size, T(0));
+        for (int oy = 0; oy < g.ho; ++oy)
+          for (int ox = 0; ox < g.wo; ++ox) {
+            const int32_t* srow = sl + (b * n + int64_t{oy} * g.wo + ox) * mc;
+            for (int64_t m = 0; m < mc; ++m) {
+              const T* src = dcent.data() + (srow[m] + local[m]) * l;
+              std::copy(src, src + l, row.data() + m * l);
+            }
+            Col2ImRow(g, row.data(), oy, ox, xb);
+          }
+      }
+    }, &chunks);
+    T* dws = dw->flat<T>().data();
+    std::fill(dws, dws + wsize, T(0));
+    for (int64_t c = 0; c < chunks; ++c)
+      for (int64_t i = 0; i < wsize; ++i) dws[i] += dw_part[c][i];
+  }
+
+ private:
+  Geometry g_;
 };
-REGISTER_KERNEL_BUILDER(Name("TrecDeltaProject").Device(DEVICE_CPU), TrecDeltaProjectOp);
+TREC_REGISTER_FLOAT_KERNELS("TrecClusterBackward", TrecClusterBackwardOp);
 
 }  // namespace trec
