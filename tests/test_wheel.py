@@ -20,9 +20,11 @@ import json
 import os
 import pickle
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -82,10 +84,8 @@ def venv(dist, tmp_path_factory):
     site_dir = Path(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     # this environment's packages (TensorFlow, tflite-micro, ...) behind the new environment's own;
     # .pth lines are not processed recursively, so an editable install of the checkout stays out
-    outer = [p for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}]
-    import site
-
-    outer += [p for p in site.getsitepackages() if p not in outer]
+    outer = list(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+                                *site.getsitepackages()]))
     (site_dir / "_outer_env.pth").write_text("\n".join(outer) + "\n")
     _run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps", "--no-index", dist[1]])
     env = {k: v for k, v in os.environ.items()
@@ -136,12 +136,10 @@ def test_sdist_and_wheel_carry_the_c_sources(dist):
     sdist, wheel = dist
     tracked = _tracked_sources()
     assert "tflm_ops/tflm.mk" in tracked and "boards/qemu_m7/board.mk" in tracked
-    import tarfile
-
     with tarfile.open(sdist) as tf:
         top = tf.getnames()[0].split("/")[0]
-        in_sdist = sorted(n[len(top) + 1:] for n in tf.getnames() if n.startswith((f"{top}/tflm_ops/", f"{top}/boards/"))
-                          and tf.getmember(n).isfile())
+        trees = (f"{top}/tflm_ops/", f"{top}/boards/")
+        in_sdist = sorted(m.name[len(top) + 1:] for m in tf.getmembers() if m.name.startswith(trees) and m.isfile())
     assert in_sdist == tracked
     with zipfile.ZipFile(wheel) as zf:
         in_wheel = sorted(n[len("trec_tflm/_data/"):] for n in zf.namelist() if n.startswith("trec_tflm/_data/"))
@@ -191,7 +189,8 @@ from trec_tflm import bench_kernels, native
 images = np.random.default_rng(1).random((2, 16, 16, 1), dtype=np.float32)
 cases = bench_kernels.trec_cases(open({str(small_model)!r}, "rb").read(), images)
 runs = [(name, c.input, c.filter, c.bias, c.hash, c.params,
-         native.trec_conv2d_s8(c.input, c.filter, c.bias, c.hash, **c.params)) for name, cs in cases.items() for c in cs]
+         native.trec_conv2d_s8(c.input, c.filter, c.bias, c.hash, **c.params))
+        for name, cs in cases.items() for c in cs]
 pickle.dump(runs, open({str(out)!r}, "wb"))
 print(json.dumps(str(native.library_path())))
 """
