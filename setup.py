@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -29,11 +30,14 @@ class build_py_with_sources(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
+        data = Path(self.build_lib) / "trec_tflm" / "_data"
+        # an in-tree build reuses build/lib: a file deleted from the trees must not survive there
+        shutil.rmtree(data, ignore_errors=True)
         for tree in SOURCE_TREES:
             if not (HERE / tree).is_dir():
                 raise SystemExit(f"{HERE / tree} is missing: build trec-tflm from a full checkout or its sdist")
             for rel in source_files(tree):
-                dest = Path(self.build_lib) / "trec_tflm" / "_data" / rel
+                dest = data / rel
                 self.mkpath(str(dest.parent))
                 self.copy_file(str(HERE / rel), str(dest))
 
