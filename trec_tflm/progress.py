@@ -218,7 +218,8 @@ def run_build(cmd: Sequence[PathLike], *, step: str, log: Optional[PathLike] = N
     log_file = None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_path, "w", encoding="utf-8", errors="replace")
+        # line-buffered: the log can be followed (tail -f) while the build runs
+        log_file = open(log_path, "w", encoding="utf-8", errors="replace", buffering=1)
         log_file.write("$ " + " ".join(cmd) + "\n")
     lines: list = []
     seen: set = set()
