@@ -7,6 +7,7 @@ Skips (naming the Debian packages) when the ARM toolchain or QEMU is missing.
 import re
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from trec_tflm import qemu
 
 pytestmark = pytest.mark.qemu
 
-HELLO_DIR = qemu.REPO_ROOT / "tests" / "firmware" / "hello"
+HELLO_DIR = Path(__file__).resolve().parent / "firmware" / "hello"
 HELLO_SRCS = [HELLO_DIR / "main.c", HELLO_DIR / "cxx_part.cc"]
 BOARDS = ["qemu_m7", "qemu_m4"]
 

@@ -16,7 +16,8 @@
 #   GEMMLOWP_ROOT     gemmlowp headers; default /usr/include/gemmlowp (Debian libgemmlowp-dev)
 #   RUY_ROOT          ruy checkout; default: a no-op stand-in for the one ruy header TFLite includes
 #   TFLM_WHEEL_DIR    directory of the wheel's _runtime.so (host-ops); default: found with python3
-#   BUILD_ROOT        output root (default build/tflm in this repository)
+#   BUILD_ROOT        output root (default build/tflm in this repository; trec_tflm always passes it,
+#                     the user cache for an installed package: see docs/TFLM.md)
 #   OPT               optimisation (default -O3 on Cortex-M, -O2 on the host)
 #   NDEBUG            1 (default on Cortex-M): TFLM's release_with_logs (no DCHECKs, error messages kept)
 #   JOBS are make's: use -j.

@@ -38,12 +38,12 @@ PathLike = Union[str, os.PathLike]
 
 
 def work_root() -> Path:
-    """Where cached firmware projects go: $TREC_TFLM_DEPLOY_ROOT, else build/deploy in the source
-    tree when writable, else the cache directory (trec_tflm.paths)."""
+    """Where cached firmware projects go: $TREC_TFLM_DEPLOY_ROOT, else build/deploy of a source
+    checkout or the user cache (trec_tflm.paths.build_dir)."""
     env = os.environ.get("TREC_TFLM_DEPLOY_ROOT")
     if env:
         return Path(env).expanduser()
-    return paths.writable_dir(paths.REPO_ROOT / "build" / "deploy") or paths.cache_dir() / "deploy"
+    return paths.build_dir("deploy")
 
 
 @dataclasses.dataclass

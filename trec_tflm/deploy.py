@@ -43,9 +43,6 @@ from typing import Optional, Sequence, Union
 
 from . import paths
 
-REPO_ROOT = paths.REPO_ROOT
-BOARDS_DIR = REPO_ROOT / "boards"
-
 REAL_BOARDS = ("nucleo_f746zg", "disco_f469ni")
 QEMU_BOARDS = ("qemu_m7", "qemu_m4")
 BOARDS = REAL_BOARDS + QEMU_BOARDS
@@ -100,7 +97,7 @@ class DeployError(RuntimeError):
 # input checks
 # ------------------------------------------------------------------------------------------------
 def check_board(board: str) -> str:
-    if board not in BOARDS or not (BOARDS_DIR / board / "board.mk").is_file():
+    if board not in BOARDS or not (paths.boards_dir() / board / "board.mk").is_file():
         raise DeployError(f"unknown board {board!r}; boards: {', '.join(BOARDS)}")
     return board
 
@@ -366,7 +363,7 @@ def generator_fingerprint() -> str:
     h = hashlib.sha256()
     for p in (Path(__file__), Path(__file__).with_name("firmware.py")):
         h.update(p.read_bytes())
-    for p in sorted((BOARDS_DIR / "app").glob("*")):
+    for p in sorted((paths.boards_dir() / "app").glob("*")):
         h.update(p.name.encode())
     return h.hexdigest()[:16]
 
@@ -390,12 +387,16 @@ def _model_name(name: Optional[str], source: Optional[Path], model: bytes) -> st
 
 def _portable_makefile_settings(core: str) -> dict:
     """Makefile values for a project generated without a TFLM tree: the trees come from the
-    environment of ``make``, and tflm_ops/tflm.mk is asked for the build directory and flags."""
+    environment of ``make``, and tflm_ops/tflm.mk is asked for the build directory and flags.
+    The TFLM build goes where this installation builds (runtime.build_root: never into an
+    installed package), unless TREC_TFLM_BUILD_ROOT is set when make runs."""
+    from . import runtime
+
     mk = "$(MAKE) -s --no-print-directory -f $(TREC_ROOT)/tflm_ops/tflm.mk"
     args = (f"TARGET={core} TFLM_ROOT=$(TFLM_ROOT) FLATBUFFERS_ROOT=$(FLATBUFFERS_ROOT) "
             "BUILD_ROOT=$(TFLM_BUILD_ROOT) CMSIS_NN_ROOT=$(CMSIS_NN_ROOT)")
     return dict(tflm_root="$(TFLM_ROOT)", flatbuffers_root="$(FLATBUFFERS_ROOT)", cmsis_nn_root="$(CMSIS_NN_ROOT)",
-                build_root="$(or $(TREC_TFLM_BUILD_ROOT),$(TREC_ROOT)/build/tflm)",
+                build_root=f"$(or $(TREC_TFLM_BUILD_ROOT),{runtime.build_root()})",
                 tflm_build_dir=f"$(if $(TFLM_ROOT),$(shell {mk} {args} print-build-dir 2>/dev/null))",
                 app_flags=f"$(if $(TFLM_ROOT),$(shell {mk} $(TFLM_MK_ARGS) print-app-flags 2>/dev/null))",
                 app_includes=f"$(if $(TFLM_ROOT),$(shell {mk} $(TFLM_MK_ARGS) print-app-includes 2>/dev/null))")
@@ -429,7 +430,7 @@ def _generate_without_tflm(model: bytes, ops_info: list, board: str, out: Path, 
         note = est.describe() + (f"; {'; '.join(est.notes)}" if est.notes else "") + \
             " (no TFLM_ROOT: not measured)"
     arena = _align(arena, 16)
-    mk = dict(model_name=name, board=board, core=core, trec_root=REPO_ROOT, stack_size=stack_size, opt=opt,
+    mk = dict(model_name=name, board=board, core=core, trec_root=paths.source_root(), stack_size=stack_size, opt=opt,
               db_capacity=max(4096, input_bytes), extra_defines="", **_portable_makefile_settings(core))
     makefile = firmware._makefile(mk)
     guard = _NO_TFLM_GUARD.format(commit=runtime.TFLM_COMMIT, fb=runtime.FLATBUFFERS_TAG,
@@ -583,7 +584,7 @@ def parse_linker_script_memory(text: str) -> dict:
 def board_memory(board: str) -> dict:
     """{"FLASH": (origin, bytes), "RAM": ..., optionally "CCMRAM"} from the board's linker script."""
     check_board(board)
-    ld = BOARDS_DIR / board / f"{board}.ld"
+    ld = paths.boards_dir() / board / f"{board}.ld"
     regions = parse_linker_script_memory(ld.read_text())
     return {k: v for k, v in regions.items() if k in ("FLASH", "RAM", "CCMRAM") and v[0] != "alias"}
 
@@ -753,7 +754,7 @@ def build_project(out_dir: PathLike, *, jobs: Optional[int] = None) -> tuple[Pat
 # flashing
 # ------------------------------------------------------------------------------------------------
 def _board_mk_value(board: str, key: str) -> Optional[str]:
-    m = re.search(rf"^{key}\s*:?=\s*(\S+)", (BOARDS_DIR / board / "board.mk").read_text(), re.M)
+    m = re.search(rf"^{key}\s*:?=\s*(\S+)", (paths.boards_dir() / board / "board.mk").read_text(), re.M)
     return m.group(1) if m else None
 
 

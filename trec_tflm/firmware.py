@@ -42,11 +42,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import paths, runtime
+from . import paths, progress, runtime
 
-REPO_ROOT = paths.REPO_ROOT
-BOARDS_DIR = REPO_ROOT / "boards"
-APP_DIR = BOARDS_DIR / "app"
 APP_NAME = "trec_app"
 
 #: The QEMU board with the same core (and so the same TFLM build and arena use) as each board.
@@ -91,12 +88,12 @@ class ProjectInfo:
 # boards and operators
 # ------------------------------------------------------------------------------------------------
 def boards() -> list[str]:
-    return sorted(p.parent.name for p in BOARDS_DIR.glob("*/board.mk"))
+    return sorted(p.parent.name for p in paths.boards_dir().glob("*/board.mk"))
 
 
 def board_core(board: str) -> str:
     """tflm.mk core target (m4, m7, ...) of a board, from its board.mk's -mcpu."""
-    mk = BOARDS_DIR / board / "board.mk"
+    mk = paths.boards_dir() / board / "board.mk"
     if not mk.is_file():
         raise FirmwareError(f"unknown board {board!r}; boards: {', '.join(boards())}")
     m = re.search(r"-mcpu=cortex-(m0plus|m3|m4|m7|m33|m55)\b", mk.read_text())
@@ -347,7 +344,7 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
     defines = []
     if scratch_budget is not None:
         defines.append(f"TREC_SCRATCH_BUDGET={int(scratch_budget)}")
-    mk = dict(model_name=model_name, board=board, core=core, trec_root=REPO_ROOT, stack_size=stack_size,
+    mk = dict(model_name=model_name, board=board, core=core, trec_root=paths.source_root(), stack_size=stack_size,
               opt=opt, db_capacity=max(4096, input_bytes), extra_defines=" ".join(defines), **settings)
     (out / "trec_app_model.cc").write_text(_model_cc(model))
     (out / "trec_app_ops.cc").write_text(_ops_cc(kinds, calls))
@@ -412,18 +409,20 @@ def build(out_dir: PathLike, board: Optional[str] = None, *, selftest: bool = Fa
                             f"Cortex-{proj['core']} ({proj['board']}): regenerate it for {board}")
     args = [f"BOARD={board}", f"SELFTEST={1 if selftest else 0}", *extra_make_args]
     cmd = ["make", "--no-print-directory", "-C", str(out), f"-j{jobs or os.cpu_count() or 1}", "firmware", *args]
+    variant = f"{board}{'-selftest' if selftest else ''}"
+    log = out / "build" / f"make-{variant}.log"
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        run = progress.run_build(cmd, step=f"building firmware {proj.get('model_name', out.name)} for {variant} "
+                                 "(TFLM libraries, then the app)", log=log, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise FirmwareError(f"building {out} took longer than {timeout:g} s") from None
-    if proc.returncode != 0:
-        text = proc.stdout + proc.stderr
-        tail = "\n".join(text.strip().splitlines()[-40:])
+        raise FirmwareError(f"building {out} took longer than {timeout:g} s (log: {log})") from None
+    if not run.ok:
         hint = ""
-        if "overflowed" in text or "RAM overflow" in text:
+        if "overflowed" in run.output or "RAM overflow" in run.output:
             hint = ("\nThe image does not fit the board: a smaller model, arena (arena_size=) or stack "
                     "(stack_size=) is needed.")
-        raise FirmwareError(f"building the firmware in {out} for {board} failed:\n$ {' '.join(cmd)}\n{tail}{hint}")
+        raise FirmwareError(f"building the firmware in {out} for {board} failed:\n$ {' '.join(cmd)}\n"
+                            f"{run.tail()}{hint}")
     elf_out = subprocess.run(["make", "--no-print-directory", "-C", str(out), "print-elf", *args],
                              capture_output=True, text=True)
     elf = Path(elf_out.stdout.strip().splitlines()[-1])

@@ -19,8 +19,6 @@ import numpy as np
 
 from . import golden, paths, qemu
 
-REPO = paths.REPO_ROOT
-FIRMWARE = REPO / "tflm_ops" / "bench" / "kernel_bench.c"
 BOARD_OF_CORE = {"m7": "qemu_m7", "m4": "qemu_m4"}
 
 
@@ -178,8 +176,9 @@ def build_and_run(core: str, cases: list[KernelCase], workdir: Path, *, profile:
     gen = Path(workdir) / "gen"
     gen.mkdir(parents=True, exist_ok=True)
     write_header(gen / "bench_cases.h", cases)
-    srcs = [FIRMWARE, *sorted((REPO / "tflm_ops" / "src").glob("*.c"))]
-    includes = [REPO / "tflm_ops" / "include", REPO / "tflm_ops" / "src", gen]
+    ops = paths.tflm_ops_dir()
+    srcs = [ops / "bench" / "kernel_bench.c", *sorted((ops / "src").glob("*.c"))]
+    includes = [ops / "include", ops / "src", gen]
     defines = []
     if profile:
         defines.append("TREC_PROFILE=1")

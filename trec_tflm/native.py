@@ -1,8 +1,9 @@
 """ctypes binding to the C kernel library (tflm_ops/): the same kernels the MCU runs, built for the host.
 
 The host library is built on demand with gcc (mirroring ``tflm_ops/Makefile``) when it is missing or
-older than any source, into ``tflm_ops/build/<variant>/`` when that is writable, else into a cache
-directory (``$TREC_TFLM_CACHE`` or ``~/.cache/trec_tflm``). Variants:
+older than any source, from the sources :func:`trec_tflm.paths.tflm_ops_dir` finds (the checkout's, or
+the installed package's copy) into ``native/<variant>/`` under :func:`trec_tflm.paths.build_dir` (the
+checkout's build/, else the user cache ``$TREC_TFLM_CACHE``, default ``~/.cache/trec_tflm``). Variants:
 
 - ``"host"``        the DSP code path (SXTB16/SMLAD structure, intrinsics emulated in C): what M4/M7 run;
 - ``"host-plain"``  the plain C path (what cores without the DSP extension run);
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
 import shutil
 import subprocess
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import golden, paths
+from . import golden, paths, progress
 
 VARIANTS = ("host", "host-plain", "host-asan", "host-asan-plain")
 LIB_NAME = "libtrec_nn.so"
@@ -62,13 +62,11 @@ class NativeToolMissing(NativeBuildError):
 # locating sources and building
 # ------------------------------------------------------------------------------------------------
 def source_root() -> Path:
-    """tflm_ops/ of this checkout (or $TREC_TFLM_OPS)."""
-    env = os.environ.get("TREC_TFLM_OPS")
-    root = Path(env) if env else Path(__file__).resolve().parent.parent / "tflm_ops"
+    """tflm_ops/ (trec_tflm.paths: the checkout's, or the installed package's copy)."""
+    root = paths.tflm_ops_dir()
     if not (root / "src").is_dir() or not (root / "include" / "trec").is_dir():
-        raise NativeBuildError(
-            f"kernel sources not found at {root} (expected src/ and include/trec/); run from a source "
-            "checkout of trec-tflm or set TREC_TFLM_OPS to its tflm_ops directory")
+        raise NativeBuildError(f"kernel sources not found at {root} (expected src/ and include/trec/): "
+                               "reinstall trec-tflm or run from a source checkout")
     return root
 
 
@@ -90,12 +88,8 @@ def _compiler() -> str:
     return path
 
 
-def _build_dir(root: Path, variant: str) -> Path:
-    preferred = paths.writable_dir(root / "build" / variant)
-    if preferred is not None:
-        return preferred
-    key = hashlib.sha1(str(root).encode()).hexdigest()[:12]
-    d = paths.cache_dir() / key / variant
+def _build_dir(variant: str) -> Path:
+    d = paths.build_dir("native", variant)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -109,7 +103,7 @@ def library_path(variant: str = "host", *, rebuild: bool = False) -> Path:
         raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
     root = source_root()
     c_files, headers = _sources(root)
-    out = _build_dir(root, variant) / LIB_NAME
+    out = _build_dir(variant) / LIB_NAME
     newest = max(p.stat().st_mtime for p in c_files + headers)
     with _build_lock:
         if not rebuild and out.exists() and out.stat().st_mtime >= newest:
@@ -120,10 +114,13 @@ def library_path(variant: str = "host", *, rebuild: bool = False) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=".libtrec_nn.", suffix=".so", dir=out.parent)
         os.close(fd)
         try:
-            proc = subprocess.run([*cmd, "-o", tmp, *map(str, c_files)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise NativeBuildError(f"building {out} failed:\n$ {' '.join(cmd)} ...\n{proc.stderr}")
+            run = progress.run_build([*cmd, "-o", tmp, *map(str, c_files)], log=out.parent / "build.log",
+                                     step=f"building the host kernels ({variant})", dry_run=False, timeout=600.0)
+            if not run.ok:
+                raise NativeBuildError(f"building {out} failed:\n$ {' '.join(cmd)} ...\n{run.tail()}")
             os.replace(tmp, out)
+        except subprocess.TimeoutExpired:
+            raise NativeBuildError(f"building {out} took longer than 600 s (log: {out.parent}/build.log)") from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

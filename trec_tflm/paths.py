@@ -1,13 +1,71 @@
-"""Where trec_tflm writes its builds: the source tree's build/ when it is writable (a clone), else
-the user cache ($TREC_TFLM_CACHE, default ~/.cache/trec_tflm; an installed package)."""
+"""Where trec_tflm finds its C sources and where it writes its builds.
+
+The kernel, TFLM glue and firmware sources (``tflm_ops/`` and ``boards/``) live at the top of the
+repository. Run from a source checkout (``PYTHONPATH`` or ``pip install -e .``), they are used
+there; a wheel or an sdist install carries copies inside the package (``trec_tflm/_data/``, copied by
+setup.py's build step). :func:`source_root` is the one place that decides; every command asks it.
+
+Builds go to the checkout's ``build/`` when running from a (writable) checkout. An installed package
+never writes into its own directory (site-packages may be shared or read-only): its builds go to the
+user cache, ``$TREC_TFLM_CACHE`` (default ``~/.cache/trec_tflm``), in a directory of their own per
+installation (two installed versions must not link each other's objects).
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import Optional
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: Where build_py puts the copies of the source trees in a wheel.
+DATA_DIR = PACKAGE_DIR / "_data"
+#: The repository's top-level source trees an installed package carries.
+SOURCE_TREES = ("tflm_ops", "boards")
+# A file of each tree that every command needs: the tree is there when these are.
+_MARKERS = ("tflm_ops/tflm.mk", "boards/firmware.mk")
+
+
+class SourcesMissing(FileNotFoundError):
+    """Neither a source checkout nor the package's copy of tflm_ops/ and boards/ was found."""
+
+
+def _has_sources(root: Path) -> bool:
+    return all((root / m).is_file() for m in _MARKERS)
+
+
+def checkout_root() -> Optional[Path]:
+    """The repository this package is imported from (PYTHONPATH or an editable install), or None
+    for an installed package."""
+    root = PACKAGE_DIR.parent
+    return root if _has_sources(root) else None
+
+
+@functools.lru_cache(maxsize=1)
+def source_root() -> Path:
+    """The directory that holds ``tflm_ops/`` and ``boards/``: the checkout, else the installed
+    package's ``_data/``. Raises SourcesMissing when neither has them."""
+    root = checkout_root()
+    if root is not None:
+        return root
+    if _has_sources(DATA_DIR):
+        return DATA_DIR
+    raise SourcesMissing(
+        f"the C sources of trec-tflm (tflm_ops/, boards/) are neither beside the package ({PACKAGE_DIR.parent}) "
+        f"nor in it ({DATA_DIR}): this installation was not built by trec-tflm's setup.py. Reinstall it "
+        "with `pip install <trec-tflm checkout or sdist>` or run from a source checkout")
+
+
+def tflm_ops_dir() -> Path:
+    """``tflm_ops/``: the C kernels, the TFLM glue, tflm.mk."""
+    return source_root() / "tflm_ops"
+
+
+def boards_dir() -> Path:
+    """``boards/``: firmware.mk, the boards' board.mk and linker scripts, the firmware app."""
+    return source_root() / "boards"
 
 
 def cache_dir() -> Path:
@@ -23,3 +81,13 @@ def writable_dir(preferred: Path) -> Optional[Path]:
     except OSError:
         pass
     return None
+
+
+def build_dir(*parts: str) -> Path:
+    """A directory for build outputs (not created): ``build/<parts>`` of the checkout when it is
+    writable, else ``<cache_dir>/builds/<installation key>/<parts>``."""
+    root = checkout_root()
+    if root is not None and writable_dir(root / "build") is not None:
+        return root.joinpath("build", *parts)
+    key = hashlib.sha1(str(source_root()).encode()).hexdigest()[:12]
+    return cache_dir().joinpath("builds", key, *parts)

@@ -8,8 +8,9 @@ The boards (see docs/BOARDS.md):
 Typical use::
 
     from trec_tflm import qemu
-    elf = qemu.build_firmware("qemu_m7", ["app/main.c", *sorted(Path("tflm_ops/src").glob("*.c"))],
-                              include_dirs=["tflm_ops/include", "tflm_ops/src"], defines=["N=3"])
+    ops = paths.tflm_ops_dir()
+    elf = qemu.build_firmware("qemu_m7", ["app/main.c", *sorted((ops / "src").glob("*.c"))],
+                              include_dirs=[ops / "include", ops / "src"], defines=["N=3"])
     res = qemu.run_elf(elf, "qemu_m7")          # deterministic: -icount shift=0
     print(res.exit_code, res.stdout)
 
@@ -38,11 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
-from . import paths
-
-REPO_ROOT = paths.REPO_ROOT
-BOARDS_DIR = REPO_ROOT / "boards"
-FIRMWARE_MK = BOARDS_DIR / "firmware.mk"
+from . import paths, progress
 
 #: Debian packages that provide everything this module needs.
 DEBIAN_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
@@ -245,8 +242,9 @@ def build_firmware(board: str,
 
     ``app_srcs``: C (.c, C11), C++ (.cc/.cpp, C++17) and assembly (.S) files, anywhere.
     ``defines``: ``["N=3", "USE_DSP"]`` or ``{"N": 3, "USE_DSP": None}``.
-    ``build_dir``: output directory; default ``build/fw/<board>/<app>-<hash of the
-    configuration>`` in the repository, so different configurations never share one.
+    ``build_dir``: output directory; default ``fw/<board>/<app>-<hash of the configuration>``
+    under :func:`trec_tflm.paths.build_dir` (the checkout's build/, else the user cache), so
+    different configurations never share one. The make output is kept in ``build_dir/build.log``.
     Rebuilds incrementally; a change of flags rebuilds everything.
     Raises FirmwareBuildError (with the compiler's output) when make fails, e.g. when the
     image does not fit the board ("region `FLASH' overflowed").
@@ -286,31 +284,30 @@ def build_firmware(board: str,
         variables["HEAP_MIN_SIZE"] = str(int(heap_min_size))
     if build_dir is None:
         digest = hashlib.sha1(repr(sorted(variables.items())).encode()).hexdigest()[:10]
-        build_dir = REPO_ROOT / "build" / "fw" / board / f"{app}-{digest}"
+        build_dir = paths.build_dir("fw", board, f"{app}-{digest}")
     bdir = _make_path(build_dir, "build_dir")
     variables["BUILD_DIR"] = bdir
     os.makedirs(bdir, exist_ok=True)
 
-    cmd = ["make", "--no-print-directory", "-f", str(FIRMWARE_MK), f"-j{jobs or os.cpu_count() or 1}"]
+    cmd = ["make", "--no-print-directory", "-f", str(paths.boards_dir() / "firmware.mk"),
+           f"-j{jobs or os.cpu_count() or 1}"]
     cmd += [f"{k}={v}" for k, v in variables.items()]
-    env = dict(os.environ)
-    env.pop("MAKEFLAGS", None)  # a parent make's flags (e.g. -s, -n) must not leak in
-    env.pop("MFLAGS", None)
+    log = Path(bdir) / "build.log"
     # One build at a time per directory (parallel pytest workers may share a default dir).
     with open(os.path.join(bdir, ".build.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True,
-                                  timeout=timeout)
+            run = progress.run_build(cmd, step=f"building firmware {app} for {board}", log=log, cwd=bdir,
+                                     timeout=timeout)
         except subprocess.TimeoutExpired as e:
-            raise FirmwareBuildError(f"firmware build for {board} timed out after {timeout}s",
-                                     output=_text(e.stdout) + _text(e.stderr), command=cmd) from None
+            raise FirmwareBuildError(f"firmware build for {board} timed out after {timeout}s (log: {log})",
+                                     output=_text(e.output), command=cmd) from None
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-    output = proc.stdout + proc.stderr
     elf = Path(bdir) / f"{app}.elf"
-    if proc.returncode != 0 or not elf.is_file():
-        raise FirmwareBuildError(_build_failure_message(board, app, output), output=output, command=cmd)
+    if not run.ok or not elf.is_file():
+        raise FirmwareBuildError(_build_failure_message(board, app, run.output) + f"\n(full build log: {log})",
+                                 output=run.output, command=cmd)
     return elf
 
 
@@ -338,7 +335,7 @@ def _build_failure_message(board: str, app: str, output: str) -> str:
 
 @lru_cache(maxsize=None)
 def _boards_with_board_mk() -> frozenset:
-    return frozenset(p.parent.name for p in BOARDS_DIR.glob("*/board.mk"))
+    return frozenset(p.parent.name for p in paths.boards_dir().glob("*/board.mk"))
 
 
 # --------------------------------------------------------------------------- run

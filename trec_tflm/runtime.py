@@ -19,8 +19,9 @@ Messages include what TFLM printed (``MicroPrintf``).
 
 Environment: ``TFLM_ROOT`` (required for models with TREC_CONV_2D), ``FLATBUFFERS_ROOT``,
 ``TREC_TFLM_OPS_LIB`` (a prebuilt ``libtrec_tflm_ops.so``; no TFLM tree needed then),
-``TREC_TFLM_BUILD_ROOT`` (where builds go; default ``build/tflm`` in the source tree, else a cache
-directory), ``TREC_TFLM_SKIP_VERSION_CHECK=1`` (accept a TFLM tree at another commit).
+``TREC_TFLM_BUILD_ROOT`` (where builds go; default ``build/tflm`` of a source checkout, else the user
+cache, see trec_tflm.paths), ``TREC_TFLM_SKIP_VERSION_CHECK=1`` (accept a TFLM tree at another commit).
+Builds show their progress and keep their log (trec_tflm.progress).
 """
 
 from __future__ import annotations
@@ -40,11 +41,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import paths
-
-REPO_ROOT = paths.REPO_ROOT
-OPS_DIR = REPO_ROOT / "tflm_ops"
-TFLM_MK = OPS_DIR / "tflm.mk"
+from . import paths, progress
 
 #: The tflite-micro commit the pinned wheel (0.dev20260203175027-g88f8587) was built from.
 TFLM_COMMIT = "88f8587b3fa6e4e027caf5437b1510a86bf31a60"
@@ -160,12 +157,16 @@ def wheel_dir() -> Path:
 
 
 def build_root() -> Path:
-    """Where tflm_ops/tflm.mk puts its builds: $TREC_TFLM_BUILD_ROOT, build/tflm in the source
-    tree when writable, else a cache directory."""
+    """Where tflm_ops/tflm.mk puts its builds: $TREC_TFLM_BUILD_ROOT, else build/tflm of a source
+    checkout or the user cache (trec_tflm.paths.build_dir)."""
     env = os.environ.get("TREC_TFLM_BUILD_ROOT")
     if env:
         return Path(env).expanduser()
-    return paths.writable_dir(REPO_ROOT / "build" / "tflm") or paths.cache_dir() / "tflm"
+    return paths.build_dir("tflm")
+
+
+def tflm_mk() -> Path:
+    return paths.tflm_ops_dir() / "tflm.mk"
 
 
 def make_command(target: str, goal: str = "lib", *, cmsis_nn: bool = True,
@@ -173,7 +174,7 @@ def make_command(target: str, goal: str = "lib", *, cmsis_nn: bool = True,
     """The ``make -f tflm_ops/tflm.mk`` command for ``target`` (host, host-core, host-ops, m4, m7...)
     with the trees from the environment (TFLM_ROOT, FLATBUFFERS_ROOT, CMSIS_NN_ROOT)."""
     root = check_tflm_tree()
-    cmd = ["make", "--no-print-directory", "-f", str(TFLM_MK), f"TARGET={target}",
+    cmd = ["make", "--no-print-directory", "-f", str(tflm_mk()), f"TARGET={target}",
            f"TFLM_ROOT={root}", f"BUILD_ROOT={build_root()}"]
     for var in ("FLATBUFFERS_ROOT", "GEMMLOWP_ROOT", "RUY_ROOT"):
         if os.environ.get(var):
@@ -187,18 +188,39 @@ def make_command(target: str, goal: str = "lib", *, cmsis_nn: bool = True,
     return cmd
 
 
+#: What a build goal of tflm.mk is called in the progress display.
+_GOAL_STEPS = {"lib": "TFLM libraries", "kernel-runner": "TFLM kernel runner"}
+
+
 def run_make(target: str, goal: str = "lib", *, cmsis_nn: bool = True, extra: Sequence[str] = (),
              jobs: Optional[int] = None, timeout: float = 3600.0) -> str:
-    """Run tflm.mk for ``target``; returns its stdout. Raises OpLibraryBuildError on failure."""
+    """Run tflm.mk for ``target``; returns its output. Raises OpLibraryBuildError on failure.
+    Goals that compile (``lib``, ``kernel-runner``) show their progress and keep their log in
+    ``<build root>/logs/`` (trec_tflm.progress); ``print-*`` goals just answer."""
     cmd = make_command(target, goal, cmsis_nn=cmsis_nn, extra=extra)
-    if goal == "lib":
-        cmd.insert(1, f"-j{jobs or os.cpu_count() or 1}")
+    if goal in _GOAL_STEPS:
+        if goal == "lib":
+            cmd.insert(1, f"-j{jobs or os.cpu_count() or 1}")
+        step = ("building the TREC op library for TFLM (host)" if target == "host-ops"
+                else f"building {_GOAL_STEPS[goal]} ({target})")
+        log = build_root() / "logs" / f"{target}-{goal}.log"
+        try:
+            run = progress.run_build(cmd, step=step, log=log, timeout=timeout)
+        except FileNotFoundError:
+            raise OpLibraryBuildError("`make` is not installed (Debian: apt-get install make)") from None
+        except subprocess.TimeoutExpired:
+            raise OpLibraryBuildError(f"building TFLM ({target}) took longer than {timeout:g} s "
+                                      f"(log: {log})") from None
+        if not run.ok:
+            raise OpLibraryBuildError(f"building TFLM target {target!r} failed:\n$ {' '.join(cmd)}\n{run.tail()}",
+                                      log=run.output)
+        return run.output
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise OpLibraryBuildError("`make` is not installed (Debian: apt-get install make)") from None
     except subprocess.TimeoutExpired:
-        raise OpLibraryBuildError(f"building TFLM ({target}) took longer than {timeout:g} s") from None
+        raise OpLibraryBuildError(f"`make {goal}` for TFLM ({target}) took longer than {timeout:g} s") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-40:])
         raise OpLibraryBuildError(f"building TFLM target {target!r} failed:\n$ {' '.join(cmd)}\n{tail}",
