@@ -23,6 +23,7 @@ COMMANDS = [
     ("bench-kernels", "trec_tflm.bench_kernels", "TREC vs dense int8 conv instructions on emulated Cortex-M7/M4"),
     ("eval", "trec_tflm.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
     ("deploy", "trec_tflm.deploy", "a .tflite as a TFLM firmware project for a board; --build, --flash"),
+    ("mlperf-dataset", "trec_tflm.mlperf", "test images in the MLPerf Tiny runner's format (y_labels.csv + .bin)"),
 ]
 
 
