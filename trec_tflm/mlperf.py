@@ -252,7 +252,10 @@ def dataset_command(args) -> int:
 
     if args.limit < 1:
         raise MlperfError("--limit must be >= 1")
-    buf = deploy.load_checked_model(args.model)[0]
+    try:
+        buf = deploy.load_checked_model(args.model)[0]
+    except deploy.DeployError as exc:
+        raise MlperfError(str(exc)) from None
     io = model_io(buf)
     ds = data.load_dataset(args.dataset, args.dataset_path)
     if tuple(ds.x_test.shape[1:]) != tuple(io.input_shape[1:]):
