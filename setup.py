@@ -58,7 +58,9 @@ setup(
     ],
     extras_require={
         "tflm": ["tflite-micro==0.dev20260203175027"],
-        "dev": ["pytest>=8", "tflite-micro==0.dev20260203175027", "ai-edge-litert"],
+        # the MLPerf Tiny runner (mlcommons/tiny benchmark/runner) that tests/test_mlperf_runner.py drives
+        "dev": ["pytest>=8", "tflite-micro==0.dev20260203175027", "ai-edge-litert",
+                "pyserial>=3.5", "pyyaml>=6", "numpy>=1.26", "scikit-learn>=1.3", "matplotlib>=3.7", "pyusb>=1.2"],
         # trec-tflm bench-kernels feeds first layers real photographs (scikit-image's samples)
         "bench": ["scikit-image>=0.22"],
     },

@@ -125,6 +125,11 @@ def test_project_for_every_board(tiny_model, no_tflm, tmp_path, board):
     assert f"#define TREC_APP_OP_COUNT {len(kinds)}" in cfg
     assert '#define TREC_APP_MODEL_NAME "tiny"' in cfg
     assert "#define TREC_APP_INPUT_BYTES 784u" in cfg
+    # no --mlperf-id: m-model is the name, db bytes are int8; the model ends in Dense logits, so
+    # m-results is their softmax (the MLPerf Tiny runner scores probabilities)
+    assert '#define TREC_APP_MLPERF_ID ""' in cfg and "#define TREC_APP_INPUT_UINT8 0" in cfg
+    assert "#define TREC_APP_OUTPUT_SOFTMAX 1" in cfg
+    assert (proj["mlperf_id"], proj["input_format"], proj["output_softmax"]) == (None, "int8", True)
     est = dp.estimate_arena(buf)
     assert proj["arena_source"] == "estimate" and proj["arena_size"] == est.total == res.arena_size
     assert proj["arena_size"] % 16 == 0 and proj["arena_size"] >= est.need + est.margin
@@ -141,6 +146,7 @@ def test_project_for_every_board(tiny_model, no_tflm, tmp_path, board):
     assert "$(PROJECT_DIR)/trec_app_model.cc" in mk and "$(PROJECT_DIR)/trec_app_ops.cc" in mk
     assert "TFLM_ROOT        := $(TFLM_ROOT)" in mk
     assert "TFLM_ROOT is not set" in mk
+    assert "EE_DB_CAPACITY=784u" in mk          # the db buffer holds exactly the model's input
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask      # not mkdtemp's 0700
@@ -159,6 +165,32 @@ def test_cli_deploy_prints_project(tiny_model, no_tflm, tmp_path, capsys):
     assert proj["arena_size"] == est.total and f"{est.total:,}" in text
     doc = json.loads((tmp_path / "d.json").read_text())
     assert doc["project"]["board"] == "disco_f469ni" and doc["budget"] is None
+
+
+def test_mlperf_id_option(tiny_model, no_tflm, tmp_path, capsys):
+    """--mlperf-id sets m-model and the MLPerf input convention; without it deploy says the runner
+    will not accept the firmware; IDs the model cannot serve are refused."""
+    path, _ = tiny_model
+    out = tmp_path / "ic"
+    assert main(["deploy", str(path), "--board", "qemu_m7", "-o", str(out), "--mlperf-id", "ic01"]) == 0
+    text = capsys.readouterr().out
+    assert "mlperf   m-model-[ic01]; input bytes uint8; m-results: softmax of the dequantized outputs" in text
+    cfg = (out / "trec_app_config.h").read_text()
+    assert '#define TREC_APP_MLPERF_ID "ic01"' in cfg and "#define TREC_APP_INPUT_UINT8 1" in cfg
+    assert '#define TREC_APP_MODEL_NAME "tiny"' in cfg          # m-name-dut keeps the name
+    assert main(["deploy", str(path), "--board", "qemu_m7", "-o", str(out), "--mlperf-id", "kws01",
+                 "--input-format", "int8"]) == 0
+    capsys.readouterr()
+    cfg = (out / "trec_app_config.h").read_text()
+    assert '#define TREC_APP_MLPERF_ID "kws01"' in cfg and "#define TREC_APP_INPUT_UINT8 0" in cfg
+    assert main(["deploy", str(path), "--board", "qemu_m7", "-o", str(tmp_path / "plain")]) == 0
+    assert "m-model-[tiny] is not an MLPerf Tiny model ID" in capsys.readouterr().out
+    rc = main(["deploy", str(path), "--board", "qemu_m7", "-o", str(tmp_path / "ad"), "--mlperf-id", "ad01"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "ad01" in err and "this model has 10 outputs" in err
+    assert not (tmp_path / "ad").exists() and _leftovers(tmp_path) == []
+    with pytest.raises(dp.DeployError, match="not an MLPerf Tiny model ID"):
+        dp.deploy(path, "qemu_m7", tmp_path / "bad", mlperf_id="ic02")
 
 
 def test_arena_size_option_and_redeploy_replaces(tiny_model, no_tflm, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -456,6 +457,60 @@ def test_host_firmware_banner_and_crlf(host_protocol_app):
     assert "m-name-dut-[trec-tflm/host/checksum-test]\r\nm-ready\r\n" in text
     # every line ends with CR LF, never a bare LF
     assert text.count("\n") == text.count("\r\n")
+
+
+def test_host_firmware_mlperf_defaults(host_protocol_app):
+    """Without the optional MLPerf hooks (ee_app.h): m-model is the name, info% says the db bytes
+    are int8 and m-results are the dequantized outputs."""
+    out = subprocess.run([str(host_protocol_app)], input=b"profile%info%exit%", capture_output=True,
+                         timeout=10).stdout.decode().split("\r\n")
+    assert "m-model-[checksum-test]" in out
+    info = sp.parse_info(next(ln for ln in out if ln.startswith("m-info-")))
+    assert (info.model_id, info.input_format, info.results) == ("checksum-test", "int8", "dequantized")
+
+
+@pytest.fixture(scope="module")
+def host_mlperf_app(tmp_path_factory):
+    """The checksum app with tests/firmware/protocol/mlperf_hooks.c: m-model ic01, input=uint8,
+    m-results = softmax of the dequantized outputs."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no host C compiler (cc/gcc) to build the protocol code for the host")
+    out = tmp_path_factory.mktemp("host_mlperf") / "protocol_app"
+    srcs = [EEMBC_DIR / "ee_protocol.c", PROTOCOL_APP / "model.c", PROTOCOL_APP / "main.c",
+            PROTOCOL_APP / "host_board.c", PROTOCOL_APP / "mlperf_hooks.c"]
+    subprocess.run([cc, "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-pedantic",
+                    f"-I{ROOT / 'boards/common'}", f"-I{EEMBC_DIR}", *map(str, srcs), "-o", str(out), "-lm"],
+                   check=True)
+    return out
+
+
+def test_host_firmware_mlperf_hooks(host_mlperf_app):
+    x = sample_inputs(1, seed=5)[0]
+    ser = PipeSerial([str(host_mlperf_app)])
+    client = sp.EEMBCClient("host-pipe", timeout=5, serial_port=ser)
+    try:
+        assert client.identify() == "trec-tflm/host/checksum-test"     # m-name-dut keeps the name
+        assert client.profile()["model"] == "ic01"                      # the runner keys on m-model
+        info = client.info()
+        assert (info.model_id, info.input_format, info.results) == ("ic01", "uint8", "probabilities")
+        # run_bench sends int8 values as value + 128 to uint8 firmware; the checksum "model" reads
+        # the bytes as they arrive, so it sees x ^ 0x80
+        res = bench.run_bench("host-pipe", [x], client=client, ops=False)
+        seen = (x.view(np.uint8) ^ 0x80).view(np.int8)
+        assert res.outputs.tolist() == [checksum_model(seen).tolist()]
+        reply = client.command("results")
+        line = next(ln for ln in reply.lines if ln.startswith("m-results-"))
+        body = line[len("m-results-["):-1].split(",")
+        assert all(re.fullmatch(r"\d\.\d{6}", v) for v in body), line   # probabilities, 6 decimals
+        z = checksum_model(seen).astype(np.float64) * 0.25                 # scale 0.25, zero point 0
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        np.testing.assert_allclose([float(v) for v in body], p, atol=1.5e-6)
+        assert int(np.argmax([float(v) for v in body])) == int(np.argmax(checksum_model(seen)))
+        client.exit(0)
+    finally:
+        client.close()
+    assert ser.proc.wait(timeout=10) == 0
 
 
 # ---------------------------------------------------------------------- end to end: QEMU --

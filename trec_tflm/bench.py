@@ -122,6 +122,17 @@ def _as_bytes(sample: np.ndarray) -> bytes:
                     "model's input quantization (the firmware reports it in info%)")
 
 
+def wire_bytes(sample: np.ndarray, raw: bytes, input_format: str) -> bytes:
+    """The ``db`` bytes of one int8 input for firmware taking ``input_format`` ("int8", or "uint8":
+    byte = value + 128, which the firmware turns back into value like MLPerf Tiny's th_load_tensor)."""
+    if input_format not in ("int8", "uint8"):
+        raise ValueError(f"the firmware reports input={input_format!r}, which this bench does not know "
+                         "(int8 or uint8): update trec-tflm")
+    if input_format == "int8" or np.asarray(sample).dtype != np.int8:
+        return raw
+    return (np.frombuffer(raw, np.uint8) ^ 0x80).tobytes()
+
+
 def run_bench(port_url: str | None, inputs: Sequence[np.ndarray] | np.ndarray,
               labels: Sequence[int] | np.ndarray | None = None, *,
               iterations: int = 1, warmup: int = 0, timeout: float = DEFAULT_TIMEOUT,
@@ -131,7 +142,9 @@ def run_bench(port_url: str | None, inputs: Sequence[np.ndarray] | np.ndarray,
               log: Callable[[str], None] | None = None) -> BenchResult:
     """Run every input through the device and collect outputs, accuracy and timings.
 
-    ``inputs``: int8 (or uint8) arrays, one per sample, each exactly the model's input size.
+    ``inputs``: int8 arrays of the model's input values, one per sample, each exactly the model's
+    input size; firmware whose ``info%`` says input=uint8 (the MLPerf Tiny convention) gets them as
+    value + 128. uint8 arrays are sent as they are (bytes already in the firmware's convention).
     ``labels``: optional class indices, for accuracy (argmax of the outputs).
     ``iterations`` / ``warmup``: timed and untimed inferences per sample (``infer N W%``).
     ``raw``: fetch the int8 outputs (``results q%``) where the firmware supports it.
@@ -156,6 +169,7 @@ def run_bench(port_url: str | None, inputs: Sequence[np.ndarray] | np.ndarray,
         name = client.identify(expected_name)
         info: DeviceInfo | None = client.info()
         if info is not None:
+            samples = [wire_bytes(x, s, info.input_format) for x, s in zip(inputs, samples)]
             for i, s in enumerate(samples):
                 if len(s) != info.input_bytes:
                     raise ValueError(f"input {i} has {len(s)} bytes, the model on the device "

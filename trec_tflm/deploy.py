@@ -338,12 +338,22 @@ class DeployResult:
     elf: Optional[Path] = None
     budget: Optional["MemoryBudget"] = None
     flashed_with: Optional[str] = None
+    mlperf_id: Optional[str] = None
+    input_format: str = "int8"
+    output_softmax: bool = False
 
     def summary(self) -> str:
         ops = ", ".join(self.operators)
+        results = "softmax of the dequantized outputs" if self.output_softmax else "dequantized outputs"
         lines = [f"project  {self.out_dir}  ({self.board}, model {self.model_name})",
                  f"ops      {ops}",
                  f"arena    {self.arena_size:,} bytes ({self.arena_note})"]
+        if self.mlperf_id:
+            lines.append(f"mlperf   m-model-[{self.mlperf_id}]; input bytes {self.input_format}; m-results: {results}")
+        else:
+            lines.append(f"mlperf   m-model-[{self.model_name}] is not an MLPerf Tiny model ID: the MLPerf Tiny runner "
+                         "will not run this firmware; deploy with --mlperf-id ic01|kws01|vww01|ad01 for it "
+                         f"(input bytes {self.input_format}; m-results: {results})")
         if self.elf is not None:
             lines.append(f"elf      {self.elf}")
         if self.budget is not None:
@@ -415,13 +425,14 @@ endif
 
 def _generate_without_tflm(model: bytes, ops_info: list, board: str, out: Path, name: str, *,
                            arena_size: Optional[int], arena_margin: Optional[int], stack_size: int,
-                           opt: str) -> dict:
+                           opt: str, mlperf_id: Optional[str] = None, input_format: Optional[str] = None) -> dict:
     """The project files of trec_tflm.firmware, written without a TFLM tree."""
     from . import firmware, runtime
 
     core = firmware.board_core(board)
     kinds, calls = resolver_calls_without_tflm([op.name for op in ops_info])
     input_bytes = firmware._input_bytes(model)
+    ml = firmware.mlperf_settings(model, mlperf_id, input_format)
     if arena_size is not None:
         arena, used, source, note = int(arena_size), None, "given", "given with --arena-size"
     else:
@@ -431,7 +442,7 @@ def _generate_without_tflm(model: bytes, ops_info: list, board: str, out: Path, 
             " (no TFLM_ROOT: not measured)"
     arena = _align(arena, 16)
     mk = dict(model_name=name, board=board, core=core, trec_root=paths.source_root(), stack_size=stack_size, opt=opt,
-              db_capacity=max(4096, input_bytes), extra_defines="", **_portable_makefile_settings(core))
+              db_capacity=input_bytes, extra_defines="", **_portable_makefile_settings(core))
     makefile = firmware._makefile(mk)
     guard = _NO_TFLM_GUARD.format(commit=runtime.TFLM_COMMIT, fb=runtime.FLATBUFFERS_TAG,
                                   cmsis=runtime.CMSIS_NN_COMMIT)
@@ -439,21 +450,29 @@ def _generate_without_tflm(model: bytes, ops_info: list, board: str, out: Path, 
                                 "\ninclude $(TREC_ROOT)/boards/firmware.mk", 1)
     (out / "trec_app_model.cc").write_text(firmware._model_cc(model))
     (out / "trec_app_ops.cc").write_text(firmware._ops_cc(kinds, calls))
-    (out / "trec_app_config.h").write_text(firmware._config_h(name, arena, len(kinds), 0, input_bytes))
+    (out / "trec_app_config.h").write_text(firmware._config_h(name, arena, len(kinds), 0, input_bytes,
+                                                              mlperf_id=ml["mlperf_id"],
+                                                              input_uint8=ml["input_format"] == "uint8",
+                                                              output_softmax=ml["output_softmax"]))
     (out / "Makefile").write_text(makefile)
     info = dict(out_dir=str(out), board=board, core=core, model_name=name, model_bytes=len(model),
                 model_sha256=hashlib.sha256(model).hexdigest(), operators=[op.name for op in ops_info],
                 op_kinds=kinds, resolver_calls=calls, arena_size=arena, arena_used=used, arena_source=source,
                 input_bytes=input_bytes, selftest_count=0, cmsis_nn=None, tflm_build_dir=None,
-                arena_note=note, tflm="from the environment of make (generated without TFLM_ROOT)")
+                arena_note=note, tflm="from the environment of make (generated without TFLM_ROOT)", **ml)
     return info
 
 
 def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name: Optional[str] = None,
            arena_size: Optional[int] = None, arena_margin: Optional[int] = None, measure_arena: bool = True,
-           stack_size: int = DEFAULT_STACK, opt: str = "-O3", log=None) -> DeployResult:
-    """Write the firmware project of ``model`` for ``board`` into ``out_dir`` (see the module doc)."""
-    from . import firmware
+           stack_size: int = DEFAULT_STACK, opt: str = "-O3", log=None, mlperf_id: Optional[str] = None,
+           input_format: Optional[str] = None) -> DeployResult:
+    """Write the firmware project of ``model`` for ``board`` into ``out_dir`` (see the module doc).
+    ``mlperf_id``: the MLPerf Tiny model ID the firmware reports in ``m-model`` (ic01, kws01, vww01,
+    ad01; None: the model name, which the MLPerf Tiny runner does not accept); ``input_format``:
+    "int8" (``db`` bytes are the int8 input) or "uint8" (the MLPerf Tiny convention, value + 128;
+    the default with ``mlperf_id``). See trec_tflm.mlperf."""
+    from . import firmware, mlperf
 
     check_board(board)
     source = None if isinstance(model, (bytes, bytearray, memoryview)) else Path(model)
@@ -465,6 +484,10 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
     out = Path(out_dir).absolute()
     state = _project_dir_state(out)
     model_name = _model_name(name, source, buf)
+    try:
+        firmware.mlperf_settings(buf, mlperf_id, input_format)
+    except mlperf.MlperfError as exc:
+        raise DeployError(str(exc)) from None
     made_parent = None
     if not out.parent.exists():
         made_parent = next(p for p in [out.parent, *out.parent.parents] if p.parent.exists())
@@ -478,7 +501,8 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
             try:
                 info = firmware.generate_project(buf, board, tmp, name=model_name, arena_size=arena_size,
                                                  arena_margin=arena_margin, measure_arena=measure_arena,
-                                                 stack_size=stack_size, opt=opt).to_dict()
+                                                 stack_size=stack_size, opt=opt, mlperf_id=mlperf_id,
+                                                 input_format=input_format).to_dict()
             except (firmware.FirmwareError, RuntimeError) as exc:
                 raise DeployError(f"generating the project failed: {exc}", 1) from None
             # the measurement build lives in tmp/build; its paths die with the rename
@@ -494,7 +518,8 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
                                       f"+ margin {info['arena_size'] - info['arena_used']:,} B")
         else:
             info = _generate_without_tflm(buf, ops_info, board, tmp, model_name, arena_size=arena_size,
-                                          arena_margin=arena_margin, stack_size=stack_size, opt=opt)
+                                          arena_margin=arena_margin, stack_size=stack_size, opt=opt,
+                                          mlperf_id=mlperf_id, input_format=input_format)
         info["out_dir"] = str(out)
         info["stack_size"] = stack_size
         info["generator"] = generator_fingerprint()
@@ -521,7 +546,8 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
     return DeployResult(out_dir=out, board=board, model_name=info["model_name"], operators=info["op_kinds"],
                         resolver_calls=info["resolver_calls"], arena_size=info["arena_size"],
                         arena_used=info["arena_used"], arena_source=info["arena_source"],
-                        arena_note=info["arena_note"])
+                        arena_note=info["arena_note"], mlperf_id=info["mlperf_id"],
+                        input_format=info["input_format"], output_softmax=info["output_softmax"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -876,7 +902,14 @@ def register(p: argparse.ArgumentParser) -> None:
                    "(default max(1 KiB, 2 %%) when measured on QEMU, 25 %% of the host need, 10 %% / 4 KiB "
                    "of the estimate without TFLM_ROOT); accepts 4096, 8K")
     p.add_argument("--arena-size", type=_size, default=None, help="tensor arena bytes, instead of measuring")
-    p.add_argument("--name", help="model name the firmware reports (default: the file name)")
+    p.add_argument("--name", help="model name the firmware reports in m-name-dut and info%% (default: the file name)")
+    p.add_argument("--mlperf-id", choices=("ic01", "kws01", "vww01", "ad01"), help="MLPerf Tiny model ID the "
+                   "firmware reports in m-model (profile%%), so the MLPerf Tiny runner picks its test script; "
+                   "implies --input-format uint8. Without it m-model is the model name, which the runner "
+                   "refuses (docs/BOARDS.md \"MLPerf Tiny runner\")")
+    p.add_argument("--input-format", choices=("int8", "uint8"), help="what the db bytes are: int8 input values "
+                   "(default without --mlperf-id; what trec-tflm bench adapts to either way) or uint8 = value + 128, "
+                   "the MLPerf Tiny datasets' convention (default with --mlperf-id)")
     p.add_argument("--stack-size", type=_size, default=DEFAULT_STACK, help="main stack bytes (default 16K)")
     p.add_argument("--json", dest="json_path", help="write the project info and memory budget as JSON here")
     p.set_defaults(func=deploy_command)
@@ -889,7 +922,8 @@ def deploy_command(args) -> int:
             raise DeployError(_QEMU_FLASH_MESSAGE.format(board=args.board))
         res = deploy(args.model, args.board, args.out, name=args.name, arena_size=args.arena_size,
                      arena_margin=args.arena_margin, stack_size=args.stack_size,
-                     log=lambda s: print(s, file=sys.stderr))
+                     log=lambda s: print(s, file=sys.stderr), mlperf_id=args.mlperf_id,
+                     input_format=args.input_format)
         if args.build or args.flash:
             print(f"deploy: building {res.out_dir} for {args.board} ...", file=sys.stderr, flush=True)
             res.elf, res.budget = build_project(res.out_dir)

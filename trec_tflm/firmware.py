@@ -77,6 +77,9 @@ class ProjectInfo:
     selftest_count: int
     cmsis_nn: bool
     tflm_build_dir: str
+    mlperf_id: Optional[str] = None     # m-model of profile% (None: the model name)
+    input_format: str = "int8"          # "uint8": db bytes are the int8 input + 128 (MLPerf Tiny)
+    output_softmax: bool = False        # m-results = softmax of the dequantized outputs
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -165,13 +168,32 @@ def _sanitize_name(name: str) -> str:
     return s or "model"
 
 
-def _config_h(model_name: str, arena: int, op_count: int, selftest_count: int, input_bytes: int) -> str:
+def _config_h(model_name: str, arena: int, op_count: int, selftest_count: int, input_bytes: int, *,
+              mlperf_id: Optional[str] = None, input_uint8: bool = False, output_softmax: bool = False) -> str:
     return (_HEADER + "#ifndef TREC_APP_CONFIG_H_\n#define TREC_APP_CONFIG_H_\n\n"
             f'#define TREC_APP_MODEL_NAME "{model_name}"\n'
             f"#define TREC_APP_ARENA_SIZE {arena}u\n"
             f"#define TREC_APP_OP_COUNT {op_count}\n"
             f"#define TREC_APP_SELFTEST_COUNT {selftest_count}\n"
-            f"#define TREC_APP_INPUT_BYTES {input_bytes}u\n\n#endif\n")
+            f"#define TREC_APP_INPUT_BYTES {input_bytes}u\n"
+            "/* m-model of profile% (\"\": the model name), db bytes = int8 value + 128, m-results = softmax */\n"
+            f'#define TREC_APP_MLPERF_ID "{mlperf_id or ""}"\n'
+            f"#define TREC_APP_INPUT_UINT8 {int(bool(input_uint8))}\n"
+            f"#define TREC_APP_OUTPUT_SOFTMAX {int(bool(output_softmax))}\n\n#endif\n")
+
+
+def mlperf_settings(model: bytes, mlperf_id: Optional[str], input_format: Optional[str]) -> dict:
+    """What the app reports to the MLPerf Tiny runner (trec_tflm.mlperf): the checked model ID,
+    the input byte convention (default uint8 with an ID, int8 without) and whether m-results
+    is the softmax of the outputs (models ending in logits)."""
+    from . import mlperf
+
+    if mlperf_id is not None:
+        mlperf.check_mlperf_id(mlperf_id, model)
+    fmt = input_format or ("uint8" if mlperf_id else "int8")
+    if fmt not in mlperf.INPUT_FORMATS:
+        raise mlperf.MlperfError(f"input format {fmt!r}: choose one of {', '.join(mlperf.INPUT_FORMATS)}")
+    return dict(mlperf_id=mlperf_id, input_format=fmt, output_softmax=mlperf.output_is_logits(model))
 
 
 def _ops_cc(kinds: Sequence[str], calls: Sequence[str]) -> str:
@@ -304,7 +326,8 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
                      arena_margin: Optional[int] = None, measure_arena: bool = True,
                      selftest_inputs: Optional[np.ndarray] = None, cmsis_nn: bool = True,
                      scratch_budget: Optional[int] = None, stack_size: int = 16384, opt: str = "-O3",
-                     timeout: float = 3600.0) -> ProjectInfo:
+                     timeout: float = 3600.0, mlperf_id: Optional[str] = None,
+                     input_format: Optional[str] = None) -> ProjectInfo:
     """Write a firmware project for ``board`` into ``out_dir`` (created; generated files replaced).
 
     ``arena_size``: bytes for the tensor arena; None measures the need by building the app with a
@@ -312,7 +335,8 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
     ``arena_margin`` (default max(1 KiB, 2 %)). Without QEMU the host runtime's (64-bit, larger)
     need plus 25 % is used. ``selftest_inputs``: int8 inputs [N, ...] for the self-test build.
     ``cmsis_nn``: use CMSIS-NN kernels when ``CMSIS_NN_ROOT`` is set. ``scratch_budget``: cap the
-    scratch of every TREC_CONV_2D (``-DTREC_SCRATCH_BUDGET``).
+    scratch of every TREC_CONV_2D (``-DTREC_SCRATCH_BUDGET``). ``mlperf_id`` / ``input_format``:
+    see :func:`mlperf_settings` (the MLPerf Tiny runner's needs, docs/BOARDS.md).
     """
     if not isinstance(model_bytes, (bytes, bytearray, memoryview)):
         model_bytes = Path(model_bytes).read_bytes()
@@ -327,6 +351,7 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
     settings = _tree_settings(core, cmsis_nn)
     input_bytes = _input_bytes(model)
     model_name = _sanitize_name(name or "model_" + hashlib.sha256(model).hexdigest()[:8])
+    ml = mlperf_settings(model, mlperf_id, input_format)
 
     selftest_count = 0
     if selftest_inputs is not None:
@@ -345,20 +370,23 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
     if scratch_budget is not None:
         defines.append(f"TREC_SCRATCH_BUDGET={int(scratch_budget)}")
     mk = dict(model_name=model_name, board=board, core=core, trec_root=paths.source_root(), stack_size=stack_size,
-              opt=opt, db_capacity=max(4096, input_bytes), extra_defines=" ".join(defines), **settings)
+              opt=opt, db_capacity=input_bytes, extra_defines=" ".join(defines), **settings)
     (out / "trec_app_model.cc").write_text(_model_cc(model))
     (out / "trec_app_ops.cc").write_text(_ops_cc(kinds, calls))
     (out / "Makefile").write_text(_makefile(mk))
 
     def write_config(arena: int):
-        (out / "trec_app_config.h").write_text(_config_h(model_name, arena, len(kinds), selftest_count, input_bytes))
+        (out / "trec_app_config.h").write_text(_config_h(model_name, arena, len(kinds), selftest_count, input_bytes,
+                                                         input_uint8=ml["input_format"] == "uint8",
+                                                         mlperf_id=ml["mlperf_id"],
+                                                         output_softmax=ml["output_softmax"]))
 
     def make_info(arena: int, used: Optional[int], source: str) -> ProjectInfo:
         info = ProjectInfo(out_dir=out, board=board, core=core, model_name=model_name, model_bytes=len(model),
                            model_sha256=hashlib.sha256(model).hexdigest(), operators=operators, op_kinds=kinds,
                            resolver_calls=calls, arena_size=arena, arena_used=used, arena_source=source,
                            input_bytes=input_bytes, selftest_count=selftest_count,
-                           cmsis_nn=settings["cmsis_nn"], tflm_build_dir=settings["tflm_build_dir"])
+                           cmsis_nn=settings["cmsis_nn"], tflm_build_dir=settings["tflm_build_dir"], **ml)
         (out / "project.json").write_text(json.dumps(info.to_dict(), indent=1) + "\n")
         return info
 

@@ -616,6 +616,55 @@ def start_qemu_serial(elf: PathLike, board: str, port: Optional[int] = None, *, 
     raise QemuError(f"QEMU ({board}) did not start listening on a TCP port for {elf}:\n{last_err}")
 
 
+class QemuPtyProcess(QemuSerialProcess):
+    """A running QEMU whose UART0 is a pseudo-terminal (``path``, e.g. /dev/pts/5), for serial
+    tools that open a device path rather than a URL (the MLPerf Tiny runner: trec_tflm.mlperf).
+
+    The firmware starts at once; QEMU drops what it prints while no program has the terminal
+    open (the boot banner), and reads commands once one does."""
+
+    def __init__(self, elf: Path, board: str, path: str, command: list, proc: subprocess.Popen,
+                 out: _Collector, err: _Collector):
+        super().__init__(elf, board, 0, command, proc, out, err)
+        self.path = path
+
+    @property
+    def url(self) -> str:
+        return self.path
+
+    def connect(self, timeout: float = 10.0):  # pragma: no cover - not a TCP server
+        raise QemuError("UART0 is a pseudo-terminal here: open QemuPtyProcess.path with pyserial")
+
+
+_PTY_LINE = re.compile(r"char device redirected to (/dev/\S+)")
+
+
+def start_qemu_pty(elf: PathLike, board: str, *, icount: bool = True, extra_args: Sequence[str] = (),
+                   startup_timeout: float = 30.0) -> QemuPtyProcess:
+    """Start QEMU with ``elf`` on ``board`` and UART0 on a new pseudo-terminal; returns once QEMU
+    has said which (``.path``). ``stop()`` ends it."""
+    _require(need_qemu=True, need_toolchain=False)
+    elf = Path(elf).resolve()
+    if not elf.is_file():
+        raise FileNotFoundError(f"ELF not found: {elf}")
+    cmd = qemu_command(elf, board, icount=icount, serial="pty", extra_args=extra_args)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = _Collector(proc.stdout), _Collector(proc.stderr)
+    out.start()
+    err.start()
+    deadline = time.monotonic() + startup_timeout
+    while True:
+        m = _PTY_LINE.search(err.text() + out.text())
+        if m:
+            return QemuPtyProcess(elf, board, m.group(1), cmd, proc, out, err)
+        if proc.poll() is not None or time.monotonic() >= deadline:
+            q = QemuPtyProcess(elf, board, "", cmd, proc, out, err)
+            text = q.stderr + q.stdout
+            q.stop()
+            raise QemuError(f"QEMU ({board}) did not report a pseudo-terminal for UART0 of {elf}:\n{text}")
+        time.sleep(0.02)
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -631,7 +680,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--no-icount", action="store_true", help="run without -icount (not deterministic)")
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--port", type=int, help="serve UART0 on this TCP port and wait for the firmware to exit")
+    ap.add_argument("--pty", action="store_true", help="UART0 on a pseudo-terminal (printed), for tools that "
+                    "open a device path, e.g. the MLPerf Tiny runner (python -m trec_tflm.mlperf run --port PTY)")
     args = ap.parse_args(argv)
+    if args.pty:
+        q = start_qemu_pty(args.elf, args.board, icount=not args.no_icount)
+        print(f"UART0 of {args.board} on {q.path} (pid {q.pid}); Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            return q.wait()
+        except KeyboardInterrupt:
+            return q.stop() or 130
+        finally:
+            q.stop()
     if args.port is not None:
         q = start_qemu_serial(args.elf, args.board, port=args.port, icount=not args.no_icount)
         print(f"UART0 of {args.board} on {q.url} (pid {q.pid}); Ctrl-C to stop", file=sys.stderr)

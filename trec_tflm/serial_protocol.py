@@ -179,6 +179,9 @@ class DeviceInfo:
     db_capacity: int
     cmd_capacity: int
     fw: str = ""
+    model_id: str = ""         # m-model of profile% (an MLPerf Tiny ID such as ic01, or the name)
+    input_format: str = "int8"  # "uint8": db bytes are the int8 input + 128 (MLPerf Tiny datasets)
+    results: str = "dequantized"  # or "probabilities": what m-results prints
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -204,7 +207,8 @@ def parse_info(line: str) -> DeviceInfo:
             input_zero_point=int(kv.pop("in_zp")), outputs=int(kv.pop("outputs")),
             output_scale=_f32(kv.pop("out_scale_f32")), output_zero_point=int(kv.pop("out_zp")),
             db_capacity=int(kv.pop("db_capacity")), cmd_capacity=int(kv.pop("cmd_capacity")),
-            fw=kv.pop("fw", ""))
+            fw=kv.pop("fw", ""), model_id=kv.pop("model_id", ""),
+            input_format=kv.pop("input", "int8"), results=kv.pop("results", "dequantized"))
     except (KeyError, ValueError) as exc:
         raise MalformedReplyError(f"info line {line!r} lacks or garbles {exc}", lines=[line]) from None
     info.extra = kv

@@ -13,6 +13,7 @@
  * This file does not depend on the model: tflm_ops/tflm.mk builds it once per core into
  * libtrec_app.a; the project's Makefile compiles only the per-model part (trec_app.h).
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,8 +44,13 @@ TrecAppProfiler* g_profiler = nullptr;
 TfLiteTensor* g_input = nullptr;
 TfLiteTensor* g_output = nullptr;
 const uint8_t* g_loaded = nullptr;  // the protocol's input buffer (app_set_input)
+bool g_loaded_uint8 = false;        // g_loaded holds MLPerf-style uint8 bytes (value + 128)
 size_t g_input_bytes = 0;
 size_t g_output_count = 0;
+// Softmax of the last inference's dequantized outputs, computed on first use after app_invoke.
+bool g_softmax_valid = false;
+float g_softmax_max = 0.0f;
+float g_softmax_sum = 1.0f;
 
 void put_line(const char* s) {
   board_puts(s);
@@ -60,6 +66,41 @@ const char* u64_str(uint64_t v, char* buf /* >= 21 bytes */) {
     v /= 10u;
   } while (v != 0u);
   return p;
+}
+
+// Copies an input into the input tensor; uint8 bytes become int8 values b - 128 (b ^ 0x80), as
+// the MLPerf Tiny reference's th_load_tensor does. Word-wise, so the timed loop (which copies
+// before every inference) pays about what a memcpy costs either way.
+void copy_input(const uint8_t* src, size_t n, bool from_uint8) {
+  int8_t* dst = g_input->data.int8;
+  memcpy(dst, src, n);
+  if (!from_uint8) return;
+  size_t i = 0;
+  for (; i + 4u <= n; i += 4u) {  // 4-byte memcpy: one load / store, no aliasing question
+    uint32_t w;
+    memcpy(&w, dst + i, 4u);
+    w ^= 0x80808080u;
+    memcpy(dst + i, &w, 4u);
+  }
+  for (; i < n; ++i) dst[i] = static_cast<int8_t>(static_cast<uint8_t>(dst[i]) ^ 0x80u);
+}
+
+float dequantized_output(size_t i) {
+  return g_output->params.scale * static_cast<float>(static_cast<int32_t>(g_output->data.int8[i]) -
+                                                     g_output->params.zero_point);
+}
+
+void compute_softmax() {
+  float mx = dequantized_output(0);
+  for (size_t i = 1; i < g_output_count; ++i) {
+    const float v = dequantized_output(i);
+    if (v > mx) mx = v;
+  }
+  float sum = 0.0f;
+  for (size_t i = 0; i < g_output_count; ++i) sum += expf(dequantized_output(i) - mx);
+  g_softmax_max = mx;
+  g_softmax_sum = sum;  // >= 1: the largest output contributes expf(0)
+  g_softmax_valid = true;
 }
 
 }  // namespace
@@ -113,6 +154,20 @@ extern "C" size_t trec_app_arena_used(void) {
 // ------------------------------------------------------------------ the protocol's model side --
 extern "C" const char* app_model_name(void) { return g_trec_app_model_name; }
 
+extern "C" const char* app_model_id(void) {
+  return g_trec_app_model_id[0] != '\0' ? g_trec_app_model_id : g_trec_app_model_name;
+}
+
+extern "C" int app_input_uint8(void) { return g_trec_app_input_uint8; }
+
+extern "C" int app_output_probabilities(void) { return g_trec_app_output_softmax && g_output_count >= 2; }
+
+extern "C" float app_output_probability(size_t i) {
+  if (g_output == nullptr || i >= g_output_count) return 0.0f;
+  if (!g_softmax_valid) compute_softmax();
+  return expf(dequantized_output(i) - g_softmax_max) / g_softmax_sum;
+}
+
 extern "C" size_t app_input_size(void) { return g_input_bytes; }
 
 extern "C" float app_input_scale(void) { return g_input != nullptr ? g_input->params.scale : 0.0f; }
@@ -121,18 +176,26 @@ extern "C" int32_t app_input_zero_point(void) {
   return g_input != nullptr ? g_input->params.zero_point : 0;
 }
 
-extern "C" int app_set_input(const uint8_t* data, size_t n) {
+// `from_uint8`: the protocol's input follows the project's convention; the self-test's built-in
+// inputs are int8 values.
+static int set_input(const uint8_t* data, size_t n, bool from_uint8) {
   if (g_interpreter == nullptr) return 1;
   if (n != g_input_bytes) return 2;
   g_loaded = data;  // copied into the input tensor by every app_invoke (TFLM reuses arena memory)
-  memcpy(g_input->data.int8, data, n);
+  g_loaded_uint8 = from_uint8;
+  copy_input(data, n, from_uint8);
   return 0;
+}
+
+extern "C" int app_set_input(const uint8_t* data, size_t n) {
+  return set_input(data, n, g_trec_app_input_uint8 != 0);
 }
 
 extern "C" int app_invoke(void) {
   if (g_interpreter == nullptr || g_loaded == nullptr) return 1;
-  memcpy(g_input->data.int8, g_loaded, g_input_bytes);
+  copy_input(g_loaded, g_input_bytes, g_loaded_uint8);
   g_profiler->Reset();
+  g_softmax_valid = false;
   return g_interpreter->Invoke() == kTfLiteOk ? 0 : 3;
 }
 
@@ -176,7 +239,7 @@ extern "C" int trec_app_selftest(void) {
   for (int img = 0; img < count; ++img) {
     const uint8_t* src =
         reinterpret_cast<const uint8_t*>(g_trec_app_selftest_data) + img * g_input_bytes;
-    if (app_set_input(src, g_input_bytes) != 0) return 6;
+    if (set_input(src, g_input_bytes, false) != 0) return 6;
     const uint64_t t0 = board_ticks();
     const int rc = app_invoke();
     total += board_ticks() - t0;

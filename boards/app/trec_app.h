@@ -4,7 +4,8 @@
  * per-project part compiled by each project's Makefile:
  *
  *   trec_app_config.h     generated: TREC_APP_MODEL_NAME, TREC_APP_ARENA_SIZE, TREC_APP_OP_COUNT,
- *                         TREC_APP_SELFTEST_COUNT, TREC_APP_INPUT_BYTES
+ *                         TREC_APP_SELFTEST_COUNT, TREC_APP_INPUT_BYTES, TREC_APP_MLPERF_ID,
+ *                         TREC_APP_INPUT_UINT8, TREC_APP_OUTPUT_SOFTMAX
  *   trec_app_model.cc     generated: g_trec_app_model[] (the .tflite, 16-byte aligned, in flash)
  *   trec_app_ops.cc       generated: TrecAppRegisterOps() with exactly the model's operators, and
  *                         TrecAppResolver() (the MicroMutableOpResolver<TREC_APP_OP_COUNT>)
@@ -35,6 +36,9 @@ extern const char g_trec_app_model_name[];    /* TREC_APP_MODEL_NAME */
 extern const int g_trec_app_selftest_count;   /* built-in inputs (0: none) */
 extern const int8_t* const g_trec_app_selftest_data;
 extern const int g_trec_app_selftest_mode;    /* 1 when built with TREC_APP_SELFTEST (make SELFTEST=1) */
+extern const char g_trec_app_model_id[];      /* TREC_APP_MLPERF_ID: m-model of profile% ("": the name) */
+extern const int g_trec_app_input_uint8;      /* TREC_APP_INPUT_UINT8: db bytes are value + 128 */
+extern const int g_trec_app_output_softmax;   /* TREC_APP_OUTPUT_SOFTMAX: m-results = softmax(outputs) */
 
 /* main.cc */
 /* Set the interpreter up (model, resolver, arena, AllocateTensors); prints one line

@@ -23,3 +23,18 @@ const int g_trec_app_selftest_mode = 1;
 #else
 const int g_trec_app_selftest_mode = 0;
 #endif
+
+// Projects generated before these settings existed: the name in m-model, int8 input bytes,
+// dequantized m-results.
+#ifndef TREC_APP_MLPERF_ID
+#define TREC_APP_MLPERF_ID ""
+#endif
+#ifndef TREC_APP_INPUT_UINT8
+#define TREC_APP_INPUT_UINT8 0
+#endif
+#ifndef TREC_APP_OUTPUT_SOFTMAX
+#define TREC_APP_OUTPUT_SOFTMAX 0
+#endif
+const char g_trec_app_model_id[] = TREC_APP_MLPERF_ID;
+const int g_trec_app_input_uint8 = TREC_APP_INPUT_UINT8;
+const int g_trec_app_output_softmax = TREC_APP_OUTPUT_SOFTMAX;

@@ -44,6 +44,24 @@ int8_t app_output_value(size_t i);
 float app_output_scale(void);
 int32_t app_output_zero_point(void);
 
+/* Optional: what the MLPerf Tiny runner needs from a DUT (docs/BOARDS.md "MLPerf Tiny runner").
+ * The protocol module provides weak defaults for all four.
+ *
+ * app_model_id(): the `m-model-[...]` reply of `profile%`, an MLPerf Tiny model ID (ic01, kws01,
+ * vww01, ad01) by which the runner picks its test script. Default: app_model_name().
+ *
+ * app_input_uint8(): 1 when the `db` bytes follow the MLPerf Tiny reference (th_load_tensor):
+ * byte b is the int8 input value b - 128; 0 (default) when they are the int8 values themselves.
+ * The app converts (the protocol only reports it in `info%` as input=uint8|int8).
+ *
+ * app_output_probabilities(): 1 when `m-results` should print app_output_probability(i) (class
+ * probabilities, 6 decimals; the runner scores m-results as probabilities) instead of the
+ * dequantized outputs (3 decimals). Default 0. */
+const char *app_model_id(void);
+int app_input_uint8(void);
+int app_output_probabilities(void);
+float app_output_probability(size_t i);
+
 /* Optional per-operator profile of the last app_invoke() (the `ops%` extension).
  * The protocol module provides weak defaults reporting no operators. Entry i gives the
  * operator's name (no ',' '[' ']') and its board_ticks() (board_tick_unit() units).

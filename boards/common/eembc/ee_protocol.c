@@ -36,6 +36,18 @@ __attribute__((weak)) int app_profile_entry(size_t i, const char **name, uint64_
     return -1;
 }
 
+__attribute__((weak)) const char *app_model_id(void) { return app_model_name(); }
+
+__attribute__((weak)) int app_input_uint8(void) { return 0; }
+
+__attribute__((weak)) int app_output_probabilities(void) { return 0; }
+
+__attribute__((weak)) float app_output_probability(size_t i)
+{
+    (void)i;
+    return 0.0f;
+}
+
 /* ------------------------------------------------------------------------- output -- */
 
 static void put(const char *s) { board_puts(s); }
@@ -92,12 +104,15 @@ static uint32_t float_bits(float f)
     return u.u;
 }
 
-/* Like printf("%.3f"), rounding half away from zero; "-" is dropped for values that round
- * to zero. Magnitudes beyond 1e15 print as inf (no model output gets there). */
-static void put_fixed3(float x)
+/* Like printf("%.<decimals>f") for decimals 1..9, rounding half away from zero; "-" is dropped
+ * for values that round to zero. Magnitudes of 1e18 units of the last decimal or more print as
+ * inf (3 decimals: 1e15; no model output gets there). */
+static void put_fixed(float x, unsigned decimals)
 {
     int neg = 0;
     double d = (double)x;
+    uint64_t unit = 1u;
+    unsigned k;
     if (d != d) {
         put("nan");
         return;
@@ -106,20 +121,27 @@ static void put_fixed3(float x)
         neg = 1;
         d = -d;
     }
-    if (d >= 1e15) {
+    for (k = 0; k < decimals; k++) {
+        unit *= 10u;
+    }
+    if (d * (double)unit >= 1e18) {
         put(neg ? "-inf" : "inf");
         return;
     }
-    uint64_t milli = (uint64_t)(d * 1000.0 + 0.5);
-    if (neg && milli != 0u) {
+    uint64_t units = (uint64_t)(d * (double)unit + 0.5);
+    if (neg && units != 0u) {
         board_putc('-');
     }
-    put_u64(milli / 1000u);
+    put_u64(units / unit);
     board_putc('.');
-    uint32_t frac = (uint32_t)(milli % 1000u);
-    board_putc((char)('0' + frac / 100u));
-    board_putc((char)('0' + (frac / 10u) % 10u));
-    board_putc((char)('0' + frac % 10u));
+    uint64_t frac = units % unit;
+    char digits[10];
+    for (k = decimals; k > 0u; k--) {
+        digits[k - 1u] = (char)('0' + (int)(frac % 10u));
+        frac /= 10u;
+    }
+    digits[decimals] = '\0';
+    put(digits);
 }
 
 static uint64_t ticks_to_us(uint64_t t)
@@ -236,7 +258,7 @@ static void cmd_profile(void)
 {
     line("m-profile-[" EE_FW_VERSION "]");
     put("m-model-[");
-    put(app_model_name());
+    put(app_model_id());
     put("]\r\n");
 }
 
@@ -283,6 +305,12 @@ static void cmd_info(void)
     put_hex32(float_bits(app_output_scale()));
     put(",out_zp=");
     put_i64(app_output_zero_point());
+    put(",model_id=");
+    put(app_model_id());
+    put(",input=");
+    put(app_input_uint8() ? "uint8" : "int8");
+    put(",results=");
+    put(app_output_probabilities() ? "probabilities" : "dequantized");
     put(",db_capacity=");
     put_u64(EE_DB_CAPACITY);
     put(",cmd_capacity=");
@@ -399,6 +427,7 @@ static void print_results(int raw)
 {
     size_t n = app_output_count();
     size_t i;
+    int probabilities = !raw && app_output_probabilities();
     if (!s_have_results) {
         error("No results: run infer first");
         return;
@@ -411,8 +440,12 @@ static void print_results(int raw)
         }
         if (raw) {
             put_i64(q);
+        } else if (probabilities) {
+            /* 6 decimals: classes whose int8 logits differ by one step still differ in print
+             * (3 decimals can tie them, and the runner's argmax would then take the first) */
+            put_fixed(app_output_probability(i), 6u);
         } else {
-            put_fixed3(app_output_scale() * (float)((int32_t)q - app_output_zero_point()));
+            put_fixed(app_output_scale() * (float)((int32_t)q - app_output_zero_point()), 3u);
         }
     }
     put("]\r\n");

@@ -5,7 +5,8 @@
  * Every reply line ends with "\r\n" and every command is closed by "m-ready".
  *
  *   name%                  m-name-dut-[trec-tflm/<board>/<model>]
- *   profile%               m-profile-[<firmware version>]  m-model-[<model>]
+ *   profile%               m-profile-[<firmware version>]  m-model-[<model ID>]  (app_model_id():
+ *                          an MLPerf Tiny ID such as ic01 when deployed with --mlperf-id)
  *   timestamp%             m-lap-us-<t>
  *   help%                  plain-text command list
  *   db load N%             m-[Expecting N bytes]
@@ -13,10 +14,12 @@
  *   db print%              m-buffer-xx-xx-..  (8 bytes a line)
  *   infer [N [W]]%         m-warmup-start-W m-warmup-done m-infer-start-N m-lap-us-<t0> m-lap-us-<t1>
  *                          m-infer-done m-infer-ticks-[<total>,<N>,<unit>] m-results-[..]
- *   results%               m-results-[v0,v1,..]   dequantized outputs, 3 decimals
+ *   results%               m-results-[v0,v1,..]   dequantized outputs, 3 decimals; or class
+ *                          probabilities, 6 decimals, when app_output_probabilities() (ee_app.h)
  * trec-tflm extensions (the MLPerf Tiny runner never sends them):
  *   results q%             m-results-q-[q0,q1,..] raw int8 outputs
- *   info%                  m-info-[key=value,..]  board, tick unit, clock, tensor sizes, quantization
+ *   info%                  m-info-[key=value,..]  board, tick unit, clock, tensor sizes, quantization,
+ *                          model_id, input=int8|uint8, results=dequantized|probabilities
  *   ops%                   m-ops-[<count>,<unit>] then m-op-[<i>,<name>,<ticks>] per operator
  *   exit [code]%           m-exit-<code>, then board_exit(code) (QEMU: ends the emulator)
  * Errors: e-[message] (the command is still closed by m-ready).
