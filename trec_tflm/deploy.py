@@ -124,8 +124,10 @@ def load_checked_model(model: Union[bytes, PathLike]) -> tuple[bytes, list]:
             raise DeployError(f"{path} is not a .tflite file{hint}")
         model = path.read_bytes()
     buf = bytes(model)
+    from .validate import validate_model
+
     try:
-        m = tm.load_model(buf, what)
+        m = validate_model(buf, what)
         ops = tm.operators(m)
         for op in ops:
             if op.name == TREC_CUSTOM_CODE:

@@ -25,6 +25,7 @@ import tempfile
 import numpy as np
 
 from . import tflite_model as tm
+from . import validate
 from .golden import strip_width
 
 
@@ -129,7 +130,7 @@ def _conv_geometry(op) -> tuple[int, int, int, int]:
 
 def inspect_model(buf: bytes, *, measure: bool = True) -> dict:
     """The report ``trec-tflm inspect`` prints, as a dict (the ``--json`` form)."""
-    m = tm.load_model(buf)
+    m = validate.validate_model(buf)
     ops = tm.operators(m)
     meta = tm.read_metadata(m)
     by_op = {e.get("operator_index"): e for e in (meta or {}).get("trec_layers") or []}
@@ -253,7 +254,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def inspect_command(args) -> int:
     buf = tm.read_bytes(args.model)
-    tm.load_model(buf, args.model)
+    validate.validate_model(buf, args.model)
     report = inspect_model(buf, measure=not args.no_arena)
     report["model"] = str(args.model)
     if args.json:
