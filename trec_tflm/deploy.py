@@ -482,6 +482,8 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
                                                  stack_size=stack_size, opt=opt).to_dict()
             except (firmware.FirmwareError, RuntimeError) as exc:
                 raise DeployError(f"generating the project failed: {exc}", 1) from None
+            except ValueError as exc:  # the model: refused, or TFLM crashed on it (isolate.NativeCrashError)
+                raise DeployError(f"generating the project failed: {exc}", 2) from None
             # the measurement build lives in tmp/build; its paths die with the rename
             shutil.rmtree(tmp / "build", ignore_errors=True)
             src = info["arena_source"]

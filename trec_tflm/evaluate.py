@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import tflite_model as tm
-from . import validate
+from . import isolate, validate
 
 REFERENCES = ("auto", "golden", "tflm")
 
@@ -471,9 +471,11 @@ def eval_command(args) -> int:
     validate.validate_model(buf, args.model)
     ds = load_dataset(args.dataset, args.dataset_path)
     try:
-        res = evaluate(buf, ds.x_test, ds.y_test, reference=args.reference, limit=args.limit, conv=args.golden_conv,
-                       progress=None if args.json else
-                       (lambda i, n: print(f"  {i}/{n} images", file=sys.stderr, flush=True)))
+        # TFLM runs in a child process: a crash on a hostile model becomes a NativeCrashError
+        res = isolate.run_isolated(
+            evaluate, buf, ds.x_test, ds.y_test, reference=args.reference, limit=args.limit, conv=args.golden_conv,
+            progress=None if args.json else (lambda i, n: print(f"  {i}/{n} images", file=sys.stderr, flush=True)),
+            what=f"evaluating {args.model}")
     except RunnerUnavailable as exc:
         raise ValueError(str(exc)) from None
     out = res.to_dict() | {"model": str(args.model), "dataset": ds.name}

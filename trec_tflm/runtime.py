@@ -33,14 +33,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import paths
+from . import isolate, paths
 
 REPO_ROOT = paths.REPO_ROOT
 OPS_DIR = REPO_ROOT / "tflm_ops"
@@ -317,7 +316,7 @@ def _capture_native_output():
     with _capture_lock:
         sys.stderr.flush()
         saved = os.dup(2)
-        with tempfile.TemporaryFile(mode="w+b") as tmp:
+        with isolate.capture_file() as tmp:
             os.dup2(tmp.fileno(), 2)
             py_out = io.StringIO()
             try:
