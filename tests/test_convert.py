@@ -450,3 +450,18 @@ def test_metadata_is_portable_and_conversion_reproducible(tmp_path):
     assert meta["training"]["settings"] == {"model": "tiny", "dataset": "fashion_mnist", "epochs": 2, "lr": 0.002,
                                             "seed": 0, "train_images": 1000, "init_from": "best.keras"}
     assert "created" not in meta
+
+
+def test_output_path_checked_before_conversion(tmp_path, capsys, monkeypatch):
+    from trec_tflm import convert as cv
+
+    def no_work(*a, **k):
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(cv, "load_keras_model", no_work)
+    (tmp_path / "m.keras").write_bytes(b"x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("")
+    for out, needle in ((tmp_path / "adir", "is a directory"), (tmp_path / "afile" / "m.tflite", "is not a directory")):
+        assert main(["convert", str(tmp_path / "m.keras"), "-o", str(out)]) == 2
+        assert needle in capsys.readouterr().err

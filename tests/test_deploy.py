@@ -542,3 +542,21 @@ def test_bench_model_usage_errors(tmp_path, capsys):
     assert "drop --port/--elf" in capsys.readouterr().err
     assert main(["bench", "--board", "qemu_m7", "--model", str(tmp_path / "m.tflite")]) == 2
     assert "m.tflite: no such file" in capsys.readouterr().err
+
+
+def test_build_without_tflm_writes_nothing(tiny_model, no_tflm, tmp_path, capsys):
+    path, _ = tiny_model
+    out = tmp_path / "fw"
+    assert main(["deploy", str(path), "--board", "nucleo_f746zg", "-o", str(out), "--build"]) == 2
+    err = capsys.readouterr().err
+    assert "--build needs" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".fw")] == []
+
+
+def test_json_path_checked_before_the_project_is_written(tiny_model, tmp_path, capsys):
+    path, _ = tiny_model
+    out = tmp_path / "fw"
+    (tmp_path / "adir").mkdir()
+    assert main(["deploy", str(path), "--board", "nucleo_f746zg", "-o", str(out), "--json",
+                 str(tmp_path / "adir")]) == 2
+    assert "--json" in capsys.readouterr().err and not out.exists()

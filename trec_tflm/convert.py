@@ -527,7 +527,10 @@ def convert_file(model_path, output_path, *, dataset: str = "fashion_mnist", dat
     Returns a summary (size, TREC layers)."""
     from .data import load_dataset
 
+    from .paths import check_output_file
+
     model_path = Path(model_path)
+    check_output_file(output_path, "-o")  # before minutes of conversion
     model = load_keras_model(model_path)
     ds = load_dataset(dataset, dataset_path)
     if tuple(ds.input_shape) != tuple(int(d) for d in model.inputs[0].shape[1:]):
