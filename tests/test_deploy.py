@@ -366,6 +366,7 @@ def test_flash_cli_without_tools(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(dp, "deploy", lambda *a, **k: dp.DeployResult(tmp_path, "nucleo_f746zg", "m", [], [], 1,
                                                                         None, "given", ""))
     monkeypatch.setattr(dp, "build_project", lambda out: (elf, None))
+    monkeypatch.setattr(dp, "check_build_requirements", lambda: None)  # the build is faked
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     monkeypatch.setenv("TREC_TFLM_MEDIA_ROOTS", str(tmp_path / "nomedia"))
     rc = main(["deploy", str(tmp_path / "x.tflite"), "--board", "nucleo_f746zg", "-o", str(tmp_path / "o"),
