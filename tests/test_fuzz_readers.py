@@ -10,11 +10,13 @@ whether it makes the model invalid (an oracle written here, independent of trec_
 byte flips are unlabelled.
 
 Every case goes through ``inspect``, ``eval --reference golden``, ``eval --reference tflm`` and
-``deploy`` (no ``--build``, no TFLM tree: the estimate path) in a worker subprocess that calls
+``deploy`` (no ``--build``, no TFLM tree: the estimate path), and every invalid one also through
+``bench --model`` (which must refuse it before building firmware), in a worker subprocess that calls
 the CLI's ``main`` (one Python start for all cases; TFLM work inside is isolated in children by
 the code under test). Asserted: the worker is never killed by a signal (a crash in native code
 that is not isolated would kill it), no reader lets an exception escape or prints a traceback,
-every invalid case is refused by every reader with a one-line error (and deploy writes nothing),
+every invalid case is refused by every reader with one error line naming the model file (and
+deploy writes nothing),
 and every benign case passes inspect.
 """
 
@@ -37,6 +39,11 @@ READERS = {
     "eval-golden": ["eval", "{model}", "--reference", "golden", "--limit", "2"],
     "eval-tflm": ["eval", "{model}", "--reference", "tflm", "--limit", "2"],
     "deploy": ["deploy", "{model}", "--board", "nucleo_f746zg", "-o", "{out}"],
+}
+#: Readers run on invalid cases only: a model they accept would be built into firmware and run in
+#: QEMU (minutes), and must have been refused before that.
+READERS_INVALID_ONLY = {
+    "bench": ["bench", "--board", "qemu_m7", "--model", "{model}"],
 }
 INT32_MAX = 2**31 - 1
 
@@ -294,7 +301,8 @@ def worker(case_dir: Path) -> int:
     progress = open(case_dir / "progress.txt", "a")
     results = open(case_dir / "results.jsonl", "a")
     for c in cases:
-        for reader, argv in READERS.items():
+        readers = dict(READERS, **(READERS_INVALID_ONLY if c["label"] == "invalid" else {}))
+        for reader, argv in readers.items():
             progress.write(f"{c['id']} {reader}\n")
             progress.flush()
             out_dir = case_dir / f"out-{c['id']}"
@@ -392,17 +400,19 @@ def test_damaged_models_never_crash_and_invalid_ones_are_refused(fashion, tmp_pa
             problems.append(f"{where}: traceback\n{r['escaped'] or r['output']}")
             continue
         if c["label"] == "invalid":
-            errors = [ln for ln in r["output"].splitlines() if ": error: " in ln]
+            # the refusal is one line that names the model file (so it is about the model)
+            errors = [ln for ln in r["output"].splitlines() if c["path"] in ln]
             if r["rc"] == 0:
                 problems.append(f"{where}: accepted an invalid model (exit 0)\n{r['output'][-800:]}")
-            elif len(errors) != 1:
-                problems.append(f"{where}: refused without exactly one error line (exit {r['rc']})\n"
-                                f"{r['output'][-800:]}")
+            elif len(errors) != 1 or not (": error: " in errors[0] or errors[0].startswith("bench: ")):
+                problems.append(f"{where}: refused without exactly one error line naming the model (exit "
+                                f"{r['rc']})\n{r['output'][-800:]}")
             if r["wrote"]:
                 problems.append(f"{where}: deploy refused the model but left {c['id']}'s project behind")
         if c["label"] == "valid" and r["reader"] == "inspect" and r["rc"] != 0:
             problems.append(f"{where}: refused a valid model\n{r['output'][-800:]}")
-    assert len(results) == len(cases) * len(READERS)
+    n_invalid = sum(c["label"] == "invalid" for c in cases)
+    assert len(results) == len(cases) * len(READERS) + n_invalid * len(READERS_INVALID_ONLY)
     assert not problems, f"{len(problems)} problems:\n\n" + "\n\n".join(problems[:15])
 
 
