@@ -349,3 +349,98 @@ def test_tick_extension_timer_period(clock):
     period = (c["tim6_psc"] + 1) * (c["tim6_arr"] + 1) / c["timclk1"]
     assert period == 1.0 and period < 2**32 / c["sysclk"]
     assert c["tim6_psc"] <= 0xFFFF and c["tim6_arr"] <= 0xFFFF
+
+
+# ------------------------------------------------------- reset handler and HSE detection --
+
+@pytest.mark.toolchain
+@pytest.mark.parametrize("board", list(STM32) + ["qemu_m7", "qemu_m4"])
+def test_reset_handler_loads_the_stack_pointer(protocol_elves, board):
+    """A debugger's `load; continue` starts at the ELF entry with whatever SP the core had:
+    Reset_Handler must set MSP to __stack_top itself, before any push."""
+    elf = protocol_elves[board]
+    syms = symbols(elf)
+    head = subprocess.run([_tool("readelf"), "-h", str(elf)], capture_output=True, text=True, check=True).stdout
+    entry = int(next(ln for ln in head.splitlines() if "Entry point address" in ln).split()[-1], 16)
+    assert entry == syms["Reset_Handler"] | 1
+    dis = subprocess.run([_tool("objdump"), "-d", "--disassemble=Reset_Handler", str(elf)], capture_output=True,
+                         text=True, check=True).stdout
+    insns = [ln.split("\t")[2:] for ln in dis.splitlines() if ln.startswith(" ") and ln.count("\t") >= 2]
+    ops = [(i[0].strip(), i[1].split("@")[0].strip() if len(i) > 1 else "") for i in insns]
+    assert ops[0][0] == "movw" and ops[1][0] == "movt" and ops[2] == ("msr", "MSP, r0"), ops
+    lo = int(ops[0][1].split("#")[1])
+    hi = int(ops[1][1].split("#")[1])
+    assert ops[0][1].startswith("r0,") and ops[1][1].startswith("r0,")
+    assert (hi << 16) | lo == syms["__stack_top"] == STM32.get(board, {"ram": (0x2000_0000, 320 * KB)})["ram"][0] \
+        + STM32.get(board, {"ram": (0x2000_0000, 320 * KB)})["ram"][1]
+
+
+HSE_PROBE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "clock_config.h"
+int main(int argc, char **argv) {
+    if (argv[1][0] == 'p') {
+        struct clk_plan p = clk_plan_for((uint32_t)strtoul(argv[2], 0, 10));
+        printf("{\"m\": %u, \"n\": %u, \"p\": %u, \"q\": %u, \"sysclk\": %u, \"vco_in\": %u, \"vco\": %u,"
+               " \"pll48\": %u, \"ok\": %d, \"pllcfgr\": %u}\n", p.m, p.n, p.p, p.q, p.sysclk_hz, p.vco_in_hz,
+               p.vco_hz, p.pll48_hz, p.ok, clk_pllcfgr(0x24003010u, p.m, p.n, p.p, p.q, 1));
+    } else {
+        uint32_t hz = clk_hse_from_capture((uint32_t)strtoul(argv[2], 0, 10), CLK_MEASURE_INTERVALS, CLK_HSI_HZ);
+        printf("{\"measured\": %u, \"crystal\": %u, \"rtcpre\": %u, \"edges\": %u, \"intervals\": %u}\n", hz,
+               clk_classify_hse(hz), CLK_MEASURE_RTCPRE, CLK_MEASURE_EDGES, CLK_MEASURE_INTERVALS);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def hse_probe(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no host C compiler to compile clock_config.h")
+    d = tmp_path_factory.mktemp("hse")
+    (d / "probe.c").write_text(HSE_PROBE)
+    subprocess.run([cc, "-std=c11", "-Wall", "-Werror", f"-I{ROOT / 'boards' / 'disco_f469ni'}", str(d / "probe.c"),
+                    "-o", str(d / "probe")], check=True)
+
+    def run(*args):
+        return json.loads(subprocess.run([str(d / "probe"), *map(str, args)], capture_output=True, text=True,
+                                         check=True).stdout)
+    return run
+
+
+@pytest.mark.parametrize("src_hz,m,n", [(8_000_000, 4, 180), (25_000_000, 25, 360), (16_000_000, 8, 180)])
+def test_disco_pll_plan_for_8_and_25_mhz(hse_probe, src_hz, m, n):
+    """Revision A of the 32F469IDISCOVERY has a 25 MHz crystal: the same 180 MHz from it, with
+    every value inside RM0386's ranges (VCO input 0.95-2.1 MHz, N 50-432, VCO 100-432 MHz)."""
+    p = hse_probe("plan", src_hz)
+    assert (p["m"], p["n"], p["p"], p["q"]) == (m, n, 2, 8) and p["ok"] == 1
+    assert p["sysclk"] == src_hz // m * n // 2 == 180_000_000
+    assert 0.95e6 <= p["vco_in"] <= 2.1e6 and 100e6 <= p["vco"] <= 432e6 and p["pll48"] <= 48e6
+    assert p["pllcfgr"] & 0x3F == m and (p["pllcfgr"] >> 6) & 0x1FF == n and (p["pllcfgr"] >> 22) & 1 == 1
+
+
+@pytest.mark.parametrize("src_hz", [0, 7_500_000, 130_000_000])
+def test_disco_no_plan_for_impossible_sources(hse_probe, src_hz):
+    assert hse_probe("plan", src_hz)["ok"] == 0
+
+
+@pytest.mark.parametrize("crystal", [8_000_000, 25_000_000])
+@pytest.mark.parametrize("hsi_error", [-0.04, -0.01, 0.0, 0.01, 0.04])
+def test_disco_hse_measured_against_hsi(hse_probe, crystal, hsi_error):
+    """What TIM11 counts: HSI (its real frequency off by hsi_error) ticks over 8 intervals of 8
+    edges of HSE / 31. The estimate names the right crystal across HSI's tolerance."""
+    p = hse_probe("measure", 1)
+    edges_per_interval = p["edges"] * p["rtcpre"]  # HSE cycles per captured interval
+    ticks = round(p["intervals"] * edges_per_interval * 16e6 * (1 + hsi_error) / crystal)
+    m = hse_probe("measure", ticks)
+    assert m["crystal"] == crystal
+    assert abs(m["measured"] * (1 + hsi_error) / crystal - 1) < 0.01  # only the tick rounding left
+
+
+@pytest.mark.parametrize("other", [12_000_000, 16_000_000, 4_000_000])
+def test_disco_other_hse_frequencies_fall_back_to_hsi(hse_probe, other):
+    ticks = round(8 * 8 * 31 * 16e6 / other)
+    assert hse_probe("measure", ticks)["crystal"] == 0

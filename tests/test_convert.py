@@ -419,3 +419,49 @@ def test_converter_chatter_stays_off_the_terminal(calib, capfd):
     out, err = capfd.readouterr()
     assert "Saved artifact" not in out
     assert "fully_quantize" not in err and "fully_quantize" not in out
+
+
+def test_metadata_is_portable_and_conversion_reproducible(tmp_path):
+    """Two copies of one trained model in different directories, each with the history.json
+    training writes (absolute checkpoint and dataset paths in it): equal bytes, no path inside."""
+    import shutil
+
+    keras.utils.set_random_seed(22)
+    src = tmp_path / "src.keras"
+    tiny_trec_model().save(src)
+    outs = []
+    for name in ("alice/runs/a", "bob/elsewhere/deeper/b"):
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        shutil.copy(src, d / "best.keras")
+        settings = {"model": "tiny", "dataset": "fashion_mnist", "dataset_path": str(d / "datasets"),
+                    "checkpoint_path": str(d), "epochs": 2, "lr": 0.002, "seed": 0,
+                    "dataset_source": str(d / "datasets" / "fashion"), "init_from": str(d / "dense" / "best.keras"),
+                    "train_images": 1000}
+        (d / "history.json").write_text(json.dumps({"settings": settings, "epochs": [],
+                                                    "test": {"accuracy": 0.5, "train_seconds": 12.3 + len(name)}}))
+        out = d / "m.tflite"
+        assert main(["convert", str(d / "best.keras"), "-o", str(out), "--calibration-samples", "16"]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    for needle in (str(tmp_path), "alice", "bob", "datasets", "checkpoint_path", "train_seconds"):
+        assert needle.encode() not in outs[0], needle
+    meta = tm.read_metadata(tm.load_model(outs[0]))
+    assert meta["training"]["settings"] == {"model": "tiny", "dataset": "fashion_mnist", "epochs": 2, "lr": 0.002,
+                                            "seed": 0, "train_images": 1000, "init_from": "best.keras"}
+    assert "created" not in meta
+
+
+def test_output_path_checked_before_conversion(tmp_path, capsys, monkeypatch):
+    from trec_tflm import convert as cv
+
+    def no_work(*a, **k):
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(cv, "load_keras_model", no_work)
+    (tmp_path / "m.keras").write_bytes(b"x")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "afile").write_text("")
+    for out, needle in ((tmp_path / "adir", "is a directory"), (tmp_path / "afile" / "m.tflite", "is not a directory")):
+        assert main(["convert", str(tmp_path / "m.keras"), "-o", str(out)]) == 2
+        assert needle in capsys.readouterr().err

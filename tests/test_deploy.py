@@ -399,6 +399,7 @@ def test_flash_cli_without_tools(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(dp, "deploy", lambda *a, **k: dp.DeployResult(tmp_path, "nucleo_f746zg", "m", [], [], 1,
                                                                         None, "given", ""))
     monkeypatch.setattr(dp, "build_project", lambda out: (elf, None))
+    monkeypatch.setattr(dp, "check_build_requirements", lambda: None)  # the build is faked
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     monkeypatch.setenv("TREC_TFLM_MEDIA_ROOTS", str(tmp_path / "nomedia"))
     rc = main(["deploy", str(tmp_path / "x.tflite"), "--board", "nucleo_f746zg", "-o", str(tmp_path / "o"),
@@ -572,3 +573,21 @@ def test_bench_model_usage_errors(tmp_path, capsys):
     assert "drop --port/--elf" in capsys.readouterr().err
     assert main(["bench", "--board", "qemu_m7", "--model", str(tmp_path / "m.tflite")]) == 2
     assert "m.tflite: no such file" in capsys.readouterr().err
+
+
+def test_build_without_tflm_writes_nothing(tiny_model, no_tflm, tmp_path, capsys):
+    path, _ = tiny_model
+    out = tmp_path / "fw"
+    assert main(["deploy", str(path), "--board", "nucleo_f746zg", "-o", str(out), "--build"]) == 2
+    err = capsys.readouterr().err
+    assert "--build needs" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".fw")] == []
+
+
+def test_json_path_checked_before_the_project_is_written(tiny_model, tmp_path, capsys):
+    path, _ = tiny_model
+    out = tmp_path / "fw"
+    (tmp_path / "adir").mkdir()
+    assert main(["deploy", str(path), "--board", "nucleo_f746zg", "-o", str(out), "--json",
+                 str(tmp_path / "adir")]) == 2
+    assert "--json" in capsys.readouterr().err and not out.exists()

@@ -149,6 +149,61 @@ def test_parse_info_decodes_float_bits():
         sp.parse_info("m-info-[board=b,model")  # truncated
 
 
+INFO = ("m-info-[board=b,model=m,fw=f,unit=cycles,resolution=1,clock_hz=216000000,input_bytes=784,"
+        "in_scale_f32=3b808081,in_zp=-128,outputs=10,out_scale_f32=3b800000,out_zp=-128,db_capacity=4096,"
+        "cmd_capacity=512]")
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("in_scale_f32", "7fc00000", "in_scale_f32 decodes to nan"),        # NaN
+    ("out_scale_f32", "7f800000", "out_scale_f32 decodes to inf"),      # +inf
+    ("in_scale_f32", "bf800000", "in_scale_f32 decodes to -1.0"),       # negative
+    ("in_scale_f32", "0", "in_scale_f32 decodes to 0.0"),
+    ("in_scale_f32", "1ffffffff", "not the hex bit pattern of a float32"),  # 33 bits: struct.error before
+    ("out_scale_f32", "3b80zz00", "not the hex bit pattern"),
+    ("in_zp", "300", "in_zp=300 is outside [-128, 127]"),
+    ("outputs", "0", "outputs=0 is outside"),
+    ("input_bytes", "-4", "input_bytes=-4 is outside"),
+    ("input_bytes", "5000", "input_bytes=5000 exceeds db_capacity=4096"),
+    ("cmd_capacity", "2", "cmd_capacity=2 is outside"),
+])
+def test_parse_info_refuses_values_the_host_cannot_use(field, value, needle):
+    import re
+
+    line = re.sub(rf"{field}=[^,\]]*", f"{field}={value}", INFO)
+    assert line != INFO
+    with pytest.raises(sp.MalformedReplyError) as err:
+        sp.parse_info(line)
+    assert needle in str(err.value) and "info line" in str(err.value)
+
+
+def test_results_values_out_of_range_are_refused():
+    for bad, needle in (("m-results-q-[1,300]", "value 300"), ("m-results-q-[-129]", "value -129"),
+                        ("m-results-[0.5,nan]", "value nan"), ("m-results-[inf]", "value inf")):
+        with pytest.raises(sp.MalformedReplyError, match="out of range") as err:
+            sp.parse_results(bad)
+        assert needle in str(err.value) and bad in str(err.value)
+
+
+def test_infer_and_ops_replies_with_impossible_numbers_are_refused():
+    good = ["m-warmup-start-0", "m-warmup-done", "m-infer-start-3", "m-lap-us-10", "m-lap-us-40",
+            "m-infer-done", "m-infer-ticks-[300,3,instructions]", "m-results-[1.000]"]
+    for i, bad in ((4, "m-lap-us-5"), (3, "m-lap-us--10"), (6, "m-infer-ticks-[-300,3,instructions]")):
+        lines = list(good)
+        lines[i] = bad
+        with pytest.raises(sp.MalformedReplyError):
+            sp.parse_infer(sp.Reply("infer 3 0", lines), 3, 0)
+    with pytest.raises(sp.MalformedReplyError, match="index and ticks must be >= 0"):
+        sp.parse_ops(sp.Reply("ops", ["m-ops-[1,cycles]", "m-op-[0,CONV_2D,-10]"]))
+    with pytest.raises(sp.MalformedReplyError, match="negative operator count"):
+        sp.parse_ops(sp.Reply("ops", ["m-ops-[-1,cycles]"]))
+
+
+def test_quantize_inputs_refuses_a_nan_scale():
+    with pytest.raises(ValueError, match="finite and > 0"):
+        bench.quantize_inputs(np.zeros(4), float("nan"), 0)
+
+
 def test_parse_infer_requires_every_step():
     good = ["m-warmup-start-0", "m-warmup-done", "m-infer-start-3", "m-lap-us-10", "m-lap-us-40",
             "m-infer-done", "m-infer-ticks-[300,3,instructions]", "m-results-[1.000]"]

@@ -95,6 +95,8 @@ def write_case(case, path: Path) -> None:
     if has_bias:
         blob += case["bias"].astype("<i4").tobytes()
     blob += r.tobytes()
+    if case.get("variable_mask"):
+        blob += i32(case["variable_mask"])
     path.write_bytes(blob)
 
 
@@ -301,6 +303,52 @@ def test_output_shape_must_follow_from_the_options(runner, tmp_path):
     case["opts"]["stride_h"] = 2
     case["options"] = flexbuffers.Dumps(case["opts"])
     _refused(runner, tmp_path, case, "the options give [1,5,8,5]")
+
+
+# the rules the host validator (trec_tflm.validate) also enforces: a device refuses what the host refuses
+def _scaled(case, which: str, index, value):
+    if which == "w_scale":
+        case["w_scale"] = case["w_scale"].copy()
+        case["w_scale"][index] = value
+    else:
+        case[which] = value
+    return case
+
+
+@pytest.mark.parametrize("which,index,value,needle", [
+    ("w_scale", 1, float("nan"), "filter scale nan of channel 1 must be finite and > 0"),
+    ("w_scale", 2, -0.01, "filter scale -0.01 of channel 2 must be finite and > 0"),
+    ("w_scale", 0, 0.0, "filter scale 0 of channel 0 must be finite and > 0"),
+    ("w_scale", 4, 1e30, "the requantization scale of channel 4"),
+    ("in_scale", None, float("nan"), "the input scale must be finite and > 0"),
+    ("out_scale", None, float("inf"), "the output scale must be finite and > 0"),
+    ("in_zp", None, 300, "the input zero point 300 is outside [-128, 127]"),
+    ("out_zp", None, -129, "the output zero point -129 is outside [-128, 127]"),
+])
+def test_bad_scales_and_zero_points_are_refused(runner, tmp_path, which, index, value, needle):
+    _refused(runner, tmp_path, _scaled(make_case(seed=3), which, index, value), needle)
+
+
+def test_one_filter_scale_per_output_channel(runner, tmp_path):
+    case = make_case(seed=3, cout=5)
+    case["w_scale"], case["w_zp"] = case["w_scale"][:3], case["w_zp"][:3]
+    _refused(runner, tmp_path, case, "filter has 3 scales for 5 output channels")
+
+
+@pytest.mark.parametrize("bit,needle", [(1, "the filter must be a constant tensor"),
+                                        (2, "the bias must be a constant tensor"),
+                                        (3, "the hash must be a constant tensor")])
+def test_filter_bias_and_hash_must_be_constant(runner, tmp_path, bit, needle):
+    case = make_case(seed=3)
+    case["variable_mask"] = 1 << bit
+    _refused(runner, tmp_path, case, needle)
+
+
+def test_dilation_that_overflows_the_padding_is_refused(runner, tmp_path):
+    case = make_case(seed=3, k=3)
+    case["opts"]["dilation_h"] = 2**31 - 1
+    case["options"] = flexbuffers.Dumps(case["opts"])
+    _refused(runner, tmp_path, case, "spans beyond int32")
 
 
 def test_skip_message_names_what_to_set():

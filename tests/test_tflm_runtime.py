@@ -183,13 +183,19 @@ def test_trec_model_runs_and_reports_its_arena(dense_model):
 @pytest.mark.tflm
 def test_prepare_errors_reach_python(dense_model):
     bad = to_trec(dense_model, length=6, bits=4, edit_options=lambda o: dict(o, version=7))
+    # validate=False: reach TFLM's Prepare, as a device (which has no host validator) would
     with pytest.raises(runtime.TflmError, match="unknown TREC_CONV_2D version 7; this build supports 1") as err:
-        runtime.Runtime(bad)
+        runtime.Runtime(bad, validate=False)
     assert "failed to prepare" in err.value.log
     missing = to_trec(dense_model, length=6, bits=4,
                       edit_options=lambda o: {k: v for k, v in o.items() if k != "padding"})
     with pytest.raises(runtime.TflmError, match="custom option 'padding' is missing"):
-        runtime.Runtime(missing)
+        runtime.Runtime(missing, validate=False)
+    # by default the host validator refuses the same models before TFLM sees them
+    from trec_tflm.validate import ModelValidationError
+
+    with pytest.raises(ModelValidationError, match="unknown TREC_CONV_2D version 7"):
+        runtime.Runtime(bad)
 
 
 @pytest.mark.tflm

@@ -147,3 +147,61 @@ def test_a_subset_of_trec_convs_keeps_the_models_l_and_h():
     conv = conv_layers(squeeze)[1]
     assert 1 not in MODELS["squeezenet"].default_trec
     assert (conv.sub_vector_length, conv.hash_bits) == (params["sub_vector_length"].default, params["hash_bits"].default)
+
+
+# ------------------------------------------------------------------------------------------------
+# settings refused before any work starts
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args,needle", [
+    (["--train-limit", "0"], "--train-limit 0: must be >= 1"),
+    (["--train-limit", "-5"], "--train-limit -5: must be >= 1"),
+    (["--lr", "nan"], "--lr nan: must be a finite number > 0"),
+    (["--lr", "-0.1"], "--lr -0.1: must be a finite number > 0"),
+    (["--epochs", "0"], "--epochs 0: must be >= 1"),
+    (["--batch-size", "0"], "--batch-size 0: must be >= 1"),
+    (["--init-from", "/nonexistent/dense.keras"], "--init-from '/nonexistent/dense.keras': no such file"),
+])
+def test_bad_settings_are_refused_before_work(tmp_path, capsys, monkeypatch, args, needle):
+    from trec_tflm import data
+    from trec_tflm.cli import main
+
+    def no_dataset(*a, **k):
+        raise AssertionError("the dataset was loaded before the settings were checked")
+
+    monkeypatch.setattr(data, "load_dataset", no_dataset)
+    out = tmp_path / "run"
+    assert main(["train", "--checkpoint-path", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_checkpoint_path_that_is_a_file_is_refused(tmp_path, capsys):
+    from trec_tflm.cli import main
+
+    f = tmp_path / "run"
+    f.write_text("not a directory")
+    assert main(["train", "--checkpoint-path", str(f)]) == 2
+    assert "is a file; give a directory" in capsys.readouterr().err
+    assert main(["train", "--checkpoint-path", str(f / "sub")]) == 2
+    assert "is a file, so the directory cannot be created" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_checkpoint_save_is_held_until_the_rename(tmp_path):
+    """What BestCheckpoint does: save to a temporary file and rename; a SIGINT that arrives
+    during the save is delivered after the rename, so the checkpoint exists and is complete."""
+    import os
+    import signal
+
+    from trec_tflm.train import _sigint_deferred
+
+    tmp, best = tmp_path / "best.tmp.keras", tmp_path / "best.keras"
+    with pytest.raises(KeyboardInterrupt):
+        with _sigint_deferred():
+            tmp.write_text("part 1 ")
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the save
+            with tmp.open("a") as f:
+                f.write("part 2")
+            os.replace(tmp, best)
+    assert best.read_text() == "part 1 part 2" and not tmp.exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -20,8 +20,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .serial_protocol import (DeviceError, DeviceInfo, EEMBCClient, InferResult, ProtocolError,
-                              DEFAULT_TIMEOUT)
+from .serial_protocol import (DeviceError, DeviceInfo, EEMBCClient, InferResult, MalformedReplyError,
+                              ProtocolError, DEFAULT_TIMEOUT)
 
 REAL_BOARDS = ("nucleo_f746zg", "disco_f469ni")
 QEMU_BOARDS = ("qemu_m7", "qemu_m4")
@@ -105,8 +105,10 @@ class BenchResult:
 def quantize_inputs(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """Float inputs -> int8 with the model's input quantization: round(x / scale) + zp, clipped
     (NumPy rounding, half to even, as TFLite's reference quantize does on the host)."""
-    if scale <= 0:
-        raise ValueError(f"input scale must be > 0, got {scale}")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"input scale must be finite and > 0, got {scale}")
+    if not -128 <= zero_point <= 127:
+        raise ValueError(f"input zero point must be in [-128, 127], got {zero_point}")
     q = np.round(np.asarray(x, np.float64) / scale) + zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 
@@ -195,6 +197,11 @@ def run_bench(port_url: str | None, inputs: Sequence[np.ndarray] | np.ndarray,
                 if kind != "q":
                     use_raw = False
                     values = r.results
+            if info is not None and len(values) != info.outputs:
+                raise MalformedReplyError(
+                    f"the device sent {len(values)} output values for input {i}, its info% says the model has "
+                    f"{info.outputs} (reply to {'results q%' if use_raw else f'infer {iterations} {warmup}%'})",
+                    port=port_url, lines=[str(values)])
             outputs.append(values)
             preds.append(int(np.argmax(values)) if len(values) else -1)
             if use_ops:

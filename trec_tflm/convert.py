@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -431,14 +430,13 @@ def convert(model, representative_data, *, float_io: bool = False,
         "trec_op_version": tm.TREC_OP_VERSION,
         "trec_tflm_version": __version__,
         "model_name": model.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "io": "float32" if float_io else "int8",
         "input_shape": [1, *in_shape],
         "trec_layers": entries,
         "labels": None if labels is None else [str(v) for v in labels],
         "calibration": {"images": int(len(calib)), "dataset": dataset_name,
                         "rc_source": "float Keras model on the calibration images" if rc else None},
-        "training": None if training_info is None else _json_safe(training_info),
+        "training": None if training_info is None else _json_safe(portable_training_info(training_info)),
     }
     tm.write_metadata(m, doc)
     out = tm.save_model(m)
@@ -481,6 +479,34 @@ def load_keras_model(path):
         raise ConvertError(f"{p}: cannot load the Keras model: {exc}") from None
 
 
+#: Training settings that are facts about the model, not about the machine it was trained on.
+PORTABLE_SETTINGS = ("model", "dataset", "epochs", "batch_size", "lr", "trec", "sub_vector_length", "hash_bits",
+                     "hash_center", "hash_trainable", "train_limit", "validation_size", "augment", "distill_weight",
+                     "distill_temperature", "seed", "train_images", "trec_layers")
+#: Settings that name a file: only the file's name is kept.
+FILE_SETTINGS = ("init_from", "distill_from")
+
+
+def portable_training_info(info: dict) -> dict:
+    """The training record reduced to portable facts: names, settings and figures, never a local
+    path (checkpoint directory, dataset location), so a model carries no directory layout and the
+    same model converted from two directories gives the same bytes."""
+    out = {}
+    settings = info.get("settings")
+    if isinstance(settings, dict):
+        kept = {k: settings[k] for k in PORTABLE_SETTINGS if k in settings}
+        for k in FILE_SETTINGS:
+            if settings.get(k):
+                kept[k] = Path(str(settings[k])).name
+        out["settings"] = kept
+    elif "settings" in info:
+        out["settings"] = None
+    test = info.get("test")
+    if isinstance(test, dict):
+        out["test"] = {k: test[k] for k in ("accuracy", "loss", "reuse_rate") if k in test}
+    return out
+
+
 def _training_info(model_path: Path) -> dict | None:
     hist = model_path.with_name("history.json")
     if not hist.is_file():
@@ -501,7 +527,10 @@ def convert_file(model_path, output_path, *, dataset: str = "fashion_mnist", dat
     Returns a summary (size, TREC layers)."""
     from .data import load_dataset
 
+    from .paths import check_output_file
+
     model_path = Path(model_path)
+    check_output_file(output_path, "-o")  # before minutes of conversion
     model = load_keras_model(model_path)
     ds = load_dataset(dataset, dataset_path)
     if tuple(ds.input_shape) != tuple(int(d) for d in model.inputs[0].shape[1:]):

@@ -121,8 +121,10 @@ def load_checked_model(model: Union[bytes, PathLike]) -> tuple[bytes, list]:
             raise DeployError(f"{path} is not a .tflite file{hint}")
         model = path.read_bytes()
     buf = bytes(model)
+    from .validate import validate_model
+
     try:
-        m = tm.load_model(buf, what)
+        m = validate_model(buf, what)
         ops = tm.operators(m)
         for op in ops:
             if op.name == TREC_CUSTOM_CODE:
@@ -505,6 +507,8 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
                                                  input_format=input_format).to_dict()
             except (firmware.FirmwareError, RuntimeError) as exc:
                 raise DeployError(f"generating the project failed: {exc}", 1) from None
+            except ValueError as exc:  # the model: refused, or TFLM crashed on it (isolate.NativeCrashError)
+                raise DeployError(f"generating the project failed: {exc}", 2) from None
             # the measurement build lives in tmp/build; its paths die with the rename
             shutil.rmtree(tmp / "build", ignore_errors=True)
             src = info["arena_source"]
@@ -737,14 +741,10 @@ def elf_budget(elf: PathLike, board: str, *, arena_size: Optional[int] = None,
                          arena_size=arena_size)
 
 
-def build_project(out_dir: PathLike, *, jobs: Optional[int] = None) -> tuple[Path, MemoryBudget]:
-    """Build a deployed project; returns (ELF, memory budget). DeployError (exit 1) when the
-    image does not fit, naming the region and by how much; (exit 2) when the toolchain or the
-    TFLM tree is missing, saying what to install / set."""
-    from . import firmware, qemu, runtime
+def check_build_requirements() -> None:
+    """DeployError (exit 2) when the ARM toolchain or the TFLM tree a build needs is missing."""
+    from . import qemu, runtime
 
-    out = Path(out_dir)
-    proj = json.loads((out / PROJECT_FILE).read_text())
     reason = qemu.skip_reason(need_qemu=False, need_toolchain=True)
     if reason:
         raise DeployError(f"--build needs the ARM toolchain: {reason}")
@@ -752,6 +752,17 @@ def build_project(out_dir: PathLike, *, jobs: Optional[int] = None) -> tuple[Pat
         raise DeployError(f"--build needs the TFLM tree: {runtime.TREE_HINT}; e.g. "
                           "TFLM_ROOT=third_party/tflite-micro FLATBUFFERS_ROOT=third_party/flatbuffers "
                           "CMSIS_NN_ROOT=third_party/CMSIS-NN (CMSIS-NN optional)")
+
+
+def build_project(out_dir: PathLike, *, jobs: Optional[int] = None) -> tuple[Path, MemoryBudget]:
+    """Build a deployed project; returns (ELF, memory budget). DeployError (exit 1) when the
+    image does not fit, naming the region and by how much; (exit 2) when the toolchain or the
+    TFLM tree is missing, saying what to install / set."""
+    from . import firmware
+
+    out = Path(out_dir)
+    proj = json.loads((out / PROJECT_FILE).read_text())
+    check_build_requirements()
     try:
         elf = firmware.build(out, jobs=jobs)
     except firmware.FirmwareError as exc:
@@ -920,6 +931,16 @@ def deploy_command(args) -> int:
         check_board(args.board)
         if args.flash and args.board in QEMU_BOARDS:
             raise DeployError(_QEMU_FLASH_MESSAGE.format(board=args.board))
+        # before anything is written: a refused build must not leave a project behind
+        if args.build or args.flash:
+            check_build_requirements()
+        if args.json_path:
+            from .paths import check_output_file
+
+            try:
+                check_output_file(args.json_path, "--json")
+            except ValueError as exc:
+                raise DeployError(str(exc)) from None
         res = deploy(args.model, args.board, args.out, name=args.name, arena_size=args.arena_size,
                      arena_margin=args.arena_margin, stack_size=args.stack_size,
                      log=lambda s: print(s, file=sys.stderr), mlperf_id=args.mlperf_id,

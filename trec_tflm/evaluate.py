@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import tflite_model as tm
+from . import isolate, validate
 
 REFERENCES = ("auto", "golden", "tflm")
 
@@ -116,7 +117,7 @@ class WheelRunner(_RunnerBase):
     route = "tflm"
 
     def __init__(self, model_bytes: bytes):
-        m = tm.load_model(model_bytes)
+        m = validate.validate_model(model_bytes)
         if any(tm.is_trec(m, op) for op in m.subgraphs[0].operators):
             raise RunnerUnavailable("the model has TREC_CONV_2D ops, which the plain TFLM interpreter lacks")
         self._init_io(m)
@@ -141,7 +142,7 @@ class RuntimeRunner(_RunnerBase):
             from .runtime import Runtime, TflmError
         except ImportError as exc:
             raise RunnerUnavailable(f"the TFLM glue (trec_tflm.runtime) is not available: {exc}") from None
-        m = tm.load_model(model_bytes)
+        m = validate.validate_model(model_bytes)
         self._init_io(m)
         try:
             self._rt = Runtime(model_bytes)
@@ -248,7 +249,7 @@ class GoldenGraphRunner(_RunnerBase):
         if conv not in ("golden", "tflm"):
             raise ValueError(f"conv must be 'golden' or 'tflm', got {conv!r}")
         self.conv = conv
-        m = tm.load_model(model_bytes)
+        m = validate.validate_model(model_bytes)
         if len(m.subgraphs) != 1:
             raise RunnerUnavailable(f"the golden route runs single-subgraph models; this one has {len(m.subgraphs)}")
         self._init_io(m)
@@ -370,7 +371,7 @@ def make_runner(model_bytes: bytes, reference: str = "auto", *, notes: list | No
     route that cannot run here."""
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}")
-    m = tm.load_model(model_bytes)
+    m = validate.validate_model(model_bytes)
     has_trec = any(tm.is_trec(m, op) for op in m.subgraphs[0].operators)
     if reference == "golden":
         return GoldenGraphRunner(model_bytes, conv=conv)
@@ -467,12 +468,14 @@ def eval_command(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     buf = tm.read_bytes(args.model)
-    tm.load_model(buf, args.model)
+    validate.validate_model(buf, args.model)
     ds = load_dataset(args.dataset, args.dataset_path)
     try:
-        res = evaluate(buf, ds.x_test, ds.y_test, reference=args.reference, limit=args.limit, conv=args.golden_conv,
-                       progress=None if args.json else
-                       (lambda i, n: print(f"  {i}/{n} images", file=sys.stderr, flush=True)))
+        # TFLM runs in a child process: a crash on a hostile model becomes a NativeCrashError
+        res = isolate.run_isolated(
+            evaluate, buf, ds.x_test, ds.y_test, reference=args.reference, limit=args.limit, conv=args.golden_conv,
+            progress=None if args.json else (lambda i, n: print(f"  {i}/{n} images", file=sys.stderr, flush=True)),
+            what=f"evaluating {args.model}")
     except RunnerUnavailable as exc:
         raise ValueError(str(exc)) from None
     out = res.to_dict() | {"model": str(args.model), "dataset": ds.name}

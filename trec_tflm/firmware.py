@@ -404,7 +404,10 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
             source = twin
             margin = arena_margin if arena_margin is not None else max(1024, used // 50)
         else:
-            used = runtime.Runtime(model).arena_used_bytes()
+            from .isolate import run_isolated
+
+            used = run_isolated(host_arena_need, model, what="measuring the arena in the host TFLM runtime",
+                                timeout=timeout)
             source = "host-estimate"
             margin = arena_margin if arena_margin is not None else max(4096, used // 4)
         arena = used + margin
@@ -553,6 +556,14 @@ def parse_boot_line(stdout: str) -> dict:
         raise FirmwareError(err.group(0) if err else f"no boot line from the app; output:\n{stdout[-2000:]}")
     return dict(model=m.group(1), operators=int(m.group(2)), arena_used=int(m.group(3)),
                 arena_size=int(m.group(4)))
+
+
+def host_arena_need(model: bytes) -> int:
+    """Arena bytes the host TFLM runtime allocates for ``model``, after one inference on a zero
+    input (so a kernel that fails only in Eval is caught here, not on the board)."""
+    rt = runtime.Runtime(model)
+    rt.invoke(np.zeros(rt.input_shape, rt.input_dtype))
+    return rt.arena_used_bytes()
 
 
 def measure_arena_use(out_dir: PathLike, qemu_board: str, *, timeout: float = 3600.0) -> int:

@@ -20,11 +20,11 @@ import math
 import os
 import re
 import sys
-import tempfile
 
 import numpy as np
 
 from . import tflite_model as tm
+from . import isolate, validate
 from .golden import strip_width
 
 
@@ -62,7 +62,7 @@ def _capture_fds():
     sys.stdout.flush()
     sys.stderr.flush()
     saved = (os.dup(1), os.dup(2))
-    with tempfile.TemporaryFile() as tmp:
+    with isolate.capture_file() as tmp:
         os.dup2(tmp.fileno(), 1)
         os.dup2(tmp.fileno(), 2)
         try:
@@ -85,7 +85,12 @@ _ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 
 
 def measure_arena(buf: bytes, has_trec: bool) -> dict:
-    """``{"bytes": int | None, "how": str}``: what TFLM allocates for the model on this host."""
+    """``{"bytes": int | None, "how": str}``: what TFLM allocates for the model on this host.
+    TFLM runs in a child process: a crash there raises isolate.NativeCrashError."""
+    return isolate.run_isolated(_measure_arena_here, buf, has_trec, what="measuring the TFLM arena", timeout=600)
+
+
+def _measure_arena_here(buf: bytes, has_trec: bool) -> dict:
     if has_trec:
         try:
             from .runtime import Runtime, TflmError
@@ -129,7 +134,7 @@ def _conv_geometry(op) -> tuple[int, int, int, int]:
 
 def inspect_model(buf: bytes, *, measure: bool = True) -> dict:
     """The report ``trec-tflm inspect`` prints, as a dict (the ``--json`` form)."""
-    m = tm.load_model(buf)
+    m = validate.validate_model(buf)
     ops = tm.operators(m)
     meta = tm.read_metadata(m)
     by_op = {e.get("operator_index"): e for e in (meta or {}).get("trec_layers") or []}
@@ -253,7 +258,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def inspect_command(args) -> int:
     buf = tm.read_bytes(args.model)
-    tm.load_model(buf, args.model)
+    validate.validate_model(buf, args.model)
     report = inspect_model(buf, measure=not args.no_arena)
     report["model"] = str(args.model)
     if args.json:

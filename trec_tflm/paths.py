@@ -91,3 +91,22 @@ def build_dir(*parts: str) -> Path:
         return root.joinpath("build", *parts)
     key = hashlib.sha1(str(source_root()).encode()).hexdigest()[:12]
     return cache_dir().joinpath("builds", key, *parts)
+
+
+def check_output_file(path, option: str) -> Path:
+    """Refuse, before any long work, an output file path that cannot be written: a directory, a
+    parent that is a file, a directory without write permission. Raises ValueError naming the
+    option and the fix; returns the path."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{option} {p} is a directory: give a file name (e.g. {p / 'model.tflite'})")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {p}: {parent} is not a directory, so the file cannot be created there")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {p}: no permission to write in {parent}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ValueError(f"{option} {p} exists and is not writable")
+    return p

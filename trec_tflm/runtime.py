@@ -34,14 +34,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import paths, progress
+from . import isolate, paths, progress
 
 #: The tflite-micro commit the pinned wheel (0.dev20260203175027-g88f8587) was built from.
 TFLM_COMMIT = "88f8587b3fa6e4e027caf5437b1510a86bf31a60"
@@ -339,7 +338,7 @@ def _capture_native_output():
     with _capture_lock:
         sys.stderr.flush()
         saved = os.dup(2)
-        with tempfile.TemporaryFile(mode="w+b") as tmp:
+        with isolate.capture_file() as tmp:
             os.dup2(tmp.fileno(), 2)
             py_out = io.StringIO()
             try:
@@ -377,18 +376,25 @@ class Runtime:
     16 MiB, which fits any model this project makes; ask :meth:`arena_used_bytes` for the real need).
     ``register_trec``: load the op library and register TREC_CONV_2D (default: when the model has
     that operator). ``preserve_all_tensors``: TFLM's kPreserveAllTensors allocation (intermediate
-    tensors readable with :meth:`tensor`; arena use is then not recorded).
+    tensors readable with :meth:`tensor`; arena use is then not recorded). ``validate``: run
+    :func:`trec_tflm.validate.validate_model` first (default; TFLM itself does not verify the
+    flatbuffer). Only tests of TFLM's own refusals pass False, to reach the kernel's Prepare.
     """
 
     def __init__(self, model: Union[bytes, bytearray, memoryview, PathLike], arena_size: Optional[int] = None,
-                 *, register_trec: Optional[bool] = None, preserve_all_tensors: bool = False):
+                 *, register_trec: Optional[bool] = None, preserve_all_tensors: bool = False,
+                 validate: bool = True):
         if isinstance(model, (bytes, bytearray, memoryview)):
             self.model = bytes(model)
             self.model_path = None
         else:
             self.model_path = Path(model)
             self.model = self.model_path.read_bytes()
-        if len(self.model) < 8 or self.model[4:8] != b"TFL3":
+        if validate:
+            from .validate import validate_model
+
+            validate_model(self.model, str(self.model_path) if self.model_path else "the model")
+        elif len(self.model) < 8 or self.model[4:8] != b"TFL3":
             raise ValueError("not a .tflite flatbuffer (no TFL3 identifier)")
         self.operators = model_operators(self.model)
         custom = _is_custom(self.model)

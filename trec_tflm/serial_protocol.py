@@ -14,6 +14,7 @@ what was (not) received and what to do about it.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 import time
@@ -154,10 +155,16 @@ def parse_results(line: str) -> tuple[str, list[float]]:
     for tok in body.split(","):
         tok = tok.strip()
         try:
-            values.append(int(tok) if kind == "q" else float(tok))
+            v = int(tok) if kind == "q" else float(tok)
         except ValueError:
             raise MalformedReplyError(f"malformed value {tok!r} in results line {line!r}",
                                       lines=[line]) from None
+        # q values are the int8 output tensor; float ones its dequantized values
+        if (kind == "q" and not -128 <= v <= 127) or (kind == "float" and not math.isfinite(v)):
+            raise MalformedReplyError(f"value {tok} in results line {line!r} is out of range "
+                                      f"({'int8: -128..127' if kind == 'q' else 'not a finite number'})",
+                                      lines=[line])
+        values.append(v)
     return kind, values
 
 
@@ -185,8 +192,42 @@ class DeviceInfo:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+_HEX32 = re.compile(r"[0-9a-fA-F]{1,8}")
+
+
 def _f32(hexbits: str) -> float:
+    """The float32 whose bit pattern is ``hexbits`` (up to 8 hex digits)."""
+    if not _HEX32.fullmatch(hexbits):
+        raise ValueError(f"{hexbits!r} is not the hex bit pattern of a float32 (1 to 8 hex digits)")
     return struct.unpack("<f", struct.pack("<I", int(hexbits, 16)))[0]
+
+
+#: info% fields that must lie in a range: name -> (attribute, low, high).
+_INFO_RANGES = {
+    "clock_hz": ("clock_hz", 0, 10**10), "resolution": ("resolution", 0, 10**10),
+    "input_bytes": ("input_bytes", 1, 1 << 24), "in_zp": ("input_zero_point", -128, 127),
+    "outputs": ("outputs", 1, 1 << 20), "out_zp": ("output_zero_point", -128, 127),
+    "db_capacity": ("db_capacity", 1, 1 << 24), "cmd_capacity": ("cmd_capacity", 8, 1 << 20),
+}
+
+
+def check_info(info: "DeviceInfo", line: str) -> "DeviceInfo":
+    """Refuse an info% reply whose values the host could not use (naming the field)."""
+    for key, (attr, lo, hi) in _INFO_RANGES.items():
+        v = getattr(info, attr)
+        if not lo <= v <= hi:
+            raise MalformedReplyError(f"info line {line!r}: {key}={v} is outside [{lo}, {hi}]", lines=[line])
+    for key, v in (("in_scale_f32", info.input_scale), ("out_scale_f32", info.output_scale)):
+        if not (math.isfinite(v) and v > 0):
+            raise MalformedReplyError(f"info line {line!r}: {key} decodes to {v}, not a finite scale > 0 "
+                                      "(the firmware's model quantization is broken, or the line is garbled)",
+                                      lines=[line])
+    if info.input_bytes > info.db_capacity:
+        raise MalformedReplyError(f"info line {line!r}: input_bytes={info.input_bytes} exceeds "
+                                  f"db_capacity={info.db_capacity}", lines=[line])
+    if not info.unit.strip():
+        raise MalformedReplyError(f"info line {line!r}: empty unit", lines=[line])
+    return info
 
 
 def parse_info(line: str) -> DeviceInfo:
@@ -212,7 +253,7 @@ def parse_info(line: str) -> DeviceInfo:
     except (KeyError, ValueError) as exc:
         raise MalformedReplyError(f"info line {line!r} lacks or garbles {exc}", lines=[line]) from None
     info.extra = kv
-    return info
+    return check_info(info, line)
 
 
 @dataclass
@@ -264,6 +305,13 @@ def parse_infer(reply: Reply, iterations: int | None = None, warmup: int | None 
     if len(laps) < 2:
         raise MalformedReplyError(f"reply to {reply.command!r} has {len(laps)} m-lap-us lines after "
                                   "m-infer-start, expected 2", command=reply.command, lines=lines)
+    if n < 1 or w < 0:
+        raise MalformedReplyError(f"reply to {reply.command!r} reports {n} inferences and {w} warm-ups",
+                                  command=reply.command, lines=lines)
+    if laps[0] < 0 or laps[1] < laps[0]:
+        raise MalformedReplyError(f"reply to {reply.command!r} has time stamps m-lap-us-{laps[0]} and "
+                                  f"m-lap-us-{laps[1]}: they must be >= 0 and not go back",
+                                  command=reply.command, lines=lines)
     ticks = unit = None
     tk = reply.find("infer-ticks-")
     if tk is not None:
@@ -273,6 +321,9 @@ def parse_infer(reply: Reply, iterations: int | None = None, warmup: int | None 
                                       command=reply.command, lines=lines)
         ticks = _int_field(parts[0], "m-infer-ticks", tk)
         unit = parts[2]
+        if ticks < 0 or not unit.strip():
+            raise MalformedReplyError(f"m-infer-ticks-{tk}: ticks must be >= 0 and the unit named",
+                                      command=reply.command, lines=lines)
     res_line = next(ln for ln in lines if ln.startswith("m-results-"))
     _, results = parse_results(res_line)
     return InferResult(iterations=n, warmup=w, lap_us=(laps[0], laps[1]), ticks=ticks, unit=unit,
@@ -296,13 +347,17 @@ def parse_ops(reply: Reply) -> tuple[str | None, list[OpTiming]]:
     if len(parts) != 2:
         raise MalformedReplyError(f"malformed m-ops line 'm-ops-{head}'", lines=reply.lines)
     count, unit = _int_field(parts[0], "m-ops", head), parts[1]
+    if count < 0:
+        raise MalformedReplyError(f"m-ops-{head}: a negative operator count", lines=reply.lines)
     ops = []
     for payload in reply.find_all("op-"):
         fields = _bracket(payload, "m-op", "m-op-" + payload).split(",")
         if len(fields) != 3:
             raise MalformedReplyError(f"malformed m-op line 'm-op-{payload}'", lines=reply.lines)
-        ops.append(OpTiming(_int_field(fields[0], "m-op", payload), fields[1],
-                            _int_field(fields[2], "m-op", payload)))
+        op = OpTiming(_int_field(fields[0], "m-op", payload), fields[1], _int_field(fields[2], "m-op", payload))
+        if op.index < 0 or op.ticks < 0:
+            raise MalformedReplyError(f"m-op-{payload}: index and ticks must be >= 0", lines=reply.lines)
+        ops.append(op)
     if len(ops) != count:
         raise MalformedReplyError(f"device announced {count} operators but sent {len(ops)} m-op lines",
                                   command=reply.command, lines=reply.lines)

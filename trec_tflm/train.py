@@ -8,9 +8,12 @@ end the test accuracy of the best checkpoint and the settings used).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +58,61 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings that would train on something else than asked, or fail after minutes of
+    work, before anything starts (ValueError naming the option)."""
+    def bad(option, value, rule):
+        raise ValueError(f"{option} {value!r}: {rule}")
+
+    if cfg.epochs < 1:
+        bad("--epochs", cfg.epochs, "must be >= 1")
+    if cfg.batch_size < 1:
+        bad("--batch-size", cfg.batch_size, "must be >= 1")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        bad("--lr", cfg.lr, "must be a finite number > 0")
+    if cfg.train_limit is not None and cfg.train_limit < 1:
+        bad("--train-limit", cfg.train_limit, "must be >= 1 (omit it to train on every image)")
+    if cfg.validation_size < 1:
+        bad("validation_size", cfg.validation_size, "must be >= 1")
+    if not 0.0 <= cfg.distill_weight <= 1.0:
+        bad("--distill-weight", cfg.distill_weight, "must be in [0, 1]")
+    if not (math.isfinite(cfg.distill_temperature) and cfg.distill_temperature > 0):
+        bad("--distill-temperature", cfg.distill_temperature, "must be a finite number > 0")
+    for option, value in (("--L", cfg.sub_vector_length), ("--H", cfg.hash_bits)):
+        if value and any(v < 1 for v in value):
+            bad(option, value, "every value must be >= 1")
+    for option, value in (("--init-from", cfg.init_from), ("--distill-from", cfg.distill_from)):
+        if value and not Path(value).is_file():
+            bad(option, value, "no such file (a trained .keras model)")
+    out = Path(cfg.checkpoint_path)
+    if out.exists() and not out.is_dir():
+        bad("--checkpoint-path", str(out), "is a file; give a directory (best.keras and history.json go there)")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        bad("--checkpoint-path", str(out), f"{parent} is a file, so the directory cannot be created")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        bad("--checkpoint-path", str(out), f"no permission to write in {parent}")
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C while a checkpoint is saved and renamed into place, then deliver it: an
+    interrupt never leaves only a half-written temporary file (not even at the first save)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _split(ds: Dataset, cfg: TrainConfig):
     x, y = ds.x_train, ds.y_train
     n_val = min(cfg.validation_size, len(x) // 10)
@@ -92,6 +150,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     from .layers import trec_layers
     from .models import build_model
 
+    check_config(cfg)
     keras.utils.set_random_seed(cfg.seed)
     ds = dataset or load_dataset(cfg.dataset, cfg.dataset_path)
     (x_tr, y_tr), (x_val, y_val) = _split(ds, cfg)
@@ -137,8 +196,13 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
             if accuracy > self.best_accuracy:
                 self.best_accuracy = accuracy
                 tmp = out / "best.tmp.keras"  # a crash mid-save keeps the previous best
-                model.save(tmp)
-                os.replace(tmp, best)
+                with _sigint_deferred():
+                    try:
+                        model.save(tmp)
+                        os.replace(tmp, best)
+                    finally:
+                        if tmp.exists():
+                            tmp.unlink()
 
     train_data = tf.data.Dataset.from_tensor_slices((x_tr, y_tr)).shuffle(len(x_tr), seed=cfg.seed)
     train_data = train_data.batch(cfg.batch_size)
@@ -266,7 +330,9 @@ def config_from_args(args) -> TrainConfig:
 
 
 def train_command(args) -> int:
-    result = train(config_from_args(args))
+    cfg = config_from_args(args)
+    check_config(cfg)  # before TensorFlow and the dataset load
+    result = train(cfg)
     print(f"best checkpoint: {result.checkpoint}")
     print(f"test accuracy: {result.test_accuracy:.4f}")
     for name, rc in result.reuse_rates.items():

@@ -4,7 +4,9 @@
  * an array in section ".vectors.irq" (placed right after the core vectors by sections.ld)
  * and implements board.h.
  *
- * Reset sequence: enable the FPU (CPACR) -> copy .data from flash -> zero .bss and
+ * Reset sequence: load SP from __stack_top (hardware does so from vector 0 on a reset, but a
+ * debugger's `load; continue` or a jump to the entry point does not) -> enable the FPU (CPACR)
+ * -> copy .data from flash -> zero .bss and
  * .ccm_bss -> plant the stack canary -> board_init() -> C++ constructors
  * (__libc_init_array) -> main() -> exit(main's return value) -> _exit -> board_exit.
  * board_init() is therefore called before main; it must be idempotent (apps may call it).
@@ -28,6 +30,7 @@ extern int main(void);
 extern void __libc_init_array(void);
 
 void Reset_Handler(void);
+void board_reset_c(void);
 void board_fault_entry(void);
 void board_fault_report(const uint32_t *frame, uint32_t exc_return);
 
@@ -60,7 +63,17 @@ __attribute__((used, section(".vectors.core"))) const vector_t board_core_vector
     board_fault_entry,                /* 15: SysTick */
 };
 
-__attribute__((noreturn, used)) void Reset_Handler(void) {
+/* Naked: no prologue may touch the stack before SP is set. movw/movt rather than a literal
+ * load, so the value is in the instructions themselves (tests/test_board_builds.py reads it). */
+__attribute__((naked, noreturn, used)) void Reset_Handler(void) {
+  __asm__ volatile(
+      "movw r0, #:lower16:__stack_top \n"
+      "movt r0, #:upper16:__stack_top \n"
+      "msr msp, r0                    \n"
+      "b board_reset_c                \n");
+}
+
+__attribute__((noreturn, used)) void board_reset_c(void) {
   /* Full access to CP10/CP11 (the FPU) before any floating-point instruction runs. */
   CM_SCB_CPACR |= (0xFu << 20);
   cm_dsb();

@@ -7,6 +7,9 @@
  *            (clock_config.h). Falls back to HSE bypass (8 MHz ST-LINK MCO, if the solder
  *            bridges route it) and then to HSI 16 MHz through the same PLL (180 MHz either
  *            way); if the PLL cannot be started the board stays on HSI 16 MHz and says so.
+ *            The HSE frequency is measured against HSI (TIM11 capturing HSE_RTC): revision A
+ *            boards carry a 25 MHz crystal, and the PLL plan follows the measurement
+ *            (make ... BOARD_HSE_HZ=25000000 selects it instead).
  *   console  USART3 PB10 (TX) / PB11 (RX), AF7 = the ST-LINK virtual COM port; 115200 8N1;
  *            received bytes go through an interrupt-driven 256-byte ring buffer.
  *   ticks    DWT->CYCCNT core cycles, extended to 64 bits; TIM6 interrupts once a second so a
@@ -32,6 +35,10 @@ extern uint32_t __vectors_start[];
 #define LOCK_CYCLES (CLK_HSI_HZ / 10u)        /* 100 ms for PLL lock, over-drive, switches */
 
 static int s_ready;
+/* Set once USART3 is configured: before that board_putc drops characters, so a fault during
+ * start-up reaches board_exit (red LED) instead of spinning on a TXE flag that never rises. */
+static volatile int s_console_ready;
+static volatile int s_leds_ready;
 static uint32_t s_core_hz = CLK_HSI_HZ;  /* HCLK = core clock */
 static uint32_t s_pclk1_hz = CLK_HSI_HZ; /* USART3 kernel clock */
 static uint32_t s_timclk_hz = CLK_HSI_HZ; /* TIM6 clock */
@@ -117,6 +124,40 @@ static int hse_start(int bypass)
     return 0;
 }
 
+/* The HSE frequency measured against HSI (clock_config.h), or 0 when HSE_RTC shows no edges.
+ * Runs on HSI with every prescaler /1, so TIM11 counts at exactly the HSI frequency. */
+static uint32_t hse_measure(void)
+{
+    uint32_t ticks = 0, prev, cur;
+    int ok;
+
+    RCC_CFGR = (RCC_CFGR & ~(0x1Fu << RCC_CFGR_RTCPRE_POS)) | (CLK_MEASURE_RTCPRE << RCC_CFGR_RTCPRE_POS);
+    RCC_APB2ENR |= RCC_APB2ENR_TIM11EN;
+    (void)RCC_APB2ENR;
+    TIM11_CR1 = 0;
+    TIM11_PSC = 0;
+    TIM11_ARR = 0xFFFFu;
+    TIM11_OR = TIM11_OR_TI1_HSE_RTC;
+    TIM11_CCMR1 = TIM11_CCMR1_IC1_TI1_DIV8;
+    TIM11_CCER = TIM11_CCER_CC1E;
+    TIM11_EGR = 1u; /* UG: load PSC */
+    TIM11_SR = 0;
+    TIM11_CR1 = 1u; /* CEN */
+    ok = wait_bits(&TIM11_SR, TIM11_SR_CC1IF, TIM11_SR_CC1IF, LOCK_CYCLES);
+    prev = TIM11_CCR1; /* reading CCR1 clears CC1IF */
+    for (uint32_t i = 0; ok && i < CLK_MEASURE_INTERVALS; i++) {
+        ok = wait_bits(&TIM11_SR, TIM11_SR_CC1IF, TIM11_SR_CC1IF, LOCK_CYCLES);
+        cur = TIM11_CCR1;
+        ticks += (cur - prev) & 0xFFFFu;
+        prev = cur;
+    }
+    TIM11_CR1 = 0;
+    TIM11_CCER = 0;
+    TIM11_OR = 0;
+    RCC_APB2ENR &= ~RCC_APB2ENR_TIM11EN;
+    return ok ? clk_hse_from_capture(ticks, CLK_MEASURE_INTERVALS, CLK_HSI_HZ) : 0u;
+}
+
 /* Give up on the PLL: HSI 16 MHz, all prescalers /1 (the reset state). */
 static void clock_fail(const char *note)
 {
@@ -128,7 +169,7 @@ static void clock_fail(const char *note)
 /* RM0386, PWR chapter "Entering Over-drive mode", and the RCC chapter on clock switching. */
 static void clock_init(void)
 {
-    uint32_t m;
+    uint32_t src_hz = CLK_HSI_HZ;
     int hse;
 
     RCC_APB1ENR |= RCC_APB1ENR_PWREN;
@@ -140,6 +181,8 @@ static void clock_init(void)
     (void)wait_bits(&RCC_CR, RCC_CR_HSIRDY, RCC_CR_HSIRDY, LOCK_CYCLES);
     RCC_CFGR &= ~RCC_CFGR_SW_MASK;
     (void)wait_bits(&RCC_CFGR, RCC_CFGR_SWS_MASK, 0, LOCK_CYCLES);
+    /* Prescalers /1 while on HSI (the reset state; the HSE measurement counts at HSI). */
+    RCC_CFGR &= ~((0xFu << RCC_CFGR_HPRE_POS) | (7u << RCC_CFGR_PPRE1_POS) | (7u << RCC_CFGR_PPRE2_POS));
     RCC_CR &= ~RCC_CR_PLLON;
     (void)wait_bits(&RCC_CR, RCC_CR_PLLRDY, 0, LOCK_CYCLES);
     RCC_CIR = 0;
@@ -149,17 +192,33 @@ static void clock_init(void)
 
     if (hse_start(0)) {
         hse = 1;
-        m = CLK_PLL_M_HSE;
     } else if (hse_start(1)) {
         hse = 1;
-        m = CLK_PLL_M_HSE;
-        s_clock_note = "8 MHz crystal did not start; running from an external 8 MHz clock (bypass)";
+        s_clock_note = "crystal did not start; running from an external clock (bypass)";
     } else {
         hse = 0;
-        m = CLK_PLL_M_HSI;
         s_clock_note = "no HSE; PLL runs from HSI 16 MHz (+-1%)";
     }
-    RCC_PLLCFGR = clk_pllcfgr(RCC_PLLCFGR, m, CLK_PLL_N, CLK_PLL_P, CLK_PLL_Q, hse);
+    if (hse) {
+        /* 8 MHz on current boards, 25 MHz on revision A: measure rather than assume. */
+        const uint32_t hz = BOARD_HSE_HZ ? BOARD_HSE_HZ : clk_classify_hse(hse_measure());
+        if (hz != 0u) {
+            src_hz = hz;
+            if (hz == CLK_HSE_REV_A_HZ && !BOARD_HSE_HZ) {
+                s_clock_note = "25 MHz crystal measured (a revision A board); PLL M 25, N 360 (180 MHz)";
+            }
+        } else {
+            hse = 0;
+            RCC_CR &= ~RCC_CR_HSEON;
+            s_clock_note = "HSE measured at neither 8 nor 25 MHz; PLL runs from HSI 16 MHz (+-1%)";
+        }
+    }
+    const struct clk_plan plan = clk_plan_for(src_hz);
+    if (!plan.ok) {
+        clock_fail("no PLL plan for BOARD_HSE_HZ; staying on HSI 16 MHz");
+        return;
+    }
+    RCC_PLLCFGR = clk_pllcfgr(RCC_PLLCFGR, plan.m, plan.n, plan.p, plan.q, hse);
     RCC_CR |= RCC_CR_PLLON;
 
     /* Over-drive: needed above 168 MHz. */
@@ -293,12 +352,16 @@ static void console_init(void)
     (void)USART3_DR;
     USART3_CR1 = USART_CR1_UE;
     USART3_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE | USART_CR1_RXNEIE; /* 8N1 */
+    s_console_ready = 1;
     CM_NVIC_ICPR(F469_IRQ_USART3) = CM_NVIC_BIT(F469_IRQ_USART3);
     CM_NVIC_ISER(F469_IRQ_USART3) = CM_NVIC_BIT(F469_IRQ_USART3);
 }
 
 void board_putc(char c)
 {
+    if (!s_console_ready) {
+        return;
+    }
     while (!(USART3_SR & USART_SR_TXE)) {
     }
     USART3_DR = (uint8_t)c;
@@ -363,6 +426,17 @@ __attribute__((used, section(".vectors.irq"))) const vector_t board_irq_vectors[
     [F469_IRQ_TIM6_DAC] = tim6_irq,
 };
 
+static void leds_init(void)
+{
+    RCC_AHB1ENR |= RCC_AHB1ENR_GPIODEN | RCC_AHB1ENR_GPIOGEN | RCC_AHB1ENR_GPIOKEN;
+    (void)RCC_AHB1ENR;
+    led_init(LED_GREEN);
+    led_init(LED_ORANGE);
+    led_init(LED_RED);
+    led_init(LED_BLUE);
+    s_leds_ready = 1;
+}
+
 void board_init(void)
 {
     if (s_ready) {
@@ -375,12 +449,7 @@ void board_init(void)
     clock_init();
     caches_init();
 
-    RCC_AHB1ENR |= RCC_AHB1ENR_GPIODEN | RCC_AHB1ENR_GPIOGEN | RCC_AHB1ENR_GPIOKEN;
-    (void)RCC_AHB1ENR;
-    led_init(LED_GREEN);
-    led_init(LED_ORANGE);
-    led_init(LED_RED);
-    led_init(LED_BLUE);
+    leds_init();
     led_set(LED_GREEN, 1);
 
     console_init();
@@ -413,7 +482,10 @@ void board_exit(int code)
     board_puts("\r\n*** EXIT ");
     board_puts(&buf[i]);
     board_puts("\r\n");
-    while (!(USART3_SR & USART_SR_TC)) {
+    while (s_console_ready && !(USART3_SR & USART_SR_TC)) {
+    }
+    if (!s_leds_ready) {
+        leds_init(); /* an exit (a fault) before board_init got that far still shows on the LEDs */
     }
     led_set(LED_GREEN, 0);
     if (code == 0) {

@@ -8,6 +8,11 @@ BOARD_SRCS      := $(BOARDS_DIR)/common/startup.c $(BOARDS_DIR)/common/syscalls.
                    $(BOARDS_DIR)/disco_f469ni/board.c
 BOARD_INCLUDES  := $(BOARDS_DIR)/common $(BOARDS_DIR)/disco_f469ni
 BOARD_DEFINES   := TREC_BOARD_DISCO_F469NI=1 TREC_BOARD_STM32=1
+# The HSE crystal is measured at boot (8 MHz, or 25 MHz on revision A boards);
+# `make BOARD_HSE_HZ=25000000` fixes it instead.
+ifneq ($(strip $(BOARD_HSE_HZ)),)
+BOARD_DEFINES   += BOARD_HSE_HZ=$(BOARD_HSE_HZ)u
+endif
 # Not a QEMU board; for flashing tools and tests:
 BOARD_FLASH_BASE := 0x08000000
 BOARD_FLASH_SIZE := 2097152

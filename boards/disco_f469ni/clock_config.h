@@ -3,8 +3,11 @@
  * Pure constants and bit encodings: the firmware (board.c) and a host unit test
  * (tests/test_board_builds.py) include this same file.
  *
- *   HSE 8 MHz crystal (X2 on the 32F469IDISCOVERY)  or  HSE bypass  or  HSI 16 MHz (fallbacks)
+ *   HSE 8 MHz crystal (X2 on the 32F469IDISCOVERY; 25 MHz on revision A boards)  or  HSE
+ *   bypass  or  HSI 16 MHz (fallbacks). The HSE frequency is measured against HSI at boot
+ *   (clk_hse_from_capture, clk_classify_hse) unless BOARD_HSE_HZ selects it.
  *     / M (4 resp. 8)  = 2 MHz VCO input  (allowed 0.95..2.1 MHz; 2 MHz recommended for jitter)
+ *       (25 MHz: M 25 = 1 MHz, N 360: the same VCO; clk_plan_for)
  *     * N 180          = 360 MHz VCO      (allowed 100..432 MHz, N 50..432)
  *     / P 2            = 180 MHz SYSCLK   (F469 maximum, needs scale 1 + over-drive)
  *     / Q 8            = 45 MHz PLL48CK   (<= 48 MHz; USB/SDIO are not used here)
@@ -88,6 +91,74 @@ static inline uint32_t clk_cfgr_prescalers(void)
 {
     return (0u << RCC_CFGR_HPRE_POS) | (clk_ppre_bits(CLK_APB1_DIV) << RCC_CFGR_PPRE1_POS) |
            (clk_ppre_bits(CLK_APB2_DIV) << RCC_CFGR_PPRE2_POS);
+}
+
+/* ---- the PLL plan for any source: 8 MHz (revision B+), 25 MHz (revision A), HSI 16 MHz ---- */
+#define CLK_HSE_REV_A_HZ 25000000u
+#ifndef BOARD_HSE_HZ
+#define BOARD_HSE_HZ 0u /* 0: measure the HSE against HSI at boot; else its frequency in Hz */
+#endif
+
+struct clk_plan {
+    uint32_t m, n, p, q;
+    uint32_t vco_in_hz, vco_hz, sysclk_hz, pll48_hz;
+    int ok; /* every value within the manual's ranges and SYSCLK = CLK_SYSCLK_HZ */
+};
+
+/* M so the VCO input is 2 MHz (or 1 MHz when the source is not a multiple of 2 MHz), N for the
+ * same 360 MHz VCO, P 2, Q 8: 180 MHz SYSCLK from any whole-MHz source the PLL can divide. */
+static inline struct clk_plan clk_plan_for(uint32_t src_hz)
+{
+    struct clk_plan pl = {0, 0, CLK_PLL_P, CLK_PLL_Q, 0, 0, 0, 0, 0};
+    if (src_hz != 0u && src_hz % 2000000u == 0u) {
+        pl.m = src_hz / 2000000u;
+    } else if (src_hz != 0u && src_hz % 1000000u == 0u) {
+        pl.m = src_hz / 1000000u;
+    } else {
+        return pl;
+    }
+    if (pl.m < 2u || pl.m > 63u) {
+        return pl;
+    }
+    pl.vco_in_hz = src_hz / pl.m;
+    pl.n = CLK_VCO_OUT_HZ / pl.vco_in_hz;
+    pl.vco_hz = pl.vco_in_hz * pl.n;
+    pl.sysclk_hz = pl.vco_hz / pl.p;
+    pl.pll48_hz = pl.vco_hz / pl.q;
+    pl.ok = pl.vco_in_hz >= 950000u && pl.vco_in_hz <= 2100000u && pl.n >= 50u && pl.n <= 432u &&
+            pl.vco_hz >= 100000000u && pl.vco_hz <= 432000000u && pl.pll48_hz <= 48000000u &&
+            pl.sysclk_hz == CLK_SYSCLK_HZ;
+    return pl;
+}
+
+/* HSE measured against HSI: TIM11, clocked at HSI 16 MHz (PCLK2 /1 while still on HSI),
+ * captures every 8th rising edge of HSE_RTC = HSE / CLK_MEASURE_RTCPRE; `ticks` timer ticks
+ * elapse over `intervals` such 8-edge intervals. */
+#define CLK_MEASURE_RTCPRE 31u
+#define CLK_MEASURE_EDGES 8u
+#define CLK_MEASURE_INTERVALS 8u
+
+static inline uint32_t clk_hse_from_capture(uint32_t ticks, uint32_t intervals, uint32_t timer_hz)
+{
+    if (ticks == 0u) {
+        return 0u;
+    }
+    return (uint32_t)(((uint64_t)timer_hz * intervals * CLK_MEASURE_EDGES * CLK_MEASURE_RTCPRE +
+                       ticks / 2u) / ticks);
+}
+
+/* The crystal a measurement belongs to: 8 or 25 MHz when within +-10 % (HSI is +-1 % at 25 C and a
+ * few % over temperature; the two crystals are 3x apart), else 0 (use HSI). */
+static inline uint32_t clk_classify_hse(uint32_t measured_hz)
+{
+    static const uint32_t known[] = {CLK_HSE_HZ, CLK_HSE_REV_A_HZ};
+    for (unsigned i = 0; i < sizeof known / sizeof known[0]; i++) {
+        uint64_t lo = (uint64_t)known[i] * 9u / 10u, hi = (uint64_t)known[i] * 11u / 10u;
+        if (measured_hz >= lo && measured_hz <= hi) {
+            return known[i];
+        }
+    }
+    return 0u;
 }
 
 _Static_assert(CLK_HSE_HZ / CLK_PLL_M_HSE == CLK_HSI_HZ / CLK_PLL_M_HSI, "HSE and HSI paths differ");

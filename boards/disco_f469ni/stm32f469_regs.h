@@ -18,6 +18,9 @@
 #define RCC_CIR F4_REG(RCC_BASE + 0x0Cu)
 #define RCC_AHB1ENR F4_REG(RCC_BASE + 0x30u)
 #define RCC_APB1ENR F4_REG(RCC_BASE + 0x40u)
+#define RCC_APB2ENR F4_REG(RCC_BASE + 0x44u)
+#define RCC_APB2ENR_TIM11EN (1u << 18)
+#define RCC_CFGR_RTCPRE_POS 16u /* [20:16] HSE division for HSE_RTC: 2..31 */
 #define RCC_CR_HSION (1u << 0)
 #define RCC_CR_HSIRDY (1u << 1)
 #define RCC_CR_HSEON (1u << 16)
@@ -89,6 +92,22 @@
 #define USART_CR1_TE (1u << 3)
 #define USART_CR1_RXNEIE (1u << 5)
 #define USART_CR1_UE (1u << 13)
+
+/* TIM11 @ 0x40014800 (TIM10/11/13/14 chapter): input capture of HSE_RTC to measure HSE */
+#define TIM11_BASE 0x40014800u
+#define TIM11_CR1 F4_REG(TIM11_BASE + 0x00u)
+#define TIM11_SR F4_REG(TIM11_BASE + 0x10u)
+#define TIM11_EGR F4_REG(TIM11_BASE + 0x14u)
+#define TIM11_CCMR1 F4_REG(TIM11_BASE + 0x18u)
+#define TIM11_CCER F4_REG(TIM11_BASE + 0x20u)
+#define TIM11_PSC F4_REG(TIM11_BASE + 0x28u)
+#define TIM11_ARR F4_REG(TIM11_BASE + 0x2Cu)
+#define TIM11_CCR1 F4_REG(TIM11_BASE + 0x34u)
+#define TIM11_OR F4_REG(TIM11_BASE + 0x50u)
+#define TIM11_OR_TI1_HSE_RTC 3u           /* TI1_RMP = 11: channel 1 input = HSE_RTC */
+#define TIM11_CCMR1_IC1_TI1_DIV8 (1u | (3u << 2)) /* CC1S = 01 (TI1), IC1PSC = 11 (every 8th edge) */
+#define TIM11_CCER_CC1E (1u << 0)
+#define TIM11_SR_CC1IF (1u << 1)
 
 /* TIM6 basic timer @ 0x40001000 (basic timers TIM6/TIM7 chapter) */
 #define TIM6_BASE 0x40001000u

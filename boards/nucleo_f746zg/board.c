@@ -1,9 +1,12 @@
 /*
- * board.h for NUCLEO_F746ZG (STM32F746ZG, Cortex-M7 with FPv5-SP FPU, 16 KB I- and D-cache).
+ * board.h for NUCLEO_F746ZG (STM32F746ZG, Cortex-M7 with FPv5-SP FPU, 4 KB I- and 4 KB D-cache).
  * Written for trec-tflm from RM0385 and UM1974 (NUCLEO-144 user manual); no ST code.
  *
  *   clock    HSE 8 MHz bypass from the ST-LINK MCO -> PLL 216 MHz, scale 1 + over-drive,
- *            7 flash wait states, ART + prefetch, L1 I/D caches on (clock_config.h).
+ *            7 flash wait states, L1 I/D caches on (clock_config.h). The image runs from the
+ *            AXIM alias of flash (0x08000000), where the M7's L1 caches serve it; the ART
+ *            accelerator and prefetch (enabled too) only serve the ITCM alias (0x00200000),
+ *            i.e. the boot's vector fetches, not this code.
  *            Falls back to an 8 MHz crystal (X3, not fitted by default) and then to HSI 16 MHz
  *            through the same PLL (216 MHz either way); if the PLL cannot be started the board
  *            stays on HSI 16 MHz and says so on the console.
@@ -31,6 +34,10 @@ extern uint32_t __vectors_start[];
 #define LOCK_CYCLES (CLK_HSI_HZ / 10u)        /* 100 ms for PLL lock, over-drive, switches */
 
 static int s_ready;
+/* Set once USART3 is configured: before that board_putc drops characters, so a fault during
+ * start-up reaches board_exit (red LED) instead of spinning on a TXE flag that never rises. */
+static volatile int s_console_ready;
+static volatile int s_leds_ready;
 static uint32_t s_core_hz = CLK_HSI_HZ;  /* HCLK = core clock */
 static uint32_t s_pclk1_hz = CLK_HSI_HZ; /* USART3 kernel clock */
 static uint32_t s_timclk_hz = CLK_HSI_HZ; /* TIM6 clock */
@@ -198,7 +205,8 @@ static void clock_init(void)
     s_timclk_hz = CLK_TIMCLK1_HZ;
 }
 
-/* Flash ART accelerator + prefetch, and the Cortex-M7 L1 caches. */
+/* Flash ART accelerator + prefetch (ITCM-interface fetches only), and the Cortex-M7 L1 caches
+ * (4 KB I + 4 KB D on the F746), which serve code and constants fetched over AXIM. */
 static void caches_init(void)
 {
     FLASH_ACR &= ~FLASH_ACR_ARTEN;
@@ -307,12 +315,16 @@ static void console_init(void)
     USART3_BRR = (s_pclk1_hz + CLK_CONSOLE_BAUD / 2u) / CLK_CONSOLE_BAUD; /* 16x oversampling */
     USART3_ICR = USART_ICR_ERRORS;
     USART3_CR1 = USART_CR1_TE | USART_CR1_RE | USART_CR1_RXNEIE | USART_CR1_UE; /* 8N1 */
+    s_console_ready = 1;
     CM_NVIC_ICPR(F746_IRQ_USART3) = CM_NVIC_BIT(F746_IRQ_USART3);
     CM_NVIC_ISER(F746_IRQ_USART3) = CM_NVIC_BIT(F746_IRQ_USART3);
 }
 
 void board_putc(char c)
 {
+    if (!s_console_ready) {
+        return;
+    }
     while (!(USART3_ISR & USART_ISR_TXE)) {
     }
     USART3_TDR = (uint8_t)c;
@@ -377,6 +389,19 @@ __attribute__((used, section(".vectors.irq"))) const vector_t board_irq_vectors[
     [F746_IRQ_TIM6_DAC] = tim6_irq,
 };
 
+static void leds_init(void)
+{
+    RCC_AHB1ENR |= RCC_AHB1ENR_GPIOBEN;
+    (void)RCC_AHB1ENR;
+    led_set(LED_GREEN, 0);
+    led_set(LED_BLUE, 0);
+    led_set(LED_RED, 0);
+    gpio_mode(LED_PORT, LED_GREEN, GPIO_MODE_OUTPUT);
+    gpio_mode(LED_PORT, LED_BLUE, GPIO_MODE_OUTPUT);
+    gpio_mode(LED_PORT, LED_RED, GPIO_MODE_OUTPUT);
+    s_leds_ready = 1;
+}
+
 void board_init(void)
 {
     if (s_ready) {
@@ -389,14 +414,8 @@ void board_init(void)
     clock_init();
     caches_init();
 
-    RCC_AHB1ENR |= RCC_AHB1ENR_GPIOBEN;
-    (void)RCC_AHB1ENR;
-    gpio_mode(LED_PORT, LED_GREEN, GPIO_MODE_OUTPUT);
-    gpio_mode(LED_PORT, LED_BLUE, GPIO_MODE_OUTPUT);
-    gpio_mode(LED_PORT, LED_RED, GPIO_MODE_OUTPUT);
+    leds_init();
     led_set(LED_GREEN, 1);
-    led_set(LED_BLUE, 0);
-    led_set(LED_RED, 0);
 
     console_init();
     tim6_init();
@@ -428,7 +447,10 @@ void board_exit(int code)
     board_puts("\r\n*** EXIT ");
     board_puts(&buf[i]);
     board_puts("\r\n");
-    while (!(USART3_ISR & USART_ISR_TC)) {
+    while (s_console_ready && !(USART3_ISR & USART_ISR_TC)) {
+    }
+    if (!s_leds_ready) {
+        leds_init(); /* an exit (a fault) before board_init got that far still shows on the LEDs */
     }
     led_set(LED_GREEN, 0);
     led_set(code == 0 ? LED_BLUE : LED_RED, 1);

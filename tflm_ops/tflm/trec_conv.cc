@@ -6,6 +6,7 @@
  */
 #include "trec_conv.h"
 
+#include <cstdint>
 #include <cstring>
 
 #include "flatbuffers/flexbuffers.h"
@@ -281,8 +282,42 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
               "sub_vector_length L=%d exceeds K = kh*kw*Cin = %d", static_cast<int>(opt.sub_vector_length),
               static_cast<int>(k));
   if (bias != nullptr) {
-    TREC_ENSURE(context, NumElements(bias) == cout, "bias has %d elements, Cout is %d",
-                static_cast<int>(NumElements(bias)), cout);
+    TREC_ENSURE(context, NumDimensions(bias) == 1 && NumElements(bias) == cout,
+                "bias must be [Cout] = [%d], got %d elements", cout,
+                static_cast<int>(NumElements(bias)));
+  }
+  // Constant filter, hash and bias (docs/OP_SPEC.md): the kernel reads them as weights. (Their
+  // buffer lengths are not visible here: TFLM sizes a tensor from its shape; the host validator,
+  // trec_tflm.validate, refuses short buffers before a model is deployed.)
+  TREC_ENSURE(context, IsConstantTensor(filter), "the filter must be a constant tensor");
+  TREC_ENSURE(context, IsConstantTensor(hash), "the hash must be a constant tensor");
+  TREC_ENSURE(context, bias == nullptr || IsConstantTensor(bias), "the bias must be a constant tensor");
+
+  // Geometry without int32 overflow in ComputePaddingHeightWidth: the dilated filter, in + stride
+  // - 1 (SAME) and the total padding must all fit.
+  const int64_t eff_h = static_cast<int64_t>(kh - 1) * opt.dilation_h + 1;
+  const int64_t eff_w = static_cast<int64_t>(kw - 1) * opt.dilation_w + 1;
+  TREC_ENSURE(context, eff_h <= INT32_MAX && eff_w <= INT32_MAX,
+              "the dilated %dx%d filter (dilation %d,%d) spans beyond int32", kh, kw,
+              static_cast<int>(opt.dilation_h), static_cast<int>(opt.dilation_w));
+  TREC_ENSURE(context,
+              static_cast<int64_t>(in_h) + opt.stride_h - 1 <= INT32_MAX &&
+                  static_cast<int64_t>(in_w) + opt.stride_w - 1 <= INT32_MAX,
+              "stride %d,%d overflows int32 with the %dx%d input", static_cast<int>(opt.stride_h),
+              static_cast<int>(opt.stride_w), in_h, in_w);
+  {
+    const int64_t oh = opt.padding == kTfLitePaddingSame
+                           ? (static_cast<int64_t>(in_h) + opt.stride_h - 1) / opt.stride_h
+                           : (in_h >= eff_h ? (in_h - eff_h + opt.stride_h) / opt.stride_h : 0);
+    const int64_t ow = opt.padding == kTfLitePaddingSame
+                           ? (static_cast<int64_t>(in_w) + opt.stride_w - 1) / opt.stride_w
+                           : (in_w >= eff_w ? (in_w - eff_w + opt.stride_w) / opt.stride_w : 0);
+    TREC_ENSURE(context,
+                (oh < 1 || (oh - 1) * opt.stride_h + eff_h - in_h <= INT32_MAX) &&
+                    (ow < 1 || (ow - 1) * opt.stride_w + eff_w - in_w <= INT32_MAX),
+                "the padding overflows int32 (dilation %d,%d, stride %d,%d)",
+                static_cast<int>(opt.dilation_h), static_cast<int>(opt.dilation_w),
+                static_cast<int>(opt.stride_h), static_cast<int>(opt.stride_w));
   }
 
   int out_h = 0, out_w = 0;
@@ -311,17 +346,48 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                            (out_q == nullptr || out_q->scale->size == 1),
               "output needs per-tensor affine quantization");
   TREC_ENSURE(context, f_q != nullptr, "filter needs affine (per-channel) quantization");
-  TREC_ENSURE(context, f_q->scale->size == cout || f_q->scale->size == 1,
-              "filter has %d scales for %d output channels", f_q->scale->size, cout);
-  TREC_ENSURE(context, f_q->scale->size == 1 || f_q->quantized_dimension == 0,
+  TREC_ENSURE(context, f_q->scale->size == cout,
+              "filter has %d scales for %d output channels (one per channel)", f_q->scale->size,
+              cout);
+  TREC_ENSURE(context, cout == 1 || f_q->quantized_dimension == 0,
               "filter must be quantized along dimension 0, got %d", f_q->quantized_dimension);
+  TREC_ENSURE(context, f_q->zero_point->size == f_q->scale->size,
+              "filter has %d scales and %d zero points", f_q->scale->size, f_q->zero_point->size);
   for (int i = 0; i < f_q->zero_point->size; ++i) {
     TREC_ENSURE(context, f_q->zero_point->data[i] == 0,
                 "filter zero point %d of channel %d must be 0 (symmetric)",
                 f_q->zero_point->data[i], i);
   }
-  TREC_ENSURE(context, input->params.scale > 0.0f && output->params.scale > 0.0f,
-              "input and output scales must be > 0");
+  // `!(x > 0) || !(x <= FLT_MAX)` also catches NaN, which compares false with everything.
+  const float in_scale = input->params.scale, out_scale = output->params.scale;
+  TREC_ENSURE(context, in_scale > 0.0f && in_scale <= 3.402823466e38f,
+              "the input scale must be finite and > 0, got %g", static_cast<double>(in_scale));
+  TREC_ENSURE(context, out_scale > 0.0f && out_scale <= 3.402823466e38f,
+              "the output scale must be finite and > 0, got %g", static_cast<double>(out_scale));
+  TREC_ENSURE(context, input->params.zero_point >= -128 && input->params.zero_point <= 127,
+              "the input zero point %d is outside [-128, 127]",
+              static_cast<int>(input->params.zero_point));
+  TREC_ENSURE(context, output->params.zero_point >= -128 && output->params.zero_point <= 127,
+              "the output zero point %d is outside [-128, 127]",
+              static_cast<int>(output->params.zero_point));
+  for (int c = 0; c < cout; ++c) {
+    const float fs = f_q->scale->data[c];
+    TREC_ENSURE(context, fs > 0.0f && fs <= 3.402823466e38f,
+                "filter scale %g of channel %d must be finite and > 0", static_cast<double>(fs), c);
+    // TFLM derives the multiplier in double; its shift must stay within [-31, 30].
+    const double eff = static_cast<double>(in_scale) * static_cast<double>(fs) /
+                       static_cast<double>(out_scale);
+    TREC_ENSURE(context, eff < 1073741824.0,
+                "the requantization scale of channel %d (%g) is too large for int32 "
+                "requantization", c, eff);
+  }
+  const TfLiteAffineQuantization* b_q = bias != nullptr ? Affine(bias) : nullptr;
+  if (b_q != nullptr) {
+    for (int i = 0; i < b_q->zero_point->size; ++i) {
+      TREC_ENSURE(context, b_q->zero_point->data[i] == 0, "bias zero point must be 0, got %d",
+                  b_q->zero_point->data[i]);
+    }
+  }
   const TfLiteAffineQuantization* h_q = Affine(hash);
   if (h_q != nullptr) {
     for (int i = 0; i < h_q->zero_point->size; ++i) {

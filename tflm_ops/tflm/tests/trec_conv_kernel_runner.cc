@@ -8,7 +8,8 @@
  * has_bias; float32 input scale, int32 input zero point; int32 C, float32 filter scales[C],
  * int32 filter zero points[C]; float32 output scale, int32 output zero point; int32 hash_quantized
  * (0/1), float32 hash scale, int32 hash zero point; int32 options length, options bytes; input
- * int8 data, filter int8 data, bias int32 data (when has_bias), hash int8 data.
+ * int8 data, filter int8 data, bias int32 data (when has_bias), hash int8 data; optionally int32
+ * variable_mask (bit i set: input i is given as an activation, not a constant).
  *
  * Prints "prepare <ok|error>", "invoke <ok|error>" and "stats rows=.. sub_matrices=.. clusters=..
  * passes=.." on stdout; MicroPrintf messages go to stderr. The output tensor is written to
@@ -125,6 +126,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "malformed case file (data)\n");
     return 2;
   }
+  // Optional trailer: a bit mask of the inputs (1 filter, 2 bias, 3 hash) to give as activations
+  // instead of constants, for the tests of Prepare's constant-tensor rule.
+  int variable_mask = 0;
+  if (r.pos + 4 <= r.buf.size()) variable_mask = r.I32();
 
   using namespace tflite::testing;
   TfLiteAffineQuantization f_quant;
@@ -145,6 +150,10 @@ int main(int argc, char** argv) {
     tensors[3] = CreateTensor(hash.data(), IntArrayFromInts(h_dims));
   }
   tensors[4] = CreateQuantizedTensor(output.data(), IntArrayFromInts(out_dims), out_scale, out_zp);
+  // The interpreter marks flatbuffer-backed tensors kTfLiteMmapRo; the test helpers do not.
+  for (int i = 1; i <= 3; ++i) {
+    tensors[i].allocation_type = (variable_mask >> i) & 1 ? kTfLiteArenaRw : kTfLiteMmapRo;
+  }
 
   int inputs_arr[5] = {4, 0, 1, has_bias ? 2 : -1, 3};
   int outputs_arr[2] = {1, 4};
