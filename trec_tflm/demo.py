@@ -115,8 +115,9 @@ def qemu_stage(tflites: dict, ds, args) -> None:
 
     _rule("emulated Cortex-M7 (QEMU mps2-an500): TREC vs dense twin")
     if not os.environ.get("TFLM_ROOT"):
-        print("skipped: set TFLM_ROOT to a tflite-micro checkout (README, \"TFLM tree\") to build the firmware "
-              "and compare both models on the emulated board")
+        print("skipped: the TFLM trees are not configured: run `make deps` (fetches them into third_party/) or set "
+              "TFLM_ROOT, FLATBUFFERS_ROOT and CMSIS_NN_ROOT (README, \"TFLM tree\") to build the firmware and "
+              "compare both models on the emulated board")
         return
     from . import qemu
     from .compare import compare_on_qemu
