@@ -15,7 +15,7 @@ import numpy as np
 from .cloning import check_model, clone_replacing, graph_layers
 from .golden import MAX_HASH_BITS, strip_width
 from .layers import TRECConv2D
-from .models import conv_layers
+from .models import conv_layers, dense_twin
 
 #: H when none is given: the zoo's most accurate setting, and the largest whose cluster ids fit one
 #: byte (the int8 kernel's unrolled loops, tflm_ops trec_convolve_plan_s8.c id_size).
@@ -211,3 +211,33 @@ def to_trec(model, layers=None, sub_vector_length=None, hash_bits=None, **trec_a
     initialiser: fine-tune the result (docs/TRAINING.md).
     """
     return rebuild(model, plan(model, layers, sub_vector_length, hash_bits, **trec_args))
+
+
+def _per_conv(values, option, names):
+    """A command line's list of L or H: one value for all, or one per TREC conv (in order)."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return int(values[0])
+    if len(values) != len(names):
+        raise ValueError(f"{option}: got {len(values)} values for the {len(names)} TREC convolutions {names}; "
+                         "give one value per TREC conv or a single value")
+    return {name: int(v) for name, v in zip(names, values)}
+
+
+def select(model, trec=None, sub_vector_length=None, hash_bits=None, **trec_args):
+    """``trec-tflm train --model FILE.keras``'s ``--trec/--L/--H`` on a loaded model.
+
+    ``trec``: indices (``conv_layers`` order) of the convolutions that are TREC, the others
+    dense; ``[]``: the dense twin; None: the model's own TREC layers if it has any, else every
+    convolution TREC can take. ``sub_vector_length`` / ``hash_bits``: lists with one value for
+    all or one per TREC conv (None: a TREC layer keeps its own, a new one takes to_trec's default).
+    """
+    current = [c for c in conv_layers(model) if isinstance(c, TRECConv2D)]
+    if trec is not None and len(trec) == 0:
+        return dense_twin(model) if current else model
+    layers = list(trec) if trec is not None else ([c.name for c in current] if current else None)
+    names = [layer.name for layer, _ in plan(model, layers).values()]
+    chosen = plan(model, layers, _per_conv(sub_vector_length, "--L", names), _per_conv(hash_bits, "--H", names),
+                  **trec_args)
+    return rebuild(model, chosen, {id(c) for c in current if id(c) not in chosen})
