@@ -321,8 +321,26 @@ def test_train_from_a_users_keras_file(tmp_path, fashion):
     assert [type(c).__name__ for c in convs] == ["TRECConv2D", "Conv2D", "TRECConv2D"]
     assert [(convs[i].sub_vector_length, convs[i].hash_bits) for i in (0, 2)] == [(3, 6), (24, 6)]
     history = json.loads((out / "history.json").read_text())
-    # a softmax model trained with a probabilities loss learns: 32 steps (chance is 0.1)
-    assert history["test"]["accuracy"] > 0.5
+    assert history["test"]["accuracy"] > 0.5  # it learned: 32 steps, chance is 0.1
+    assert history["settings"]["model"] == str(path)
+
+
+@pytest.mark.parametrize("softmax", [True, False])
+def test_train_loss_takes_probabilities_from_a_softmax_model(softmax):
+    from trec_tflm.train import compile_model
+
+    model = vgg(softmax=softmax)
+    compile_model(model, 1e-3, 10)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(32, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 32)
+    out = model.predict(x, verbose=0).astype(np.float64)
+    if not softmax:
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+        out /= out.sum(axis=1, keepdims=True)
+    expected = np.mean(-np.log(out[np.arange(32), y]))  # cross-entropy written out in NumPy
+    loss = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(expected, rel=1e-4)
 
 
 def test_softmax_outputs_are_recognised():
