@@ -368,3 +368,23 @@ def test_train_user_model_trec_none_keeps_it_dense_and_lists_must_match(tmp_path
                  "--dataset", "fashion_mnist_32x32x3"]) == 2
     assert "takes images of shape (28, 28, 1), but --dataset fashion_mnist_32x32x3 has (32, 32, 3)" in \
         capsys.readouterr().err
+
+
+def test_train_selection_on_a_model_that_is_trec_already():
+    from trec_tflm.transform import select
+
+    trec = trec_tflm.to_trec(vgg(), layers=[0, 1], hash_bits=5)
+    hashes = [c.hash_kernel.numpy() for c in conv_layers(trec)[:2]]
+    kinds = lambda m: [type(c).__name__ for c in conv_layers(m)]  # noqa: E731
+
+    own = select(trec)  # no --trec: the model's own TREC layers, hash matrices kept
+    assert kinds(own) == ["TRECConv2D", "TRECConv2D", "Conv2D"]
+    for c, r in zip(conv_layers(own), hashes):
+        np.testing.assert_array_equal(c.hash_kernel.numpy(), r)
+    relength = select(trec, None, [3, 8])  # --L per TREC conv
+    assert [(c.sub_vector_length, c.hash_bits) for c in conv_layers(relength)[:2]] == [(3, 5), (8, 5)]
+    other = select(trec, [2], None, [6])  # --trec 2 --H 6: conv 2 TREC, the others dense again
+    assert kinds(other) == ["Conv2D", "Conv2D", "TRECConv2D"] and conv_layers(other)[2].hash_bits == 6
+    np.testing.assert_array_equal(conv_layers(other)[0].kernel.numpy(), conv_layers(trec)[0].kernel.numpy())
+    assert kinds(select(trec, [])) == ["Conv2D"] * 3  # --trec none
+    assert kinds(select(vgg())) == ["TRECConv2D"] * 3  # a dense model: every conv TREC can take

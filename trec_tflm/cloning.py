@@ -45,11 +45,11 @@ def graph_layers(model) -> list:
 
 
 def _copy_weights(src, dst) -> None:
-    if type(src) is type(dst):
+    if type(src) is type(dst) and [tuple(v.shape) for v in src.weights] == [tuple(v.shape) for v in dst.weights]:
         dst.set_weights(src.get_weights())
         return
-    # a swapped layer: variables of the same name and shape (kernel, bias, ...) carry over, the
-    # others (e.g. a new hash matrix) keep their initialisation
+    # a swapped or reshaped layer: variables of the same name and shape (kernel, bias, ...) carry
+    # over, the others (e.g. the hash matrix of a new (L, H)) keep their initialisation
     by_name = {v.name: v for v in src.weights}
     for variable in dst.weights:
         other = by_name.get(variable.name)
