@@ -263,7 +263,6 @@ def test_result_trains_saves_and_loads(tmp_path):
 
 
 def test_cli_converts_a_to_trec_vgg_to_trec_ops(tmp_path, capsys, fashion):
-    pytest.importorskip("tflite_micro")
     from trec_tflm.cli import main
 
     path = tmp_path / "vgg_trec.keras"
@@ -276,6 +275,19 @@ def test_cli_converts_a_to_trec_vgg_to_trec_ops(tmp_path, capsys, fashion):
     entries = tm.read_metadata(m)["trec_layers"]
     assert sorted(e["name"] for e in entries) == \
         ["b1_conv1", "b1_conv2", "b2_conv1"]
+
+
+def test_a_shared_trec_layer_converts_to_one_op_per_call():
+    from trec_tflm.convert import convert
+
+    inp = keras.Input((12, 12, 4))
+    shared = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="shared")
+    x = keras.layers.Flatten()(shared(shared(inp)))
+    trec = trec_tflm.to_trec(keras.Model(inp, keras.layers.Dense(3)(x)))
+    images = np.random.default_rng(0).uniform(size=(16, 12, 12, 4)).astype("float32")
+    m = tm.load_model(convert(trec, images, calibration_samples=16))
+    assert sum(tm.is_trec(m, op) for op in m.subgraphs[0].operators) == 2
+    assert [e["name"] for e in tm.read_metadata(m)["trec_layers"]] == ["shared", "shared"]
 
 
 # ------------------------------------------------------------------------------------------------
