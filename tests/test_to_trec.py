@@ -191,6 +191,10 @@ def test_layers_trec_cannot_take_are_skipped_or_refused_by_name():
         trec_tflm.to_trec(model, layers=["grouped"])
     with pytest.raises(ValueError, match="'tanh_conv' cannot become TREC: activation 'tanh'"):
         trec_tflm.to_trec(model, layers=[1])
+    flexible = keras.Input((None, None, 3))
+    gap = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="any_size")(flexible))
+    with pytest.raises(ValueError, match="none of the convolutions .* 'any_size': its input shape .* unknown height"):
+        trec_tflm.to_trec(keras.Model(flexible, gap))
 
 
 def test_general_path_length_only_when_asked_and_with_a_warning():

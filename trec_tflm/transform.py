@@ -81,7 +81,11 @@ def why_not(layer, swappable: set) -> str | None:
 def _resolve_layers(model, layers, convs, reasons) -> list:
     names = [c.name for c in convs]
     if layers is None:
-        return [c for c in convs if reasons[id(c)] is None]
+        chosen = [c for c in convs if reasons[id(c)] is None]
+        if not chosen:
+            raise ValueError(f"to_trec: none of the convolutions of {model.name!r} can become TREC: "
+                             + "; ".join(f"{c.name!r}: {reasons[id(c)]}" for c in convs))
+        return chosen
     if isinstance(layers, (str, int, np.integer)):
         layers = [layers]
     chosen = []
