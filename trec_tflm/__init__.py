@@ -1,6 +1,6 @@
 """trec-tflm: TREC convolution trained in Keras 3 and deployed with TensorFlow Lite Micro.
 
-``TRECConv2D``, ``reuse_metrics``, ``trec_layers`` and ``ReuseRate`` are imported on first use, so
+``TRECConv2D``, ``reuse_metrics``, ``trec_layers``, ``ReuseRate`` and ``to_trec`` are imported on first use, so
 tools that do not need TensorFlow (the C kernel binding, the serial bench host, ``--help``) start fast.
 Importing ``trec_tflm.layers`` (or touching one of these names) registers the layers with Keras'
 serialization, which loading a ``.keras`` file with TREC layers needs.
@@ -16,8 +16,12 @@ def __getattr__(name):
         from . import layers
 
         return getattr(layers, name)
+    if name == "to_trec":
+        from .transform import to_trec
+
+        return to_trec
     raise AttributeError(f"module 'trec_tflm' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + list(_LAZY) + ["to_trec"])

@@ -498,6 +498,8 @@ def portable_training_info(info: dict) -> dict:
         for k in FILE_SETTINGS:
             if settings.get(k):
                 kept[k] = Path(str(settings[k])).name
+        if str(kept.get("model", "")).endswith(".keras"):  # train --model FILE.keras: the file's name only
+            kept["model"] = Path(str(kept["model"])).name
         out["settings"] = kept
     elif "settings" in info:
         out["settings"] = None

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import keras
 
+from .cloning import clone_replacing
 from .layers import TRECConv2D
 from .zoo import ALIASES, ZOO, model_names  # noqa: F401 - the zoo's names live there
 
@@ -212,21 +213,16 @@ def conv_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 def dense_twin(model: keras.Model) -> keras.Model:
     """The same network with every TRECConv2D replaced by a plain Conv2D carrying the same
-    kernel and bias (hash matrices dropped). Used by the converter and for comparisons."""
+    kernel and bias (hash matrices dropped), nested models included: the inverse of
+    ``trec_tflm.to_trec``. Used by the converter and for comparisons."""
 
-    def clone(layer):
+    def replace(layer):
         if isinstance(layer, TRECConv2D):
-            cfg = layer.get_config()
+            config = layer.get_config()
             for key in ("sub_vector_length", "hash_bits", "hash_center", "hash_initializer",
                         "hash_regularizer", "hash_constraint", "hash_trainable"):
-                cfg.pop(key)
-            return keras.layers.Conv2D.from_config(cfg)
-        return layer.__class__.from_config(layer.get_config())
+                config.pop(key)
+            return keras.layers.Conv2D.from_config(config)
+        return None
 
-    twin = keras.models.clone_model(model, clone_function=clone)
-    for src, dst in zip(model.layers, twin.layers):
-        if isinstance(src, TRECConv2D):
-            dst.set_weights([src.kernel.numpy()] + ([src.bias.numpy()] if src.use_bias else []))
-        else:
-            dst.set_weights(src.get_weights())
-    return twin
+    return clone_replacing(model, replace, "dense_twin")

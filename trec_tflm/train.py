@@ -15,18 +15,23 @@ import os
 import signal
 import threading
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .data import DATASETS, Dataset, load_dataset
-from .zoo import model_names
+from .zoo import ALIASES, model_names
+
+
+def is_zoo_model(name: str) -> bool:
+    return name in model_names() or name in ALIASES
 
 
 @dataclass
 class TrainConfig:
-    model: str = "fashion_net"
+    model: str = "fashion_net"  # a zoo name or a .keras file (see is_zoo_model)
     dataset: str = "fashion_mnist"
     dataset_path: str | None = None
     checkpoint_path: str = "runs/fashion_net"
@@ -81,6 +86,8 @@ def check_config(cfg: TrainConfig) -> None:
     for option, value in (("--L", cfg.sub_vector_length), ("--H", cfg.hash_bits)):
         if value and any(v < 1 for v in value):
             bad(option, value, "every value must be >= 1")
+    if not is_zoo_model(cfg.model):
+        _check_model_file(cfg.model)
     for option, value in (("--init-from", cfg.init_from), ("--distill-from", cfg.distill_from)):
         if value and not Path(value).is_file():
             bad(option, value, "no such file (a trained .keras model)")
@@ -94,6 +101,24 @@ def check_config(cfg: TrainConfig) -> None:
         bad("--checkpoint-path", str(out), f"{parent} is a file, so the directory cannot be created")
     if not os.access(parent, os.W_OK | os.X_OK):
         bad("--checkpoint-path", str(out), f"no permission to write in {parent}")
+
+
+def _check_model_file(path: str) -> None:
+    """A --model that is no zoo name must be a Keras 3 .keras archive (checked without Keras)."""
+    p = Path(path)
+    zoo = ", ".join(model_names())
+    if p.suffix != ".keras" and not p.exists():
+        raise ValueError(f"--model {path!r}: neither a zoo model ({zoo}) nor a .keras file")
+    if not p.is_file():
+        raise ValueError(f"--model {path!r}: no such file (give a Keras model saved as .keras, or one of {zoo})")
+    try:
+        with zipfile.ZipFile(p) as archive:
+            ok = p.suffix == ".keras" and "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        ok = False
+    if not ok:
+        raise ValueError(f"--model {path!r}: not a Keras 3 model file; save the model with "
+                         "model.save('NAME.keras') (a .keras archive, not .h5 or a SavedModel)")
 
 
 @contextlib.contextmanager
@@ -131,15 +156,54 @@ def _augmenter():
                             name="augment")
 
 
+def outputs_probabilities(model) -> bool:
+    """The model ends in a softmax (a Keras model of one's own often does; the zoo's give logits)."""
+    import keras
+
+    op = model.outputs[0]._keras_history.operation
+    while isinstance(op, keras.Model) and getattr(op, "outputs", None):  # a nested model at the end
+        op = op.outputs[0]._keras_history.operation
+    if isinstance(op, keras.layers.Softmax):
+        return True
+    return getattr(getattr(op, "activation", None), "__name__", "") == "softmax"
+
+
+def load_user_model(cfg: TrainConfig, ds: Dataset):
+    """``--model FILE.keras``: the model, checked against the dataset, with ``--trec/--L/--H``
+    applied through ``trec_tflm.transform.select``."""
+    from .convert import load_keras_model
+    from .transform import select
+
+    model = load_keras_model(cfg.model)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"--model {cfg.model}: has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+                         "train takes a classifier with one image input and one output")
+    shape = tuple(model.inputs[0].shape[1:])
+    if shape != tuple(ds.input_shape):
+        raise ValueError(f"--model {cfg.model}: takes images of shape {shape}, but --dataset {cfg.dataset} has "
+                         f"{tuple(ds.input_shape)}; choose the dataset the model was built for")
+    classes = model.outputs[0].shape[-1]
+    if len(model.outputs[0].shape) != 2 or classes != ds.num_classes:
+        raise ValueError(f"--model {cfg.model}: outputs shape {tuple(model.outputs[0].shape)}, but --dataset "
+                         f"{cfg.dataset} has {ds.num_classes} classes; give a classifier with {ds.num_classes} outputs")
+    if cfg.distill_from and outputs_probabilities(model):
+        raise ValueError(f"--model {cfg.model}: ends in a softmax; --distill-from needs a model that outputs "
+                         "logits (drop the softmax, the loss applies it)")
+    return select(model, cfg.trec, cfg.sub_vector_length, cfg.hash_bits, hash_center=cfg.hash_center,
+                  hash_trainable=cfg.hash_trainable)
+
+
 def compile_model(model, lr: float, steps: int, metrics_of=None):
-    """Adam with cosine decay over ``steps``; rc metrics of ``metrics_of`` (default: ``model``)."""
+    """Adam with cosine decay over ``steps``; rc metrics of ``metrics_of`` (default: ``model``).
+    The loss takes logits, or probabilities when the model ends in a softmax."""
     import keras
 
     from .layers import reuse_metrics
 
+    probabilities = outputs_probabilities(metrics_of if metrics_of is not None else model)
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(steps, 1), alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities),
                   metrics=["accuracy", *reuse_metrics(metrics_of if metrics_of is not None else model)])
 
 
@@ -154,9 +218,12 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     keras.utils.set_random_seed(cfg.seed)
     ds = dataset or load_dataset(cfg.dataset, cfg.dataset_path)
     (x_tr, y_tr), (x_val, y_val) = _split(ds, cfg)
-    model = build_model(cfg.model, input_shape=ds.input_shape, num_classes=ds.num_classes, trec=cfg.trec,
-                        sub_vector_length=cfg.sub_vector_length, hash_bits=cfg.hash_bits,
-                        hash_center=cfg.hash_center, hash_trainable=cfg.hash_trainable)
+    if is_zoo_model(cfg.model):
+        model = build_model(cfg.model, input_shape=ds.input_shape, num_classes=ds.num_classes, trec=cfg.trec,
+                            sub_vector_length=cfg.sub_vector_length, hash_bits=cfg.hash_bits,
+                            hash_center=cfg.hash_center, hash_trainable=cfg.hash_trainable)
+    else:
+        model = load_user_model(cfg, ds)
     if cfg.init_from:
         copied = init_from(model, cfg.init_from)
         print(f"initialised {copied} layers from {cfg.init_from}")
@@ -284,7 +351,9 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="fashion_net",
-                   help=f"one of {', '.join(model_names())} (paper names like SqueezeNet also work)")
+                   help=f"one of {', '.join(model_names())} (paper names like SqueezeNet also work), or a Keras "
+                        "model file PATH.keras of your own: its convolutions become TREC through trec_tflm.to_trec "
+                        "(--trec/--L/--H choose them; docs/TRAINING.md)")
     p.add_argument("--dataset", default="fashion_mnist", choices=[*DATASETS, "fashion_mnist_32x32x3"],
                    help="fashion_mnist_32x32x3: Fashion-MNIST padded and repeated to CIFAR-10's shape")
     p.add_argument("--dataset-path", help="directory of the dataset (CIFAR-10 python pickles, or Fashion-MNIST)")
@@ -294,7 +363,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--trec", type=_int_list, default=None,
                    help="indices of the convolutions that are TREC, e.g. 0,1 ('none': dense twin); "
-                        "default: the model's choice")
+                        "default: the model's choice (a .keras model: its TREC layers, or if it has none every "
+                        "convolution TREC can take)")
     p.add_argument("--L", dest="sub_vector_length", type=_int_list, default=None,
                    help="sub-vector length per TREC conv, e.g. 5,10 (default: the model's own for each conv)")
     p.add_argument("--H", dest="hash_bits", type=_int_list, default=None,
