@@ -49,8 +49,9 @@ system-deps:
 $(VENV)/bin/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 
+# the tflm extra (the tflite-micro wheel): the demo evaluates int8 models in TFLM on the host
 $(VENV)/.installed: $(VENV)/bin/python setup.py
-	$(PIP) install -q -e .
+	$(PIP) install -q -e '.[tflm]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
