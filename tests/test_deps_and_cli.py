@@ -171,3 +171,15 @@ def test_unexpected_failures_are_one_line_and_exit_1(monkeypatch, capsys):
 def test_python_dash_m_is_the_command():
     proc = _run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("trec-tflm ")
+
+
+def test_a_missing_optional_package_names_the_extra(monkeypatch, capsys):
+    from trec_tflm import cli, deps as deps_module
+
+    def needs_the_wheel(args):
+        raise ModuleNotFoundError("No module named 'tflite_micro'", name="tflite_micro")
+
+    monkeypatch.setattr(deps_module, "run", needs_the_wheel)
+    assert cli.main(["deps", "--no-fetch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'trec-tflm[tflm]'" in err

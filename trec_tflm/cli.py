@@ -36,6 +36,14 @@ COMMANDS = [
     ("mlperf-dataset", "trec_tflm.mlperf", "test images in the MLPerf Tiny runner's format (y_labels.csv + .bin)"),
 ]
 
+# packages that extras bring, and how to get them
+OPTIONAL_PACKAGES = {
+    "tflite_micro": "this command runs models in TFLM on the host, which needs the tflite-micro wheel: "
+                    "pip install 'trec-tflm[tflm]' (make demo and make test install it)",
+    "skimage": "bench-kernels feeds first layers scikit-image's sample photographs: pip install 'trec-tflm[bench]'",
+}
+
+
 class CommandError(RuntimeError):
     """An error the user can fix; printed without a traceback, exit status 2."""
 
@@ -92,6 +100,8 @@ def main(argv=None) -> int:
             traceback.print_exc()
         user = isinstance(exc, _user_errors())
         what = str(exc) or type(exc).__name__
+        if isinstance(exc, ModuleNotFoundError) and exc.name in OPTIONAL_PACKAGES:
+            user, what = True, f"{what}: {OPTIONAL_PACKAGES[exc.name]}"
         if not user:
             what = f"{type(exc).__name__}: {what} (an unexpected failure: rerun with --debug for the traceback)"
         print(f"trec-tflm {args.command}: error: {what}", file=sys.stderr)
