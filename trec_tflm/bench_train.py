@@ -207,8 +207,8 @@ def measure_memory(x, filters, kernel, length, bits, fused: bool, timeout: float
             code = ("import json, sys; from trec_tflm.bench_train import memory_child; "
                     f"print(json.dumps(memory_child({npy!r}, {kind!r}, {filters}, {kernel}, {length}, {bits}, "
                     f"{fused!r})))")
-            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False,
-                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                                  check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
             if proc.returncode != 0:
                 raise RuntimeError(f"memory measurement of the {kind} step failed:\n{proc.stderr[-2000:]}")
             out[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
