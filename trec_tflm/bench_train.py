@@ -245,8 +245,11 @@ def measure_fine_tuning(twin_path, dataset_path=None, steps: int = 150, rounds: 
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
             times[name].append(time.perf_counter() - t0)
     ratios = [t / d for t, d in zip(times["trec"], times["dense"])]
+    from .layers import trec_layers
+
     return {"steps": steps, "rounds": rounds, "dense_s": statistics.median(times["dense"]),
-            "trec_s": statistics.median(times["trec"]), "ratio": statistics.median(ratios)}
+            "trec_s": statistics.median(times["trec"]), "ratio": statistics.median(ratios),
+            "rc_last_batch": {layer.name: layer.reuse_rate for layer in trec_layers(trec)}}
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -309,5 +312,6 @@ def command(args) -> int:
     if fine:
         print(f"demo fine-tuning vs dense twin (fashion_net, model.fit over {fine['steps']} batches of {BATCH}, "
               f"median of {fine['rounds']} alternating rounds): dense {fine['dense_s']:.1f} s, "
-              f"TREC {fine['trec_s']:.1f} s, ratio {fine['ratio']:.2f}x")
+              f"TREC {fine['trec_s']:.1f} s, ratio {fine['ratio']:.2f}x; rc on the last batch "
+              + ", ".join(f"{k} {v:.3f}" for k, v in fine["rc_last_batch"].items()))
     return 0
