@@ -10,6 +10,8 @@ import helpers  # noqa: E402
 
 STRICT = os.environ.get("TREC_TFLM_REQUIRE_TIERS") == "1"
 _tier_results: dict[str, dict[str, int]] = {t: {} for t in helpers.TIERS}
+_tier_seconds: dict[str, float] = {t: 0.0 for t in [*helpers.TIERS, "none"]}
+_none_results: dict[str, int] = {}
 _tier_reasons: dict[str, str] = {}
 _strict_skips: list[str] = []
 
@@ -43,9 +45,11 @@ def pytest_runtest_setup(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
+    tiers = _tiers(item)
+    for tier in tiers or ["none"]:
+        _tier_seconds[tier] += rep.duration  # setup, call and teardown (module fixtures land on the first test)
     if rep.when == "call" or (rep.when == "setup" and not rep.passed):
-        for tier in _tiers(item):
-            counts = _tier_results[tier]
+        for counts in [_tier_results[t] for t in tiers] or [_none_results]:
             counts[rep.outcome] = counts.get(rep.outcome, 0) + 1
     # CI has every tier configured: a skip there is a tier that silently did not run.
     if STRICT and rep.skipped and not hasattr(rep, "wasxfail"):
@@ -58,7 +62,7 @@ def pytest_runtest_makereport(item, call):
 def pytest_terminal_summary(terminalreporter):
     """One line per tier: ran, or skipped and what to set."""
     tr = terminalreporter
-    tr.section("test tiers")
+    tr.section("test tiers (a test of several tiers counts in each)")
     for tier, counts in _tier_results.items():
         total = sum(counts.values())
         if total == 0:
@@ -68,7 +72,10 @@ def pytest_terminal_summary(terminalreporter):
                           f"{_tier_reasons.get(tier, 'see the skip reasons above')}")
         else:
             detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-            tr.write_line(f"tier {tier}: ran {total} tests ({detail})")
+            tr.write_line(f"tier {tier}: ran {total} tests ({detail}) in {_tier_seconds[tier]:.0f} s")
+    if _none_results:
+        detail = ", ".join(f"{n} {k}" for k, n in sorted(_none_results.items()))
+        tr.write_line(f"no tier: {sum(_none_results.values())} tests ({detail}) in {_tier_seconds['none']:.0f} s")
     if STRICT and _strict_skips:
         tr.write_line(f"{len(_strict_skips)} skipped tests failed under TREC_TFLM_REQUIRE_TIERS=1")
 
