@@ -27,6 +27,8 @@ import re
 import numpy as np
 import pytest
 
+from helpers.tflm_models import trained_trec_pair
+
 from trec_tflm import deploy as dp
 from trec_tflm import runtime
 
@@ -51,33 +53,14 @@ def deploy_root(tmp_path_factory):
 def models(deploy_root, tmp_path_factory):
     """(trec.tflite, dense.tflite, dataset): a briefly trained TREC net and its dense twin."""
     pytest.importorskip("tensorflow")
-    import keras
-
-    from trec_tflm.convert import convert
     from trec_tflm.data import DatasetError, load_fashion_mnist
-    from trec_tflm.layers import TRECConv2D
-    from trec_tflm.models import dense_twin
 
     try:
         ds = load_fashion_mnist()
     except DatasetError as exc:
         pytest.skip(str(exc))
-    keras.utils.set_random_seed(7)
-    inp = keras.Input((28, 28, 1), name="image")
-    x = TRECConv2D(16, 5, padding="same", activation="relu", sub_vector_length=5, hash_bits=6, name="conv1")(inp)
-    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
-    x = TRECConv2D(16, 3, padding="same", activation="relu", sub_vector_length=16, hash_bits=8, name="conv2")(x)
-    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x), name="small_trec")
-    model.compile(optimizer=keras.optimizers.Adam(2e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    model.fit(ds.x_train[:3000], ds.y_train[:3000], batch_size=64, epochs=1, verbose=0)
-    d = tmp_path_factory.mktemp("models")
-    trec = d / "trec.tflite"
-    dense = d / "dense.tflite"
-    trec.write_bytes(convert(model, ds.x_train[:200], calibration_samples=200, labels=ds.labels))
-    dense.write_bytes(convert(dense_twin(model), ds.x_train[:200], calibration_samples=200, labels=ds.labels))
+    trec, dense = trained_trec_pair(ds, tmp_path_factory.mktemp("models"), conv1_filters=16, conv2_length=16,
+                                    conv2_bits=8, train_images=3000, name="small_trec")
     return trec, dense, ds
 
 

@@ -33,6 +33,8 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers.tflm_models import trained_trec_pair
+
 from trec_tflm import mlperf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,31 +121,11 @@ def tflm_env():
 @pytest.fixture(scope="module")
 def models(tflm_env, tmp_path_factory):
     """(trec.tflite, dense.tflite): a TREC net trained one short epoch, and its dense twin."""
-    import keras
-
-    from trec_tflm.convert import convert
     from trec_tflm.data import load_fashion_mnist
-    from trec_tflm.layers import TRECConv2D
-    from trec_tflm.models import dense_twin
 
-    ds = load_fashion_mnist()
-    keras.utils.set_random_seed(7)
-    inp = keras.Input((28, 28, 1), name="image")
-    x = TRECConv2D(8, 5, padding="same", activation="relu", sub_vector_length=5, hash_bits=6, name="conv1")(inp)
-    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
-    x = TRECConv2D(16, 3, padding="same", activation="relu", sub_vector_length=9, hash_bits=7, name="conv2")(x)
-    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x), name="runner_trec")
-    model.compile(optimizer=keras.optimizers.Adam(2e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    model.fit(ds.x_train[:2000], ds.y_train[:2000], batch_size=64, epochs=1, verbose=0)
-    d = tmp_path_factory.mktemp("runner_models")
-    out = {}
-    for label, m in (("trec", model), ("dense", dense_twin(model))):
-        out[label] = d / f"{label}.tflite"
-        out[label].write_bytes(convert(m, ds.x_train[:200], calibration_samples=200, labels=ds.labels))
-    return out
+    trec, dense = trained_trec_pair(load_fashion_mnist(), tmp_path_factory.mktemp("runner_models"), conv1_filters=8,
+                                    conv2_length=9, conv2_bits=7, train_images=2000, name="runner_trec")
+    return {"trec": trec, "dense": dense}
 
 
 @pytest.fixture(scope="module")

@@ -683,18 +683,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--pty", action="store_true", help="UART0 on a pseudo-terminal (printed), for tools that "
                     "open a device path, e.g. the MLPerf Tiny runner (python -m trec_tflm.mlperf run --port PTY)")
     args = ap.parse_args(argv)
-    if args.pty:
-        q = start_qemu_pty(args.elf, args.board, icount=not args.no_icount)
-        print(f"UART0 of {args.board} on {q.path} (pid {q.pid}); Ctrl-C to stop", file=sys.stderr, flush=True)
-        try:
-            return q.wait()
-        except KeyboardInterrupt:
-            return q.stop() or 130
-        finally:
-            q.stop()
-    if args.port is not None:
-        q = start_qemu_serial(args.elf, args.board, port=args.port, icount=not args.no_icount)
-        print(f"UART0 of {args.board} on {q.url} (pid {q.pid}); Ctrl-C to stop", file=sys.stderr)
+    if args.pty or args.port is not None:
+        if args.pty:
+            q = start_qemu_pty(args.elf, args.board, icount=not args.no_icount)
+        else:
+            q = start_qemu_serial(args.elf, args.board, port=args.port, icount=not args.no_icount)
+        where = q.path if args.pty else q.url
+        print(f"UART0 of {args.board} on {where} (pid {q.pid}); Ctrl-C to stop", file=sys.stderr, flush=True)
         try:
             return q.wait()
         except KeyboardInterrupt:

@@ -207,3 +207,32 @@ def golden_trec(op: dict, x: np.ndarray, return_stats=False):
 
 def quantize(x: np.ndarray, scale: float, zp: int) -> np.ndarray:
     return np.clip(np.round(np.asarray(x, np.float64) / scale) + zp, -128, 127).astype(np.int8)
+
+
+def trained_trec_pair(ds, out_dir, *, conv1_filters: int, conv2_length: int, conv2_bits: int, train_images: int,
+                      name: str):
+    """(trec.tflite, dense.tflite) in ``out_dir``: a Fashion-MNIST TREC net (TREC 5x5 1->conv1_filters
+    L 5 H 6, pool, TREC 3x3 ->16, pool, dense 10) trained one short epoch, and its dense twin."""
+    import keras
+
+    from trec_tflm.convert import convert
+    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.models import dense_twin
+
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((28, 28, 1), name="image")
+    x = TRECConv2D(conv1_filters, 5, padding="same", activation="relu", sub_vector_length=5, hash_bits=6,
+                   name="conv1")(inp)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = TRECConv2D(16, 3, padding="same", activation="relu", sub_vector_length=conv2_length, hash_bits=conv2_bits,
+                   name="conv2")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x), name=name)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.fit(ds.x_train[:train_images], ds.y_train[:train_images], batch_size=64, epochs=1, verbose=0)
+    trec, dense = out_dir / "trec.tflite", out_dir / "dense.tflite"
+    trec.write_bytes(convert(model, ds.x_train[:200], calibration_samples=200, labels=ds.labels))
+    dense.write_bytes(convert(dense_twin(model), ds.x_train[:200], calibration_samples=200, labels=ds.labels))
+    return trec, dense
