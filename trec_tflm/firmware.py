@@ -343,6 +343,12 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
     model = bytes(model_bytes)
     if len(model) < 8 or model[4:8] != b"TFL3":
         raise FirmwareError("not a .tflite flatbuffer (no TFL3 identifier)")
+    from .validate import ModelValidationError, validate_model
+
+    try:
+        validate_model(model)  # what the board's TFLM will read without checking
+    except ModelValidationError as exc:
+        raise FirmwareError(str(exc)) from None
     core = board_core(board)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
