@@ -183,3 +183,14 @@ def test_a_missing_optional_package_names_the_extra(monkeypatch, capsys):
     assert cli.main(["deps", "--no-fetch"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'trec-tflm[tflm]'" in err
+
+
+def test_ctrl_c_while_a_command_loads_exits_130(monkeypatch, capsys):
+    from trec_tflm import cli
+
+    def interrupted(only=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["convert", "m.keras"]) == 130
+    assert capsys.readouterr().err.strip() == "trec-tflm convert: interrupted"

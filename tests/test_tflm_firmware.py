@@ -165,5 +165,6 @@ def test_arena_below_the_need_is_reported(model_and_data, m7_project, tmp_path):
     info = firmware.generate_project(trec, "qemu_m7", tmp_path / "small", name="fm_trec",
                                      arena_size=m7_project.arena_used - 2048)
     assert info.arena_source == "given"
-    with pytest.raises(firmware.FirmwareError, match="AllocateTensors failed"):
+    with pytest.raises(firmware.FirmwareError, match="AllocateTensors failed") as ei:
         firmware.measure_arena_use(info.out_dir, "qemu_m7")
+    assert "TFLM said:" in str(ei.value) and "Requested" in str(ei.value)  # TFLM's own reason is shown

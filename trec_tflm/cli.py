@@ -86,7 +86,11 @@ def _command_of(argv) -> str | None:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
-    args = build_parser(only=command or "").parse_args(argv)
+    try:
+        args = build_parser(only=command or "").parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while a command's module loads
+        print(f"\ntrec-tflm {command or ''}: interrupted".rstrip(), file=sys.stderr)
+        return 130
     if not args.debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         tf_quiet.install()

@@ -559,7 +559,11 @@ def parse_boot_line(stdout: str) -> dict:
     m = _BOOT.search(stdout)
     if not m:
         err = re.search(r"trec-tflm app: error: .*", stdout)
-        raise FirmwareError(err.group(0) if err else f"no boot line from the app; output:\n{stdout[-2000:]}")
+        if err is None:
+            raise FirmwareError(f"no boot line from the app; output:\n{stdout[-2000:]}")
+        # what TFLM printed before the app gave up (e.g. the arena's "Requested: N, available M")
+        before = [ln.strip() for ln in stdout[:err.start()].splitlines() if ln.strip()][-6:]
+        raise FirmwareError(err.group(0).strip() + ("; TFLM said: " + " | ".join(before) if before else ""))
     return dict(model=m.group(1), operators=int(m.group(2)), arena_used=int(m.group(3)),
                 arena_size=int(m.group(4)))
 
