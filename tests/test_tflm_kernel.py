@@ -325,10 +325,12 @@ def _scaled(case, which: str, index, value):
     ("in_zp", None, 300, "the input zero point 300 is outside [-128, 127]"),
     ("out_zp", None, -129, "the output zero point -129 is outside [-128, 127]"),
 ])
+@pytest.mark.tflm
 def test_bad_scales_and_zero_points_are_refused(runner, tmp_path, which, index, value, needle):
     _refused(runner, tmp_path, _scaled(make_case(seed=3), which, index, value), needle)
 
 
+@pytest.mark.tflm
 def test_one_filter_scale_per_output_channel(runner, tmp_path):
     case = make_case(seed=3, cout=5)
     case["w_scale"], case["w_zp"] = case["w_scale"][:3], case["w_zp"][:3]
@@ -338,12 +340,14 @@ def test_one_filter_scale_per_output_channel(runner, tmp_path):
 @pytest.mark.parametrize("bit,needle", [(1, "the filter must be a constant tensor"),
                                         (2, "the bias must be a constant tensor"),
                                         (3, "the hash must be a constant tensor")])
+@pytest.mark.tflm
 def test_filter_bias_and_hash_must_be_constant(runner, tmp_path, bit, needle):
     case = make_case(seed=3)
     case["variable_mask"] = 1 << bit
     _refused(runner, tmp_path, case, needle)
 
 
+@pytest.mark.tflm
 def test_dilation_that_overflows_the_padding_is_refused(runner, tmp_path):
     case = make_case(seed=3, k=3)
     case["opts"]["dilation_h"] = 2**31 - 1
