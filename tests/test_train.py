@@ -196,12 +196,22 @@ def test_ctrl_c_during_a_checkpoint_save_is_held_until_the_rename(tmp_path):
     from trec_tflm.train import _sigint_deferred
 
     tmp, best = tmp_path / "best.tmp.keras", tmp_path / "best.keras"
-    with pytest.raises(KeyboardInterrupt):
+    # Python's own Ctrl-C handler, whatever this process inherited (a background job ignores SIGINT)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with _sigint_deferred():
+                tmp.write_text("part 1 ")
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the save
+                with tmp.open("a") as f:
+                    f.write("part 2")
+                os.replace(tmp, best)
+        assert best.read_text() == "part 1 part 2" and not tmp.exists()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        # an ignored Ctrl-C stays ignored: the save completes and nothing is raised
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         with _sigint_deferred():
-            tmp.write_text("part 1 ")
-            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the save
-            with tmp.open("a") as f:
-                f.write("part 2")
-            os.replace(tmp, best)
-    assert best.read_text() == "part 1 part 2" and not tmp.exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outer)

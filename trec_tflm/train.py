@@ -135,7 +135,10 @@ def _sigint_deferred():
     finally:
         signal.signal(signal.SIGINT, previous)
     if caught:
-        raise KeyboardInterrupt
+        if callable(previous):  # Python's default_int_handler raises KeyboardInterrupt
+            previous(signal.SIGINT, None)
+        elif previous != signal.SIG_IGN:  # ignored Ctrl-C (a background job, nohup) stays ignored
+            raise KeyboardInterrupt
 
 
 def _split(ds: Dataset, cfg: TrainConfig):
