@@ -19,7 +19,6 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from .data import DATASETS, Dataset, load_dataset
 from .zoo import ALIASES, model_names
