@@ -38,16 +38,15 @@ class Tree:
 # The commit of tflite-micro is the one the pinned tflite-micro wheel was built from (the op library
 # links against the wheel's runtime, so headers of another commit can corrupt memory); flatbuffers
 # and CMSIS-NN are TFLM's own pins at that commit.
-TREES = (
-    Tree("tflite-micro", "TFLM_ROOT", "https://github.com/tensorflow/tflite-micro",
-         "88f8587b3fa6e4e027caf5437b1510a86bf31a60", "88f8587b3fa6e4e027caf5437b1510a86bf31a60",
-         "tensorflow/lite/micro/micro_interpreter.h"),
-    Tree("flatbuffers", "FLATBUFFERS_ROOT", "https://github.com/google/flatbuffers",
-         "187240970746d00bbd26b0f5873ed54d2477f9f3", "v25.9.23", "include/flatbuffers/flexbuffers.h"),
-    Tree("CMSIS-NN", "CMSIS_NN_ROOT", "https://github.com/ARM-software/CMSIS-NN",
-         "e096196a0c49f065abc03d943c583cd50de424ba", "e096196a0c49f065abc03d943c583cd50de424ba",
-         "Include/arm_nnfunctions.h"),
-)
+TFLM = Tree("tflite-micro", "TFLM_ROOT", "https://github.com/tensorflow/tflite-micro",
+            "88f8587b3fa6e4e027caf5437b1510a86bf31a60", "88f8587b3fa6e4e027caf5437b1510a86bf31a60",
+            "tensorflow/lite/micro/micro_interpreter.h")
+FLATBUFFERS = Tree("flatbuffers", "FLATBUFFERS_ROOT", "https://github.com/google/flatbuffers",
+                   "187240970746d00bbd26b0f5873ed54d2477f9f3", "v25.9.23", "include/flatbuffers/flexbuffers.h")
+CMSIS_NN = Tree("CMSIS-NN", "CMSIS_NN_ROOT", "https://github.com/ARM-software/CMSIS-NN",
+                "e096196a0c49f065abc03d943c583cd50de424ba", "e096196a0c49f065abc03d943c583cd50de424ba",
+                "Include/arm_nnfunctions.h")
+TREES = (TFLM, FLATBUFFERS, CMSIS_NN)
 FETCH_TIMEOUT = 900  # seconds for one shallow fetch (tflite-micro is the largest, ~100 MB)
 
 

@@ -40,12 +40,12 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from . import isolate, paths, progress
+from . import deps, isolate, paths, progress
 
 #: The tflite-micro commit the pinned wheel (0.dev20260203175027-g88f8587) was built from.
-TFLM_COMMIT = "88f8587b3fa6e4e027caf5437b1510a86bf31a60"
-FLATBUFFERS_TAG = "v25.9.23"
-CMSIS_NN_COMMIT = "e096196a0c49f065abc03d943c583cd50de424ba"
+TFLM_COMMIT = deps.TFLM.commit
+FLATBUFFERS_TAG = deps.FLATBUFFERS.ref
+CMSIS_NN_COMMIT = deps.CMSIS_NN.commit
 WHEEL_VERSION = "0.dev20260203175027"
 
 TREC_CUSTOM_CODE = "TREC_CONV_2D"
@@ -111,17 +111,6 @@ def tflm_root() -> Optional[Path]:
     return Path(v).expanduser() if v else None
 
 
-def _git_head(root: Path) -> Optional[str]:
-    if not (root / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def check_tflm_tree(root: Optional[Path] = None) -> Path:
     """The configured TFLM tree, checked: it exists, looks like tflite-micro and (when it is a git
     checkout) sits at the commit the wheel was built from. Raises TflmTreeMissing otherwise."""
@@ -131,7 +120,7 @@ def check_tflm_tree(root: Optional[Path] = None) -> Path:
     if not (root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
         raise TflmTreeMissing(f"TFLM_ROOT={root} is not a tflite-micro tree (no "
                               f"tensorflow/lite/micro/micro_interpreter.h): {TREE_HINT}")
-    head = _git_head(root)
+    head = deps.git_head(root)
     if head is not None and head != TFLM_COMMIT and os.environ.get("TREC_TFLM_SKIP_VERSION_CHECK") != "1":
         raise TflmTreeMissing(
             f"TFLM_ROOT={root} is at commit {head}, but the tflite-micro wheel {WHEEL_VERSION} was built "
