@@ -26,17 +26,19 @@ def _tiers(item) -> list[str]:
 
 
 _missing_cache: dict[str, str | None] = {}
+_unusable_cache: dict[str, str | None] = {}
 
 
 def pytest_runtest_setup(item):
     for tier in _tiers(item):
-        if tier not in _missing_cache:
+        if tier not in _missing_cache:  # once per run: the tree check runs git
             _missing_cache[tier] = helpers.missing(tier)
+            _unusable_cache[tier] = None if _missing_cache[tier] else helpers.unusable(tier)
         reason = _missing_cache[tier]
         if reason:
             _tier_reasons.setdefault(tier, reason)
             pytest.skip(f"[{tier} tier] {reason}")
-        broken = helpers.unusable(tier)
+        broken = _unusable_cache[tier]
         if broken:
             pytest.fail(f"[{tier} tier] {broken}")
 
