@@ -60,11 +60,12 @@ setup(
         "tflm": ["tflite-micro==0.dev20260203175027"],
         # the MLPerf Tiny runner (mlcommons/tiny benchmark/runner) that tests/test_mlperf_runner.py drives
         "dev": ["pytest>=8", "tflite-micro==0.dev20260203175027", "ai-edge-litert",
-                "pyserial>=3.5", "pyyaml>=6", "numpy>=1.26", "scikit-learn>=1.3", "matplotlib>=3.7", "pyusb>=1.2"],
+                "pyserial>=3.5", "pyyaml>=6", "numpy>=1.26", "scikit-learn>=1.3", "matplotlib>=3.7", "pyusb>=1.2",
+                "ruff==0.17.6"],
         # trec-tflm bench-kernels feeds first layers real photographs (scikit-image's samples)
         "bench": ["scikit-image>=0.22"],
     },
     entry_points={"console_scripts": ["trec-tflm=trec_tflm.cli:console_main"]},
-    package_data={"trec_tflm.train_ops": ["*.cc"]},
+    package_data={"trec_tflm.training.train_ops": ["*.cc"]},
     cmdclass={"build_py": build_py_with_sources},
 )

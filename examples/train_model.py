@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from trec_tflm.cli import main as cli_main
-from trec_tflm.models import ALIASES, MODELS
+from trec_tflm.training.models import ALIASES, MODELS
 
 
 def translate(argv: list[str]) -> list[str]:

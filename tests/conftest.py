@@ -4,9 +4,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import pytest  # noqa: E402
-
 import helpers  # noqa: E402
+import pytest  # noqa: E402
 
 STRICT = os.environ.get("TREC_TFLM_REQUIRE_TIERS") == "1"
 _tier_results: dict[str, dict[str, int]] = {t: {} for t in helpers.TIERS}

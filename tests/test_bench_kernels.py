@@ -16,8 +16,8 @@ def tiny_tflite(tmp_path_factory, fashion):
     pytest.importorskip("tflite_micro")
     import keras
 
-    from trec_tflm.convert import convert
-    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.training.layers import TRECConv2D
 
     ds = fashion
     keras.utils.set_random_seed(11)
@@ -56,7 +56,7 @@ def test_bench_kernels_on_a_converted_model(tiny_tflite, capsys):
 def test_bench_kernels_sweep_of_the_scratch(tiny_tflite, capsys):
     """--sweep: each layer from the kernel's least scratch (what get_min_buffer_size says) up to 4x
     its output, every run checked against the golden model; more scratch, fewer passes."""
-    from trec_tflm.native import kernels
+    from trec_tflm.host.kernels import kernels
 
     assert main(["bench-kernels", "--core", "m7", "--tflite", str(tiny_tflite), "--sweep", "--json"]) == 0
     sweeps = json.loads(capsys.readouterr().out)["sweeps"]
@@ -81,7 +81,7 @@ def test_bench_kernels_sweep_of_the_scratch(tiny_tflite, capsys):
 def test_bench_kernels_over_several_inputs(tiny_tflite, fashion, capsys):
     """--inputs 3: TREC on each layer's first three test images through the model; the first is the
     table's own run, and each input's rc is the golden model's on that image's activation."""
-    from trec_tflm.bench_kernels import trec_cases
+    from trec_tflm.bench.kernels import trec_cases
 
     assert main(["bench-kernels", "--core", "m7", "--tflite", str(tiny_tflite), "--inputs", "3", "--json"]) == 0
     rows = {r["layer"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
@@ -121,8 +121,8 @@ def test_bench_kernels_when_4x_the_output_is_below_the_kernels_least(tmp_path, f
     pytest.importorskip("tflite_micro")
     import keras
 
-    from trec_tflm.convert import convert
-    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.training.layers import TRECConv2D
 
     keras.utils.set_random_seed(12)
     inp = keras.Input((28, 28, 1), name="image")

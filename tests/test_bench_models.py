@@ -2,9 +2,9 @@
 
 A small Fashion-MNIST TREC net (TREC 5x5 1->16, pool, TREC 3x3 16->16, pool, dense 10), trained for
 one short epoch on real images, and its dense twin (the same weights as plain Conv2D), both
-converted to int8 with trec_tflm.convert:
+converted to int8 with trec_tflm.tflite.convert:
 
-* ``trec_tflm.deploy`` + build for nucleo_f746zg, disco_f469ni, qemu_m7 and qemu_m4: every image
+* ``trec_tflm.target.deploy`` + build for nucleo_f746zg, disco_f469ni, qemu_m7 and qemu_m4: every image
   links, and its flash and RAM use (arm-none-eabi-size + map) are within the board's memory;
   the arena measured on QEMU is not above the no-TFLM estimate;
 * an arena that cannot fit makes ``trec-tflm deploy --build`` exit 1 naming the RAM region and by
@@ -12,7 +12,7 @@ converted to int8 with trec_tflm.convert:
 * the resolver table deploy uses without a TFLM tree equals TFLM's MicroMutableOpResolver header;
 * ``trec-tflm bench --board qemu_m7 --model trec.tflite --compare dense.tflite`` runs both on QEMU
   over the serial protocol on 20 real test images: the int8 outputs equal the host TFLM's
-  (trec_tflm.runtime) bit for bit, and the command prints accuracy, instructions and the ratio.
+  (trec_tflm.host.interpreter) bit for bit, and the command prints accuracy, instructions and the ratio.
 
 The TFLM libraries are built once per core (build/tflm, shared with the other TFLM tests); the
 projects go to a temporary TREC_TFLM_DEPLOY_ROOT.
@@ -26,11 +26,10 @@ import re
 
 import numpy as np
 import pytest
-
 from helpers.tflm_models import trained_trec_pair
 
-from trec_tflm import deploy as dp
-from trec_tflm import runtime
+from trec_tflm.host import interpreter as runtime
+from trec_tflm.target import deploy as dp
 
 pytestmark = [pytest.mark.tflm, pytest.mark.qemu, pytest.mark.slow]
 
@@ -68,7 +67,7 @@ def models(deploy_root, tmp_path_factory):
 def qemu_builds(models):
     """The TREC model for both QEMU boards and the dense twin for qemu_m7, deployed (arena measured
     on the core) and built where ``trec-tflm bench --model`` will find them."""
-    from trec_tflm import compare
+    from trec_tflm.bench import compare
 
     trec, dense, _ = models
     out = {}
@@ -136,7 +135,7 @@ def test_estimate_is_not_below_the_measured_arena(models, qemu_builds):
 
 
 def test_resolver_table_matches_tflm():
-    from trec_tflm import firmware
+    from trec_tflm.target import firmware
 
     builtin, custom = firmware.resolver_methods()
     assert set(builtin) == set(dp.RESOLVER_BUILTINS)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from trec_tflm import qemu
+from trec_tflm.target import qemu
 
 ROOT = Path(__file__).resolve().parents[1]
 EEMBC_DIR = ROOT / "boards" / "common" / "eembc"

@@ -1,4 +1,4 @@
-"""trec_tflm.convert: Keras -> int8 .tflite with TREC_CONV_2D, checked from the flatbuffer side.
+"""trec_tflm.tflite.convert: Keras -> int8 .tflite with TREC_CONV_2D, checked from the flatbuffer side.
 
 Round trips on tiny models (options, dtypes, hash tensor), a model mixing TREC and plain convs of
 the same geometry, a branchy fire module, a model without TREC layers, every refused input (with
@@ -19,10 +19,10 @@ pytest.importorskip("tflite_micro")
 import keras  # noqa: E402
 from flatbuffers import flexbuffers  # noqa: E402
 
-from trec_tflm import tflite_model as tm  # noqa: E402
-from trec_tflm.cli import main  # noqa: E402
-from trec_tflm.convert import ConvertError, convert  # noqa: E402
-from trec_tflm.layers import TRECConv2D  # noqa: E402
+from trec_tflm.cli import main
+from trec_tflm.spec import model as tm
+from trec_tflm.tflite.convert import ConvertError, convert
+from trec_tflm.training.layers import TRECConv2D
 
 
 def tiny_trec_model(name="tiny"):
@@ -356,7 +356,7 @@ def test_trained_model_int8_accuracy_close_to_keras(calib):
     500 test images. The issue's acceptance (1 pt) is for the demo model on the full test set and is
     checked by hand (docs/CONVERTER.md); here 500 images give a standard error of ~1.3 pt per
     accuracy, so the bound is 3 pt: still far below what a broken conversion loses (tens of pt)."""
-    from trec_tflm.evaluate import evaluate
+    from trec_tflm.host.evaluate import evaluate
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((28, 28, 1))
@@ -386,7 +386,7 @@ def test_identical_kernels_resolved_by_name_or_refused(calib, monkeypatch):
     """Two TREC layers with the same geometry and proportional kernels: content cannot tell them
     apart, the tensor names can; without usable names the conversion stops instead of guessing.
     (Identical kernels on one input are merged into one CONV_2D by TF's converter: refused too.)"""
-    import trec_tflm.convert as conv_mod
+    import trec_tflm.tflite.convert as conv_mod
 
     keras.utils.set_random_seed(12)
     inp = keras.Input((28, 28, 1))
@@ -453,7 +453,7 @@ def test_metadata_is_portable_and_conversion_reproducible(tmp_path):
 
 
 def test_output_path_checked_before_conversion(tmp_path, capsys, monkeypatch):
-    from trec_tflm import convert as cv
+    from trec_tflm.tflite import convert as cv
 
     def no_work(*a, **k):
         raise AssertionError("the model was loaded before the output path was checked")

@@ -1,7 +1,7 @@
 """trec-tflm deploy without a TFLM tree: projects for all four boards, refused inputs, flashing
 and the memory budget.
 
-* a small converted TREC model (trec_tflm.convert on a tiny Keras model, real Fashion-MNIST
+* a small converted TREC model (trec_tflm.tflite.convert on a tiny Keras model, real Fashion-MNIST
   calibration images) becomes a project for every board: the C array holds the model's bytes,
   the resolver registers exactly the model's operators (TREC_CONV_2D through AddTrecConv2D),
   the arena is the documented estimate, the Makefile uses boards/firmware.mk for the board;
@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trec_tflm import deploy as dp
 from trec_tflm.cli import main
+from trec_tflm.target import deploy as dp
 
 # ------------------------------------------------------------------------------------------------
 # a small converted model
@@ -46,9 +46,9 @@ def tiny_model(tmp_path_factory):
     pytest.importorskip("tflite_micro")
     import keras
 
-    from trec_tflm.convert import convert
     from trec_tflm.data import DatasetError, load_fashion_mnist
-    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.training.layers import TRECConv2D
 
     try:
         ds = load_fashion_mnist()
@@ -77,7 +77,7 @@ def no_tflm(monkeypatch):
 
 
 def _model_ops(buf):
-    from trec_tflm import tflite_model as tm
+    from trec_tflm.spec import model as tm
 
     return [op.name for op in tm.operators(tm.load_model(buf))]
 
@@ -226,7 +226,7 @@ def test_makefile_without_tflm_says_what_to_set(tiny_model, no_tflm, tmp_path):
 def _rewrite_trec_version(buf: bytes, version: int) -> bytes:
     from flatbuffers import flexbuffers
 
-    from trec_tflm import tflite_model as tm
+    from trec_tflm.spec import model as tm
 
     m = tm.load_model(buf)
     for op in m.subgraphs[0].operators:

@@ -157,7 +157,8 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_unexpected_failures_are_one_line_and_exit_1(monkeypatch, capsys):
-    from trec_tflm import cli, deps as deps_module
+    from trec_tflm import cli
+    from trec_tflm import deps as deps_module
 
     def boom(args):
         raise KeyError("internal")
@@ -174,7 +175,8 @@ def test_python_dash_m_is_the_command():
 
 
 def test_a_missing_optional_package_names_the_extra(monkeypatch, capsys):
-    from trec_tflm import cli, deps as deps_module
+    from trec_tflm import cli
+    from trec_tflm import deps as deps_module
 
     def needs_the_wheel(args):
         raise ModuleNotFoundError("No module named 'tflite_micro'", name="tflite_micro")

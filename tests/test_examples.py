@@ -59,9 +59,8 @@ def _run_with_fake_trec_tflm(tmp_path, script_name):
     bin_dir.mkdir()
     calls = tmp_path / "calls.txt"
     fake = bin_dir / "trec-tflm"
-    fake.write_text('#!/bin/sh\necho "$@" >> "%s"\nwhile [ "$1" != "--checkpoint-path" ]; do shift; done\n'
-                    'mkdir -p "$2" && echo \'{"test": {}}\' > "$2/history.json"\necho "test accuracy: 0.5"\n'
-                    % calls)
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nwhile [ "$1" != "--checkpoint-path" ]; do shift; done\n'
+                    'mkdir -p "$2" && echo \'{"test": {}}\' > "$2/history.json"\necho "test accuracy: 0.5"\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     out = tmp_path / "runs"
@@ -93,7 +92,7 @@ def test_accuracy_benchmark_script_runs_valid_train_commands(tmp_path):
 
 
 def test_work_model_bound_hand_checked():
-    from trec_tflm.bench_kernels import work_model_bound
+    from trec_tflm.bench.kernels import work_model_bound
 
     # Cout 64, H 6, rc 0.1, L 64: 64 / (6 + 1 + 6.4 + 1) = 4.444...
     assert work_model_bound(64, 6, 0.1, 64) == pytest.approx(64 / 14.4)

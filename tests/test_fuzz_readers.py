@@ -2,11 +2,11 @@
 
 A seeded, structure-aware generator (below; written for this test, from the TFLite schema's
 invariants and the rules docs/OP_SPEC.md states for TREC_CONV_2D) edits a model converted by
-``trec_tflm.convert``: indices out of range, buffers cut short, NaN / negative / missing scales,
+``trec_tflm.tflite.convert``: indices out of range, buffers cut short, NaN / negative / missing scales,
 zero points out of range, options that contradict the output shape, overflowing dilations,
 L > K, non-constant filters and hashes, operators out of order, truncated files; benign edits
 (new weights, in-range zero points, another hash centre); and blind byte flips. Each edit knows
-whether it makes the model invalid (an oracle written here, independent of trec_tflm.validate);
+whether it makes the model invalid (an oracle written here, independent of trec_tflm.spec.validate);
 byte flips are unlabelled.
 
 Every case goes through ``inspect``, ``eval --reference golden``, ``eval --reference tflm`` and
@@ -55,8 +55,8 @@ def base_model(fashion) -> bytes:
     """stem conv 3x3/2 (28 -> 14, 8 ch), TREC 3x3 SAME 8 -> 8 (K = 72, L = 8, H = 6), pool, dense."""
     import keras
 
-    from trec_tflm.convert import convert
-    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.training.layers import TRECConv2D
 
     keras.utils.set_random_seed(5)
     inp = keras.Input((28, 28, 1))
@@ -352,7 +352,7 @@ def _run_worker(case_dir: Path, cases: list, env: dict) -> subprocess.CompletedP
 @pytest.mark.tflm
 @pytest.mark.slow
 def test_damaged_models_never_crash_and_invalid_ones_are_refused(fashion, tmp_path):
-    from trec_tflm import runtime
+    from trec_tflm.host import interpreter as runtime
 
     lib = runtime.ops_library_path()  # eval --reference tflm needs it (the tflm marker: TFLM_ROOT is set)
     base = base_model(fashion)

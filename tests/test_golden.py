@@ -19,9 +19,9 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 tflm = pytest.importorskip("tflite_micro")
 
-from trec_tflm import golden, quant  # noqa: E402
-from trec_tflm.convert import tf_int8_convert  # noqa: E402
-from trec_tflm import tflite_model as tm  # noqa: E402
+from trec_tflm.spec import golden, quant
+from trec_tflm.spec import model as tm
+from trec_tflm.tflite.convert import tf_int8_convert
 
 
 def _one_op_conv(h, w, cin, cout, k, strides, padding, act, rep) -> bytes:
@@ -144,8 +144,8 @@ BOUND_CASES = [
 def test_golden_trec_close_to_float_layer(fashion, name, source, kw):
     import keras
 
-    from trec_tflm.convert import convert
-    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.training.layers import TRECConv2D
 
     calib, xt = fashion.x_train[:200], fashion.x_test[:48]
     if source == "features":

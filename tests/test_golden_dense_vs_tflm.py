@@ -18,7 +18,7 @@ tflm = pytest.importorskip("tflite_micro")
 
 from tensorflow.lite.python import schema_py_generated as schema  # noqa: E402
 
-from trec_tflm import golden, quant  # noqa: E402
+from trec_tflm.spec import golden, quant
 
 # (name, H, W, Cin, Cout, k, strides, dilation, padding, activation, input range)
 CASES = [

@@ -16,13 +16,13 @@ pytest.importorskip("tflite_micro")
 import keras  # noqa: E402
 from flatbuffers import flexbuffers  # noqa: E402
 
-from trec_tflm import evaluate as ev  # noqa: E402
-from trec_tflm import tflite_model as tm  # noqa: E402
-from trec_tflm.cli import main  # noqa: E402
-from trec_tflm.convert import convert  # noqa: E402
-from trec_tflm.inspect import inspect_model  # noqa: E402
-from trec_tflm.layers import TRECConv2D  # noqa: E402
-from trec_tflm.models import dense_twin  # noqa: E402
+from trec_tflm.cli import main
+from trec_tflm.host import evaluate as ev
+from trec_tflm.spec import model as tm
+from trec_tflm.tflite.convert import convert
+from trec_tflm.tflite.describe import inspect_model
+from trec_tflm.training.layers import TRECConv2D
+from trec_tflm.training.models import dense_twin
 
 
 def fire_model():
@@ -161,7 +161,7 @@ def test_golden_executor_equals_tflm_on_a_dag(fire, fm):
 def test_golden_executor_runs_trec_ops_in_golden(fire, fm):
     """The TREC model's intermediate tensors: each TREC op's output is golden.trec_conv2d_s8 of its
     input, and the run matches the float Keras model's predictions on most images."""
-    from trec_tflm import golden
+    from trec_tflm.spec import golden
 
     model, buf, _ = fire
     runner = ev.make_runner(buf, "golden")

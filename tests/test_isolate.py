@@ -1,4 +1,4 @@
-"""trec_tflm.isolate: native work in a forked child; a crash or a hang becomes a clear error that
+"""trec_tflm.host.isolate: native work in a forked child; a crash or a hang becomes a clear error that
 shows what the child printed (also what a capture block held when it died)."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from trec_tflm import isolate, runtime
+from trec_tflm.host import interpreter as runtime
+from trec_tflm.host import isolate
 
 
 def _crash_inside_a_capture(sig):

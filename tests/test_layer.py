@@ -1,12 +1,12 @@
 """TRECConv2D: equivalence with Conv2D, gradients, per-image clustering, serialization."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 from trec_tflm import TRECConv2D, reuse_metrics
-from trec_tflm import primitives, train_ops
+from trec_tflm.training import primitives, train_ops
 
 
 def _copy_to_conv(trec, x):
@@ -48,7 +48,7 @@ def _centroid_reference(layer, x):
     r = layer.hash_kernel.numpy()
     w = np.zeros((m * length, layer.filters))
     w[:k] = layer.kernel.numpy().reshape(k, -1)
-    from trec_tflm.golden import conv_geometry, im2col
+    from trec_tflm.spec.golden import conv_geometry, im2col
 
     outs = []
     for img in x:

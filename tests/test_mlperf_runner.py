@@ -4,7 +4,7 @@
   runner's y_labels.csv rows, the model checks behind ``deploy --mlperf-id``, finding the runner;
 * end to end (TFLM tier: TFLM_ROOT, ARM toolchain, QEMU): a small Fashion-MNIST TREC net and its
   dense twin deployed for qemu_m7 with ``--mlperf-id ic01``, UART0 on a pseudo-terminal, and the
-  runner's own main.py run through ``python -m trec_tflm.mlperf run`` (which only replaces its port
+  runner's own main.py run through ``python -m trec_tflm.target.mlperf run`` (which only replaces its port
   discovery) on a runner-format dataset written by ``trec-tflm mlperf-dataset``:
   - accuracy mode: the runner's "Top 1%" equals ``trec-tflm eval --limit N`` on the same images,
     and its per-image argmax equals the host TFLM's, for both models;
@@ -32,10 +32,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from helpers.tflm_models import trained_trec_pair
 
-from trec_tflm import mlperf
+from trec_tflm.target import mlperf
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = mlperf.find_runner()
@@ -109,7 +108,8 @@ def test_qemu_script_is_a_valid_runner_script():
 # ------------------------------------------------------------------------------------ end to end --
 @pytest.fixture(scope="module")
 def tflm_env():
-    from trec_tflm import qemu, runtime
+    from trec_tflm.host import interpreter as runtime
+    from trec_tflm.target import qemu
 
     if not os.environ.get("TFLM_ROOT"):
         pytest.fail("TFLM_ROOT is not set: this test is in the TFLM tier (the tflm marker)")
@@ -131,7 +131,7 @@ def models(tflm_env, tmp_path_factory):
 @pytest.fixture(scope="module")
 def elfs(models, tmp_path_factory):
     """Both models deployed for qemu_m7 with --mlperf-id ic01 and built."""
-    from trec_tflm import deploy as dp
+    from trec_tflm.target import deploy as dp
 
     root = tmp_path_factory.mktemp("runner_fw")
     out = {}
@@ -154,11 +154,11 @@ def dataset(models, tmp_path_factory):
 
 def run_runner(elf: Path, dataset_root: Path, mode: str, workdir: Path, *extra: str) -> dict:
     """The runner's main.py against ``elf`` on qemu_m7 (UART0 on a pty); returns its session files."""
-    from trec_tflm import qemu
+    from trec_tflm.target import qemu
 
     workdir.mkdir(parents=True, exist_ok=True)
     with qemu.start_qemu_pty(elf, "qemu_m7") as q:
-        cmd = [sys.executable, "-m", "trec_tflm.mlperf", "run", "--port", q.path, "--runner", str(RUNNER), "--",
+        cmd = [sys.executable, "-m", "trec_tflm.target.mlperf", "run", "--port", q.path, "--runner", str(RUNNER), "--",
                "--dataset_path", str(dataset_root), "--mode", mode, *extra]
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         t0 = time.monotonic()
@@ -168,15 +168,16 @@ def run_runner(elf: Path, dataset_root: Path, mode: str, workdir: Path, *extra: 
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0 and sessions, f"the runner failed (exit {proc.returncode}):\n{log[-4000:]}"
     s = sessions[-1].parent
-    return {"results": s.joinpath("results.txt").read_text(), "json": json.loads(s.joinpath("results.json").read_text()),
+    return {"results": s.joinpath("results.txt").read_text(),
+            "json": json.loads(s.joinpath("results.json").read_text()),
             "log": s.joinpath("log.txt").read_text(), "stdout": log}
 
 
 @needs_runner
 @pytest.mark.parametrize("label", ["trec", "dense"])
 def test_runner_accuracy_equals_eval(label, models, elfs, dataset, tmp_path, capsys):
-    from trec_tflm import runtime
     from trec_tflm.cli import main
+    from trec_tflm.host import interpreter as runtime
 
     assert main(["eval", str(models[label]), "--limit", str(N_IMAGES), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
@@ -201,9 +202,9 @@ def test_runner_accuracy_equals_eval(label, models, elfs, dataset, tmp_path, cap
 
 @needs_runner
 def test_runner_performance_windows_match_the_laps(elfs, dataset, tmp_path):
-    from trec_tflm import qemu
-    from trec_tflm.bench import run_bench
-    from trec_tflm.serial_protocol import EEMBCClient
+    from trec_tflm.bench.board import run_bench
+    from trec_tflm.target import qemu
+    from trec_tflm.target.serial_protocol import EEMBCClient
 
     doc = yaml.safe_load(QEMU_SCRIPT.read_text())
     iterations, warmups = (int(v) for v in doc["ic01"]["script"][0]["loop 5"][1].split()[1:])

@@ -12,10 +12,11 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from helpers.native_dense import GRID, make_case, run_both  # noqa: F401 - sanitizer children use them as t.*
 from helpers.native_dense import run_child as _run_child
-from trec_tflm import golden, native
+
+from trec_tflm.host import kernels as native
+from trec_tflm.spec import golden
 
 VARIANTS = ("host", "host-plain")
 

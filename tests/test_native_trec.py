@@ -14,11 +14,11 @@ import itertools
 
 import numpy as np
 import pytest
-
 from helpers.native_dense import run_child
 from helpers.native_trec import make_case, split  # noqa: F401 - the sanitizer child uses t.make_case
-from trec_tflm import golden, native, quant
 
+from trec_tflm.host import kernels as native
+from trec_tflm.spec import golden, quant
 
 VARIANTS = ("host", "host-plain")
 GRID = list(itertools.product((1, 3, 8, 16, 64), (1, 3, 5, 7), (1, 2), ("SAME", "VALID")))
@@ -214,7 +214,7 @@ def test_narrow_tables_and_their_fallback(kern):
     slow = narrow_case(6)
     slow["output_shift"] = slow["output_shift"].copy()
     slow["output_shift"][0] = -20
-    for size, passes in narrow.items():
+    for size, _passes in narrow.items():
         for case in (large, mixed, slow):
             _, stats = check(kern, case, scratch_bytes=size)
             assert stats.plan != 2

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from trec_tflm import native, paths, progress, runtime
+from trec_tflm import paths, progress
+from trec_tflm.host import interpreter as runtime
+from trec_tflm.host import kernels as native
 
 FAKE_MAKE = textwrap.dedent("""\
     #!{python}

@@ -1,17 +1,16 @@
-"""The emulated boards qemu_m7 (mps2-an500) and qemu_m4 (mps2-an386) and trec_tflm.qemu.
+"""The emulated boards qemu_m7 (mps2-an500) and qemu_m4 (mps2-an386) and trec_tflm.target.qemu.
 
 Builds tests/firmware/hello in several configurations and runs it in qemu-system-arm.
 Skips (naming the Debian packages) when the ARM toolchain or QEMU is missing.
 """
 
 import re
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from trec_tflm import qemu
+from trec_tflm.target import qemu
 
 pytestmark = pytest.mark.qemu
 
@@ -89,7 +88,7 @@ def _recv_until(sock, needle, timeout=20.0):
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         try:
             chunk = sock.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             chunk = None
         if not chunk:
             raise AssertionError(f"did not receive {needle!r}; got {buf!r}")

@@ -1,7 +1,7 @@
 """The dense int8 convolution on emulated Cortex-M7 (qemu_m7) and Cortex-M4 (qemu_m4).
 
 The C kernel is compiled for the board with the real DSP intrinsics (SXTB16/SMLAD); inputs,
-filters, quantization and expected outputs come from trec_tflm.golden, embedded as C arrays
+filters, quantization and expected outputs come from trec_tflm.spec.golden, embedded as C arrays
 (tests/firmware/dense/main.c). The firmware's exit code is its number of mismatches.
 
 The DESIGN section 8 layers also give instruction counts (QEMU -icount: deterministic), compared with
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trec_tflm import golden, qemu, quant
+from trec_tflm.spec import golden, quant
+from trec_tflm.target import qemu
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "tests" / "firmware" / "dense" / "main.c"

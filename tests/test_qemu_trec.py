@@ -1,18 +1,17 @@
 """The TREC kernel on emulated Cortex-M7 (qemu_m7) and Cortex-M4 (qemu_m4), bit for bit with golden.
 
 The kernel is compiled with the real DSP intrinsics (SMLAD/SXTB16); tensors and expected outputs
-come from trec_tflm.golden through trec_tflm.kernel_bench (firmware tflm_ops/bench/kernel_bench.c).
+come from trec_tflm.spec.golden through trec_tflm.bench.kernel_runner (firmware tflm_ops/bench/kernel_bench.c).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from trec_tflm import golden, kernel_bench
-
 from helpers.native_trec import make_case, split
 
+from trec_tflm.bench import kernel_runner as kernel_bench
+from trec_tflm.spec import golden
 
 pytestmark = pytest.mark.qemu
 
@@ -23,7 +22,7 @@ def _case(name, case, scratch=0, dense=False):
 
 
 def correctness_cases():
-    from trec_tflm import native
+    from trec_tflm.host import kernels as native
 
     cases = []
     grid = [(1, 3, 1, "SAME"), (3, 5, 1, "SAME"), (3, 3, 2, "VALID"), (8, 3, 1, "SAME"), (16, 1, 1, "VALID"),
@@ -91,7 +90,8 @@ def test_chunks_of_one_to_three_channels_on_the_simd_path(tmp_path):
     only those lanes of a channel quad and the scatter takes its unrolled 1-3 channel rows. Every
     budget from the least up must stay bit-exact, and the chunk sizes must really occur, for
     strips of 16 channels (the products' unrolled loop) and of 32 (their general loop)."""
-    from trec_tflm import native, quant
+    from trec_tflm.host import kernels as native
+    from trec_tflm.spec import quant
 
     rng = np.random.default_rng(31)
     cout, k, hw = 16, 5, 16
@@ -124,7 +124,8 @@ def test_interleaved_cluster_pairs_of_one_pixel_strips(core, tmp_path):
     """Chunks of two channel quads or more on one-pixel strips take the interleaved cluster pairs,
     whose loop is unrolled whole for L = 32 and L = 64 (weights two words per LDRD at constant
     offsets) and kept as a loop for other L. Bit for bit at several budgets, on both cores."""
-    from trec_tflm import native, quant
+    from trec_tflm.host import kernels as native
+    from trec_tflm.spec import quant
 
     rng = np.random.default_rng(37)
     cout, k, hw = 16, 3, 12

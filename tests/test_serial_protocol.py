@@ -1,5 +1,5 @@
-"""EEMBC / MLPerf Tiny serial protocol: host parser and client (trec_tflm.serial_protocol),
-bench driver (trec_tflm.bench) and the firmware module (boards/common/eembc/).
+"""EEMBC / MLPerf Tiny serial protocol: host parser and client (trec_tflm.target.serial_protocol),
+bench driver (trec_tflm.bench.board) and the firmware module (boards/common/eembc/).
 
 * transcripts in tests/data/transcripts/ replayed by a fake serial port;
 * malformed replies: garbage, truncated lines, silence, echo, wrong device;
@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trec_tflm import bench, serial_protocol as sp
+from trec_tflm.bench import board as bench
+from trec_tflm.target import serial_protocol as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 TRANSCRIPTS = ROOT / "tests" / "data" / "transcripts"
@@ -574,7 +575,7 @@ def test_qemu_end_to_end(tmp_path):
     """tests/firmware/protocol built for qemu_m7, UART0 on a loopback TCP port, run_bench over
     socket://. Record tests/data/transcripts/qemu_m7_protocol_app.txt with
     TREC_RECORD_TRANSCRIPT=1."""
-    from trec_tflm import qemu
+    from trec_tflm.target import qemu
 
     elf = qemu.build_firmware("qemu_m7", [EEMBC_DIR / "ee_protocol.c", PROTOCOL_APP / "model.c",
                                           PROTOCOL_APP / "main.c"],
@@ -622,8 +623,8 @@ def test_bench_command_on_qemu(tmp_path, capsys):
     """`trec-tflm bench --board qemu_m7 --elf ...` starts QEMU itself and benchmarks real
     Fashion-MNIST images (the checksum "model" makes accuracy meaningless; the plumbing is
     what is tested: quantization from info%, JSON output, instruction counts)."""
-    from trec_tflm import qemu
     from trec_tflm.data import DatasetError, load_fashion_mnist
+    from trec_tflm.target import qemu
 
     try:
         ds = load_fashion_mnist()

@@ -1,8 +1,8 @@
-"""The firmware app (boards/app/) built by trec_tflm.firmware, on emulated Cortex-M7 / M4.
+"""The firmware app (boards/app/) built by trec_tflm.target.firmware, on emulated Cortex-M7 / M4.
 
 * the generated project registers exactly the model's operators and sizes the arena from the
   app's own measurement on the board's QEMU twin;
-* on qemu_m7, the app's outputs over the EEMBC serial protocol (trec_tflm.bench.run_bench, raw
+* on qemu_m7, the app's outputs over the EEMBC serial protocol (trec_tflm.bench.board.run_bench, raw
   int8 results) equal the host runtime's bit for bit on real Fashion-MNIST images, with per-operator
   ticks from `ops%`;
 * the self-test build gives the same outputs on qemu_m7 and qemu_m4, and the reuse statistics of
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from trec_tflm import firmware, qemu, runtime
 from helpers.tflm_models import convert_int8, quantize, small_fashion_model, to_trec
+
+from trec_tflm.host import interpreter as runtime
+from trec_tflm.target import firmware, qemu
 
 N_PROTOCOL = 12
 N_SELFTEST = 6
@@ -102,7 +103,7 @@ def test_project_registers_exactly_the_models_operators(m7_project):
 @pytest.mark.tflm
 @pytest.mark.qemu
 def test_protocol_outputs_equal_the_host_on_qemu_m7(model_and_data, m7_project):
-    from trec_tflm.bench import run_bench
+    from trec_tflm.bench.board import run_bench
 
     _, x, host, labels = model_and_data
     elf = firmware.build(m7_project.out_dir)

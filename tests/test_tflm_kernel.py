@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flatbuffers import flexbuffers
-
-from trec_tflm import golden, quant, runtime
 from helpers import tflm_skip_message
 from helpers.tflm_models import activation_range, trec_options
+
+from trec_tflm.host import interpreter as runtime
+from trec_tflm.spec import golden, quant
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +306,7 @@ def test_output_shape_must_follow_from_the_options(runner, tmp_path):
     _refused(runner, tmp_path, case, "the options give [1,5,8,5]")
 
 
-# the rules the host validator (trec_tflm.validate) also enforces: a device refuses what the host refuses
+# the rules the host validator (trec_tflm.spec.validate) also enforces: a device refuses what the host refuses
 def _scaled(case, which: str, index, value):
     if which == "w_scale":
         case["w_scale"] = case["w_scale"].copy()

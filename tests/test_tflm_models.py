@@ -8,7 +8,7 @@ live in tests/helpers/tflm_models.py.
   golden applied to that operator's input as TFLM computed it (intermediate tensors preserved);
 * in the singleton regime (every cluster one member, checked with golden's statistics) a TREC model
   equals its dense twin (CONV_2D) in TFLM bit for bit;
-* when the converter (trec_tflm.convert) and the golden model route (trec_tflm.evaluate) exist, a
+* when the converter (trec_tflm.tflite.convert) and the golden model route (trec_tflm.host.evaluate) exist, a
   converted Fashion-MNIST TREC model run in TFLM equals the golden route on 100 real test images.
 
 The TFLM tier (marker `tflm`): needs TFLM_ROOT (the tests skip otherwise, saying what to set).
@@ -18,10 +18,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.tflm_models import (
+    convert_int8,
+    golden_trec,
+    one_conv_model,
+    quantize,
+    small_fashion_model,
+    to_trec,
+    trec_ops,
+)
 
-from helpers.tflm_models import (convert_int8, golden_trec, one_conv_model, quantize, small_fashion_model,
-                                 to_trec, trec_ops)
-from trec_tflm import runtime
+from trec_tflm.host import interpreter as runtime
 
 pytestmark = pytest.mark.tflm
 
@@ -144,7 +151,7 @@ def small_trec_keras_model(seed=7):
     """A small Fashion-MNIST net with two TRECConv2D layers (fashion_net's structure, fewer filters)."""
     import keras
 
-    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.training.layers import TRECConv2D
 
     keras.utils.set_random_seed(seed)
     inp = keras.Input((28, 28, 1), name="image")
@@ -159,10 +166,11 @@ def small_trec_keras_model(seed=7):
 
 
 def test_converted_trained_model_in_tflm_equals_the_golden_route(fashion):
-    """A trained Fashion-MNIST TREC model, converted by trec_tflm.convert: TFLM with TREC_CONV_2D
+    """A trained Fashion-MNIST TREC model, converted by trec_tflm.tflite.convert: TFLM with TREC_CONV_2D
     registered (trec-tflm eval's default route) equals the golden route (TREC ops in the NumPy
     golden, other ops in TFLM) bit for bit on 100 real test images."""
-    from trec_tflm import convert, evaluate
+    from trec_tflm.host import evaluate
+    from trec_tflm.tflite import convert
 
     model = small_trec_keras_model()
     model.fit(fashion.x_train[:4000], fashion.y_train[:4000], epochs=1, batch_size=64, verbose=0)

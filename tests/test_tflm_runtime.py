@@ -1,4 +1,4 @@
-"""trec_tflm.runtime: the host TFLM runtime (tflite-micro wheel + our op library).
+"""trec_tflm.host.interpreter: the host TFLM runtime (tflite-micro wheel + our op library).
 
 Runs without TFLM_ROOT: models without TREC_CONV_2D, and every error path that does not need the
 op library (missing / wrong TFLM tree, unknown custom operators, arena too small). With TFLM_ROOT:
@@ -14,10 +14,9 @@ import subprocess
 
 import numpy as np
 import pytest
+from helpers.tflm_models import convert_int8, golden_trec, one_conv_model, quantize, to_trec, trec_ops
 
-from trec_tflm import runtime
-from helpers.tflm_models import (convert_int8, one_conv_model, quantize, to_trec, trec_ops,
-                              golden_trec)
+from trec_tflm.host import interpreter as runtime
 
 tflm = pytest.importorskip("tflite_micro")
 
@@ -192,7 +191,7 @@ def test_prepare_errors_reach_python(dense_model):
     with pytest.raises(runtime.TflmError, match="custom option 'padding' is missing"):
         runtime.Runtime(missing, validate=False)
     # by default the host validator refuses the same models before TFLM sees them
-    from trec_tflm.validate import ModelValidationError
+    from trec_tflm.spec.validate import ModelValidationError
 
     with pytest.raises(ModelValidationError, match="unknown TREC_CONV_2D version 7"):
         runtime.Runtime(bad)

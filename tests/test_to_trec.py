@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import warnings
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 import trec_tflm
 from trec_tflm import data
-from trec_tflm import tflite_model as tm
-from trec_tflm import train as train_module
-from trec_tflm.layers import TRECConv2D
-from trec_tflm.models import MODELS, build_model, conv_layers, dense_twin
+from trec_tflm.spec import model as tm
+from trec_tflm.training import train as train_module
+from trec_tflm.training.layers import TRECConv2D
+from trec_tflm.training.models import MODELS, build_model, conv_layers, dense_twin
 
 TREC_KEYS = ("sub_vector_length", "hash_bits", "hash_center", "hash_initializer", "hash_regularizer",
              "hash_constraint", "hash_trainable")
@@ -74,7 +74,7 @@ def _conv_configs_equal(a, b):
 # the transformation
 # ------------------------------------------------------------------------------------------------
 def test_to_trec_is_exported_lazily_and_is_the_function():
-    from trec_tflm.transform import to_trec
+    from trec_tflm.training.transform import to_trec
 
     assert trec_tflm.to_trec is to_trec and callable(trec_tflm.to_trec)
 
@@ -282,7 +282,7 @@ def test_cli_converts_a_to_trec_vgg_to_trec_ops(tmp_path, capsys, fashion):
 
 
 def test_a_shared_trec_layer_converts_to_one_op_per_call():
-    from trec_tflm.convert import convert
+    from trec_tflm.tflite.convert import convert
 
     inp = keras.Input((12, 12, 4))
     shared = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="shared")
@@ -343,7 +343,7 @@ def test_train_from_a_users_keras_file(tmp_path, fashion):
 
 @pytest.mark.parametrize("softmax", [True, False])
 def test_train_loss_takes_probabilities_from_a_softmax_model(softmax):
-    from trec_tflm.train import compile_model
+    from trec_tflm.training.train import compile_model
 
     model = vgg(softmax=softmax)
     compile_model(model, 1e-3, 10)
@@ -360,7 +360,7 @@ def test_train_loss_takes_probabilities_from_a_softmax_model(softmax):
 
 
 def test_softmax_outputs_are_recognised():
-    from trec_tflm.train import outputs_probabilities
+    from trec_tflm.training.train import outputs_probabilities
 
     assert outputs_probabilities(vgg(softmax=True))
     assert not outputs_probabilities(vgg())
@@ -387,7 +387,7 @@ def test_train_user_model_trec_none_keeps_it_dense_and_lists_must_match(tmp_path
 
 
 def test_train_selection_on_a_model_that_is_trec_already():
-    from trec_tflm.transform import select
+    from trec_tflm.training.transform import select
 
     trec = trec_tflm.to_trec(vgg(), layers=[0, 1], hash_bits=5)
     hashes = [c.hash_kernel.numpy() for c in conv_layers(trec)[:2]]

@@ -2,13 +2,13 @@
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 from trec_tflm import trec_layers
-from trec_tflm.models import build_model, dense_twin
-from trec_tflm.train import TrainConfig, init_from, train
+from trec_tflm.training.models import build_model, dense_twin
+from trec_tflm.training.train import TrainConfig, init_from, train
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def _numpy_kl_t2(teacher, student, t):
 
 
 def test_distillation_loss_is_the_tempered_kl_divergence():
-    from trec_tflm.distill import distillation_loss
+    from trec_tflm.training.distill import distillation_loss
 
     rng = np.random.default_rng(3)
     teacher, student = rng.normal(size=(5, 10)) * 3, rng.normal(size=(5, 10)) * 3
@@ -80,7 +80,8 @@ def test_distillation_loss_is_the_tempered_kl_divergence():
         got = float(distillation_loss(teacher.astype("float32"), student.astype("float32"), t))
         assert got == pytest.approx(_numpy_kl_t2(teacher, student, t), rel=1e-4)
         assert got > 0.1
-    assert float(distillation_loss(teacher.astype("float32"), teacher.astype("float32"), 4.0)) == pytest.approx(0, abs=1e-5)
+    same = distillation_loss(teacher.astype("float32"), teacher.astype("float32"), 4.0)
+    assert float(same) == pytest.approx(0, abs=1e-5)
 
 
 def _constant_teacher(path, favourite: int):
@@ -125,8 +126,8 @@ def test_a_subset_of_trec_convs_keeps_the_models_l_and_h():
     per-conv defaults (not TRECConv2D's generic ones), conv 2 stays a plain Conv2D."""
     import inspect
 
-    from trec_tflm.layers import TRECConv2D
-    from trec_tflm.models import MODELS, conv_layers
+    from trec_tflm.training.layers import TRECConv2D
+    from trec_tflm.training.models import MODELS, conv_layers
 
     spec = MODELS["cmsisnn_cifar10"]
     model = build_model("cmsisnn_cifar10", input_shape=(32, 32, 3), trec=[0, 1])
@@ -142,11 +143,13 @@ def test_a_subset_of_trec_convs_keeps_the_models_l_and_h():
     conv = conv_layers(model)[2]
     assert (conv.sub_vector_length, conv.hash_bits) == (spec.default_l[2], 5)
     fm = build_model("fashion_net", trec=[0], sub_vector_length=[7])
-    assert (conv_layers(fm)[0].sub_vector_length, conv_layers(fm)[0].hash_bits) == (7, MODELS["fashion_net"].default_h[0])
+    first = conv_layers(fm)[0]
+    assert (first.sub_vector_length, first.hash_bits) == (7, MODELS["fashion_net"].default_h[0])
     squeeze = build_model("squeezenet", trec=[1])
     conv = conv_layers(squeeze)[1]
     assert 1 not in MODELS["squeezenet"].default_trec
-    assert (conv.sub_vector_length, conv.hash_bits) == (params["sub_vector_length"].default, params["hash_bits"].default)
+    defaults = (params["sub_vector_length"].default, params["hash_bits"].default)
+    assert (conv.sub_vector_length, conv.hash_bits) == defaults
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def test_ctrl_c_during_a_checkpoint_save_is_held_until_the_rename(tmp_path):
     import os
     import signal
 
-    from trec_tflm.train import _sigint_deferred
+    from trec_tflm.training.train import _sigint_deferred
 
     tmp, best = tmp_path / "best.tmp.keras", tmp_path / "best.keras"
     # Python's own Ctrl-C handler, whatever this process inherited (a background job ignores SIGINT)

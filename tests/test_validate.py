@@ -1,4 +1,4 @@
-"""trec_tflm.validate: the one model validator every reader runs before native code sees the bytes.
+"""trec_tflm.spec.validate: the one model validator every reader runs before native code sees the bytes.
 
 Each case takes a valid TREC model (a Keras conv converted to int8 and rewritten into
 TREC_CONV_2D per docs/OP_SPEC.md), breaks one schema invariant or one OP_SPEC rule, and checks
@@ -14,10 +14,10 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from trec_tflm import tflite_model as tm  # noqa: E402
-from trec_tflm.validate import ModelValidationError, validate_model  # noqa: E402
-
 from test_tflm_models import convert_int8, one_conv_model, small_fashion_model, to_trec  # noqa: E402
+
+from trec_tflm.spec import model as tm
+from trec_tflm.spec.validate import ModelValidationError, validate_model
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ virtual environment outside this checkout, and the commands run from there.
   TensorFlow is not installed twice; the checkout is not on its path: clean PYTHONPATH, a temporary
   working directory) trec_tflm is the installed copy and finds its sources in the package;
 * from there: ``trec-tflm inspect`` and ``trec-tflm deploy --board qemu_m7`` on a small TREC model,
-  and the host C kernels (trec_tflm.native, built on first use) on the model's TREC layers, equal to
-  trec_tflm.golden run here from the checkout;
+  and the host C kernels (trec_tflm.host.kernels, built on first use) on the model's TREC layers, equal to
+  trec_tflm.spec.golden run here from the checkout;
 * with the TFLM trees and the ARM toolchain: ``deploy --build`` links the firmware;
 * builds go to the user cache (TREC_TFLM_CACHE, here a temporary directory); nothing is written into
   the installed package.
@@ -107,8 +107,8 @@ def small_model(tmp_path_factory):
     pytest.importorskip("tensorflow")
     import keras
 
-    from trec_tflm.convert import convert
-    from trec_tflm.layers import TRECConv2D
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.training.layers import TRECConv2D
 
     keras.utils.set_random_seed(3)
     inp = keras.Input((16, 16, 1), name="image")
@@ -143,7 +143,7 @@ def test_sdist_and_wheel_carry_the_c_sources(dist):
     assert in_sdist == tracked
     with zipfile.ZipFile(wheel) as zf:
         in_wheel = sorted(n[len("trec_tflm/_data/"):] for n in zf.namelist() if n.startswith("trec_tflm/_data/"))
-        assert "trec_tflm/train_ops/trec_train_ops.cc" in zf.namelist()
+        assert "trec_tflm/training/train_ops/trec_train_ops.cc" in zf.namelist()
     assert in_wheel == tracked
 
 
@@ -180,7 +180,7 @@ def test_deploy_from_the_installed_package(venv, small_model):
 def test_host_kernels_from_the_installed_package(venv, small_model):
     """The C kernels, built from the installed sources into the cache, on the inputs the model's
     TREC layers see for two images; checked against golden run here, from the checkout."""
-    from trec_tflm import golden
+    from trec_tflm.spec import golden
 
     out = venv["work"] / "native.pickle"
     script = f"""
@@ -214,7 +214,7 @@ def test_deploy_build_from_the_installed_package(venv, small_model, tmp_path):
     minutes; its objects do not depend on where our sources are, so the installation's build
     directory is seeded with this checkout's (built if missing): only the app library (boards/app,
     our glue and kernels, compiled here from the installed copies) and the app are compiled."""
-    from trec_tflm import runtime
+    from trec_tflm.host import interpreter as runtime
 
     if not all(os.environ.get(t) for t in TREES[:2]):
         pytest.fail("TFLM_ROOT and FLATBUFFERS_ROOT must be set for this test (its marker says so)")

@@ -2,22 +2,26 @@
 
 ``TRECConv2D``, ``reuse_metrics``, ``trec_layers``, ``ReuseRate`` and ``to_trec`` are imported on first use, so
 tools that do not need TensorFlow (the C kernel binding, the serial bench host, ``--help``) start fast.
-Importing ``trec_tflm.layers`` (or touching one of these names) registers the layers with Keras'
+Importing ``trec_tflm.training.layers`` (or touching one of these names) registers the layers with Keras'
 serialization, which loading a ``.keras`` file with TREC layers needs.
 """
 
 __version__ = "0.1.0"
+
+from trec_tflm import _moved
+
+_moved.install()
 
 _LAZY = {"TRECConv2D", "ReuseRate", "reuse_metrics", "trec_layers"}
 
 
 def __getattr__(name):
     if name in _LAZY:
-        from . import layers
+        from trec_tflm.training import layers
 
         return getattr(layers, name)
     if name == "to_trec":
-        from .transform import to_trec
+        from trec_tflm.training.transform import to_trec
 
         return to_trec
     raise AttributeError(f"module 'trec_tflm' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m trec_tflm``: the same as the ``trec-tflm`` command."""
 
-from .cli import console_main
+from trec_tflm.cli import console_main
 
 console_main()

@@ -19,21 +19,22 @@ import os
 import sys
 import traceback
 
-from . import tf_quiet
+from trec_tflm import tf_quiet
 
 # (subcommand, module, one-line help)
 COMMANDS = [
-    ("train", "trec_tflm.train", "train a model with TREC layers (its dense twin with --trec none)"),
+    ("train", "trec_tflm.training.train", "train a model with TREC layers (its dense twin with --trec none)"),
     ("demo", "trec_tflm.demo", "the whole workflow on Fashion-MNIST: train TREC and dense, compare"),
-    ("bench", "trec_tflm.bench", "run a model on a board (or QEMU) over the serial benchmark protocol"),
-    ("convert", "trec_tflm.convert", "Keras model -> int8 .tflite with TREC layers as TREC_CONV_2D custom ops"),
-    ("inspect", "trec_tflm.inspect", "list a .tflite's operators, TREC options, work estimate, weights, arena"),
-    ("bench-train", "trec_tflm.bench_train", "training-step cost of TRECConv2D relative to Conv2D (ratios)"),
-    ("bench-kernels", "trec_tflm.bench_kernels", "TREC vs dense int8 conv instructions on emulated Cortex-M7/M4"),
-    ("eval", "trec_tflm.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
-    ("deploy", "trec_tflm.deploy", "a .tflite as a TFLM firmware project for a board; --build, --flash"),
+    ("bench", "trec_tflm.bench.board", "run a model on a board (or QEMU) over the serial benchmark protocol"),
+    ("convert", "trec_tflm.tflite.convert", "Keras model -> int8 .tflite with TREC layers as TREC_CONV_2D custom ops"),
+    ("inspect", "trec_tflm.tflite.describe", "list a .tflite's operators, TREC options, work estimate, weights, arena"),
+    ("bench-train", "trec_tflm.bench.training", "training-step cost of TRECConv2D relative to Conv2D (ratios)"),
+    ("bench-kernels", "trec_tflm.bench.kernels", "TREC vs dense int8 conv instructions on emulated Cortex-M7/M4"),
+    ("eval", "trec_tflm.host.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
+    ("deploy", "trec_tflm.target.deploy", "a .tflite as a TFLM firmware project for a board; --build, --flash"),
     ("deps", "trec_tflm.deps", "fetch (or check) the pinned TFLM, flatbuffers and CMSIS-NN trees the TFLM tier needs"),
-    ("mlperf-dataset", "trec_tflm.mlperf", "test images in the MLPerf Tiny runner's format (y_labels.csv + .bin)"),
+    ("mlperf-dataset", "trec_tflm.target.mlperf",
+     "test images in the MLPerf Tiny runner's format (y_labels.csv + .bin)"),
 ]
 
 # packages that extras bring, and how to get them
@@ -51,7 +52,7 @@ class CommandError(RuntimeError):
 def _user_errors() -> tuple:
     """Exception types that mean bad input or a missing prerequisite: exit 2, no traceback.
     Imported here, not at module level, so the modules they live in load only when a command runs."""
-    from .data import DatasetError
+    from trec_tflm.data import DatasetError
 
     return (CommandError, DatasetError, ValueError, OSError)
 
@@ -59,7 +60,7 @@ def _user_errors() -> tuple:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with ``only``, just that subcommand's module is imported and registered
     (the others are listed with their one-line help)."""
-    from . import __version__
+    from trec_tflm import __version__
 
     parser = argparse.ArgumentParser(prog="trec-tflm", description="TREC convolution: train in Keras, "
                                      "deploy int8 with TensorFlow Lite Micro on STM32")

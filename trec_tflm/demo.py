@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .train import TrainConfig, train
+from trec_tflm.training.train import TrainConfig, train
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def _rule(title: str) -> None:
 
 
 def demo_command(args) -> int:
-    from .data import load_fashion_mnist
+    from trec_tflm.data import load_fashion_mnist
 
     out = Path(args.out)
     ds = load_fashion_mnist(args.dataset_path)
@@ -79,8 +79,8 @@ def demo_command(args) -> int:
 
 def convert_stage(results: dict, ds, args) -> None:
     """Convert both checkpoints to int8 .tflite and evaluate them beside their float versions."""
-    from .convert import convert_file
-    from .evaluate import evaluate, keras_accuracy
+    from trec_tflm.host.evaluate import evaluate, keras_accuracy
+    from trec_tflm.tflite.convert import convert_file
 
     n = min(args.eval_limit, len(ds.x_test))
     _rule(f"int8 TFLite (first {n:,} test images)")
@@ -119,8 +119,8 @@ def qemu_stage(tflites: dict, ds, args) -> None:
               "TFLM_ROOT, FLATBUFFERS_ROOT and CMSIS_NN_ROOT (README, \"TFLM tree\") to build the firmware and "
               "compare both models on the emulated board")
         return
-    from . import qemu
-    from .compare import compare_on_qemu
+    from trec_tflm.bench.compare import compare_on_qemu
+    from trec_tflm.target import qemu
 
     reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
     if reason:

@@ -1,8 +1,8 @@
 """Run a long build (make, a compiler) with visible progress and a kept log.
 
 Every build trec_tflm drives goes through :func:`run_build`: the TFLM libraries and the op library
-(trec_tflm.runtime), firmware projects (trec_tflm.firmware, so also ``deploy --build``), test and
-benchmark firmware (trec_tflm.qemu) and the host kernel library (trec_tflm.native).
+(trec_tflm.host.interpreter), firmware projects (trec_tflm.target.firmware, so also ``deploy --build``), test and
+benchmark firmware (trec_tflm.target.qemu) and the host kernel library (trec_tflm.host.kernels).
 
 What it shows on stderr, for a build that has work to do:
 
@@ -31,8 +31,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Mapping, Optional, Sequence, Union
+from typing import IO, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -231,7 +232,7 @@ def run_build(cmd: Sequence[PathLike], *, step: str, log: Optional[PathLike] = N
         if log_file:
             log_file.close()
         raise
-    pipe: "queue.Queue[Optional[str]]" = queue.Queue()
+    pipe: queue.Queue[Optional[str]] = queue.Queue()
 
     def read() -> None:
         for ln in proc.stdout:

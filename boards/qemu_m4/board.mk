@@ -5,5 +5,5 @@ BOARD_LDSCRIPT  := $(BOARDS_DIR)/qemu_m4/qemu_m4.ld
 BOARD_SRCS      := $(BOARDS_DIR)/common/startup.c $(BOARDS_DIR)/common/syscalls.c $(BOARDS_DIR)/common/mps2.c
 BOARD_INCLUDES  := $(BOARDS_DIR)/common
 BOARD_DEFINES   := TREC_BOARD_QEMU_M4=1 TREC_BOARD_QEMU=1
-# `make run` (and trec_tflm.qemu) start the ELF with this machine.
+# `make run` (and trec_tflm.target.qemu) start the ELF with this machine.
 QEMU_MACHINE    := mps2-an386

@@ -17,10 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trec_tflm import primitives
 from trec_tflm.data import load_fashion_mnist
-from trec_tflm.layers import TRECConv2D
-from trec_tflm.models import build_model
+from trec_tflm.training import primitives
+from trec_tflm.training.layers import TRECConv2D
+from trec_tflm.training.models import build_model
 
 
 def relative_error(x: np.ndarray, filters: int, kernel: int, length: int, bits: int, centre: str, seed: int):
@@ -62,7 +62,8 @@ def main() -> None:
     for label, data, filters, length, bits in (("Fashion-MNIST pixels -> conv1 5x5", x, 32, 5, 6),
                                                (f"conv1 activations {tuple(h.shape[1:])} -> conv2 5x5", h, 64, 32, 8)):
         row = [relative_error(data, filters, 5, length, bits, c, seed=1) for c in ("none", "mean")]
-        print(f"{label:<46}{length:>4}{bits:>3}  {row[0][0]:>10.3f}{row[0][1]:>7.3f}  {row[1][0]:>10.3f}{row[1][1]:>7.3f}")
+        print(f"{label:<46}{length:>4}{bits:>3}  {row[0][0]:>10.3f}{row[0][1]:>7.3f}  "
+              f"{row[1][0]:>10.3f}{row[1][1]:>7.3f}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 #   DATASET_PATH: the CIFAR-10 python-pickle directory (cifar-10-batches-py, with data_batch_1..5
 #                 and test_batch); CHECKPOINT_PATH: where best.keras and history.json go.
 # TREC on conv1 and the expand-3x3 convolutions of fire2 and fire3 (indices in build order, see
-# trec_tflm.models.conv_layers); L = j*Cin keeps the int8 kernel on its fast strip path.
+# trec_tflm.training.models.conv_layers); L = j*Cin keeps the int8 kernel on its fast strip path.
 set -euo pipefail
 DATASET_PATH=${DATASET_PATH:-$HOME/data/cifar-10-batches-py}
 CHECKPOINT_PATH=${CHECKPOINT_PATH:-runs/squeezenet_trec}

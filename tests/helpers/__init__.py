@@ -22,7 +22,7 @@ LABELS = {"slow": "takes minutes (a firmware build, a training run, an emulated 
 
 
 def tflm_skip_message() -> str:
-    from trec_tflm import runtime
+    from trec_tflm.host import interpreter as runtime
 
     return (f"TFLM_ROOT is not set: run `make deps` (clones tflite-micro {runtime.TFLM_COMMIT}, flatbuffers "
             f"v25.9.23 and CMSIS-NN {runtime.CMSIS_NN_COMMIT} into third_party/), or set TFLM_ROOT, "
@@ -39,7 +39,7 @@ def missing(tier: str) -> str | None:
         if importlib.util.find_spec("tflite_micro") is None:
             return "the tflite-micro wheel is not installed: pip install -e '.[dev]' (or `make test`)"
         return None
-    from trec_tflm import qemu
+    from trec_tflm.target import qemu
 
     if tier == "qemu":
         return qemu.skip_reason(need_qemu=True, need_toolchain=True)
@@ -52,7 +52,7 @@ def unusable(tier: str) -> str | None:
     """A tier that is configured but broken (a TFLM tree at another commit): a failure, not a skip."""
     if tier != "tflm":
         return None
-    from trec_tflm import runtime
+    from trec_tflm.host import interpreter as runtime
 
     try:
         runtime.check_tflm_tree()

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trec_tflm import golden, native, quant
+from trec_tflm.host import kernels as native
+from trec_tflm.spec import golden, quant
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 

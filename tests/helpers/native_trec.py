@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trec_tflm import golden, quant
+from trec_tflm.spec import golden, quant
 
 
 def make_case(seed: int, cin: int, k: int, stride: int, padding: str, *, length=None, bits=None,

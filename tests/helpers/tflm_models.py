@@ -1,12 +1,12 @@
 """Small Keras models converted to int8, and the CONV_2D -> TREC_CONV_2D rewrite of docs/OP_SPEC.md
-with the golden arguments read back from the flatbuffer (what trec_tflm.convert does for trained
+with the golden arguments read back from the flatbuffer (what trec_tflm.tflite.convert does for trained
 models, written here independently so the converter can be tested against it)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from trec_tflm import golden, quant
+from trec_tflm.spec import golden, quant
 
 
 # ------------------------------------------------------------------------------------------------
@@ -14,7 +14,7 @@ from trec_tflm import golden, quant
 # ------------------------------------------------------------------------------------------------
 def convert_int8(model, rep_data) -> bytes:
     """Full-int8 conversion (int8 input and output) with a representative dataset."""
-    from trec_tflm.convert import tf_int8_convert
+    from trec_tflm.tflite.convert import tf_int8_convert
 
     return tf_int8_convert(model, rep_data)
 
@@ -215,9 +215,9 @@ def trained_trec_pair(ds, out_dir, *, conv1_filters: int, conv2_length: int, con
     L 5 H 6, pool, TREC 3x3 ->16, pool, dense 10) trained one short epoch, and its dense twin."""
     import keras
 
-    from trec_tflm.convert import convert
-    from trec_tflm.layers import TRECConv2D
-    from trec_tflm.models import dense_twin
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.training.layers import TRECConv2D
+    from trec_tflm.training.models import dense_twin
 
     keras.utils.set_random_seed(7)
     inp = keras.Input((28, 28, 1), name="image")

@@ -1,0 +1,1 @@
+"""Benchmarks: kernels on emulated Cortex-M, models on boards, training-step cost."""

@@ -1,0 +1,1 @@
+"""Boards: the board table, firmware projects, deploy, QEMU, the serial benchmark protocol."""

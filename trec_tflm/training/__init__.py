@@ -1,0 +1,1 @@
+"""Keras side: TRECConv2D, its tensor primitives and fused ops, the model zoo, training."""

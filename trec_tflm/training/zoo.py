@@ -1,0 +1,37 @@
+"""The model zoo's names and defaults: what ``trec-tflm train --model`` accepts and which
+convolutions each model makes TREC with which (L, H). Kept apart from the builders
+(trec_tflm.training.models) so the command line can list the models without loading Keras.
+The accuracy each default keeps against its dense twin is measured in docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    dataset: str
+    default_trec: tuple[int, ...]
+    default_l: tuple[int, ...]
+    default_h: tuple[int, ...]
+
+
+# Defaults: TREC on the large-kernel convolutions.
+ZOO: dict[str, ZooEntry] = {
+    # L = j * Cin with j dividing the kernel width lets the int8 kernel hash each input position
+    # once (docs/OP_SPEC.md, "strip path"); H trades clusters (speed) against accuracy.
+    "fashion_net": ZooEntry("fashion_mnist", (0, 1), (5, 32), (6, 8)),
+    "cifarnet": ZooEntry("cifar10", (0, 1), (15, 64), (6, 6)),
+    "zfnet": ZooEntry("cifar10", (0, 1), (21, 48), (6, 6)),
+    "cmsisnn_cifar10": ZooEntry("cifar10", (0, 1, 2), (15, 32, 16), (6, 6, 6)),
+    # SqueezeNet's expand-3x3 at H = 5: as accurate as H = 6 in the 2-epoch runs, 20% fewer clusters
+    "squeezenet": ZooEntry("cifar10", (0, 3, 6), (9, 16, 16), (6, 5, 5)),
+    "squeezenet_complex": ZooEntry("cifar10", (0, 3, 7), (9, 16, 16), (6, 5, 5)),
+}
+# the paper's scripts' spellings
+ALIASES = {"CifarNet": "cifarnet", "ZfNet": "zfnet", "SqueezeNet": "squeezenet",
+           "SqueezeNet_complex": "squeezenet_complex", "SqueezeNetComplex": "squeezenet_complex"}
+
+
+def model_names() -> list[str]:
+    return sorted(ZOO)
