@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from trec_tflm.spec import quant
 from trec_tflm.target.serial_protocol import (
     DEFAULT_TIMEOUT,
     DeviceError,
@@ -110,14 +111,8 @@ class BenchResult:
 
 
 def quantize_inputs(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Float inputs -> int8 with the model's input quantization: round(x / scale) + zp, clipped
-    (NumPy rounding, half to even, as TFLite's reference quantize does on the host)."""
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"input scale must be finite and > 0, got {scale}")
-    if not -128 <= zero_point <= 127:
-        raise ValueError(f"input zero point must be in [-128, 127], got {zero_point}")
-    q = np.round(np.asarray(x, np.float64) / scale) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    """Float inputs -> int8 with the model's input quantization (:func:`trec_tflm.spec.quant.quantize_input`)."""
+    return quant.quantize_input(x, scale, zero_point)
 
 
 def _as_bytes(sample: np.ndarray) -> bytes:

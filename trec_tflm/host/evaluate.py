@@ -32,7 +32,7 @@ import numpy as np
 
 from trec_tflm.host import isolate
 from trec_tflm.spec import model as tm
-from trec_tflm.spec import validate
+from trec_tflm.spec import quant, validate
 
 REFERENCES = ("auto", "golden", "tflm")
 
@@ -95,9 +95,7 @@ class _RunnerBase:
             return x.astype(np.float32)
         if self.input.scale <= 0:
             raise ValueError("the model's input is neither float32 nor quantized")
-        q = np.round(x.astype(np.float64) / self.input.scale) + self.input.zero_point
-        info = np.iinfo(self.input.dtype)
-        return np.clip(q, info.min, info.max).astype(self.input.dtype)
+        return quant.quantize_input(x, self.input.scale, self.input.zero_point, self.input.dtype)
 
     def invoke(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError

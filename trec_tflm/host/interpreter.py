@@ -43,6 +43,7 @@ import numpy as np
 
 from trec_tflm import deps, paths, progress
 from trec_tflm.host import isolate
+from trec_tflm.spec import quant
 from trec_tflm.spec.op import TREC_CUSTOM_CODE
 
 #: The tflite-micro commit the pinned wheel (0.dev20260203175027-g88f8587) was built from.
@@ -562,9 +563,7 @@ class Runtime:
         scale, zp = self._qparams(self._in[0])
         if scale <= 0:
             raise ValueError("the model's input is not quantized")
-        q = np.round(np.asarray(x, np.float64) / scale) + zp
-        info = np.iinfo(self.input_dtype)
-        return np.clip(q, info.min, info.max).astype(self.input_dtype)
+        return quant.quantize_input(x, scale, zp, self.input_dtype)
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
         scale, zp = self._qparams(self._out[0])

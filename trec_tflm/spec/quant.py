@@ -99,3 +99,19 @@ def round_half_away_from_zero_div(num, den) -> np.ndarray:
     pos = (num + half) // den
     neg = -((-num + half) // den)
     return np.where(num > 0, pos, neg)
+
+
+def quantize_input(x, scale: float, zero_point: int, dtype=np.int8) -> np.ndarray:
+    """Float model inputs -> the integer input tensor: ``round(x / scale) + zero_point``, clipped to ``dtype``.
+
+    NumPy's round (half to even) on float64, as TFLite's reference QUANTIZE does on the host. Every place
+    that feeds float images to an int8 model (``eval``, the host runtime, ``bench``, the MLPerf dataset) uses
+    this one function, so the same image becomes the same bytes on every path.
+    """
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"input scale must be finite and > 0 (an int8-quantized input), got {scale}")
+    info = np.iinfo(dtype)
+    if not info.min <= zero_point <= info.max:
+        raise ValueError(f"input zero point must be in [{info.min}, {info.max}], got {zero_point}")
+    q = np.round(np.asarray(x, np.float64) / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)

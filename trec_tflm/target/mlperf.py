@@ -33,6 +33,7 @@ from typing import Optional, Union
 import numpy as np
 
 from trec_tflm import paths
+from trec_tflm.spec import quant
 
 #: MLPerf Tiny model IDs the runner's test scripts know (sww01, streaming, needs an interface board).
 MLPERF_IDS = {"ic01": "image classification", "kws01": "keyword spotting",
@@ -111,8 +112,7 @@ def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """Float images -> int8 exactly as ``trec-tflm eval`` does (round half to even, clip)."""
     if scale <= 0:
         raise MlperfError("the model's input is not int8-quantized (scale 0): the firmware needs int8 input")
-    q = np.round(np.asarray(x, np.float64) / scale) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return quant.quantize_input(x, scale, zero_point)
 
 
 def write_dataset(out_dir: PathLike, inputs_int8: np.ndarray, labels: np.ndarray, *, num_classes: int,
