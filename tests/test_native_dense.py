@@ -327,7 +327,8 @@ def test_sanitizer_build_subset(variant):
         pytest.skip(str(exc))
     proc = _run_child(f"""
         import numpy as np
-        from trec_tflm import native, golden
+        from trec_tflm.host import kernels as native
+        from trec_tflm.spec import golden
         import test_native_dense as t
         k = native.kernels({variant!r})
         for params in t.GRID[::3]:

@@ -508,7 +508,7 @@ def test_sanitizer_build_subset(variant):
         pytest.skip(str(exc))
     proc = run_child(f"""
         import numpy as np
-        from trec_tflm import native
+        from trec_tflm.host import kernels as native
         import test_native_trec as t
         k = native.kernels({variant!r})
         for i, params in enumerate(t.GRID[::4]):

@@ -69,13 +69,10 @@ def run_both(kernels: native.Kernels, case: dict) -> tuple[np.ndarray, np.ndarra
     return kernels.conv2d_s8(x, w, b, **args), golden.conv2d_s8(x, w, b, **args)
 
 
-# The child must not import the trec_tflm package __init__ (it pulls in TensorFlow): register a bare
-# package object so `from trec_tflm import native` loads only native.py, golden.py and quant.py.
+# The child imports this checkout's package (its __init__ loads no TensorFlow) and the tests' modules.
 CHILD_PRELUDE = textwrap.dedent(f"""
-    import sys, types
-    pkg = types.ModuleType("trec_tflm")
-    pkg.__path__ = [{str(Path(native.__file__).parent)!r}]
-    sys.modules["trec_tflm"] = pkg
+    import sys
+    sys.path.insert(0, {str(Path(native.__file__).parents[2])!r})
     sys.path.insert(0, {str(TESTS_DIR)!r})
 """)
 

@@ -12,9 +12,9 @@ checkout's build/, else the user cache ``$TREC_TFLM_CACHE``, default ``~/.cache/
 
 Usage::
 
-    from trec_tflm import native
-    out = native.conv2d_s8(x, w, b, input_zero_point=..., ...)   # same arguments as golden.conv2d_s8
-    lib = native.kernels("host-plain")                           # another variant
+    from trec_tflm.host import kernels
+    out = kernels.conv2d_s8(x, w, b, input_zero_point=..., ...)  # same arguments as golden.conv2d_s8
+    lib = kernels.kernels("host-plain")                          # another variant
     lib.conv2d_s8(...)
 
 Adding a kernel: declare its prototype in :data:`_PROTOTYPES` and add a method to :class:`Kernels`
