@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from trec_tflm.bench import board as bench
+from trec_tflm.bench import command
 from trec_tflm.target import serial_protocol as sp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -611,10 +612,10 @@ def test_qemu_end_to_end(tmp_path):
 # --------------------------------------------------------------------- the bench command --
 
 def test_bench_command_usage_errors(capsys):
-    assert bench.main(["--limit", "5"]) == 2                       # neither --port nor QEMU
+    assert command.main(["--limit", "5"]) == 2                       # neither --port nor QEMU
     assert "give --port" in capsys.readouterr().err
-    assert bench.main(["--port", "loop://", "--limit", "0"]) == 2
-    assert bench.main(["--port", "/dev/ttyDOESNOTEXIST", "--timeout", "1"]) == 1
+    assert command.main(["--port", "loop://", "--limit", "0"]) == 2
+    assert command.main(["--port", "/dev/ttyDOESNOTEXIST", "--timeout", "1"]) == 1
     err = capsys.readouterr().err
     assert "cannot open /dev/ttyDOESNOTEXIST" in err
 
@@ -634,7 +635,7 @@ def test_bench_command_on_qemu(tmp_path, capsys):
                                           PROTOCOL_APP / "main.c"],
                               include_dirs=[EEMBC_DIR], build_dir=tmp_path / "fw", app="protocol")
     out = tmp_path / "bench.json"
-    rc = bench.main(["--board", "qemu_m7", "--elf", str(elf), "--limit", "3", "--offset", "10",
+    rc = command.main(["--board", "qemu_m7", "--elf", str(elf), "--limit", "3", "--offset", "10",
                      "--json", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert "instructions" in capsys.readouterr().out

@@ -19,13 +19,14 @@ import os
 import sys
 import traceback
 
-from trec_tflm import tf_quiet
+from trec_tflm import __version__, tf_quiet
+from trec_tflm.errors import UserError
 
 # (subcommand, module, one-line help)
 COMMANDS = [
     ("train", "trec_tflm.training.train", "train a model with TREC layers (its dense twin with --trec none)"),
     ("demo", "trec_tflm.demo", "the whole workflow on Fashion-MNIST: train TREC and dense, compare"),
-    ("bench", "trec_tflm.bench.board", "run a model on a board (or QEMU) over the serial benchmark protocol"),
+    ("bench", "trec_tflm.bench.command", "run a model on a board (or QEMU) over the serial benchmark protocol"),
     ("convert", "trec_tflm.tflite.convert", "Keras model -> int8 .tflite with TREC layers as TREC_CONV_2D custom ops"),
     ("inspect", "trec_tflm.tflite.describe", "list a .tflite's operators, TREC options, work estimate, weights, arena"),
     ("bench-train", "trec_tflm.bench.training", "training-step cost of TRECConv2D relative to Conv2D (ratios)"),
@@ -45,23 +46,13 @@ OPTIONAL_PACKAGES = {
 }
 
 
-class CommandError(RuntimeError):
-    """An error the user can fix; printed without a traceback, exit status 2."""
-
-
-def _user_errors() -> tuple:
-    """Exception types that mean bad input or a missing prerequisite: exit 2, no traceback.
-    Imported here, not at module level, so the modules they live in load only when a command runs."""
-    from trec_tflm.data import DatasetError
-
-    return (CommandError, DatasetError, ValueError, OSError)
+# bad input or a missing prerequisite: exit 2, no traceback (every other error: exit 1)
+USER_ERRORS = (UserError, ValueError, OSError)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with ``only``, just that subcommand's module is imported and registered
     (the others are listed with their one-line help)."""
-    from trec_tflm import __version__
-
     parser = argparse.ArgumentParser(prog="trec-tflm", description="TREC convolution: train in Keras, "
                                      "deploy int8 with TensorFlow Lite Micro on STM32")
     parser.add_argument("--version", action="version", version=f"trec-tflm {__version__}")
@@ -103,7 +94,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place every failure becomes one line
         if args.debug:
             traceback.print_exc()
-        user = isinstance(exc, _user_errors())
+        user = isinstance(exc, USER_ERRORS)
         what = str(exc) or type(exc).__name__
         if isinstance(exc, ModuleNotFoundError) and exc.name in OPTIONAL_PACKAGES:
             user, what = True, f"{what}: {OPTIONAL_PACKAGES[exc.name]}"

@@ -16,6 +16,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from trec_tflm.bench.compare import compare_on_qemu
+from trec_tflm.data import load_fashion_mnist
+from trec_tflm.host.evaluate import evaluate, keras_accuracy
+from trec_tflm.target import qemu
+from trec_tflm.tflite.convert import convert_file
 from trec_tflm.training.train import TrainConfig, train
 
 
@@ -43,8 +48,6 @@ def _rule(title: str) -> None:
 
 
 def demo_command(args) -> int:
-    from trec_tflm.data import load_fashion_mnist
-
     out = Path(args.out)
     ds = load_fashion_mnist(args.dataset_path)
     print(f"Fashion-MNIST from {ds.source}: {len(ds.x_train)} training, {len(ds.x_test)} test images")
@@ -79,9 +82,6 @@ def demo_command(args) -> int:
 
 def convert_stage(results: dict, ds, args) -> None:
     """Convert both checkpoints to int8 .tflite and evaluate them beside their float versions."""
-    from trec_tflm.host.evaluate import evaluate, keras_accuracy
-    from trec_tflm.tflite.convert import convert_file
-
     n = min(args.eval_limit, len(ds.x_test))
     _rule(f"int8 TFLite (first {n:,} test images)")
     rows = []
@@ -119,9 +119,6 @@ def qemu_stage(tflites: dict, ds, args) -> None:
               "TFLM_ROOT, FLATBUFFERS_ROOT and CMSIS_NN_ROOT (README, \"TFLM tree\") to build the firmware and "
               "compare both models on the emulated board")
         return
-    from trec_tflm.bench.compare import compare_on_qemu
-    from trec_tflm.target import qemu
-
     reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
     if reason:
         print(f"skipped: {reason}")

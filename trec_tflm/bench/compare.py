@@ -25,15 +25,18 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from trec_tflm import paths
+from trec_tflm import data, paths
+from trec_tflm.bench import board as bench_board
+from trec_tflm.host import evaluate
 from trec_tflm.target import deploy as dp
+from trec_tflm.target import qemu
+from trec_tflm.target.serial_protocol import EEMBCClient
 
 PathLike = Union[str, os.PathLike]
 
@@ -192,20 +195,16 @@ class CompareResult:
 
 
 def _quantize(images: np.ndarray, scale: float, zp: int) -> np.ndarray:
-    from trec_tflm.bench.board import quantize_inputs
-
     x = np.asarray(images)
     if x.dtype == np.int8:
         return x.reshape(len(x), -1)
-    return quantize_inputs(x, scale, zp).reshape(len(x), -1)
+    return bench_board.quantize_inputs(x, scale, zp).reshape(len(x), -1)
 
 
 def host_check(model: bytes, inputs: np.ndarray, outputs: np.ndarray, reference: str = "auto") -> dict:
     """Run the same int8 inputs through the host's TFLM (evaluate.make_runner) and compare."""
-    from trec_tflm.host.evaluate import make_runner
-
     notes: list = []
-    runner = make_runner(model, reference, notes=notes)
+    runner = evaluate.make_runner(model, reference, notes=notes)
     host = runner.predict(inputs).reshape(len(inputs), -1).astype(np.int16)
     dev = np.asarray(outputs).reshape(len(inputs), -1).astype(np.int16)
     return {"route": runner.describe().split(" (")[0] if runner.route != "golden" else "golden route",
@@ -220,10 +219,6 @@ def run_model_on_qemu(model: bytes, board: str, images: np.ndarray, labels: Opti
                       name: str, host: bool = True, work_dir: Optional[PathLike] = None, iterations: int = 1,
                       log: Optional[Callable[[str], None]] = None) -> ModelRun:
     """Deploy, build and run one model on a QEMU board; optionally check it against the host."""
-    from trec_tflm.bench.board import run_bench
-    from trec_tflm.target import qemu
-    from trec_tflm.target.serial_protocol import EEMBCClient
-
     if board not in dp.QEMU_BOARDS:
         raise dp.DeployError(f"{board} is not a QEMU board ({', '.join(dp.QEMU_BOARDS)}); for a real board: "
                              "trec-tflm deploy --flash, then trec-tflm bench --port")
@@ -242,7 +237,8 @@ def run_model_on_qemu(model: bytes, board: str, images: np.ndarray, labels: Opti
                 if log and (i == n or i % max(1, n // 5) == 0):
                     log(f"  {name}: {i}/{n}")
 
-            res = run_bench(handle.url, list(q), labels, iterations=iterations, client=client, progress=progress)
+            res = bench_board.run_bench(handle.url, list(q), labels, iterations=iterations, client=client,
+                                        progress=progress)
     run = ModelRun(label=label, bench=res, firmware=fw, inputs=q)
     if host and res.outputs_kind == "q":
         run.host = host_check(model, q, res.outputs)
@@ -263,9 +259,7 @@ def compare_on_qemu(trec_tflite_bytes: bytes, dense_tflite_bytes: bytes, board: 
     (default: cached under build/deploy/)."""
     dp.check_board(board)
     if images is None:
-        from trec_tflm.data import load_dataset
-
-        ds = load_dataset(dataset)
+        ds = data.load_dataset(dataset)
         n = 100 if limit is None else int(limit)
         images, labels = ds.x_test[:n], ds.y_test[:n]
     elif limit is not None:
@@ -279,35 +273,3 @@ def compare_on_qemu(trec_tflite_bytes: bytes, dense_tflite_bytes: bytes, board: 
         runs.append(run_model_on_qemu(bytes(blob), board, images, labels, label=label, name=name, host=host,
                                       work_dir=wd, log=log))
     return CompareResult(board=board, n=len(images), dataset=dataset, trec=runs[0], dense=runs[1])
-
-
-def compare_command(args) -> int:
-    """``trec-tflm bench --board qemu_m7 --model TREC.tflite --compare DENSE.tflite`` (from bench)."""
-    from trec_tflm.data import load_dataset
-
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    board = args.board or "qemu_m7"
-    try:
-        if board not in dp.QEMU_BOARDS:
-            raise dp.DeployError(f"--compare runs on the QEMU boards ({', '.join(dp.QEMU_BOARDS)}), got --board "
-                                 f"{board}; on a real board deploy each model with trec-tflm deploy --flash and "
-                                 "bench them one by one with --port")
-        blobs = [dp.load_checked_model(p)[0] for p in (args.model, args.compare)]
-        ds = load_dataset(args.dataset, args.dataset_path)
-        sl = slice(args.offset, args.offset + args.limit)
-        names = [dp.firmware_name(p) for p in (args.model, args.compare)]
-        if names[0] == names[1]:
-            names = [names[0] + "_trec", names[1] + "_dense"]
-        res = compare_on_qemu(blobs[0], blobs[1], board, ds.x_test[sl], ds.y_test[sl], dataset=ds.name,
-                              host=not getattr(args, "no_host_check", False), names=names, log=log)
-    except dp.DeployError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(res.summary())
-    if args.json_path:
-        d = res.to_dict()
-        for k in ("trec", "dense"):
-            if d[k]["host"]:
-                d[k]["host"] = {kk: vv for kk, vv in d[k]["host"].items() if kk != "host_outputs"}
-        Path(args.json_path).write_text(json.dumps(d, indent=1, default=str) + "\n")
-    return 0

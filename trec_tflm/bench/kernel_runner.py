@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from trec_tflm import paths
+from trec_tflm.host.kernels import kernels
 from trec_tflm.spec import golden
 from trec_tflm.target import qemu
 
@@ -89,8 +90,6 @@ def _c_array(name: str, ctype: str, values) -> str:
 
 def buffer_sizes(case: KernelCase, lib=None) -> tuple[int, int]:
     """(get_buffer_size, get_min_buffer_size) of trec_convolve_s8 for the case's layer."""
-    from trec_tflm.host.kernels import kernels
-
     p = case.params
     return (lib or kernels("host")).trec_buffer_sizes(
         case.input.shape, case.filter.shape, sub_vector_length=p["sub_vector_length"], hash_bits=p["hash_bits"],
@@ -100,8 +99,6 @@ def buffer_sizes(case: KernelCase, lib=None) -> tuple[int, int]:
 
 def write_header(path: Path, cases: list[KernelCase]) -> dict:
     """Write bench_cases.h; returns {case name: golden TrecStats list} for the callers' checks."""
-    from trec_tflm.host.kernels import kernels
-
     parts = ["#include <stdint.h>\n#include <stddef.h>\n"]
     entries, stats = [], {}
     max_out = max_scratch = 0

@@ -40,8 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
-from trec_tflm import paths
+from trec_tflm import data, paths
 from trec_tflm.bench import kernel_runner as kernel_bench
+from trec_tflm.host import evaluate
+from trec_tflm.spec import model as tm
+from trec_tflm.target import deploy, qemu
+from trec_tflm.training.train import TrainConfig, train
+
+# training.models (the zoo's builders) is imported where a model is trained: it loads TensorFlow,
+# which `trec-tflm bench-kernels --help` and the kernel-only runs must not pay for.
 
 CACHE = paths.cache_dir() / "bench_models"
 # CIFAR-10 itself is not on this machine: the CIFAR-10 architectures are trained on Fashion-MNIST
@@ -115,8 +122,6 @@ def trained_model(model: str, models_dir: Path | None, log=print) -> Path:
     for path in ([Path(models_dir) / f"{model}_trec" / "best.keras"] if models_dir else []) + [cached / "best.keras"]:
         if path.is_file():
             return path
-    from trec_tflm.training.train import TrainConfig, train
-
     out = cached
     log(f"training {model} (TREC, default settings) on {TRAIN_DATASET} into {out} (once)")
     train(TrainConfig(model=model, dataset=TRAIN_DATASET, checkpoint_path=str(out), epochs=3,
@@ -127,10 +132,9 @@ def trained_model(model: str, models_dir: Path | None, log=print) -> Path:
 def converted(model_path: Path, cache: dict, log=print) -> bytes:
     key = str(model_path)
     if key not in cache:
-        from trec_tflm.data import load_dataset
         from trec_tflm.tflite.convert import convert, load_keras_model
 
-        ds = load_dataset(TRAIN_DATASET)
+        ds = data.load_dataset(TRAIN_DATASET)
         log(f"converting {model_path} to int8 (calibration: 200 {TRAIN_DATASET} training images)")
         cache[key] = convert(load_keras_model(model_path), ds.x_train[:200])
     return cache[key]
@@ -140,10 +144,7 @@ def trec_cases(tflite: bytes, images, names=None, what: str = "the model") -> di
     """{layer name: [KernelCase per image]} for the TREC ops of a converted model (all, or
     ``names``), each with the int8 activation that reaches it from that image; the model is read
     once and the graph runs once per image."""
-    from trec_tflm.host.evaluate import GoldenGraphRunner
-    from trec_tflm.spec import model as tm
-
-    runner = GoldenGraphRunner(tflite)
+    runner = evaluate.GoldenGraphRunner(tflite)
     meta = tm.read_metadata(runner.model) or {}
     entries = {e.get("name"): e.get("operator_index") for e in meta.get("trec_layers", []) if e.get("name")}
     steps = {s.op_index: s for s in runner.steps if getattr(s, "kind", "") == "trec"}
@@ -213,8 +214,6 @@ def layer_inputs(layers=None, models_dir: Path | None = None, log=print, tflite:
     """The benchmark layers L1-L6, or with ``tflite`` every TREC layer of that model, each with the
     cases of its first ``count`` inputs (photographs or test images through the model; the first
     is the benchmark's input)."""
-    from trec_tflm.data import load_dataset
-
     def named(cases, base, note):
         # the first input keeps the layer's name: the table's run
         for i, case in enumerate(cases):
@@ -223,7 +222,7 @@ def layer_inputs(layers=None, models_dir: Path | None = None, log=print, tflite:
 
     pairs = []
     if tflite is not None:
-        for name, cases in trec_cases(tflite, load_dataset(dataset).x_test[:count]).items():
+        for name, cases in trec_cases(tflite, data.load_dataset(dataset).x_test[:count]).items():
             if layers and name not in layers:
                 continue
             named(cases, name, f"first {dataset} test image through the model")
@@ -236,7 +235,7 @@ def layer_inputs(layers=None, models_dir: Path | None = None, log=print, tflite:
             if layers and spec.name not in layers:
                 continue
             tfl = converted(trained_model(spec.model, models_dir, log), cache, log)
-            images = photographs(count) if spec.source == "photo" else load_dataset(TRAIN_DATASET).x_test[:count]
+            images = photographs(count) if spec.source == "photo" else data.load_dataset(TRAIN_DATASET).x_test[:count]
             cases = trec_cases(tfl, images, [spec.layer], spec.model)[spec.layer]
             pairs.append((spec, named(cases, spec.name, spec.describe_data())))
     return pairs
@@ -437,19 +436,15 @@ def command(args) -> int:
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     tflite = None
     if args.tflite:
-        from trec_tflm.target.deploy import DeployError, load_checked_model
-
         try:
-            tflite = load_checked_model(args.tflite)[0]
-        except DeployError as exc:
+            tflite = deploy.load_checked_model(args.tflite)[0]
+        except deploy.DeployError as exc:
             print(f"trec-tflm bench-kernels: error: {exc}", file=sys.stderr)
             return 2
     if args.inputs < 1 or (args.inputs > 1 and args.sweep):
         print("trec-tflm bench-kernels: error: --inputs takes a count of at least 1, and not with --sweep",
               file=sys.stderr)
         return 2
-    from trec_tflm.target import qemu
-
     reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
     if reason:
         print(f"trec-tflm bench-kernels: {reason}", file=sys.stderr)

@@ -26,6 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from trec_tflm import data, paths
+from trec_tflm.training import train_ops
+from trec_tflm.training.train import compile_model, init_from
+
+# keras and the modules that define layers and models (training.layers, training.models) are imported
+# inside the functions that build models: they load TensorFlow, which `bench-train --help` must not wait for.
+
 BATCH = 64
 # (name, input (H, W, Cin), filters, kernel, L, H): the demo net's convolutions and CIFAR-10-sized
 # layers of the benchmark models
@@ -48,9 +55,7 @@ TWIN_TRAIN_IMAGES = 12000
 
 
 def _twin_dir() -> Path:
-    from trec_tflm.paths import cache_dir
-
-    return cache_dir() / "bench_train"
+    return paths.cache_dir() / "bench_train"
 
 
 def _fit_quickly(model, x, y):
@@ -109,13 +114,11 @@ def activations(twin=None, dataset_path=None, batch: int = BATCH) -> dict[str, n
     """The input of every benchmark layer for the first ``batch`` Fashion-MNIST test images."""
     import keras
 
-    from trec_tflm.data import fashion_as_cifar_shape, load_fashion_mnist
-
-    ds = load_fashion_mnist(dataset_path)
+    ds = data.load_fashion_mnist(dataset_path)
     images = ds.x_test[:batch]
     dense = fashion_twin(ds, twin)
     conv2_in = keras.Model(dense.input, dense.get_layer("pool1").output)(images, training=False)
-    cifar = fashion_as_cifar_shape(ds)
+    cifar = data.fashion_as_cifar_shape(ds)
     stem = squeezenet_stem(cifar.x_train, cifar.y_train)
     squeeze = keras.Model(stem.input, stem.get_layer("fire2_squeeze").output)(cifar.x_test[:batch], training=False)
     return {"fashion conv1": images, "fashion conv2": np.asarray(conv2_in),
@@ -225,11 +228,9 @@ def measure_fine_tuning(twin_path, dataset_path=None, steps: int = 150, rounds: 
     traces them; median ratio of the fit times (validation not included)."""
     import keras
 
-    from trec_tflm.data import load_fashion_mnist
     from trec_tflm.training.models import build_model
-    from trec_tflm.training.train import compile_model, init_from
 
-    ds = load_fashion_mnist(dataset_path)
+    ds = data.load_fashion_mnist(dataset_path)
     x, y = ds.x_train[:steps * BATCH], ds.y_train[:steps * BATCH]
     dense = keras.models.load_model(twin_path)
     trec = build_model("fashion_net")
@@ -269,8 +270,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def command(args) -> int:
-    from trec_tflm.training import train_ops
-
     if args.repeats < 1 or args.fine_tune_rounds < 1:
         raise ValueError(f"--repeats and --fine-tune-rounds must be at least 1, got {args.repeats} and "
                          f"{args.fine_tune_rounds}")

@@ -22,6 +22,10 @@ from pathlib import Path
 from trec_tflm.data import DATASETS, Dataset, load_dataset
 from trec_tflm.training.zoo import ALIASES, model_names
 
+# keras, TensorFlow and the modules built on them (training.layers, models, transform, distill) are
+# imported inside the functions that train: `trec-tflm train --help` and the commands that only read
+# this module's TrainConfig must not wait 4-8 s for TensorFlow.
+
 
 def is_zoo_model(name: str) -> bool:
     return name in model_names() or name in ALIASES
