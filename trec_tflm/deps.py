@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from trec_tflm.errors import TrecTflmError
+
 
 @dataclass(frozen=True)
 class Tree:
@@ -50,7 +52,7 @@ TREES = (TFLM, FLATBUFFERS, CMSIS_NN)
 FETCH_TIMEOUT = 900  # seconds for one shallow fetch (tflite-micro is the largest, ~100 MB)
 
 
-class DepsError(RuntimeError):
+class DepsError(TrecTflmError, RuntimeError):
     """A configured tree that cannot be used (wrong commit, not that project)."""
 
 

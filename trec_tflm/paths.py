@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from trec_tflm.errors import TrecTflmError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Where build_py puts the copies of the source trees in a wheel.
 DATA_DIR = PACKAGE_DIR / "_data"
@@ -28,7 +30,7 @@ SOURCE_TREES = ("tflm_ops", "boards")
 _MARKERS = ("tflm_ops/tflm.mk", "boards/firmware.mk")
 
 
-class SourcesMissing(FileNotFoundError):
+class SourcesMissing(TrecTflmError, FileNotFoundError):
     """Neither a source checkout nor the package's copy of tflm_ops/ and boards/ was found."""
 
 
