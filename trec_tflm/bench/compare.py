@@ -7,7 +7,7 @@ identical on every run. Optionally the host's TFLM (``trec_tflm.host.evaluate`` 
 tflite-micro interpreter with TREC_CONV_2D registered) runs the same int8 inputs and the outputs
 are compared value by value::
 
-    from trec_tflm.compare import compare_on_qemu
+    from trec_tflm.bench.compare import compare_on_qemu
     res = compare_on_qemu(Path("trec.tflite").read_bytes(), Path("dense.tflite").read_bytes(),
                           board="qemu_m7", images=x_test[:100], labels=y_test[:100])
     print(res.summary())

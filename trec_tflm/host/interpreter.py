@@ -5,7 +5,7 @@ TREC_CONV_2D comes from our op library ``libtrec_tflm_ops.so`` (tflm_ops/tflm/ +
 built from the TFLM tree in ``TFLM_ROOT`` by ``tflm_ops/tflm.mk`` and loaded with
 ``ctypes.CDLL(path, RTLD_GLOBAL)`` before the interpreter looks up ``TrecRegisterer``::
 
-    from trec_tflm.runtime import Runtime
+    from trec_tflm.host.interpreter import Runtime
     rt = Runtime("model.tflite")             # or the model's bytes; arena_size=None: generous
     y = rt.invoke(x_int8)                    # [1, ...] or a batch [N, ...] (one inference per image)
     rt.input_scale, rt.input_zero_point, rt.output_scale, rt.output_zero_point
