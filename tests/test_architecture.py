@@ -14,6 +14,8 @@ module no test imports is still caught.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +216,26 @@ def test_facts_have_one_home():
                 bad.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: the literal {node.value!r} "
                            f"(its home is {ONE_HOME[node.value]})")
     assert not bad, "\n".join(bad)
+
+
+def test_old_flat_paths_alias_the_new_modules():
+    # one release of grace for `import trec_tflm.golden` & co: the same module object (a monkeypatch
+    # through either name is seen by both), a DeprecationWarning naming the new path, and the module
+    # keeps its own name (pickling and Keras' registered names depend on it)
+    code = (
+        "import warnings, sys\n"
+        "warnings.simplefilter('error')\n"
+        "try:\n"
+        "    import trec_tflm.golden\n"
+        "except DeprecationWarning as w:\n"
+        "    print('WARNED', w)\n"
+        "warnings.simplefilter('ignore')\n"
+        "import trec_tflm.golden as old, trec_tflm.spec.golden as new\n"
+        "from trec_tflm import native\n"
+        "print(old is new, old.__name__, old.__spec__.name, native.__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "WARNED trec_tflm.golden moved to trec_tflm.spec.golden" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "True trec_tflm.spec.golden trec_tflm.spec.golden trec_tflm.host.kernels"
