@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+import flatbuffers
 import numpy as np
 
+from trec_tflm.spec import quant
 from trec_tflm.spec.op import (  # noqa: F401  (the reader's callers take these names from here too)
     ACTIVATIONS,
     METADATA_FORMAT_VERSION,
@@ -41,7 +43,9 @@ PathLike = Union[str, os.PathLike]
 
 
 def schema():
-    """TFLite's generated flatbuffer schema module (object API), from TensorFlow."""
+    """TFLite's generated flatbuffer schema module (object API), from TensorFlow: the one schema every
+    reader of a ``.tflite`` in this package uses."""
+    # lazy: importing it imports TensorFlow, which `trec-tflm CMD --help` must not load
     from tensorflow.lite.python import schema_py_generated
 
     return schema_py_generated
@@ -88,8 +92,6 @@ def load_model(model: Union[bytes, bytearray, memoryview, PathLike], what: str |
 
 def save_model(m) -> bytes:
     """``ModelT`` -> .tflite bytes (file identifier TFL3)."""
-    import flatbuffers
-
     builder = flatbuffers.Builder(1024)
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
@@ -158,6 +160,25 @@ def op_name(m, op) -> str:
 
 def is_trec(m, op) -> bool:
     return op_name(m, op) == TREC_CUSTOM_CODE
+
+
+def operator_names(m) -> list[str]:
+    """Operator names of every operator in every subgraph, in order (builtin names such as ``CONV_2D``,
+    custom codes such as ``TREC_CONV_2D``; ``OPCODE_<i>`` for an operator-code index out of range)."""
+    codes = [opcode_name(oc) for oc in m.operatorCodes or []]
+    return [codes[op.opcodeIndex] if 0 <= op.opcodeIndex < len(codes) else f"OPCODE_{op.opcodeIndex}"
+            for sg in m.subgraphs or [] for op in sg.operators or []]
+
+
+def custom_codes(m) -> set[str]:
+    """The custom operator codes the model declares (used or not)."""
+    s = schema()
+    return {opcode_name(oc) for oc in m.operatorCodes or [] if builtin_code(oc) == s.BuiltinOperator.CUSTOM}
+
+
+def model_operators(model: Union[bytes, bytearray, memoryview, PathLike]) -> list[str]:
+    """:func:`operator_names` of a ``.tflite`` (bytes or a path)."""
+    return operator_names(load_model(model))
 
 
 def tensor_data(m, index: int, subgraph: int = 0) -> np.ndarray | None:
@@ -319,8 +340,6 @@ def fused_activation_name(code: int) -> str:
 
 def _conv_params(m, op, subgraph: int, where: str, activation: str, n_inputs: tuple) -> dict:
     """Tensors and requantization of a conv-like int8 op (input 0, filter 1, bias 2 or -1)."""
-    from trec_tflm.spec import quant
-
     ins = list(op.inputs if op.inputs is not None else [])
     outs = list(op.outputs if op.outputs is not None else [])
     if len(ins) not in n_inputs or len(outs) != 1:
