@@ -1,9 +1,13 @@
-"""Reading and rewriting ``.tflite`` flatbuffers: the helpers ``convert``, ``inspect`` and ``evaluate`` share.
+"""Reading and rewriting ``.tflite`` flatbuffers: the package's one reader of a model (TFLite's schema,
+:func:`schema`), shared by the converter, ``inspect``, ``eval``, the host runtime and firmware generation;
+:mod:`trec_tflm.spec.validate` checks a model with the same schema before native code sees it.
 
 - :func:`load_model` / :func:`save_model`: bytes or a path <-> ``schema_py_generated.ModelT`` (the
   object API of TFLite's schema), with clear errors for files that are not TFLite flatbuffers.
 - :func:`operators`: every operator of subgraph 0 with its name, tensors, shapes, dtypes and
   quantization (:class:`OpInfo`).
+- :func:`operator_names` / :func:`custom_codes` / :func:`model_operators`: the operator names of every
+  subgraph and the custom codes a model declares (what the host runtime and the firmware resolver need).
 - :func:`encode_trec_options` / :func:`decode_trec_options`: the ``TREC_CONV_2D`` custom options
   (a flexbuffer map, docs/OP_SPEC.md "Options"); the decoder refuses unknown versions and missing,
   ill-typed or out-of-range keys, naming the key.
