@@ -386,7 +386,7 @@ def test_identical_kernels_resolved_by_name_or_refused(calib, monkeypatch):
     """Two TREC layers with the same geometry and proportional kernels: content cannot tell them
     apart, the tensor names can; without usable names the conversion stops instead of guessing.
     (Identical kernels on one input are merged into one CONV_2D by TF's converter: refused too.)"""
-    import trec_tflm.tflite.convert as conv_mod
+    import trec_tflm.tflite.rewrite as rewrite_mod
 
     keras.utils.set_random_seed(12)
     inp = keras.Input((28, 28, 1))
@@ -401,7 +401,7 @@ def test_identical_kernels_resolved_by_name_or_refused(calib, monkeypatch):
     meta = tm.read_metadata(m)
     got = {e["name"]: ops[e["operator_index"]].trec_options["sub_vector_length"] for e in meta["trec_layers"]}
     assert got == {"twin_a": 4, "twin_b": 6}
-    monkeypatch.setattr(conv_mod, "_name_hint", lambda *a: False)
+    monkeypatch.setattr(rewrite_mod, "_name_hint", lambda *a: False)
     with pytest.raises(ConvertError, match="is ambiguous: it matches the convolutions 'twin_a', 'twin_b'"):
         convert(model, calib.x_train[:16], calibration_samples=16)
     monkeypatch.undo()

@@ -9,13 +9,13 @@ import time
 
 import pytest
 
+from trec_tflm.host import capture, isolate
 from trec_tflm.host import interpreter as runtime
-from trec_tflm.host import isolate
 
 
 def _crash_inside_a_capture(sig):
     # what runtime.Runtime does around TFLM: fd 2 into a capture file; then the "native" fault
-    with runtime._capture_native_output():
+    with capture.capture_native_output():
         os.write(2, b"Node TREC_CONV_2D (number 1f) failed to prepare with status 1\n")
         os.kill(os.getpid(), sig)
 
@@ -54,6 +54,6 @@ def test_results_and_exceptions_come_back():
 
 def test_captures_outside_a_child_leave_no_files(tmp_path, monkeypatch):
     monkeypatch.setenv(isolate.CAPTURE_DIR_ENV, str(tmp_path))
-    with runtime._capture_native_output() as log:
+    with capture.capture_native_output() as log:
         os.write(2, b"hello\n")
     assert log == ["hello"] and list(tmp_path.iterdir()) == []

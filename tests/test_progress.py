@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from trec_tflm import paths, progress
-from trec_tflm.host import interpreter as runtime
 from trec_tflm.host import kernels as native
+from trec_tflm.host import tflm_build
 
 FAKE_MAKE = textwrap.dedent("""\
     #!{python}
@@ -205,9 +205,10 @@ def test_tflm_make_failure_names_the_log(fake_make, tmp_path, monkeypatch):
     monkeypatch.setenv("TREC_TFLM_BUILD_ROOT", str(tmp_path / "tflm"))
     monkeypatch.setenv("FAKE_FILES", "6")
     monkeypatch.setenv("FAKE_FAIL_AT", "2")
-    monkeypatch.setattr(runtime, "make_command", lambda target, goal, **kw: [str(fake_make), f"TARGET={target}", goal])
-    with pytest.raises(runtime.OpLibraryBuildError) as ei:
-        runtime.run_make("m7", "lib")
+    monkeypatch.setattr(tflm_build, "make_command",
+                        lambda target, goal, **kw: [str(fake_make), f"TARGET={target}", goal])
+    with pytest.raises(tflm_build.OpLibraryBuildError) as ei:
+        tflm_build.run_make("m7", "lib")
     log = tmp_path / "tflm" / "logs" / "m7-lib.log"
     msg = str(ei.value)
     assert "after the error line 59" in msg and f"(full build log: {log})" in msg

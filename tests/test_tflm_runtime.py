@@ -17,6 +17,7 @@ import pytest
 from helpers.tflm_models import convert_int8, golden_trec, one_conv_model, quantize, to_trec, trec_ops
 
 from trec_tflm.host import interpreter as runtime
+from trec_tflm.host import tflm_build
 
 tflm = pytest.importorskip("tflite_micro")
 
@@ -32,12 +33,12 @@ def no_tflm(monkeypatch):
     """A process state with no op library loaded and no TFLM tree configured."""
     monkeypatch.delenv("TFLM_ROOT", raising=False)
     monkeypatch.delenv("TREC_TFLM_OPS_LIB", raising=False)
-    runtime.ops_library_path.cache_clear()
-    saved = dict(runtime._loaded)
-    runtime._loaded.clear()
+    tflm_build.ops_library_path.cache_clear()
+    saved = dict(tflm_build._loaded)
+    tflm_build._loaded.clear()
     yield
-    runtime._loaded.update(saved)
-    runtime.ops_library_path.cache_clear()
+    tflm_build._loaded.update(saved)
+    tflm_build.ops_library_path.cache_clear()
 
 
 def test_dense_model_runs_without_a_tflm_tree(dense_model, no_tflm):

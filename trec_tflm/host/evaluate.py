@@ -21,8 +21,6 @@ is everywhere, ``--reference golden`` stays as the cross-check of the C kernel.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import sys
 import time
@@ -30,37 +28,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trec_tflm.data import load_dataset
 from trec_tflm.host import isolate
+from trec_tflm.host.interpreter import Runtime, TflmError
+from trec_tflm.host.wheel import RunnerUnavailable, wheel_interpreter
+from trec_tflm.spec import golden, quant, validate
 from trec_tflm.spec import model as tm
-from trec_tflm.spec import quant, validate
 
 REFERENCES = ("auto", "golden", "tflm")
-
-
-class RunnerUnavailable(RuntimeError):
-    """A route cannot run this model here; the message says why."""
-
-
-# ------------------------------------------------------------------------------------------------
-# the tflite-micro wheel, quietly
-# ------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _quiet_stdout():
-    """The wheel prints 'Number of resource variables ...' on every interpreter: drop it."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
-
-
-def wheel_interpreter(model_bytes: bytes, arena_size: int | None = None):
-    """A tflite-micro interpreter (TFLM reference kernels, no custom registerers)."""
-    from tflite_micro.python.tflite_micro import runtime as tflm_runtime
-
-    arena = arena_size or max(1 << 20, 10 * len(model_bytes))
-    with _quiet_stdout():
-        try:
-            return tflm_runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
-        except RuntimeError as exc:
-            raise RunnerUnavailable(f"the TFLM interpreter refused the model: {exc}") from None
 
 
 @dataclass
@@ -137,10 +112,6 @@ class RuntimeRunner(_RunnerBase):
     route = "tflm"
 
     def __init__(self, model_bytes: bytes):
-        try:
-            from trec_tflm.host.interpreter import Runtime, TflmError
-        except ImportError as exc:
-            raise RunnerUnavailable(f"the TFLM glue (trec_tflm.host.interpreter) is not available: {exc}") from None
         m = validate.validate_model(model_bytes)
         self._init_io(m)
         try:
@@ -318,8 +289,6 @@ class GoldenGraphRunner(_RunnerBase):
 
     def invoke_all(self, x: np.ndarray) -> dict:
         """Run one input; returns every tensor computed (index -> array)."""
-        from trec_tflm.spec import golden
-
         values = {self._in_index: x}
         for step in self.steps:
             if isinstance(step, _TrecStep) and step.kind == "conv":
@@ -435,7 +404,8 @@ def evaluate(model_bytes: bytes, x: np.ndarray, y: np.ndarray, *, reference: str
 
 
 def keras_accuracy(model_path, x, y) -> float:
-    from trec_tflm.tflite.convert import load_keras_model
+    # lazy: training/ loads Keras and TensorFlow, which `trec-tflm eval` needs only with --keras
+    from trec_tflm.training.saving import load_keras_model
 
     model = load_keras_model(model_path)
     logits = model.predict(x, batch_size=256, verbose=0)
@@ -465,8 +435,6 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def eval_command(args) -> int:
-    from trec_tflm.data import load_dataset
-
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     buf = tm.read_bytes(args.model)

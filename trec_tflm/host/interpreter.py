@@ -12,10 +12,12 @@ built from the TFLM tree in ``TFLM_ROOT`` by ``tflm_ops/tflm.mk`` and loaded wit
     rt.arena_used_bytes()                    # what TFLM allocated in the arena (host, 64-bit)
 
 Errors (all :class:`TflmError`, a ``RuntimeError``): :class:`TflmTreeMissing` (the model needs the
-op library and ``TFLM_ROOT`` is unset or wrong), :class:`OpLibraryBuildError`,
+op library and ``TFLM_ROOT`` is unset or wrong), :class:`OpLibraryBuildError` (both from
+:mod:`trec_tflm.host.tflm_build`, which builds and loads the op library),
 :class:`UnsupportedOpError` (the model has an operator the interpreter lacks),
 :class:`ArenaTooSmallError` (says how many bytes the model needs), :class:`InvokeError`.
-Messages include what TFLM printed (``MicroPrintf``).
+Messages include what TFLM printed (``MicroPrintf``, captured by :mod:`trec_tflm.host.capture`).
+The model's operators are read with the package's one flatbuffer reader, :mod:`trec_tflm.spec.model`.
 
 Environment: ``TFLM_ROOT`` (required for models with TREC_CONV_2D), ``FLATBUFFERS_ROOT``,
 ``TREC_TFLM_OPS_LIB`` (a prebuilt ``libtrec_tflm_ops.so``; no TFLM tree needed then),
@@ -26,34 +28,46 @@ Builds show their progress and keep their log (trec_tflm.progress).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
-import io
 import os
 import re
-import subprocess
-import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from trec_tflm import deps, paths, progress
-from trec_tflm.host import isolate
+from trec_tflm.host.capture import capture_native_output
+
+# The build driver's names stay importable from here (runtime.check_tflm_tree, runtime.run_make, ...):
+# callers in target/ move to trec_tflm.host.tflm_build at merge.
+from trec_tflm.host.tflm_build import (  # noqa: F401
+    CMSIS_NN_COMMIT,
+    FLATBUFFERS_TAG,
+    OPS_LIB_NAME,
+    TFLM_COMMIT,
+    TREE_HINT,
+    WHEEL_VERSION,
+    OpLibraryBuildError,
+    TflmError,
+    TflmTreeMissing,
+    build_root,
+    check_tflm_tree,
+    load_ops_library,
+    make_command,
+    ops_library_path,
+    run_make,
+    target_build_dir,
+    tflm_mk,
+    tflm_root,
+    wheel_dir,
+)
+from trec_tflm.spec import model as tm
 from trec_tflm.spec import quant
 from trec_tflm.spec.op import TREC_CUSTOM_CODE
+from trec_tflm.spec.validate import validate_model
 
-#: The tflite-micro commit the pinned wheel (0.dev20260203175027-g88f8587) was built from.
-TFLM_COMMIT = deps.TFLM.commit
-FLATBUFFERS_TAG = deps.FLATBUFFERS.ref
-CMSIS_NN_COMMIT = deps.CMSIS_NN.commit
-WHEEL_VERSION = "0.dev20260203175027"
-
+#: The symbol of the op library that registers TREC_CONV_2D with the wheel's interpreter.
 REGISTERER = "TrecRegisterer"
-OPS_LIB_NAME = "libtrec_tflm_ops.so"
 
 #: Custom operators the wheel's resolver registers (python_ops_resolver.cc at 88f8587b), besides ours.
 WHEEL_CUSTOM_OPS = ("CIRCULAR_BUFFER", "TFLite_Detection_PostProcess", "TFLM_DECODE",
@@ -62,26 +76,7 @@ WHEEL_CUSTOM_OPS = ("CIRCULAR_BUFFER", "TFLite_Detection_PostProcess", "TFLM_DEC
                     "SignalFilterBankSpectralSubtraction", "SignalFramer", "SignalIrfft",
                     "SignalOverlapAdd", "SignalPCAN", "SignalRfft", "SignalStacker", "SignalWindow")
 
-TREE_HINT = (f"set TFLM_ROOT to a tflite-micro checkout at {TFLM_COMMIT[:8]}... "
-             f"({TFLM_COMMIT}); see README 'TFLM tree'")
-
 PathLike = Union[str, os.PathLike]
-
-
-class TflmError(RuntimeError):
-    """Base class: something TFLM refused; ``log`` holds what TFLM printed."""
-
-    def __init__(self, message: str, log: str = ""):
-        super().__init__(message)
-        self.log = log
-
-
-class TflmTreeMissing(TflmError):
-    """The op library is needed but no usable TFLM tree is configured."""
-
-
-class OpLibraryBuildError(TflmError):
-    """Building libtrec_tflm_ops.so failed (compiler output in ``log``)."""
 
 
 class UnsupportedOpError(TflmError):
@@ -106,250 +101,18 @@ class InvokeError(TflmError):
 
 
 # ------------------------------------------------------------------------------------------------
-# the TFLM tree and the op library
+# reading a model's operators: spec.model is the one reader. These names stay for callers in
+# target/ (firmware.py), which move to spec.model at merge.
 # ------------------------------------------------------------------------------------------------
-def tflm_root() -> Optional[Path]:
-    """``$TFLM_ROOT`` as a Path, or None when unset."""
-    v = os.environ.get("TFLM_ROOT", "").strip()
-    return Path(v).expanduser() if v else None
-
-
-def check_tflm_tree(root: Optional[Path] = None) -> Path:
-    """The configured TFLM tree, checked: it exists, looks like tflite-micro and (when it is a git
-    checkout) sits at the commit the wheel was built from. Raises TflmTreeMissing otherwise."""
-    root = tflm_root() if root is None else Path(root)
-    if root is None:
-        raise TflmTreeMissing(f"TFLM_ROOT is not set: {TREE_HINT}")
-    if not (root / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
-        raise TflmTreeMissing(f"TFLM_ROOT={root} is not a tflite-micro tree (no "
-                              f"tensorflow/lite/micro/micro_interpreter.h): {TREE_HINT}")
-    head = deps.git_head(root)
-    if head is not None and head != TFLM_COMMIT and os.environ.get("TREC_TFLM_SKIP_VERSION_CHECK") != "1":
-        raise TflmTreeMissing(
-            f"TFLM_ROOT={root} is at commit {head}, but the tflite-micro wheel {WHEEL_VERSION} was built "
-            f"from {TFLM_COMMIT}; kernels compiled against other headers can corrupt memory. "
-            f"Run `git -C {root} checkout {TFLM_COMMIT}` (or set TREC_TFLM_SKIP_VERSION_CHECK=1 "
-            "if you know the ABI matches); see README 'TFLM tree'")
-    return root
-
-
-def wheel_dir() -> Path:
-    """Directory of the tflite-micro wheel's ``_runtime.so`` (found without importing it)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("tflite_micro")
-    if spec is None or not spec.origin:
-        raise TflmError(f"the tflite-micro wheel is not installed: pip install tflite-micro=={WHEEL_VERSION}")
-    d = Path(spec.origin).resolve().parent / "python" / "tflite_micro"
-    if not (d / "_runtime.so").is_file():
-        raise TflmError(f"tflite-micro is installed but {d / '_runtime.so'} is missing; reinstall "
-                        f"tflite-micro=={WHEEL_VERSION}")
-    return d
-
-
-def build_root() -> Path:
-    """Where tflm_ops/tflm.mk puts its builds: $TREC_TFLM_BUILD_ROOT, else build/tflm of a source
-    checkout or the user cache (trec_tflm.paths.build_dir)."""
-    env = os.environ.get("TREC_TFLM_BUILD_ROOT")
-    if env:
-        return Path(env).expanduser()
-    return paths.build_dir("tflm")
-
-
-def tflm_mk() -> Path:
-    return paths.tflm_ops_dir() / "tflm.mk"
-
-
-def make_command(target: str, goal: str = "lib", *, cmsis_nn: bool = True,
-                 extra: Sequence[str] = ()) -> list:
-    """The ``make -f tflm_ops/tflm.mk`` command for ``target`` (host, host-core, host-ops, m4, m7...)
-    with the trees from the environment (TFLM_ROOT, FLATBUFFERS_ROOT, CMSIS_NN_ROOT)."""
-    root = check_tflm_tree()
-    cmd = ["make", "--no-print-directory", "-f", str(tflm_mk()), f"TARGET={target}",
-           f"TFLM_ROOT={root}", f"BUILD_ROOT={build_root()}"]
-    for var in ("FLATBUFFERS_ROOT", "GEMMLOWP_ROOT", "RUY_ROOT"):
-        if os.environ.get(var):
-            cmd.append(f"{var}={os.environ[var]}")
-    # always on the command line: an exported CMSIS_NN_ROOT must not leak into a build without it
-    cmd.append(f"CMSIS_NN_ROOT={os.environ.get('CMSIS_NN_ROOT', '') if cmsis_nn else ''}")
-    if target == "host-ops":
-        cmd.append(f"TFLM_WHEEL_DIR={wheel_dir()}")
-    cmd += list(extra)
-    cmd.append(goal)
-    return cmd
-
-
-#: What a build goal of tflm.mk is called in the progress display.
-_GOAL_STEPS = {"lib": "TFLM libraries", "kernel-runner": "TFLM kernel runner"}
-
-
-def run_make(target: str, goal: str = "lib", *, cmsis_nn: bool = True, extra: Sequence[str] = (),
-             jobs: Optional[int] = None, timeout: float = 3600.0) -> str:
-    """Run tflm.mk for ``target``; returns its output. Raises OpLibraryBuildError on failure.
-    Goals that compile (``lib``, ``kernel-runner``) show their progress and keep their log in
-    ``<build root>/logs/`` (trec_tflm.progress); ``print-*`` goals just answer."""
-    cmd = make_command(target, goal, cmsis_nn=cmsis_nn, extra=extra)
-    if goal in _GOAL_STEPS:
-        if goal == "lib":
-            cmd.insert(1, f"-j{jobs or os.cpu_count() or 1}")
-        step = ("building the TREC op library for TFLM (host)" if target == "host-ops"
-                else f"building {_GOAL_STEPS[goal]} ({target})")
-        log = build_root() / "logs" / f"{target}-{goal}.log"
-        try:
-            run = progress.run_build(cmd, step=step, log=log, timeout=timeout)
-        except FileNotFoundError:
-            raise OpLibraryBuildError("`make` is not installed (Debian: apt-get install make)") from None
-        except subprocess.TimeoutExpired:
-            raise OpLibraryBuildError(f"building TFLM ({target}) took longer than {timeout:g} s "
-                                      f"(log: {log})") from None
-        if not run.ok:
-            raise OpLibraryBuildError(f"building TFLM target {target!r} failed:\n$ {' '.join(cmd)}\n{run.tail()}",
-                                      log=run.output)
-        return run.output
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise OpLibraryBuildError("`make` is not installed (Debian: apt-get install make)") from None
-    except subprocess.TimeoutExpired:
-        raise OpLibraryBuildError(f"`make {goal}` for TFLM ({target}) took longer than {timeout:g} s") from None
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-40:])
-        raise OpLibraryBuildError(f"building TFLM target {target!r} failed:\n$ {' '.join(cmd)}\n{tail}",
-                                  log=proc.stdout + proc.stderr)
-    return proc.stdout
-
-
-def target_build_dir(target: str, *, cmsis_nn: bool = True, extra: Sequence[str] = ()) -> Path:
-    """Output directory of a tflm.mk configuration (without building it)."""
-    return Path(run_make(target, "print-build-dir", cmsis_nn=cmsis_nn, extra=extra).strip().splitlines()[-1])
-
-
-_lib_lock = threading.Lock()
-
-
-@functools.cache
-def ops_library_path(rebuild: bool = False) -> Path:
-    """Path of ``libtrec_tflm_ops.so``: ``$TREC_TFLM_OPS_LIB``, or built (incrementally) with
-    tflm_ops/tflm.mk from ``$TFLM_ROOT``. Raises TflmTreeMissing / OpLibraryBuildError."""
-    env = os.environ.get("TREC_TFLM_OPS_LIB")
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_file():
-            raise TflmTreeMissing(f"TREC_TFLM_OPS_LIB={env} does not exist")
-        return p
-    with _lib_lock:
-        if rebuild:
-            run_make("host-ops", "clean-target")
-        run_make("host-ops")
-        path = target_build_dir("host-ops") / OPS_LIB_NAME
-    if not path.is_file():
-        raise OpLibraryBuildError(f"tflm.mk reported success but {path} is missing")
-    return path
-
-
-_loaded: dict = {}
-
-
-def load_ops_library() -> ctypes.CDLL:
-    """Load the op library into the process (RTLD_GLOBAL, so the interpreter finds TrecRegisterer)."""
-    with _lib_lock:
-        if "lib" in _loaded:
-            return _loaded["lib"]
-    path = ops_library_path()
-    import tflite_micro  # noqa: F401  (its _runtime.so first: the op library links against it)
-
-    with _lib_lock:
-        if "lib" not in _loaded:
-            _loaded["lib"] = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-            _loaded["path"] = path
-        return _loaded["lib"]
-
-
-# ------------------------------------------------------------------------------------------------
-# reading a model's operators
-# ------------------------------------------------------------------------------------------------
-def _schema():
-    try:
-        from tflite_micro.tensorflow.lite.python import schema_py_generated as schema
-    except ImportError:  # pragma: no cover - the wheel ships it
-        from tensorflow.lite.python import schema_py_generated as schema
-    return schema
-
-
-@functools.lru_cache(maxsize=1)
-def _builtin_names() -> dict:
-    schema = _schema()
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-def model_operators(model: bytes) -> list[str]:
-    """Operator names of every operator in every subgraph, in order (builtin names such as
-    ``CONV_2D``, custom codes such as ``TREC_CONV_2D``)."""
-    schema = _schema()
-    m = schema.Model.GetRootAsModel(model, 0)
-    names = _builtin_names()
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        oc = m.OperatorCodes(i)
-        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
-        if code == schema.BuiltinOperator.CUSTOM:
-            codes.append((oc.CustomCode() or b"?").decode("utf-8", "replace"))
-        else:
-            codes.append(names.get(code, f"BUILTIN_{code}"))
-    ops = []
-    for s in range(m.SubgraphsLength()):
-        sg = m.Subgraphs(s)
-        for j in range(sg.OperatorsLength()):
-            idx = sg.Operators(j).OpcodeIndex()
-            ops.append(codes[idx] if idx < len(codes) else f"OPCODE_{idx}")
-    return ops
+model_operators = tm.model_operators
 
 
 def _is_custom(model: bytes) -> set:
-    schema = _schema()
-    m = schema.Model.GetRootAsModel(model, 0)
-    out = set()
-    for i in range(m.OperatorCodesLength()):
-        oc = m.OperatorCodes(i)
-        if max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode())) == schema.BuiltinOperator.CUSTOM:
-            out.add((oc.CustomCode() or b"?").decode("utf-8", "replace"))
-    return out
+    return tm.custom_codes(tm.load_model(model))
 
 
-# ------------------------------------------------------------------------------------------------
-# capturing what TFLM prints (MicroPrintf -> DebugLog -> C stderr)
-# ------------------------------------------------------------------------------------------------
-_capture_lock = threading.RLock()
-
-
-@contextlib.contextmanager
-def _capture_native_output():
-    """Redirect the C-level stderr (fd 2) and Python's stdout into a buffer; yields a list that
-    receives the captured text when the block ends."""
-    out: list = []
-    with _capture_lock:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with isolate.capture_file() as tmp:
-            os.dup2(tmp.fileno(), 2)
-            py_out = io.StringIO()
-            try:
-                with contextlib.redirect_stdout(py_out):
-                    yield out
-            finally:
-                try:
-                    libc = ctypes.CDLL(None)
-                    libc.fflush(None)
-                except OSError:  # pragma: no cover
-                    pass
-                os.dup2(saved, 2)
-                os.close(saved)
-                tmp.seek(0)
-                text = tmp.read().decode("utf-8", "replace")
-                # the wheel prints this on every interpreter; it is noise
-                noise = re.compile(r"^Number of resource variables the model uses = .*$")
-                lines = [ln for ln in (text + py_out.getvalue()).splitlines() if not noise.match(ln)]
-                out.append("\n".join(lines))
+def _schema():
+    return tm.schema()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,7 +120,7 @@ def _capture_native_output():
 # ------------------------------------------------------------------------------------------------
 DEFAULT_MIN_ARENA = 16 * 1024 * 1024
 
-_ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
+ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
 _MISSING = re.compile(r"[Rr]equested:?\s*(\d+),\s*available\s*(\d+),\s*missing:?\s*(\d+)")
 
 
@@ -383,13 +146,13 @@ class Runtime:
             self.model_path = Path(model)
             self.model = self.model_path.read_bytes()
         if validate:
-            from trec_tflm.spec.validate import validate_model
-
-            validate_model(self.model, str(self.model_path) if self.model_path else "the model")
+            m = validate_model(self.model, str(self.model_path) if self.model_path else "the model")
         elif len(self.model) < 8 or self.model[4:8] != b"TFL3":
             raise ValueError("not a .tflite flatbuffer (no TFL3 identifier)")
-        self.operators = model_operators(self.model)
-        custom = _is_custom(self.model)
+        else:
+            m = tm.load_model(self.model)
+        self.operators = tm.operator_names(m)
+        custom = tm.custom_codes(m)
         known = {TREC_CUSTOM_CODE, *WHEEL_CUSTOM_OPS}
         unknown = sorted(custom - known)
         if unknown:
@@ -420,16 +183,17 @@ class Runtime:
         self._interp = self._make(self.arena_size)
         self._used = None
         self._in = [self._interp.get_input_details(0)]
-        sg = _schema().Model.GetRootAsModel(self.model, 0).Subgraphs(0)
-        self._out = [self._interp.get_output_details(i) for i in range(sg.OutputsLength())]
+        n_out = len(m.subgraphs[0].outputs) if m.subgraphs[0].outputs is not None else 0
+        self._out = [self._interp.get_output_details(i) for i in range(n_out)]
 
     # --------------------------------------------------------------------------------------------
     def _make(self, arena_size: int, *, check: bool = True):
+        # lazy: the wheel is an optional native dependency (`trec-tflm eval --help` must not load it)
         from tflite_micro import runtime as tflm_runtime
 
         cfg = (tflm_runtime.InterpreterConfig.kPreserveAllTensors if self.preserve_all_tensors
                else tflm_runtime.InterpreterConfig.kAllocationRecording)
-        with _capture_native_output() as log:
+        with capture_native_output() as log:
             try:
                 interp = tflm_runtime.Interpreter.from_bytes(
                     self.model, custom_op_registerers=list(self._registerers), arena_size=arena_size,
@@ -482,9 +246,9 @@ class Runtime:
 
     @staticmethod
     def _used_bytes(interp) -> Optional[int]:
-        with _capture_native_output() as log:
+        with capture_native_output() as log:
             interp.print_allocations()
-        m = _ALLOC_TOTAL.search(log[0] if log else "")
+        m = ALLOC_TOTAL.search(log[0] if log else "")
         return int(m.group(1)) if m else None
 
     # --------------------------------------------------------------------------------------------
@@ -505,7 +269,7 @@ class Runtime:
         """TFLM's RecordingMicroAllocator report (what each allocation type took)."""
         if self.preserve_all_tensors:
             raise TflmError("allocations are not recorded with preserve_all_tensors=True")
-        with _capture_native_output() as log:
+        with capture_native_output() as log:
             self._interp.print_allocations()
         return log[0] if log else ""
 
@@ -571,7 +335,7 @@ class Runtime:
 
     # --------------------------------------------------------------------------------------------
     def _invoke_one(self, x: np.ndarray) -> list:
-        with _capture_native_output() as log:
+        with capture_native_output() as log:
             try:
                 self._interp.set_input(x, 0)
                 self._interp.invoke()

@@ -10,6 +10,7 @@ stderr goes to ours as it is written, and output a capture block held is recover
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import os
 import pickle
@@ -44,8 +45,6 @@ def capture_file():
 
 
 def _child(conn, capture_dir, fn, args, kwargs):
-    import faulthandler
-
     # the parent reports a crash in one clear message; a Python stack dump here would only add noise
     faulthandler.disable()
     os.environ[CAPTURE_DIR_ENV] = capture_dir

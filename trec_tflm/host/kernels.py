@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from trec_tflm import paths, progress
+from trec_tflm.errors import TrecTflmError
 from trec_tflm.spec import golden
 
 VARIANTS = ("host", "host-plain", "host-asan", "host-asan-plain")
@@ -51,7 +52,7 @@ _VARIANT_FLAGS = {
 }
 
 
-class NativeBuildError(RuntimeError):
+class NativeBuildError(TrecTflmError, RuntimeError):
     """The host kernel library could not be built (a compile error, or see NativeToolMissing)."""
 
 

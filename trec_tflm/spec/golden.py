@@ -63,6 +63,24 @@ def strip_width(length: int, cin: int, kw: int) -> int:
     return j if kw % j == 0 else 0
 
 
+def kernel_path(length: int, cin: int, kw: int, k: int) -> dict:
+    """Which path the int8 kernel takes for L: "strip" where :func:`strip_width` says L is a strip of
+    whole pixels (each input position is hashed once and neighbouring windows' sums are updated,
+    not re-summed), else "general" (every (row, sub-matrix) hashed and gathered element by element).
+    With the strip lengths the layer could take."""
+    strips = [j * cin for j in range(1, kw + 1) if j * cin <= k and strip_width(j * cin, cin, kw)]
+    return {"path": "strip" if strip_width(length, cin, kw) else "general", "strip_lengths": strips}
+
+
+def general_path_hint(length: int, cin: int, kw: int, strips: list[int]) -> str:
+    """What to tell a user whose layer takes the general path."""
+    better = " or ".join(f"L = {s}" for s in strips) or "no L (Cin exceeds K)"
+    return (f"L = {length} is not j*Cin (Cin = {cin}) with j dividing the kernel width {kw}, so the int8 kernel "
+            f"takes its general path: it hashes and gathers every im2col sub-vector (the CMSIS-NN example's "
+            f"conv2 runs at 0.13x of dense at L = 9, 3.9x at L = 32; docs/BENCHMARKS.md); {better} takes the "
+            f"strip path")
+
+
 def im2col(x: np.ndarray, filter_hw, stride, dilation, padding: str, pad_value=0) -> np.ndarray:
     """x: [H, W, C] -> rows [Ho*Wo, kh*kw*C] in (ky, kx, ci) order; out-of-image taps = pad_value."""
     h, w, c = x.shape

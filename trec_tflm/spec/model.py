@@ -1,9 +1,13 @@
-"""Reading and rewriting ``.tflite`` flatbuffers: the helpers ``convert``, ``inspect`` and ``evaluate`` share.
+"""Reading and rewriting ``.tflite`` flatbuffers: the package's one reader of a model (TFLite's schema,
+:func:`schema`), shared by the converter, ``inspect``, ``eval``, the host runtime and firmware generation;
+:mod:`trec_tflm.spec.validate` checks a model with the same schema before native code sees it.
 
 - :func:`load_model` / :func:`save_model`: bytes or a path <-> ``schema_py_generated.ModelT`` (the
   object API of TFLite's schema), with clear errors for files that are not TFLite flatbuffers.
 - :func:`operators`: every operator of subgraph 0 with its name, tensors, shapes, dtypes and
   quantization (:class:`OpInfo`).
+- :func:`operator_names` / :func:`custom_codes` / :func:`model_operators`: the operator names of every
+  subgraph and the custom codes a model declares (what the host runtime and the firmware resolver need).
 - :func:`encode_trec_options` / :func:`decode_trec_options`: the ``TREC_CONV_2D`` custom options
   (a flexbuffer map, docs/OP_SPEC.md "Options"); the decoder refuses unknown versions and missing,
   ill-typed or out-of-range keys, naming the key.
@@ -22,8 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+import flatbuffers
 import numpy as np
 
+from trec_tflm.spec import quant
 from trec_tflm.spec.op import (  # noqa: F401  (the reader's callers take these names from here too)
     ACTIVATIONS,
     METADATA_FORMAT_VERSION,
@@ -41,7 +47,9 @@ PathLike = Union[str, os.PathLike]
 
 
 def schema():
-    """TFLite's generated flatbuffer schema module (object API), from TensorFlow."""
+    """TFLite's generated flatbuffer schema module (object API), from TensorFlow: the one schema every
+    reader of a ``.tflite`` in this package uses."""
+    # lazy: importing it imports TensorFlow, which `trec-tflm CMD --help` must not load
     from tensorflow.lite.python import schema_py_generated
 
     return schema_py_generated
@@ -88,8 +96,6 @@ def load_model(model: Union[bytes, bytearray, memoryview, PathLike], what: str |
 
 def save_model(m) -> bytes:
     """``ModelT`` -> .tflite bytes (file identifier TFL3)."""
-    import flatbuffers
-
     builder = flatbuffers.Builder(1024)
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
@@ -158,6 +164,25 @@ def op_name(m, op) -> str:
 
 def is_trec(m, op) -> bool:
     return op_name(m, op) == TREC_CUSTOM_CODE
+
+
+def operator_names(m) -> list[str]:
+    """Operator names of every operator in every subgraph, in order (builtin names such as ``CONV_2D``,
+    custom codes such as ``TREC_CONV_2D``; ``OPCODE_<i>`` for an operator-code index out of range)."""
+    codes = [opcode_name(oc) for oc in m.operatorCodes or []]
+    return [codes[op.opcodeIndex] if 0 <= op.opcodeIndex < len(codes) else f"OPCODE_{op.opcodeIndex}"
+            for sg in m.subgraphs or [] for op in sg.operators or []]
+
+
+def custom_codes(m) -> set[str]:
+    """The custom operator codes the model declares (used or not)."""
+    s = schema()
+    return {opcode_name(oc) for oc in m.operatorCodes or [] if builtin_code(oc) == s.BuiltinOperator.CUSTOM}
+
+
+def model_operators(model: Union[bytes, bytearray, memoryview, PathLike]) -> list[str]:
+    """:func:`operator_names` of a ``.tflite`` (bytes or a path)."""
+    return operator_names(load_model(model))
 
 
 def tensor_data(m, index: int, subgraph: int = 0) -> np.ndarray | None:
@@ -319,8 +344,6 @@ def fused_activation_name(code: int) -> str:
 
 def _conv_params(m, op, subgraph: int, where: str, activation: str, n_inputs: tuple) -> dict:
     """Tensors and requantization of a conv-like int8 op (input 0, filter 1, bias 2 or -1)."""
-    from trec_tflm.spec import quant
-
     ins = list(op.inputs if op.inputs is not None else [])
     outs = list(op.outputs if op.outputs is not None else [])
     if len(ins) not in n_inputs or len(outs) != 1:

@@ -8,6 +8,7 @@ generation registers the code, and the C side (tflm_ops/tflm/trec_conv.cc) check
 from __future__ import annotations
 
 import numpy as np
+from flatbuffers import flexbuffers
 
 from trec_tflm.errors import TrecTflmError
 
@@ -35,7 +36,6 @@ TREC_OPTION_KEYS = {
     "padding": (str, '"SAME" or "VALID"'),
     "activation": (str, '"NONE", "RELU", "RELU6" or "RELU_N1_TO_1"'),
 }
-
 
 
 class TfliteModelError(TrecTflmError, ValueError):
@@ -97,15 +97,11 @@ def check_trec_options(opts: dict, where: str = "TREC_CONV_2D") -> dict:
 
 def encode_trec_options(opts: dict) -> bytes:
     """The flexbuffer map of docs/OP_SPEC.md (validated first)."""
-    from flatbuffers import flexbuffers
-
     return bytes(flexbuffers.Dumps(check_trec_options(dict(opts), "encode_trec_options")))
 
 
 def decode_trec_options(data: bytes, where: str = "TREC_CONV_2D") -> dict:
     """Decode and validate TREC_CONV_2D custom options (bytes of a flexbuffer map)."""
-    from flatbuffers import flexbuffers
-
     if not data:
         raise TfliteModelError(f"{where}: the TREC_CONV_2D operator has no custom options (expected a flexbuffer "
                                "map with version, sub_vector_length, hash_bits, ...; see docs/OP_SPEC.md)")

@@ -9,7 +9,8 @@ Route (DESIGN §3, docs/CONVERTER.md):
    and let TensorFlow's converter quantize it to full int8 with the calibration images;
 4. find the CONV_2D operator of every TREC layer (:func:`match_trec_layers`: geometry plus the
    filter's content, which survives BatchNorm folding; names only break ties) and rewrite it into
-   ``TREC_CONV_2D``: custom operator code, flexbuffer options, int8 hash tensor [L, H] as input 3;
+   ``TREC_CONV_2D``: custom operator code, flexbuffer options, int8 hash tensor [L, H] as input 3
+   (this step lives in :mod:`trec_tflm.tflite.rewrite`);
 5. write the ``trec_tflm`` metadata entry (JSON) into the model's ``metadata`` table.
 
 ``trec-tflm convert MODEL.keras -o MODEL.tflite`` is the command-line form; it writes the output
@@ -19,40 +20,44 @@ through a temporary file, so a failed conversion leaves nothing new at ``-o``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
-import os
-import re
 import sys
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from trec_tflm import __version__
+from trec_tflm.data import load_dataset
+from trec_tflm.host.capture import capture_fds
+from trec_tflm.paths import check_output_file
 from trec_tflm.spec import model as tm
+from trec_tflm.spec.golden import general_path_hint, kernel_path
+from trec_tflm.spec.op import MAX_HASH_BITS
+
+# the matching and rewriting step (4.) has its own module; these names stay importable from here
+from trec_tflm.tflite.rewrite import (  # noqa: F401
+    MATCH_TOLERANCE,
+    ConvertError,
+    Match,
+    match_trec_layers,
+    pair,
+    quantize_hash,
+    rewrite_op,
+    trec_custom_opcode,
+)
 
 DEFAULT_CALIBRATION_SAMPLES = 500
-#: A CONV_2D's dequantized filter must equal a layer's kernel times a per-channel factor (BN folding)
-#: up to this relative residual energy. int8 rounding leaves < K/(4*127^2) (< 1.3% for K = 800 even
-#: in the worst case); unrelated kernels leave ~(K-1)/K.
-MATCH_TOLERANCE = 0.05
-
-
-class ConvertError(ValueError):
-    """The model cannot be converted; the message says why and what to change."""
 
 
 # ------------------------------------------------------------------------------------------------
 # checks on the Keras side
 # ------------------------------------------------------------------------------------------------
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    return tuple(int(a) for a in v)  # type: ignore[return-value]
-
-
 def check_model(model) -> None:
     """Refuse what TREC_CONV_2D (or this converter) cannot express, with the reason."""
-    from trec_tflm.spec.op import MAX_HASH_BITS
+    # lazy: training/ loads Keras and TensorFlow (`trec-tflm convert --help` must not)
     from trec_tflm.training.layers import trec_layers
 
     if len(model.inputs) != 1:
@@ -74,7 +79,7 @@ def check_model(model) -> None:
                                "(data_format='channels_last')")
         if getattr(layer, "groups", 1) != 1:
             raise ConvertError(f"{where}: groups={layer.groups}; TREC_CONV_2D has no grouped form")
-        strides, dilation = _pair(layer.strides), _pair(layer.dilation_rate)
+        strides, dilation = pair(layer.strides), pair(layer.dilation_rate)
         if max(strides) > 1 and max(dilation) > 1:
             raise ConvertError(f"{where}: strides {strides} with dilation_rate {dilation}: TensorFlow and TFLite "
                                "do not support strides > 1 together with dilation > 1")
@@ -100,7 +105,7 @@ def _keras_activation(layer) -> str | None:
 
 def measure_reuse(model, images: np.ndarray, batch_size: int = 64) -> dict[str, float]:
     """rc = clusters / rows of every TREC layer, averaged over ``images`` (float Keras forward)."""
-    from trec_tflm.training.layers import trec_layers
+    from trec_tflm.training.layers import trec_layers  # lazy: Keras and TensorFlow
 
     layers = trec_layers(model)
     if not layers or len(images) == 0:
@@ -119,7 +124,7 @@ def measure_reuse(model, images: np.ndarray, batch_size: int = 64) -> dict[str, 
 # ------------------------------------------------------------------------------------------------
 def tf_int8_convert(twin, calib: np.ndarray, float_io: bool = False) -> bytes:
     """TensorFlow's full-integer int8 conversion of a Keras model (no TREC rewriting)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: `trec-tflm convert --help` must not load TensorFlow
 
     conv = tf.lite.TFLiteConverter.from_keras_model(twin)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -128,254 +133,18 @@ def tf_int8_convert(twin, calib: np.ndarray, float_io: bool = False) -> bytes:
     if not float_io:
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-    import contextlib
-    import io
-    import warnings
-
     # Keras' export prints "Saved artifact at ..." and its signature to Python's stdout, the
     # calibrator "fully_quantize: 0, ..." to the process's stderr: both are kept for errors only.
     chatter = io.StringIO()
-    native = _NativeStderr()
+    native: list = []
     try:
-        with contextlib.redirect_stdout(chatter), native, warnings.catch_warnings():
+        with contextlib.redirect_stdout(chatter), capture_fds((2,)) as native, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             return conv.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises many types
+        said = native[0] if native else ""
         raise ConvertError(f"TensorFlow's TFLite converter failed on the dense twin: {exc}\n"
-                           f"{chatter.getvalue()[-2000:]}{native.text[-2000:]}") from exc
-
-
-class _NativeStderr:
-    """Redirects file descriptor 2 (what C++ code writes to) into a temporary file while active."""
-
-    def __init__(self):
-        self.text = ""
-
-    def __enter__(self):
-        import tempfile
-
-        sys.stderr.flush()
-        self._file = tempfile.TemporaryFile()
-        self._saved = os.dup(2)
-        os.dup2(self._file.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc):
-        sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._file.seek(0)
-        self.text = self._file.read().decode("utf-8", "replace")
-        self._file.close()
-        return False
-
-
-# ------------------------------------------------------------------------------------------------
-# matching CONV_2D operators to Keras convolutions
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class Match:
-    layer: object  # the Keras layer
-    op_index: int
-    residual: float
-
-
-def _conv_ops(m) -> list[int]:
-    s = tm.schema()
-    sg = m.subgraphs[0]
-    return [i for i, op in enumerate(sg.operators)
-            if tm.builtin_code(m.operatorCodes[op.opcodeIndex]) == s.BuiltinOperator.CONV_2D]
-
-
-def _geometry_matches(layer, op, m) -> bool:
-    """Filter shape, strides, dilation and padding (equivalent geometry) of layer and op agree."""
-    from trec_tflm.spec.golden import conv_geometry
-
-    sg = m.subgraphs[0]
-    opts = op.builtinOptions
-    kernel = layer.kernel
-    kh, kw, cin, cout = (int(v) for v in kernel.shape)
-    w_shape = tuple(int(v) for v in sg.tensors[op.inputs[1]].shape)
-    if w_shape != (cout, kh, kw, cin):
-        return False
-    if (opts.strideH, opts.strideW) != _pair(layer.strides):
-        return False
-    if (opts.dilationHFactor, opts.dilationWFactor) != _pair(layer.dilation_rate):
-        return False
-    in_shape = [int(v) for v in sg.tensors[op.inputs[0]].shape]
-    if len(in_shape) != 4:
-        return False
-    op_pad = "SAME" if opts.padding == tm.schema().Padding.SAME else "VALID"
-    try:
-        a = conv_geometry(in_shape[1:3], (kh, kw), _pair(layer.strides), _pair(layer.dilation_rate), op_pad)
-        b = conv_geometry(in_shape[1:3], (kh, kw), _pair(layer.strides), _pair(layer.dilation_rate),
-                          layer.padding.upper())
-    except ValueError:
-        return False
-    return a == b
-
-
-def _filter_residual(layer, op, m) -> float:
-    """Relative energy of (dequantized filter - a_c * kernel_c), a_c fitted per output channel."""
-    sg = m.subgraphs[0]
-    wq = tm.tensor_data(m, op.inputs[1])
-    q = tm.tensor_quant(sg.tensors[op.inputs[1]])
-    if wq is None or q is None:
-        return float("inf")
-    cout = wq.shape[0]
-    scale = q.scale if q.scale.size == cout else np.full(cout, q.scale[0])
-    wd = wq.reshape(cout, -1).astype(np.float64) * scale.astype(np.float64)[:, None]
-    k = np.transpose(np.asarray(layer.kernel.numpy(), np.float64), (3, 0, 1, 2)).reshape(cout, -1)
-    kk = np.einsum("ck,ck->c", k, k)
-    a = np.divide(np.einsum("ck,ck->c", wd, k), kk, out=np.zeros(cout), where=kk > 0)
-    energy = float(np.sum(wd * wd))
-    res = float(np.sum((wd - a[:, None] * k) ** 2))
-    if energy == 0.0:
-        return 0.0 if not np.any(k) else 1.0
-    return res / energy
-
-
-def _name_hint(layer_name: str, m, op) -> bool:
-    """The layer's name appears as a path component of the op's filter or output tensor name
-    (TensorFlow scopes look like ``model_1/conv1_1/convolution``)."""
-    sg = m.subgraphs[0]
-    names = []
-    for idx in (op.inputs[1], op.outputs[0]):
-        n = sg.tensors[idx].name
-        names.append(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n))
-    pattern = re.compile(re.escape(layer_name) + r"(_\d+)?")
-    return any(pattern.fullmatch(part) for n in names for part in re.split(r"[/;:]", n))
-
-
-def match_trec_layers(model, m) -> list[Match]:
-    """Map every TREC layer to the CONV_2D operator(s) it became; raise ConvertError if any TREC
-    layer has none or if an operator could be more than one convolution.
-
-    A candidate pair must agree in filter shape [Cout, kh, kw, Cin], strides, dilation and
-    (equivalent) padding, and the op's dequantized filter must be the layer's kernel times one
-    factor per output channel (BatchNorm folding multiplies each channel by a constant) up to
-    int8 rounding (MATCH_TOLERANCE). Every convolution of the model (plain Conv2D included)
-    competes for every op, so a plain conv can never be mistaken for a TREC layer silently. When
-    two layers pass for one op (identical or tiny kernels), the layer whose name the op's tensor
-    names carry wins; otherwise the conversion stops.
-    """
-    from trec_tflm.training.layers import TRECConv2D
-    from trec_tflm.training.models import conv_layers
-
-    sg = m.subgraphs[0]
-    convs = conv_layers(model)
-    trec = [layer for layer in convs if isinstance(layer, TRECConv2D)]
-    matches: list[Match] = []
-    matched_layers = set()
-    for i in _conv_ops(m):
-        op = sg.operators[i]
-        cands = []
-        for layer in convs:
-            if not _geometry_matches(layer, op, m):
-                continue
-            res = _filter_residual(layer, op, m)
-            if res <= MATCH_TOLERANCE:
-                cands.append((layer, res))
-        if len(cands) > 1:
-            named = [c for c in cands if _name_hint(c[0].name, m, op)]
-            if len(named) == 1:
-                cands = named
-            else:
-                raise ConvertError(
-                    f"CONV_2D operator {i} is ambiguous: it matches the convolutions "
-                    f"{', '.join(repr(c[0].name) for c in cands)} (same geometry and proportional kernels) and "
-                    "its tensor names do not tell them apart; give the layers distinct weights")
-        if cands and isinstance(cands[0][0], TRECConv2D):
-            matches.append(Match(cands[0][0], i, cands[0][1]))
-            matched_layers.add(id(cands[0][0]))
-    missing = [layer.name for layer in trec if id(layer) not in matched_layers]
-    if missing:
-        raise ConvertError(
-            f"TREC layer(s) {', '.join(missing)} have no matching CONV_2D operator in the converted model "
-            "(the TFLite converter changed them beyond recognition, e.g. into another op, or merged layers with "
-            "identical weights on the same input into one op); nothing was written")
-    return matches
-
-
-# ------------------------------------------------------------------------------------------------
-# the rewrite
-# ------------------------------------------------------------------------------------------------
-def quantize_hash(r: np.ndarray) -> tuple[np.ndarray, float]:
-    """R float [L, H] -> int8 symmetric per tensor (max |R| -> 127); returns (Rq, scale)."""
-    r = np.asarray(r, np.float64)
-    amax = float(np.max(np.abs(r)))
-    if not np.isfinite(amax) or amax == 0.0:
-        raise ConvertError("the hash matrix is zero or not finite; it cannot be quantized")
-    scale = amax / 127.0
-    return np.clip(np.round(r / scale), -127, 127).astype(np.int8), scale
-
-
-def _trec_custom_opcode(m) -> int:
-    s = tm.schema()
-    for i, oc in enumerate(m.operatorCodes):
-        if tm.builtin_code(oc) == s.BuiltinOperator.CUSTOM and tm.opcode_name(oc) == tm.TREC_CUSTOM_CODE:
-            return i
-    oc = s.OperatorCodeT()
-    oc.builtinCode = s.BuiltinOperator.CUSTOM
-    oc.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
-    oc.customCode = tm.TREC_CUSTOM_CODE
-    oc.version = 1
-    m.operatorCodes.append(oc)
-    return len(m.operatorCodes) - 1
-
-
-def _rewrite_op(m, match: Match, opcode: int) -> dict:
-    """CONV_2D -> TREC_CONV_2D in place; returns the layer's metadata entry."""
-    s = tm.schema()
-    layer, sg = match.layer, m.subgraphs[0]
-    op = sg.operators[match.op_index]
-    opts = op.builtinOptions
-    activation = tm.fused_activation_name(opts.fusedActivationFunction)
-    rq, r_scale = quantize_hash(layer.hash_kernel.numpy())
-    dead = [h for h in range(rq.shape[1]) if not np.any(rq[:, h])]
-    if dead:
-        print(f"trec-tflm convert: warning: {layer.name}: hash column(s) {dead} round to all zeros in int8 "
-              "(their bit is always 0)", file=sys.stderr)
-
-    buf = s.BufferT()
-    buf.data = rq.reshape(-1).view(np.uint8).copy()
-    m.buffers.append(buf)
-    t = s.TensorT()
-    t.shape = np.array(rq.shape, np.int32)
-    t.type = s.TensorType.INT8
-    t.buffer = len(m.buffers) - 1
-    t.name = f"{layer.name}/trec_hash"
-    qp = s.QuantizationParametersT()
-    qp.scale = np.array([r_scale], np.float32)
-    qp.zeroPoint = np.array([0], np.int64)
-    qp.quantizedDimension = 0
-    t.quantization = qp
-    sg.tensors.append(t)
-    hash_index = len(sg.tensors) - 1
-
-    options = {
-        "version": tm.TREC_OP_VERSION,
-        "sub_vector_length": int(layer.sub_vector_length),
-        "hash_bits": int(layer.hash_bits),
-        "hash_center": layer.hash_center,
-        "stride_h": int(opts.strideH), "stride_w": int(opts.strideW),
-        "dilation_h": int(opts.dilationHFactor), "dilation_w": int(opts.dilationWFactor),
-        "padding": layer.padding.upper(),  # geometry-equivalent to the op's (checked when matching)
-        "activation": activation,
-    }
-    inputs = [int(v) for v in op.inputs]
-    if len(inputs) == 2:
-        inputs.append(-1)
-    op.inputs = np.array(inputs[:3] + [hash_index], np.int32)
-    op.opcodeIndex = opcode
-    op.builtinOptionsType = 0  # BuiltinOptions.NONE
-    op.builtinOptions = None
-    op.customOptions = np.frombuffer(tm.encode_trec_options(options), np.uint8).copy()
-    op.customOptionsFormat = s.CustomOptionsFormat.FLEXBUFFERS
-    w_shape = [int(v) for v in sg.tensors[inputs[1]].shape]
-    return {"name": layer.name, "operator_index": match.op_index, "sub_vector_length": options["sub_vector_length"],
-            "hash_bits": options["hash_bits"], "hash_center": options["hash_center"],
-            "filter_shape": w_shape, "hash_scale": r_scale, "activation": activation}
+                           f"{chatter.getvalue()[-2000:]}{said[-2000:]}") from exc
 
 
 def _json_safe(obj):
@@ -397,8 +166,7 @@ def convert(model, representative_data, *, float_io: bool = False,
     ``labels``: class names stored in the metadata. ``training_info``: a JSON-able dict stored
     in the metadata (e.g. the training settings and test accuracy).
     """
-    from trec_tflm import __version__
-    from trec_tflm.training.models import dense_twin
+    from trec_tflm.training.models import dense_twin  # lazy: Keras and TensorFlow
 
     check_model(model)
     x = np.asarray(representative_data, np.float32)
@@ -420,9 +188,9 @@ def convert(model, representative_data, *, float_io: bool = False,
 
     entries = []
     if matches:
-        opcode = _trec_custom_opcode(m)
+        opcode = trec_custom_opcode(m)
         for match in matches:
-            entry = _rewrite_op(m, match, opcode)
+            entry = rewrite_op(m, match, opcode)
             entry["rc"] = rc.get(match.layer.name)
             entry["match_residual"] = round(match.residual, 6)
             entries.append(entry)
@@ -461,22 +229,14 @@ def _self_check(buf: bytes, n_trec: int) -> None:
 # files and the CLI
 # ------------------------------------------------------------------------------------------------
 def load_keras_model(path):
-    """Load a .keras file (TREC layers registered); ConvertError when it is not one."""
-    import zipfile
+    """Load a .keras file (TREC layers registered, :func:`trec_tflm.training.saving.load_keras_model`);
+    ConvertError when it is not one."""
+    from trec_tflm.training import saving  # lazy: Keras and TensorFlow
 
-    import keras
-
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such file")
-    if p.suffix != ".keras" or not zipfile.is_zipfile(p):
-        raise ConvertError(f"{p} is not a Keras model file (expected a Keras 3 '.keras' archive, as "
-                           "`trec-tflm train` writes)")
     try:
-        return keras.models.load_model(p, compile=False)
-    except Exception as exc:  # noqa: BLE001 - deserialization raises many types
-        raise ConvertError(f"{p}: cannot load the Keras model: {exc}") from None
+        return saving.load_keras_model(path)
+    except saving.KerasModelError as exc:
+        raise ConvertError(str(exc)) from None
 
 
 #: Training settings that are facts about the model, not about the machine it was trained on.
@@ -527,9 +287,6 @@ def convert_file(model_path, output_path, *, dataset: str = "fashion_mnist", dat
                  calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, float_io: bool = False) -> dict:
     """``trec-tflm convert``: load, convert with real calibration images, write atomically.
     Returns a summary (size, TREC layers)."""
-    from trec_tflm.data import load_dataset
-    from trec_tflm.paths import check_output_file
-
     model_path = Path(model_path)
     check_output_file(output_path, "-o")  # before minutes of conversion
     model = load_keras_model(model_path)
@@ -567,8 +324,6 @@ def convert_command(args) -> int:
         rc = "unknown" if e["rc"] is None else f"{e['rc']:.4f}"
         print(f"  op {e['operator_index']:>3}  {e['name']:<20} L={e['sub_vector_length']:<3} H={e['hash_bits']:<3} "
               f"centre={e['hash_center']:<5} act={e['activation']:<6} rc={rc}")
-    from trec_tflm.tflite.describe import general_path_hint, kernel_path
-
     for e in summary["trec_layers"]:
         _, kh, kw, cin = e["filter_shape"]
         path = kernel_path(e["sub_vector_length"], cin, kw, kh * kw * cin)

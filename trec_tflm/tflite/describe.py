@@ -2,7 +2,8 @@
 
 Operators (index, name, input/output shapes and dtypes), the options of every ``TREC_CONV_2D``,
 per-layer work (dense MACs vs the TREC work model of docs/OP_SPEC.md "Reuse statistics"), weight
-bytes, the ``trec_tflm`` metadata and, when TFLM can run the model here, the arena it allocates.
+bytes, the ``trec_tflm`` metadata and, when TFLM can run the model here, the arena it allocates
+(:func:`trec_tflm.host.arena.measure_arena`).
 
 Work model, per output pixel of a conv with K = kh*kw*Cin, M = ceil(K/L), Cout channels:
 dense ``K*Cout`` MACs; TREC ``K*H`` (hashing) + ``K`` (centroid sums) + ``rc*K*Cout`` (cluster
@@ -13,20 +14,17 @@ the float Keras model on its calibration images); without it the product term is
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import math
-import os
-import re
-import sys
 
 import numpy as np
 
-from trec_tflm.host import isolate
+from trec_tflm.host.arena import measure_arena
 from trec_tflm.spec import model as tm
 from trec_tflm.spec import validate
-from trec_tflm.spec.golden import strip_width
+
+# kernel_path and general_path_hint are facts of the int8 kernel (spec.golden); importable from here as before
+from trec_tflm.spec.golden import general_path_hint, kernel_path
 
 
 def trec_work(k: int, cout: int, length: int, bits: int, n: int, rc: float | None) -> dict:
@@ -36,89 +34,6 @@ def trec_work(k: int, cout: int, length: int, bits: int, n: int, rc: float | Non
             "cluster_product_macs": None if rc is None else int(round(rc * n * k * cout))}
     work["total"] = None if rc is None else sum(work.values())
     return work
-
-
-def kernel_path(length: int, cin: int, kw: int, k: int) -> dict:
-    """Which path the int8 kernel takes for L: "strip" where golden.strip_width says L is a strip of
-    whole pixels (each input position is hashed once and neighbouring windows' sums are updated,
-    not re-summed), else "general" (every (row, sub-matrix) hashed and gathered element by element).
-    With the strip lengths the layer could take."""
-    strips = [j * cin for j in range(1, kw + 1) if j * cin <= k and strip_width(j * cin, cin, kw)]
-    return {"path": "strip" if strip_width(length, cin, kw) else "general", "strip_lengths": strips}
-
-
-def general_path_hint(length: int, cin: int, kw: int, strips: list[int]) -> str:
-    """What to tell a user whose layer takes the general path."""
-    better = " or ".join(f"L = {s}" for s in strips) or "no L (Cin exceeds K)"
-    return (f"L = {length} is not j*Cin (Cin = {cin}) with j dividing the kernel width {kw}, so the int8 kernel "
-            f"takes its general path: it hashes and gathers every im2col sub-vector (the CMSIS-NN example's "
-            f"conv2 runs at 0.13x of dense at L = 9, 3.9x at L = 32; docs/BENCHMARKS.md); {better} takes the "
-            f"strip path")
-
-
-@contextlib.contextmanager
-def _capture_fds():
-    """Capture C-level stdout and stderr (TFLM prints through them) into a list of one string."""
-    out: list = []
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = (os.dup(1), os.dup(2))
-    with isolate.capture_file() as tmp:
-        os.dup2(tmp.fileno(), 1)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            try:
-                ctypes.CDLL(None).fflush(None)
-            except OSError:  # pragma: no cover
-                pass
-            sys.stdout.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
-
-
-_ALLOC_TOTAL = re.compile(r"Arena allocation total (\d+) bytes")
-
-
-def measure_arena(buf: bytes, has_trec: bool) -> dict:
-    """``{"bytes": int | None, "how": str}``: what TFLM allocates for the model on this host.
-    TFLM runs in a child process: a crash there raises isolate.NativeCrashError."""
-    return isolate.run_isolated(_measure_arena_here, buf, has_trec, what="measuring the TFLM arena", timeout=600)
-
-
-def _measure_arena_here(buf: bytes, has_trec: bool) -> dict:
-    if has_trec:
-        try:
-            from trec_tflm.host.interpreter import Runtime, TflmError
-        except ImportError as exc:
-            return {"bytes": None, "how": f"not measured: the model has TREC_CONV_2D ops and the TFLM glue "
-                                          f"(trec_tflm.host.interpreter) is not available ({exc})"}
-        try:
-            rt = Runtime(buf)
-            return {"bytes": int(rt.arena_used_bytes()),
-                    "how": "TFLM with TREC_CONV_2D registered (trec_tflm.host.interpreter), "
-                           "host build (64-bit pointers)"}
-        except (TflmError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return {"bytes": None, "how": f"not measured: TFLM cannot run TREC_CONV_2D here ({first})"}
-    from trec_tflm.host.evaluate import RunnerUnavailable, wheel_interpreter
-
-    try:
-        interp = wheel_interpreter(buf, max(16 << 20, 10 * len(buf)))
-    except RunnerUnavailable as exc:
-        return {"bytes": None, "how": f"not measured: {exc}"}
-    with _capture_fds() as log:
-        interp.print_allocations()
-    found = _ALLOC_TOTAL.search(log[0] if log else "")
-    if not found:
-        return {"bytes": None, "how": "not measured: the TFLM interpreter did not report its allocations"}
-    return {"bytes": int(found.group(1)),
-            "how": "tflite-micro interpreter (RecordingMicroAllocator), host build (64-bit pointers)"}
 
 
 def _const_bytes(m, tensor_index: int) -> int:

@@ -176,7 +176,7 @@ def outputs_probabilities(model) -> bool:
 def load_user_model(cfg: TrainConfig, ds: Dataset):
     """``--model FILE.keras``: the model, checked against the dataset, with ``--trec/--L/--H``
     applied through ``trec_tflm.training.transform.select``."""
-    from trec_tflm.tflite.convert import load_keras_model
+    from trec_tflm.training.saving import load_keras_model
     from trec_tflm.training.transform import select
 
     model = load_keras_model(cfg.model)
