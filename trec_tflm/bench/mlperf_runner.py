@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
+import serial.tools.list_ports as list_ports
+from serial.tools.list_ports_common import ListPortInfo
+
 from trec_tflm import data, paths
 from trec_tflm.target import deploy
 from trec_tflm.target.mlperf import (
@@ -60,7 +63,6 @@ def find_runner(explicit: Optional[PathLike] = None) -> Optional[Path]:
 
 
 def _fake_port(device: str, vid: int, pid: int):
-    from serial.tools.list_ports_common import ListPortInfo  # pyserial: optional, see run_runner
 
     p = ListPortInfo(device, skip_link_detection=True)
     p.vid, p.pid = vid, pid
@@ -77,9 +79,6 @@ def run_runner(runner_dir: PathLike, port: str, runner_args: Sequence[str], *,
     names it; no USB-only devices (power monitors) are looked for. The runner's files are not
     touched; relative --device_list / --test_script default to the runner's own files. The
     runner writes sessions/<timestamp>/ into the current directory."""
-    # pyserial: needed only to run the runner (which needs it itself), not to import this module
-    import serial.tools.list_ports as list_ports
-
     runner = Path(runner_dir)
     if not Path(port).exists():
         raise MlperfError(f"{port}: no such serial port or pseudo-terminal")
@@ -102,7 +101,7 @@ def run_runner(runner_dir: PathLike, port: str, runner_args: Sequence[str], *,
     fake = [_fake_port(port, *vid_pid)]
     list_ports.comports = lambda include_links=False: list(fake)
     try:
-        import usb.core
+        import usb.core  # pyusb: an extra ([dev]), needed only here
 
         usb.core.find = lambda *a, **k: iter(())  # no libusb needed: no USB-only devices here
     except ImportError as exc:

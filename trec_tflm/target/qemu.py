@@ -374,7 +374,7 @@ def start_qemu_serial(elf: PathLike, board: str, port: Optional[int] = None, *, 
 
 class QemuPtyProcess(QemuSerialProcess):
     """A running QEMU whose UART0 is a pseudo-terminal (``path``, e.g. /dev/pts/5), for serial
-    tools that open a device path rather than a URL (the MLPerf Tiny runner: trec_tflm.target.mlperf).
+    tools that open a device path rather than a URL (the MLPerf Tiny runner: trec_tflm.bench.mlperf_runner).
 
     The firmware starts at once; QEMU drops what it prints while no program has the terminal
     open (the boot banner), and reads commands once one does."""
@@ -435,7 +435,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--port", type=int, help="serve UART0 on this TCP port and wait for the firmware to exit")
     ap.add_argument("--pty", action="store_true", help="UART0 on a pseudo-terminal (printed), for tools that "
                     "open a device path, e.g. the MLPerf Tiny runner "
-                    "(python -m trec_tflm.target.mlperf run --port PTY)")
+                    "(python -m trec_tflm.bench.mlperf_runner run --port PTY)")
     args = ap.parse_args(argv)
     if args.pty or args.port is not None:
         if args.pty:

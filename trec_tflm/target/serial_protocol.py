@@ -82,7 +82,8 @@ class EEMBCClient:
     # -- connection ---------------------------------------------------------------------
     def open(self) -> EEMBCClient:
         if self._ser is None:
-            import serial  # pyserial
+            # pyserial, on first open: a client handed serial_port= (a test's loop) does not need it
+            import serial
 
             try:
                 self._ser = serial.serial_for_url(self.port_url, baudrate=self.baudrate,
