@@ -30,6 +30,7 @@ from helpers.tflm_models import trained_trec_pair
 
 from trec_tflm.host import interpreter as runtime
 from trec_tflm.target import deploy as dp
+from trec_tflm.target import resolver
 
 pytestmark = [pytest.mark.tflm, pytest.mark.qemu, pytest.mark.slow]
 
@@ -135,9 +136,7 @@ def test_estimate_is_not_below_the_measured_arena(models, qemu_builds):
 
 
 def test_resolver_table_matches_tflm():
-    from trec_tflm.target import firmware
-
-    builtin, custom = firmware.resolver_methods()
+    builtin, custom = resolver.resolver_methods()
     assert set(builtin) == set(dp.RESOLVER_BUILTINS)
     assert {op: dp.resolver_method(op) for op in builtin} == builtin
     assert custom[dp.TREC_CUSTOM_CODE] == "tflite::AddTrecConv2D"

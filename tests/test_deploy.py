@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 from trec_tflm.cli import main
+from trec_tflm.target import arena
 from trec_tflm.target import deploy as dp
 
 # ------------------------------------------------------------------------------------------------
@@ -340,10 +341,10 @@ def test_resolver_method_names():
 # arena estimate
 # ------------------------------------------------------------------------------------------------
 def test_greedy_plan_shares_memory_between_lifetimes():
-    assert dp._greedy_plan([(96, 0, 0), (96, 1, 1)]) == 96            # one after the other: shared
-    assert dp._greedy_plan([(96, 0, 1), (96, 1, 2)]) == 192           # both live at step 1
-    assert dp._greedy_plan([(64, 0, 1), (32, 1, 2), (64, 2, 3)]) == 96
-    assert dp._greedy_plan([]) == 0
+    assert arena._greedy_plan([(96, 0, 0), (96, 1, 1)]) == 96            # one after the other: shared
+    assert arena._greedy_plan([(96, 0, 1), (96, 1, 2)]) == 192           # both live at step 1
+    assert arena._greedy_plan([(64, 0, 1), (32, 1, 2), (64, 2, 3)]) == 96
+    assert arena._greedy_plan([]) == 0
 
 
 def test_estimate_covers_the_live_tensors(tiny_model):

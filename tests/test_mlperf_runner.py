@@ -4,7 +4,7 @@
   runner's y_labels.csv rows, the model checks behind ``deploy --mlperf-id``, finding the runner;
 * end to end (TFLM tier: TFLM_ROOT, ARM toolchain, QEMU): a small Fashion-MNIST TREC net and its
   dense twin deployed for qemu_m7 with ``--mlperf-id ic01``, UART0 on a pseudo-terminal, and the
-  runner's own main.py run through ``python -m trec_tflm.target.mlperf run`` (which only replaces its port
+  runner's own main.py run through ``python -m trec_tflm.bench.mlperf_runner run`` (which only replaces its port
   discovery) on a runner-format dataset written by ``trec-tflm mlperf-dataset``:
   - accuracy mode: the runner's "Top 1%" equals ``trec-tflm eval --limit N`` on the same images,
     and its per-image argmax equals the host TFLM's, for both models;
@@ -34,10 +34,11 @@ import pytest
 import yaml
 from helpers.tflm_models import trained_trec_pair
 
+from trec_tflm.bench import mlperf_runner
 from trec_tflm.target import mlperf
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER = mlperf.find_runner()
+RUNNER = mlperf_runner.find_runner()
 RUNNER_DEPS = ("serial", "yaml", "numpy", "sklearn", "matplotlib", "usb")
 MISSING_DEPS = [m for m in RUNNER_DEPS if importlib.util.find_spec(m) is None]
 QEMU_SCRIPT = ROOT / "boards" / "mlperf" / "tests_performance_qemu.yaml"
@@ -45,8 +46,8 @@ N_IMAGES = 20          # the first 20 Fashion-MNIST test images hold all 10 clas
 
 NEEDS_RUNNER = [
     pytest.mark.tflm, pytest.mark.qemu,
-    pytest.mark.skipif(RUNNER is None, reason=f"the MLPerf Tiny runner was not found: set {mlperf.RUNNER_ENV} "
-                       f"or put mlcommons/tiny at {mlperf.RUNNER_SIBLING} beside the repository"),
+    pytest.mark.skipif(RUNNER is None, reason=f"the MLPerf Tiny runner was not found: set {mlperf_runner.RUNNER_ENV} "
+                       f"or put mlcommons/tiny at {mlperf_runner.RUNNER_SIBLING} beside the repository"),
     pytest.mark.skipif(bool(MISSING_DEPS), reason=f"the runner's Python packages {MISSING_DEPS} are missing: "
                        "pip install -e .[dev]"),
 ]
@@ -89,10 +90,10 @@ def test_find_runner_env_and_refusal(tmp_path, monkeypatch):
     fake.mkdir(parents=True)
     (fake / "main.py").write_text("")
     (fake / "device_manager.py").write_text("")
-    monkeypatch.setenv(mlperf.RUNNER_ENV, str(tmp_path / "tiny"))
-    assert mlperf.find_runner() == fake.resolve()
+    monkeypatch.setenv(mlperf_runner.RUNNER_ENV, str(tmp_path / "tiny"))
+    assert mlperf_runner.find_runner() == fake.resolve()
     with pytest.raises(mlperf.MlperfError, match="not the MLPerf Tiny runner"):
-        mlperf.find_runner(tmp_path)
+        mlperf_runner.find_runner(tmp_path)
 
 
 def test_qemu_script_is_a_valid_runner_script():
@@ -158,8 +159,8 @@ def run_runner(elf: Path, dataset_root: Path, mode: str, workdir: Path, *extra: 
 
     workdir.mkdir(parents=True, exist_ok=True)
     with qemu.start_qemu_pty(elf, "qemu_m7") as q:
-        cmd = [sys.executable, "-m", "trec_tflm.target.mlperf", "run", "--port", q.path, "--runner", str(RUNNER), "--",
-               "--dataset_path", str(dataset_root), "--mode", mode, *extra]
+        cmd = [sys.executable, "-m", "trec_tflm.bench.mlperf_runner", "run", "--port", q.path, "--runner", str(RUNNER),
+               "--", "--dataset_path", str(dataset_root), "--mode", mode, *extra]
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         t0 = time.monotonic()
         proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from trec_tflm.target import qemu
+from trec_tflm.target import qemu, toolchain
 
 pytestmark = pytest.mark.qemu
 
@@ -31,7 +31,7 @@ def build(fw_dir, board, *defines):
     key = (board, defines)
     if key not in _built:
         name = "-".join([board] + [re.sub(r"\W", "_", d) for d in defines]) or board
-        _built[key] = qemu.build_firmware(board, HELLO_SRCS, defines=list(defines),
+        _built[key] = toolchain.build_firmware(board, HELLO_SRCS, defines=list(defines),
                                           build_dir=fw_dir / name, app="hello")
     return _built[key]
 
@@ -239,7 +239,7 @@ def test_stack_overflow_is_detected(fw_dir):
 
 def test_flash_limit_follows_the_real_board(fw_dir):
     # 1.5 MB of constants: more than NUCLEO_F746ZG's 1 MB flash, less than DISCO_F469NI's 2 MB
-    with pytest.raises(qemu.FirmwareBuildError) as ei:
+    with pytest.raises(toolchain.FirmwareBuildError) as ei:
         build(fw_dir, "qemu_m7", "HELLO_BIG_FLASH=1500000")
     assert "FLASH" in str(ei.value) and "overflowed" in str(ei.value)
     elf = build(fw_dir, "qemu_m4", "HELLO_BIG_FLASH=1500000")
@@ -248,7 +248,7 @@ def test_flash_limit_follows_the_real_board(fw_dir):
 
 def test_ram_limit_includes_the_stack(fw_dir):
     # 320000 B of .bss fits 320 KB alone but not with the 16 KB stack
-    with pytest.raises(qemu.FirmwareBuildError) as ei:
+    with pytest.raises(toolchain.FirmwareBuildError) as ei:
         build(fw_dir, "qemu_m7", "HELLO_BIG_RAM=320000")
     assert "RAM overflow" in str(ei.value)
 
@@ -258,7 +258,7 @@ def test_ccm_region_on_qemu_m4(fw_dir):
     res = qemu.run_elf(elf, "qemu_m4", timeout=30)
     assert "big_ccm at 0x203" in res.stdout  # the separate 64 KB CCM window, not RAM
     assert int(re.search(r"heap free: (\d+)", res.stdout).group(1)) > 300_000
-    with pytest.raises(qemu.FirmwareBuildError) as ei:
+    with pytest.raises(toolchain.FirmwareBuildError) as ei:
         build(fw_dir, "qemu_m4", "HELLO_BIG_CCM=70000")
     assert "CCMRAM" in str(ei.value)
 
@@ -277,27 +277,28 @@ def test_qemu_command_line():
 
 def test_bad_build_arguments(fw_dir):
     with pytest.raises(ValueError):
-        qemu.build_firmware("qemu_m7", HELLO_SRCS, defines=['MSG="a b"'], build_dir=fw_dir / "bad")
+        toolchain.build_firmware("qemu_m7", HELLO_SRCS, defines=['MSG="a b"'], build_dir=fw_dir / "bad")
     with pytest.raises(FileNotFoundError):
-        qemu.build_firmware("qemu_m7", [HELLO_DIR / "nope.c"], build_dir=fw_dir / "bad")
+        toolchain.build_firmware("qemu_m7", [HELLO_DIR / "nope.c"], build_dir=fw_dir / "bad")
     with pytest.raises(ValueError):
-        qemu.build_firmware("no_such_board", HELLO_SRCS, build_dir=fw_dir / "bad")
+        toolchain.build_firmware("no_such_board", HELLO_SRCS, build_dir=fw_dir / "bad")
 
 
 def test_skip_reason_names_debian_packages(monkeypatch):
-    caches = [qemu._toolchain_problem, qemu._qemu_problem, qemu.toolchain_available, qemu.qemu_available]
+    caches = [toolchain._toolchain_problem, toolchain._qemu_problem, toolchain.toolchain_available,
+              toolchain.qemu_available]
     for f in caches:
         f.cache_clear()
-    monkeypatch.setattr(qemu, "_which", lambda tool: None)
+    monkeypatch.setattr(toolchain, "_which", lambda tool: None)
     try:
-        reason = qemu.skip_reason()
-        assert not qemu.qemu_available() and not qemu.toolchain_available()
+        reason = toolchain.skip_reason()
+        assert not toolchain.qemu_available() and not toolchain.toolchain_available()
         for pkg in ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm"):
             assert pkg in reason
-        with pytest.raises(qemu.ToolMissing):
+        with pytest.raises(toolchain.ToolMissing):
             qemu.run_elf("/nonexistent.elf", "qemu_m7")
     finally:
         monkeypatch.undo()
         for f in caches:
             f.cache_clear()
-    assert qemu.skip_reason() is None
+    assert toolchain.skip_reason() is None

@@ -20,7 +20,7 @@ import pytest
 from helpers.tflm_models import convert_int8, quantize, small_fashion_model, to_trec
 
 from trec_tflm.host import interpreter as runtime
-from trec_tflm.target import firmware, qemu
+from trec_tflm.target import firmware, qemu, sources
 
 N_PROTOCOL = 12
 N_SELFTEST = 6
@@ -28,7 +28,7 @@ N_SELFTEST = 6
 
 # ------------------------------------------------------------------------------------- helpers --
 def test_c_array_is_aligned_and_complete():
-    text = firmware.c_array(bytes(range(40)), "g_x")
+    text = sources.c_array(bytes(range(40)), "g_x")
     assert text.startswith("alignas(16) const unsigned char g_x[] = {")
     values = [int(v, 16) for v in text.split("{", 1)[1].split("}")[0].replace(",", " ").split()]
     assert values == list(range(40))

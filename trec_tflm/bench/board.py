@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from trec_tflm.spec import quant
+from trec_tflm.target import boards
+from trec_tflm.target.boards import QEMU_BOARDS, REAL_BOARDS  # noqa: F401 - bench.board's names before the table
 from trec_tflm.target.serial_protocol import (
     DEFAULT_TIMEOUT,
     DeviceError,
@@ -26,9 +28,7 @@ from trec_tflm.target.serial_protocol import (
     MalformedReplyError,
 )
 
-REAL_BOARDS = ("nucleo_f746zg", "disco_f469ni")
-QEMU_BOARDS = ("qemu_m7", "qemu_m4")
-BOARDS = REAL_BOARDS + QEMU_BOARDS
+BOARDS = tuple(boards.BOARDS)
 
 
 @dataclass

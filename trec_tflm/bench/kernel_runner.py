@@ -20,9 +20,11 @@ import numpy as np
 from trec_tflm import paths
 from trec_tflm.host.kernels import kernels
 from trec_tflm.spec import golden
-from trec_tflm.target import qemu
+from trec_tflm.target import qemu, toolchain
+from trec_tflm.target.boards import QEMU_BOARD_OF_CORE
 
-BOARD_OF_CORE = {"m7": "qemu_m7", "m4": "qemu_m4"}
+#: The QEMU board each core's kernels run on.
+BOARD_OF_CORE = QEMU_BOARD_OF_CORE
 
 
 @dataclass
@@ -188,7 +190,7 @@ def build_and_run(core: str, cases: list[KernelCase], workdir: Path, *, profile:
         includes.append(root / "Include")
         defines.append("TREC_BENCH_CMSIS_NN=1")
     tag = f"{board}{'-prof' if profile else ''}{'-cmsis' if cmsis_nn_root else ''}"
-    elf = qemu.build_firmware(board, srcs, include_dirs=includes, defines=defines,
+    elf = toolchain.build_firmware(board, srcs, include_dirs=includes, defines=defines,
                               build_dir=Path(workdir) / f"fw-{tag}", opt=opt, app="kernel_bench",
                               printf_float=False)
     res = qemu.run_elf(elf, board, timeout=timeout)

@@ -13,12 +13,14 @@
   ``make run`` runs it in QEMU; ``make SELFTEST=1`` builds the self-test variant;
 * ``project.json`` - what was generated (board, core, operators, arena, trees).
 
+The files' text is trec_tflm.target.sources; the resolver's methods come from trec_tflm.target.resolver.
+
 :func:`build` builds it and returns the ELF. The app speaks the EEMBC / MLPerf Tiny protocol
 (``trec-tflm bench``) and reports per-operator ticks with ``ops%``; see docs/TFLM.md.
 
 Typical use (what ``trec-tflm deploy`` calls)::
 
-    from trec_tflm import firmware
+    from trec_tflm.target import firmware
     info = firmware.generate_project(Path("model.tflite").read_bytes(), "nucleo_f746zg", "fw/")
     elf = firmware.build("fw/")                     # fw/build/nucleo_f746zg/trec_app.elf
     firmware.image_sizes(elf)                       # flash / RAM use
@@ -45,21 +47,28 @@ import numpy as np
 
 from trec_tflm import paths, progress
 from trec_tflm.host import interpreter as runtime
-from trec_tflm.spec.op import TREC_CUSTOM_CODE
-
-APP_NAME = "trec_app"
-
-#: The QEMU board with the same core (and so the same TFLM build and arena use) as each board.
-QEMU_TWIN = {"qemu_m7": "qemu_m7", "qemu_m4": "qemu_m4", "nucleo_f746zg": "qemu_m7", "disco_f469ni": "qemu_m4"}
+from trec_tflm.host.isolate import run_isolated
+from trec_tflm.spec import model as tm
+from trec_tflm.spec.validate import ModelValidationError, validate_model
+from trec_tflm.target import boards as board_table
+from trec_tflm.target import mlperf, qemu, toolchain
+from trec_tflm.target.boards import QEMU_TWIN
+from trec_tflm.target.errors import FirmwareError
+from trec_tflm.target.resolver import model_operators, resolver_calls
+from trec_tflm.target.sources import (
+    PROJECT_FILE,
+    config_h,
+    makefile,
+    model_cc,
+    ops_cc,
+    sanitize_name,
+    selftest_cc,
+)
 
 #: Arena size the measurement build uses (the app then reports what it really needs).
 PROBE_ARENA = 256 * 1024
 
 PathLike = Union[str, os.PathLike]
-
-
-class FirmwareError(RuntimeError):
-    """A project could not be generated or built."""
 
 
 @dataclasses.dataclass
@@ -91,210 +100,33 @@ class ProjectInfo:
 
 
 # ------------------------------------------------------------------------------------------------
-# boards and operators
+# boards
 # ------------------------------------------------------------------------------------------------
 def boards() -> list[str]:
-    return sorted(p.parent.name for p in paths.boards_dir().glob("*/board.mk"))
+    return sorted(n for n in board_table.BOARDS if (paths.boards_dir() / n / "board.mk").is_file())
 
 
 def board_core(board: str) -> str:
-    """tflm.mk core target (m4, m7, ...) of a board, from its board.mk's -mcpu."""
-    mk = paths.boards_dir() / board / "board.mk"
-    if not mk.is_file():
-        raise FirmwareError(f"unknown board {board!r}; boards: {', '.join(boards())}")
-    m = re.search(r"-mcpu=cortex-(m0plus|m3|m4|m7|m33|m55)\b", mk.read_text())
-    if not m:
-        raise FirmwareError(f"{mk} has no -mcpu=cortex-m... in BOARD_CPU_FLAGS")
-    return m.group(1)
-
-
-def resolver_methods(tflm_root: Optional[PathLike] = None) -> tuple[dict, dict]:
-    """(builtin name -> AddXxx method, custom code -> AddXxx method) of TFLM's
-    MicroMutableOpResolver, read from the TFLM tree's header."""
-    root = runtime.check_tflm_tree(None if tflm_root is None else Path(tflm_root))
-    text = (root / "tensorflow/lite/micro/micro_mutable_op_resolver.h").read_text()
-    builtin, custom = {}, {}
-    for name, body in re.findall(r"TfLiteStatus\s+(Add\w+)\s*\([^{]*\)\s*\{(.*?)\n  \}", text, re.S):
-        b = re.search(r"AddBuiltin\(\s*BuiltinOperator_(\w+)", body)
-        c = re.search(r'AddCustom\(\s*"([^"]+)"', body)
-        if b and name not in ("AddBuiltin", "AddCustom"):
-            builtin.setdefault(b.group(1), name)
-        elif c:
-            custom.setdefault(c.group(1), name)
-    custom[TREC_CUSTOM_CODE] = "tflite::AddTrecConv2D"
-    return builtin, custom
-
-
-def resolver_calls(model: bytes, tflm_root: Optional[PathLike] = None) -> tuple[list, list]:
-    """(distinct operators in order of first use, the C++ statements that register them)."""
-    builtin, custom = resolver_methods(tflm_root)
-    custom_codes = runtime._is_custom(model)
-    kinds: list = []
-    for op in runtime.model_operators(model):
-        if op not in kinds:
-            kinds.append(op)
-    calls = []
-    for op in kinds:
-        if op == TREC_CUSTOM_CODE:
-            calls.append("tflite::AddTrecConv2D(resolver)")
-        elif op in custom_codes:
-            if op not in custom:
-                raise FirmwareError(f"the model uses custom operator {op!r}, which TFLM's resolver does not know")
-            calls.append(f"resolver.{custom[op]}()")
-        elif op in builtin:
-            calls.append(f"resolver.{builtin[op]}()")
-        else:
-            raise FirmwareError(f"the model uses operator {op}, for which TFLM has no MicroMutableOpResolver "
-                                "method at this commit")
-    return kinds, calls
+    """tflm.mk core target (m4, m7, ...) of a board (trec_tflm.target.boards)."""
+    try:
+        return board_table.board(board).core
+    except board_table.UnknownBoardError as exc:
+        raise FirmwareError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------------
-# generated sources
+# what the app reports to the MLPerf Tiny runner
 # ------------------------------------------------------------------------------------------------
-_HEADER = "/* Generated by trec_tflm.target.firmware.generate_project. Do not edit: regenerate. */\n"
-
-
-def c_array(data: bytes, name: str, *, align: int = 16, ctype: str = "unsigned char",
-            section: Optional[str] = None) -> str:
-    """``alignas(align) const <ctype> name[] = {...};`` with 16 bytes a line."""
-    attr = f' __attribute__((section("{section}")))' if section else ""
-    lines = [f"alignas({align}) const {ctype} {name}[]{attr} = {{"]
-    for i in range(0, len(data), 16):
-        lines.append("    " + ", ".join(f"0x{b:02x}" for b in data[i:i + 16]) + ",")
-    lines.append("};")
-    return "\n".join(lines) + "\n"
-
-
-def _sanitize_name(name: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:48]
-    return s or "model"
-
-
-def _config_h(model_name: str, arena: int, op_count: int, selftest_count: int, input_bytes: int, *,
-              mlperf_id: Optional[str] = None, input_uint8: bool = False, output_softmax: bool = False) -> str:
-    return (_HEADER + "#ifndef TREC_APP_CONFIG_H_\n#define TREC_APP_CONFIG_H_\n\n"
-            f'#define TREC_APP_MODEL_NAME "{model_name}"\n'
-            f"#define TREC_APP_ARENA_SIZE {arena}u\n"
-            f"#define TREC_APP_OP_COUNT {op_count}\n"
-            f"#define TREC_APP_SELFTEST_COUNT {selftest_count}\n"
-            f"#define TREC_APP_INPUT_BYTES {input_bytes}u\n"
-            "/* m-model of profile% (\"\": the model name), db bytes = int8 value + 128, m-results = softmax */\n"
-            f'#define TREC_APP_MLPERF_ID "{mlperf_id or ""}"\n'
-            f"#define TREC_APP_INPUT_UINT8 {int(bool(input_uint8))}\n"
-            f"#define TREC_APP_OUTPUT_SOFTMAX {int(bool(output_softmax))}\n\n#endif\n")
-
-
 def mlperf_settings(model: bytes, mlperf_id: Optional[str], input_format: Optional[str]) -> dict:
     """What the app reports to the MLPerf Tiny runner (trec_tflm.target.mlperf): the checked model ID,
     the input byte convention (default uint8 with an ID, int8 without) and whether m-results
     is the softmax of the outputs (models ending in logits)."""
-    from trec_tflm.target import mlperf
-
     if mlperf_id is not None:
         mlperf.check_mlperf_id(mlperf_id, model)
     fmt = input_format or ("uint8" if mlperf_id else "int8")
     if fmt not in mlperf.INPUT_FORMATS:
         raise mlperf.MlperfError(f"input format {fmt!r}: choose one of {', '.join(mlperf.INPUT_FORMATS)}")
     return dict(mlperf_id=mlperf_id, input_format=fmt, output_softmax=mlperf.output_is_logits(model))
-
-
-def _ops_cc(kinds: Sequence[str], calls: Sequence[str]) -> str:
-    body = "".join(f"  TF_LITE_ENSURE_STATUS({c});  // {k}\n" for k, c in zip(kinds, calls))
-    return (_HEADER + '#include <new>\n\n#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n'
-            '#include "trec_app.h"\n#include "trec_app_config.h"\n#include "trec_conv.h"\n\n'
-            "TfLiteStatus TrecAppRegisterOps(tflite::MicroMutableOpResolver<TREC_APP_OP_COUNT>& resolver) {\n"
-            + body + "  return kTfLiteOk;\n}\n\n"
-            "// The resolver, built on first use (not at static initialisation).\n"
-            "tflite::MicroOpResolver* TrecAppResolver() {\n"
-            "  using Resolver = tflite::MicroMutableOpResolver<TREC_APP_OP_COUNT>;\n"
-            "  alignas(Resolver) static unsigned char mem[sizeof(Resolver)];\n"
-            "  static Resolver* resolver = nullptr;\n"
-            "  if (resolver == nullptr) {\n"
-            "    resolver = new (mem) Resolver();\n"
-            "    if (TrecAppRegisterOps(*resolver) != kTfLiteOk) return nullptr;\n"
-            "  }\n"
-            "  return resolver;\n}\n")
-
-
-def _model_cc(model: bytes) -> str:
-    return (_HEADER + '#include "trec_app.h"\n\n' + c_array(model, "g_trec_app_model")
-            + f"const unsigned int g_trec_app_model_len = {len(model)}u;\n")
-
-
-def _selftest_cc(inputs: np.ndarray) -> str:
-    data = np.ascontiguousarray(inputs, dtype=np.int8).tobytes()
-    return (_HEADER + '#include <stdint.h>\n\nextern "C" const int8_t g_trec_app_selftest_inputs[];\n'
-            + c_array(data, "g_trec_app_selftest_inputs", align=16, ctype="int8_t").replace("0x", "(int8_t)0x"))
-
-
-def _makefile(info: dict) -> str:
-    q = {k: str(v) for k, v in info.items()}
-    return f"""# Generated by trec_tflm.target.firmware.generate_project: {q['model_name']} for {q['board']}.
-#   make                build the TFLM libraries (once) and the app -> build/$(BOARD)/{APP_NAME}.elf
-#   make run            run the app in QEMU (QEMU boards; type name% ... or use trec-tflm bench)
-#   make SELFTEST=1     the self-test variant (runs the built-in inputs, prints, exits)
-#   make size           flash / RAM use
-# Boards with the same core ({q['core']}) can be chosen with BOARD=...; regenerate for another core.
-TREC_ROOT        := {q['trec_root']}
-PROJECT_DIR      := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
-BOARD            ?= {q['board']}
-TFLM_CORE        := {q['core']}
-# The trees and the TFLM build this project was generated with (regenerate to change them).
-TFLM_ROOT        := {q['tflm_root']}
-FLATBUFFERS_ROOT := {q['flatbuffers_root']}
-CMSIS_NN_ROOT    := {q['cmsis_nn_root']}
-TFLM_BUILD_ROOT  := {q['build_root']}
-TFLM_BUILD_DIR   := {q['tflm_build_dir']}
-TFLM_LIB_FILES   := $(TFLM_BUILD_DIR)/libtrec_app.a $(TFLM_BUILD_DIR)/libtflm_kernels.a $(TFLM_BUILD_DIR)/libtflm_core.a
-TFLM_MK_ARGS     := -f $(TREC_ROOT)/tflm_ops/tflm.mk TARGET=$(TFLM_CORE) TFLM_ROOT=$(TFLM_ROOT) \\
-                    FLATBUFFERS_ROOT=$(FLATBUFFERS_ROOT) BUILD_ROOT=$(TFLM_BUILD_ROOT) \\
-                    CMSIS_NN_ROOT=$(CMSIS_NN_ROOT)
-
-APP          := {APP_NAME}
-SELFTEST     ?= 0
-# The model-independent app is built once per core by tflm_ops/tflm.mk into libtrec_app.a:
-#   boards/app/main.cc boards/app/trec_app_profiler.cc tflm_ops/tflm/trec_conv.cc tflm_ops/src/*.c
-# The project compiles the per-model part only.
-APP_SRCS     := $(TREC_ROOT)/boards/app/trec_app_project.cc $(TREC_ROOT)/boards/common/eembc/ee_protocol.c \\
-                $(PROJECT_DIR)/trec_app_model.cc $(PROJECT_DIR)/trec_app_ops.cc \\
-                $(wildcard $(PROJECT_DIR)/trec_app_selftest.cc)
-INCLUDE_DIRS := $(PROJECT_DIR) $(TREC_ROOT)/boards/app $(TREC_ROOT)/boards/common/eembc \\
-                {q['app_includes']}
-APP_FLAGS    := {q['app_flags']}
-EXTRA_CFLAGS   += $(APP_FLAGS)
-EXTRA_CXXFLAGS += $(APP_FLAGS) -Wno-unused-parameter
-DEFINES      += EE_DB_CAPACITY={q['db_capacity']}u {q['extra_defines']}
-# A scratch budget changes the kernel glue: compile it here (it then takes precedence over the library's).
-APP_SRCS     += $(if $(filter TREC_SCRATCH_BUDGET=%,$(DEFINES)),$(TREC_ROOT)/tflm_ops/tflm/trec_conv.cc)
-LIBS         += -Wl,--start-group $(TFLM_LIB_FILES) -Wl,--end-group
-STACK_SIZE   ?= {q['stack_size']}
-OPT          ?= {q['opt']}
-ifeq ($(SELFTEST),1)
-DEFINES      += TREC_APP_SELFTEST
-BUILD_DIR    ?= $(PROJECT_DIR)/build/$(BOARD)-selftest
-else
-BUILD_DIR    ?= $(PROJECT_DIR)/build/$(BOARD)
-endif
-
-include $(TREC_ROOT)/boards/firmware.mk
-
-ifeq ($(filter -mcpu=cortex-$(TFLM_CORE),$(BOARD_CPU_FLAGS)),)
-$(error BOARD=$(BOARD) is not a Cortex-$(TFLM_CORE) board: this project's TFLM libraries are for \
-$(TFLM_CORE); regenerate it for $(BOARD))
-endif
-
-# The TFLM libraries first (a no-op once built), then the app.
-.DEFAULT_GOAL := firmware
-.PHONY: firmware tflm-libs
-firmware: tflm-libs
-\t+@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) all
-tflm-libs:
-\t+@$(MAKE) --no-print-directory $(TFLM_MK_ARGS) lib
-$(TFLM_LIB_FILES):
-\t+@$(MAKE) --no-print-directory $(TFLM_MK_ARGS) lib
-$(ELF): $(TFLM_LIB_FILES)
-"""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -314,15 +146,16 @@ def _tree_settings(core: str, cmsis_nn: bool) -> dict:
                 app_includes=incs, cmsis_nn=bool(cmsis))
 
 
-def _input_bytes(model: bytes) -> int:
-    schema = runtime._schema()
-    m = schema.Model.GetRootAsModel(model, 0)
-    sg = m.Subgraphs(0)
-    t = sg.Tensors(sg.Inputs(0))
-    n = int(np.prod([t.Shape(i) for i in range(t.ShapeLength())])) if t.ShapeLength() else 1
-    size = {schema.TensorType.INT8: 1, schema.TensorType.UINT8: 1, schema.TensorType.INT16: 2,
-            schema.TensorType.FLOAT32: 4, schema.TensorType.INT32: 4}.get(t.Type(), 1)
-    return n * size
+def input_bytes(model: bytes) -> int:
+    """Bytes of the model's (first) input: the app's input buffer (``db`` capacity)."""
+    m = tm.load_model(model)
+    sg = m.subgraphs[0]
+    t = sg.tensors[int(sg.inputs[0])]
+    n = int(np.prod(t.shape)) if t.shape is not None and len(t.shape) else 1
+    return n * _ITEM_BYTES.get(tm.tensor_type_name(t.type), 1)
+
+
+_ITEM_BYTES = {"int8": 1, "uint8": 1, "int16": 2, "float32": 4, "int32": 4}
 
 
 def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: PathLike, *,
@@ -347,8 +180,6 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
     model = bytes(model_bytes)
     if len(model) < 8 or model[4:8] != b"TFL3":
         raise FirmwareError("not a .tflite flatbuffer (no TFL3 identifier)")
-    from trec_tflm.spec.validate import ModelValidationError, validate_model
-
     try:
         validate_model(model)  # what the board's TFLM will read without checking
     except ModelValidationError as exc:
@@ -357,10 +188,10 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     kinds, calls = resolver_calls(model)
-    operators = runtime.model_operators(model)
+    operators = model_operators(model)[0]
     settings = _tree_settings(core, cmsis_nn)
-    input_bytes = _input_bytes(model)
-    model_name = _sanitize_name(name or "model_" + hashlib.sha256(model).hexdigest()[:8])
+    n_input = input_bytes(model)
+    model_name = sanitize_name(name or "model_" + hashlib.sha256(model).hexdigest()[:8])
     ml = mlperf_settings(model, mlperf_id, input_format)
 
     selftest_count = 0
@@ -368,11 +199,11 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
         x = np.asarray(selftest_inputs)
         if x.dtype != np.int8:
             raise FirmwareError(f"selftest_inputs must be int8, got {x.dtype}")
-        if x.size % input_bytes:
+        if x.size % n_input:
             raise FirmwareError(f"selftest_inputs ({x.size} values) are not a whole number of "
-                                f"{input_bytes}-byte inputs")
-        selftest_count = x.size // input_bytes
-        (out / "trec_app_selftest.cc").write_text(_selftest_cc(x.reshape(selftest_count, input_bytes)))
+                                f"{n_input}-byte inputs")
+        selftest_count = x.size // n_input
+        (out / "trec_app_selftest.cc").write_text(selftest_cc(x.reshape(selftest_count, n_input)))
     else:
         (out / "trec_app_selftest.cc").unlink(missing_ok=True)
 
@@ -380,13 +211,13 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
     if scratch_budget is not None:
         defines.append(f"TREC_SCRATCH_BUDGET={int(scratch_budget)}")
     mk = dict(model_name=model_name, board=board, core=core, trec_root=paths.source_root(), stack_size=stack_size,
-              opt=opt, db_capacity=input_bytes, extra_defines=" ".join(defines), **settings)
-    (out / "trec_app_model.cc").write_text(_model_cc(model))
-    (out / "trec_app_ops.cc").write_text(_ops_cc(kinds, calls))
-    (out / "Makefile").write_text(_makefile(mk))
+              opt=opt, db_capacity=n_input, extra_defines=" ".join(defines), **settings)
+    (out / "trec_app_model.cc").write_text(model_cc(model))
+    (out / "trec_app_ops.cc").write_text(ops_cc(kinds, calls))
+    (out / "Makefile").write_text(makefile(mk))
 
     def write_config(arena: int):
-        (out / "trec_app_config.h").write_text(_config_h(model_name, arena, len(kinds), selftest_count, input_bytes,
+        (out / "trec_app_config.h").write_text(config_h(model_name, arena, len(kinds), selftest_count, n_input,
                                                          input_uint8=ml["input_format"] == "uint8",
                                                          mlperf_id=ml["mlperf_id"],
                                                          output_softmax=ml["output_softmax"]))
@@ -395,9 +226,9 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
         info = ProjectInfo(out_dir=out, board=board, core=core, model_name=model_name, model_bytes=len(model),
                            model_sha256=hashlib.sha256(model).hexdigest(), operators=operators, op_kinds=kinds,
                            resolver_calls=calls, arena_size=arena, arena_used=used, arena_source=source,
-                           input_bytes=input_bytes, selftest_count=selftest_count,
+                           input_bytes=n_input, selftest_count=selftest_count,
                            cmsis_nn=settings["cmsis_nn"], tflm_build_dir=settings["tflm_build_dir"], **ml)
-        (out / "project.json").write_text(json.dumps(info.to_dict(), indent=1) + "\n")
+        (out / PROJECT_FILE).write_text(json.dumps(info.to_dict(), indent=1) + "\n")
         return info
 
     used: Optional[int] = None
@@ -405,17 +236,13 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
         arena, source = int(arena_size), "given"
     else:
         twin = QEMU_TWIN.get(board)
-        from trec_tflm.target import qemu
-
-        if measure_arena and twin is not None and qemu.skip_reason() is None:
+        if measure_arena and twin is not None and toolchain.skip_reason() is None:
             write_config(PROBE_ARENA)
             make_info(PROBE_ARENA, None, "probe")
             used = measure_arena_use(out, twin, timeout=timeout)
             source = twin
             margin = arena_margin if arena_margin is not None else max(1024, used // 50)
         else:
-            from trec_tflm.host.isolate import run_isolated
-
             used = run_isolated(host_arena_need, model, what="measuring the arena in the host TFLM runtime",
                                 timeout=timeout)
             source = "host-estimate"
@@ -427,9 +254,9 @@ def generate_project(model_bytes: Union[bytes, PathLike], board: str, out_dir: P
 
 
 def load_project(out_dir: PathLike) -> dict:
-    p = Path(out_dir) / "project.json"
+    p = Path(out_dir) / PROJECT_FILE
     if not p.is_file():
-        raise FirmwareError(f"{out_dir} is not a generated firmware project (no project.json)")
+        raise FirmwareError(f"{out_dir} is not a generated firmware project (no {PROJECT_FILE})")
     return json.loads(p.read_text())
 
 
@@ -437,9 +264,7 @@ def build(out_dir: PathLike, board: Optional[str] = None, *, selftest: bool = Fa
           jobs: Optional[int] = None, timeout: float = 3600.0, extra_make_args: Sequence[str] = ()) -> Path:
     """Build a generated project (TFLM libraries first, once); returns the ELF's path.
     ``board`` defaults to the project's; another board needs the same core."""
-    from trec_tflm.target import qemu
-
-    reason = qemu.skip_reason(need_qemu=False, need_toolchain=True)
+    reason = toolchain.skip_reason(need_qemu=False, need_toolchain=True)
     if reason:
         raise FirmwareError(reason)
     out = Path(out_dir).resolve()
@@ -542,11 +367,9 @@ def run_selftest(out_dir: PathLike, board: Optional[str] = None, *, timeout: flo
                  build_timeout: float = 3600.0) -> SelftestResult:
     """Build the self-test variant for a QEMU board (default: the project board's QEMU twin), run
     it, and parse what it printed."""
-    from trec_tflm.target import qemu
-
     proj = load_project(out_dir)
     board = board or QEMU_TWIN.get(proj["board"], proj["board"])
-    if board not in qemu.QEMU_BOARDS:
+    if board not in board_table.QEMU_BOARDS:
         raise FirmwareError(f"{board} is not a QEMU board")
     elf = build(out_dir, board, selftest=True, timeout=build_timeout)
     res = qemu.run_elf(elf, board, timeout=timeout)
@@ -583,8 +406,6 @@ def host_arena_need(model: bytes) -> int:
 def measure_arena_use(out_dir: PathLike, qemu_board: str, *, timeout: float = 3600.0) -> int:
     """Arena bytes the app uses on ``qemu_board``: builds the app, boots it in QEMU, reads the boot
     line and sends ``exit%``."""
-    from trec_tflm.target import qemu
-
     elf = build(out_dir, qemu_board, timeout=timeout)
     res = qemu.run_elf(elf, qemu_board, timeout=120.0, stdin_bytes=b"exit%")
     info = parse_boot_line(res.stdout)

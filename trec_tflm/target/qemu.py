@@ -1,4 +1,4 @@
-"""Build firmware for the emulated boards and run it in QEMU.
+"""Run firmware in QEMU: to the end (:func:`run_elf`), or with UART0 on a TCP port or a pseudo-terminal.
 
 The boards (see docs/BOARDS.md):
 
@@ -7,10 +7,10 @@ The boards (see docs/BOARDS.md):
 
 Typical use::
 
-    from trec_tflm import qemu
+    from trec_tflm.target import qemu, toolchain
     ops = paths.tflm_ops_dir()
-    elf = qemu.build_firmware("qemu_m7", ["app/main.c", *sorted((ops / "src").glob("*.c"))],
-                              include_dirs=[ops / "include", ops / "src"], defines=["N=3"])
+    elf = toolchain.build_firmware("qemu_m7", ["app/main.c", *sorted((ops / "src").glob("*.c"))],
+                                   include_dirs=[ops / "include", ops / "src"], defines=["N=3"])
     res = qemu.run_elf(elf, "qemu_m7")          # deterministic: -icount shift=0
     print(res.exit_code, res.stdout)
 
@@ -20,32 +20,42 @@ Typical use::
 
 With ``icount=True`` (the default) QEMU executes one instruction per nanosecond of virtual
 time, so ``board_ticks()`` in the firmware counts executed instructions and the same ELF
-gives the same counts on every run.
+gives the same counts on every run. Whether the tools are installed, and building firmware, is
+trec_tflm.target.toolchain (its names stay importable from here).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import fcntl
-import hashlib
 import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from functools import cache
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from trec_tflm import paths, progress
-
-#: Debian packages that provide everything this module needs.
-DEBIAN_PACKAGES = ("gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "qemu-system-arm")
-QEMU_BINARY = "qemu-system-arm"
-CROSS_COMPILE = "arm-none-eabi-"
+from trec_tflm.target import boards
+from trec_tflm.target.boards import Board as QemuBoard  # noqa: F401 - the old name of a board entry
+from trec_tflm.target.toolchain import (  # noqa: F401 - re-exported: their home before toolchain.py
+    CROSS_COMPILE,
+    DEBIAN_PACKAGES,
+    QEMU_BINARY,
+    FirmwareBuildError,
+    QemuError,
+    ToolMissing,
+    as_text,
+    build_firmware,
+    qemu_available,
+    require,
+    skip_reason,
+    toolchain_available,
+)
 
 #: Printed by the firmware's fault handler / stack check (boards/common/board_extra.h).
 FAULT_MARKER = "*** HARD FAULT"
@@ -58,43 +68,8 @@ ICOUNT_ARGS = ("-icount", "shift=0,align=off,sleep=off")
 
 PathLike = Union[str, os.PathLike]
 
-
-@dataclasses.dataclass(frozen=True)
-class QemuBoard:
-    name: str
-    machine: str  # qemu-system-arm -M ...
-    cpu: str
-    real_board: str  # the board whose limits the linker script enforces
-    flash_bytes: int
-    ram_bytes: int
-    ccm_bytes: int  # 0: no separate CCM region
-    tick_resolution: int  # board_tick_resolution(): instructions
-
-
-QEMU_BOARDS: Mapping[str, QemuBoard] = {
-    "qemu_m7": QemuBoard("qemu_m7", "mps2-an500", "cortex-m7", "NUCLEO_F746ZG", 1024 * 1024, 320 * 1024, 0, 1),
-    "qemu_m4": QemuBoard("qemu_m4", "mps2-an386", "cortex-m4", "DISCO_F469NI", 2048 * 1024, 320 * 1024, 64 * 1024, 1),
-}
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class QemuError(RuntimeError):
-    """Base class of this module's errors."""
-
-
-class ToolMissing(QemuError):
-    """The ARM toolchain, newlib-nano or qemu-system-arm is not installed."""
-
-
-class FirmwareBuildError(QemuError):
-    """make failed; ``output`` holds what the compiler/linker said."""
-
-    def __init__(self, message: str, output: str = "", command: Sequence[str] = ()):
-        super().__init__(message)
-        self.output = output
-        self.command = list(command)
+#: The QEMU boards (entries of trec_tflm.target.boards.BOARDS).
+QEMU_BOARDS: Mapping[str, QemuBoard] = {n: boards.BOARDS[n] for n in boards.QEMU_BOARDS}
 
 
 class QemuTimeout(QemuError):
@@ -118,225 +93,8 @@ class QemuHardFault(QemuError):
         self.exit_code = exit_code
 
 
-# --------------------------------------------------------------------------- availability
-
-
-def _which(tool: str) -> Optional[str]:
-    return shutil.which(tool)
-
-
-@cache
-def toolchain_available() -> bool:
-    """arm-none-eabi-gcc/g++ with newlib-nano for hard-float Cortex-M, and make."""
-    return _toolchain_problem() is None
-
-
-@cache
-def _toolchain_problem() -> Optional[str]:
-    for tool in (CROSS_COMPILE + "gcc", CROSS_COMPILE + "g++", "make"):
-        if not _which(tool):
-            return f"{tool} not found"
-    try:
-        out = subprocess.run(
-            [CROSS_COMPILE + "gcc", "-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-mthumb",
-             "-print-file-name=libc_nano.a"],
-            capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as e:  # pragma: no cover - broken install
-        return f"{CROSS_COMPILE}gcc does not run: {e}"
-    if not os.path.isabs(out):
-        return "newlib-nano (libc_nano.a) for arm-none-eabi not found"
-    return None
-
-
-@cache
-def qemu_available() -> bool:
-    """qemu-system-arm that knows the mps2-an500 and mps2-an386 machines."""
-    return _qemu_problem() is None
-
-
-@cache
-def _qemu_problem() -> Optional[str]:
-    if not _which(QEMU_BINARY):
-        return f"{QEMU_BINARY} not found"
-    try:
-        machines = subprocess.run([QEMU_BINARY, "-M", "help"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as e:  # pragma: no cover
-        return f"{QEMU_BINARY} does not run: {e}"
-    missing = [b.machine for b in QEMU_BOARDS.values() if b.machine not in machines]
-    if missing:
-        return f"{QEMU_BINARY} lacks machine(s) {', '.join(missing)}"
-    return None
-
-
-def skip_reason(need_qemu: bool = True, need_toolchain: bool = True) -> Optional[str]:
-    """None when everything needed is installed, else why not and what to install
-    (for ``pytest.skip``)."""
-    problems = []
-    if need_toolchain and _toolchain_problem():
-        problems.append(_toolchain_problem())
-    if need_qemu and _qemu_problem():
-        problems.append(_qemu_problem())
-    if not problems:
-        return None
-    return ("; ".join(problems) + ": install the Debian packages " + " ".join(DEBIAN_PACKAGES)
-            + " (apt-get install " + " ".join(DEBIAN_PACKAGES) + ", or `make system-deps`)")
-
-
-def _require(need_qemu: bool, need_toolchain: bool) -> None:
-    reason = skip_reason(need_qemu=need_qemu, need_toolchain=need_toolchain)
-    if reason:
-        raise ToolMissing(reason)
-
-
 def _board(board: str) -> QemuBoard:
-    try:
-        return QEMU_BOARDS[board]
-    except KeyError:
-        raise ValueError(f"unknown QEMU board {board!r}; QEMU boards: {', '.join(QEMU_BOARDS)}") from None
-
-
-# --------------------------------------------------------------------------- build
-
-_MAKE_UNSAFE = re.compile(r"[\s:=#$%;\"'\\]")
-
-
-def _make_path(p: PathLike, what: str) -> str:
-    s = str(Path(p).resolve())
-    if _MAKE_UNSAFE.search(s):
-        raise ValueError(f"{what} {s!r}: make cannot handle paths with spaces or any of : = # $ % ; quotes")
-    return s
-
-
-def _define_list(defines: Union[Iterable[str], Mapping[str, object], None]) -> list:
-    if not defines:
-        return []
-    if isinstance(defines, Mapping):
-        items = [k if v is None else f"{k}={v}" for k, v in defines.items()]
-    else:
-        items = [str(d) for d in defines]
-    for d in items:
-        # the value reaches a shell through make: allow only characters that need no quoting
-        if not re.match(r"^[A-Za-z_]\w*(=[\w.+\-/,:@%]*)?$", d):
-            raise ValueError(f"define {d!r}: use NAME or NAME=VALUE with letters, digits and _ . + - / , : @ %"
-                             " only (pass anything else, shell-quoted, through extra_cflags)")
-    return items
-
-
-def build_firmware(board: str,
-                   app_srcs: Iterable[PathLike],
-                   include_dirs: Iterable[PathLike] = (),
-                   defines: Union[Iterable[str], Mapping[str, object]] = (),
-                   build_dir: Optional[PathLike] = None,
-                   opt: str = "-O3",
-                   *,
-                   app: Optional[str] = None,
-                   extra_cflags: Sequence[str] = (),
-                   extra_cxxflags: Sequence[str] = (),
-                   extra_ldflags: Sequence[str] = (),
-                   libs: Sequence[str] = (),
-                   stack_size: Optional[int] = None,
-                   heap_min_size: Optional[int] = None,
-                   printf_float: bool = True,
-                   jobs: Optional[int] = None,
-                   timeout: float = 900.0) -> Path:
-    """Build an ELF for ``board`` with ``boards/firmware.mk`` and return its path.
-
-    ``app_srcs``: C (.c, C11), C++ (.cc/.cpp, C++17) and assembly (.S) files, anywhere.
-    ``defines``: ``["N=3", "USE_DSP"]`` or ``{"N": 3, "USE_DSP": None}``.
-    ``build_dir``: output directory; default ``fw/<board>/<app>-<hash of the configuration>``
-    under :func:`trec_tflm.paths.build_dir` (the checkout's build/, else the user cache), so
-    different configurations never share one. The make output is kept in ``build_dir/build.log``.
-    Rebuilds incrementally; a change of flags rebuilds everything.
-    Raises FirmwareBuildError (with the compiler's output) when make fails, e.g. when the
-    image does not fit the board ("region `FLASH' overflowed").
-    """
-    _require(need_qemu=False, need_toolchain=True)
-    if board not in _boards_with_board_mk():
-        raise ValueError(f"unknown board {board!r}; boards: {', '.join(sorted(_boards_with_board_mk()))}")
-    srcs = [_make_path(s, "source") for s in app_srcs]
-    if not srcs:
-        raise ValueError("app_srcs is empty")
-    for s in srcs:
-        if not os.path.isfile(s):
-            raise FileNotFoundError(f"firmware source not found: {s}")
-    incs = [_make_path(i, "include dir") for i in include_dirs]
-    defs = _define_list(defines)
-    if app is None:
-        app = Path(srcs[0]).parent.name if Path(srcs[0]).stem == "main" else Path(srcs[0]).stem
-    if not re.match(r"^[A-Za-z0-9_.+-]+$", app):
-        raise ValueError(f"app name {app!r}: use letters, digits, _ . + -")
-
-    variables = {
-        "BOARD": board,
-        "APP": app,
-        "APP_SRCS": " ".join(srcs),
-        "INCLUDE_DIRS": " ".join(incs),
-        "DEFINES": " ".join(defs),
-        "OPT": opt,
-        "EXTRA_CFLAGS": " ".join(extra_cflags),
-        "EXTRA_CXXFLAGS": " ".join(extra_cxxflags),
-        "EXTRA_LDFLAGS": " ".join(extra_ldflags),
-        "LIBS": " ".join(libs),
-        "PRINTF_FLOAT": "1" if printf_float else "0",
-    }
-    if stack_size is not None:
-        variables["STACK_SIZE"] = str(int(stack_size))
-    if heap_min_size is not None:
-        variables["HEAP_MIN_SIZE"] = str(int(heap_min_size))
-    if build_dir is None:
-        digest = hashlib.sha1(repr(sorted(variables.items())).encode()).hexdigest()[:10]
-        build_dir = paths.build_dir("fw", board, f"{app}-{digest}")
-    bdir = _make_path(build_dir, "build_dir")
-    variables["BUILD_DIR"] = bdir
-    os.makedirs(bdir, exist_ok=True)
-
-    cmd = ["make", "--no-print-directory", "-f", str(paths.boards_dir() / "firmware.mk"),
-           f"-j{jobs or os.cpu_count() or 1}"]
-    cmd += [f"{k}={v}" for k, v in variables.items()]
-    log = Path(bdir) / "build.log"
-    # One build at a time per directory (parallel pytest workers may share a default dir).
-    with open(os.path.join(bdir, ".build.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            run = progress.run_build(cmd, step=f"building firmware {app} for {board}", log=log, cwd=bdir,
-                                     timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise FirmwareBuildError(f"firmware build for {board} timed out after {timeout}s (log: {log})",
-                                     output=_text(e.output), command=cmd) from None
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    elf = Path(bdir) / f"{app}.elf"
-    if not run.ok or not elf.is_file():
-        raise FirmwareBuildError(_build_failure_message(board, app, run.output) + f"\n(full build log: {log})",
-                                 output=run.output, command=cmd)
-    return elf
-
-
-def _build_failure_message(board: str, app: str, output: str) -> str:
-    hints = []
-    m = re.search(r"region `(\w+)' overflowed by (\d+) bytes", output)
-    if m:
-        b = QEMU_BOARDS.get(board)
-        limit = ""
-        if b:
-            limit = {"FLASH": f" ({b.flash_bytes // 1024} KB on {b.real_board})",
-                     "RAM": f" ({b.ram_bytes // 1024} KB on {b.real_board})",
-                     "CCMRAM": f" ({b.ccm_bytes // 1024} KB on {b.real_board})"}.get(m.group(1), "")
-        hints.append(f"the image does not fit: region {m.group(1)}{limit} overflowed by {m.group(2)} bytes")
-    if "RAM overflow" in output:
-        hints.append("RAM overflow: .data + .bss + heap minimum + stack do not fit")
-    errors = [ln for ln in output.splitlines() if "error" in ln.lower()][:15]
-    msg = f"firmware build of {app!r} for {board} failed"
-    if hints:
-        msg += ": " + "; ".join(hints)
-    if errors:
-        msg += "\n" + "\n".join(errors)
-    return msg
-
-
-@cache
-def _boards_with_board_mk() -> frozenset:
-    return frozenset(p.parent.name for p in paths.boards_dir().glob("*/board.mk"))
+    return boards.qemu_board(board)
 
 
 # --------------------------------------------------------------------------- run
@@ -376,21 +134,13 @@ def qemu_command(elf: PathLike, board: str, *, icount: bool = True, serial: str 
     return cmd
 
 
-def _text(b: Union[bytes, str, None]) -> str:
-    if b is None:
-        return ""
-    if isinstance(b, bytes):
-        return b.decode("utf-8", errors="replace")
-    return b
-
-
 def _clean_stderr(s: str) -> str:
     return "\n".join(ln for ln in s.splitlines() if "has no peer" not in ln)
 
 
 def _symbolize(elf: Path, addr: int) -> str:
     tool = CROSS_COMPILE + "addr2line"
-    if not _which(tool):
+    if not shutil.which(tool):
         return ""
     try:
         out = subprocess.run([tool, "-f", "-C", "-e", str(elf), hex(addr & ~1)], capture_output=True,
@@ -434,7 +184,7 @@ def run_elf(elf: PathLike, board: str, timeout: float = 60.0, icount: bool = Tru
     and QemuHardFault when the firmware reported a fault or a stack overflow (unless
     ``check_fault`` is false). A non-zero exit code is not an error: see ``.exit_code``.
     """
-    _require(need_qemu=True, need_toolchain=False)
+    require(need_qemu=True, need_toolchain=False)
     elf = Path(elf).resolve()
     if not elf.is_file():
         raise FileNotFoundError(f"ELF not found: {elf}")
@@ -443,7 +193,7 @@ def run_elf(elf: PathLike, board: str, timeout: float = 60.0, icount: bool = Tru
         proc = subprocess.run(cmd, input=stdin_bytes if stdin_bytes is not None else b"",
                               capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        out = _text(e.stdout)
+        out = as_text(e.stdout)
         try:
             _check_fault(elf, board, out, None)
         except QemuHardFault as fault:
@@ -455,11 +205,11 @@ def run_elf(elf: PathLike, board: str, timeout: float = 60.0, icount: bool = Tru
             "board_getc() for input that never comes, and that it is not stuck after a fault in the "
             "fault handler (CPU lockup). Last output:\n" + tail,
             elf=elf, timeout=timeout, stdout=out) from None
-    stdout = _text(proc.stdout)
+    stdout = as_text(proc.stdout)
     if check_fault:
         _check_fault(elf, board, stdout, proc.returncode)
     return QemuResult(exit_code=proc.returncode, stdout=stdout, stdout_bytes=proc.stdout,
-                      stderr=_clean_stderr(_text(proc.stderr)), elf=elf, board=board, command=cmd,
+                      stderr=_clean_stderr(as_text(proc.stderr)), elf=elf, board=board, command=cmd,
                       icount=icount)
 
 
@@ -497,13 +247,13 @@ class _Collector(threading.Thread):
 
     def text(self) -> str:
         with self.cond:
-            return _text(b"".join(self.chunks))
+            return as_text(b"".join(self.chunks))
 
     def wait_for(self, needle: str, deadline: float, alive) -> bool:
         with self.cond:
-            while needle not in _text(b"".join(self.chunks)):
+            while needle not in as_text(b"".join(self.chunks)):
                 if not alive() or time.monotonic() >= deadline:
-                    return needle in _text(b"".join(self.chunks))
+                    return needle in as_text(b"".join(self.chunks))
                 self.cond.wait(timeout=0.05)
             return True
 
@@ -596,7 +346,7 @@ def start_qemu_serial(elf: PathLike, board: str, port: Optional[int] = None, *, 
     port when None). Returns once QEMU listens; the firmware starts when a client connects.
     The process ends when the firmware exits (``wait()`` gives its exit code) or on ``stop()``.
     """
-    _require(need_qemu=True, need_toolchain=False)
+    require(need_qemu=True, need_toolchain=False)
     elf = Path(elf).resolve()
     if not elf.is_file():
         raise FileNotFoundError(f"ELF not found: {elf}")
@@ -624,7 +374,7 @@ def start_qemu_serial(elf: PathLike, board: str, port: Optional[int] = None, *, 
 
 class QemuPtyProcess(QemuSerialProcess):
     """A running QEMU whose UART0 is a pseudo-terminal (``path``, e.g. /dev/pts/5), for serial
-    tools that open a device path rather than a URL (the MLPerf Tiny runner: trec_tflm.target.mlperf).
+    tools that open a device path rather than a URL (the MLPerf Tiny runner: trec_tflm.bench.mlperf_runner).
 
     The firmware starts at once; QEMU drops what it prints while no program has the terminal
     open (the boot banner), and reads commands once one does."""
@@ -649,7 +399,7 @@ def start_qemu_pty(elf: PathLike, board: str, *, icount: bool = True, extra_args
                    startup_timeout: float = 30.0) -> QemuPtyProcess:
     """Start QEMU with ``elf`` on ``board`` and UART0 on a new pseudo-terminal; returns once QEMU
     has said which (``.path``). ``stop()`` ends it."""
-    _require(need_qemu=True, need_toolchain=False)
+    require(need_qemu=True, need_toolchain=False)
     elf = Path(elf).resolve()
     if not elf.is_file():
         raise FileNotFoundError(f"ELF not found: {elf}")
@@ -677,9 +427,6 @@ def start_qemu_pty(elf: PathLike, board: str, *, icount: bool = True, extra_args
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m trec_tflm.target.qemu BOARD ELF [--no-icount] [--timeout S] [--port P]``:
     run an ELF, print its console output, exit with its exit code (or serve UART0 on a port)."""
-    import argparse
-    import sys
-
     ap = argparse.ArgumentParser(prog="python -m trec_tflm.target.qemu", description=main.__doc__)
     ap.add_argument("board", choices=sorted(QEMU_BOARDS))
     ap.add_argument("elf")
@@ -688,7 +435,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--port", type=int, help="serve UART0 on this TCP port and wait for the firmware to exit")
     ap.add_argument("--pty", action="store_true", help="UART0 on a pseudo-terminal (printed), for tools that "
                     "open a device path, e.g. the MLPerf Tiny runner "
-                    "(python -m trec_tflm.target.mlperf run --port PTY)")
+                    "(python -m trec_tflm.bench.mlperf_runner run --port PTY)")
     args = ap.parse_args(argv)
     if args.pty or args.port is not None:
         if args.pty:
