@@ -20,6 +20,7 @@ from trec_tflm.bench.compare import compare_on_qemu
 from trec_tflm.data import load_fashion_mnist
 from trec_tflm.host.evaluate import evaluate, keras_accuracy
 from trec_tflm.target import qemu
+from trec_tflm.target.boards import DEFAULT_EMULATED_BOARD
 from trec_tflm.tflite.convert import convert_file
 from trec_tflm.training.train import TrainConfig, train
 
@@ -124,6 +125,6 @@ def qemu_stage(tflites: dict, ds, args) -> None:
         print(f"skipped: {reason}")
         return
     n = min(args.qemu_images, len(ds.x_test))
-    result = compare_on_qemu(tflites["TREC"].read_bytes(), tflites["dense"].read_bytes(), "qemu_m7",
+    result = compare_on_qemu(tflites["TREC"].read_bytes(), tflites["dense"].read_bytes(), DEFAULT_EMULATED_BOARD,
                              ds.x_test[:n], ds.y_test[:n], log=lambda line: print(line, flush=True))
     print(result.summary())

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from trec_tflm import data
 from trec_tflm.bench import compare
-from trec_tflm.bench.board import BOARDS, QEMU_BOARDS, quantize_inputs, run_bench
+from trec_tflm.bench.board import quantize_inputs, run_bench
 from trec_tflm.target import deploy, qemu
+from trec_tflm.target.boards import BOARDS, DEFAULT_EMULATED_BOARD, QEMU_BOARDS
 from trec_tflm.target.serial_protocol import DEFAULT_TIMEOUT, EEMBCClient, ProtocolError
 
 
@@ -156,7 +157,7 @@ def bench_command(args: argparse.Namespace) -> int:
 def compare_command(args: argparse.Namespace) -> int:
     """``trec-tflm bench --board qemu_m7 --model TREC.tflite --compare DENSE.tflite`` (from bench)."""
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    board = args.board or "qemu_m7"
+    board = args.board or DEFAULT_EMULATED_BOARD
     try:
         if board not in deploy.QEMU_BOARDS:
             raise deploy.DeployError(f"--compare runs on the QEMU boards ({', '.join(deploy.QEMU_BOARDS)}), "

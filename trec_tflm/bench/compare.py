@@ -36,6 +36,7 @@ from trec_tflm.bench import board as bench_board
 from trec_tflm.host import evaluate
 from trec_tflm.target import deploy as dp
 from trec_tflm.target import qemu
+from trec_tflm.target.boards import DEFAULT_EMULATED_BOARD
 from trec_tflm.target.serial_protocol import EEMBCClient
 
 PathLike = Union[str, os.PathLike]
@@ -245,7 +246,7 @@ def run_model_on_qemu(model: bytes, board: str, images: np.ndarray, labels: Opti
     return run
 
 
-def compare_on_qemu(trec_tflite_bytes: bytes, dense_tflite_bytes: bytes, board: str = "qemu_m7",
+def compare_on_qemu(trec_tflite_bytes: bytes, dense_tflite_bytes: bytes, board: str = DEFAULT_EMULATED_BOARD,
                     images: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None, *,
                     limit: Optional[int] = None, dataset: str = "fashion_mnist", host: bool = True,
                     names: Sequence[str] = ("trec", "dense"), work_dir: Optional[PathLike] = None,

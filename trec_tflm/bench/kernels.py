@@ -45,9 +45,10 @@ from trec_tflm.bench import kernel_runner as kernel_bench
 from trec_tflm.host import evaluate
 from trec_tflm.spec import model as tm
 from trec_tflm.target import deploy, qemu
+from trec_tflm.tflite.convert import convert
 from trec_tflm.training.train import TrainConfig, train
 
-# training.models (the zoo's builders) is imported where a model is trained: it loads TensorFlow,
+# training.models and training.saving are imported where a model is trained or loaded: they load TensorFlow,
 # which `trec-tflm bench-kernels --help` and the kernel-only runs must not pay for.
 
 CACHE = paths.cache_dir() / "bench_models"
@@ -132,11 +133,11 @@ def trained_model(model: str, models_dir: Path | None, log=print) -> Path:
 def converted(model_path: Path, cache: dict, log=print) -> bytes:
     key = str(model_path)
     if key not in cache:
-        from trec_tflm.tflite.convert import convert, load_keras_model
+        from trec_tflm.training import saving  # loads Keras
 
         ds = data.load_dataset(TRAIN_DATASET)
         log(f"converting {model_path} to int8 (calibration: 200 {TRAIN_DATASET} training images)")
-        cache[key] = convert(load_keras_model(model_path), ds.x_train[:200])
+        cache[key] = convert(saving.load_keras_model(model_path), ds.x_train[:200])
     return cache[key]
 
 

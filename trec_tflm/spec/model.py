@@ -377,7 +377,7 @@ def _conv_params(m, op, subgraph: int, where: str, activation: str, n_inputs: tu
     return {"filter": w, "bias": b, "kwargs": kwargs, "input_index": int(ins[0]), "output_index": int(outs[0])}
 
 
-def trec_op_params(m, op, subgraph: int = 0, where: str = "TREC_CONV_2D") -> dict:
+def trec_op_params(m, op, subgraph: int = 0, where: str = TREC_CUSTOM_CODE) -> dict:
     """Tensors and keyword arguments of ``golden.trec_conv2d_s8`` for one TREC_CONV_2D operator:
     ``{"filter", "bias", "hash", "kwargs", "options", "input_index", "output_index"}``."""
     opts = decode_trec_options(custom_options_bytes(op), where)

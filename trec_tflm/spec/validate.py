@@ -344,7 +344,7 @@ def _check_conv_common(m, op, g: int, where: str, *, trec: bool, padding: str, s
     return in_shape, w_shape, out_shape
 
 
-def check_trec_op(m, op, g: int = 0, where: str = "TREC_CONV_2D") -> dict:
+def check_trec_op(m, op, g: int = 0, where: str = tm.TREC_CUSTOM_CODE) -> dict:
     """Every rule docs/OP_SPEC.md states for one TREC_CONV_2D; returns its decoded options."""
     opts = tm.decode_trec_options(tm.custom_options_bytes(op), where)
     ins = _ints(op.inputs)

@@ -61,6 +61,8 @@ REAL_BOARDS = tuple(n for n, b in BOARDS.items() if not b.is_qemu)
 QEMU_BOARDS = tuple(n for n, b in BOARDS.items() if b.is_qemu)
 #: The QEMU board with the same core as each board.
 QEMU_TWIN = {n: b.qemu_twin for n, b in BOARDS.items()}
+#: The board commands emulate when none is given: Cortex-M7, the core of the NUCLEO-F746ZG.
+DEFAULT_EMULATED_BOARD = "qemu_m7"
 #: The QEMU board of each core (the kernel benchmarks run per core).
 QEMU_BOARD_OF_CORE = {BOARDS[n].core: n for n in QEMU_BOARDS}
 
