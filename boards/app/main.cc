@@ -22,7 +22,9 @@
 #include "board.h"
 #include "ee_app.h"
 #include "ee_protocol.h"
+#include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/micro/micro_interpreter_graph.h"
 #include "tensorflow/lite/micro/micro_log.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -36,10 +38,23 @@ namespace {
 // (TrecAppResolver) come from the project (trec_app.h). Objects with constructors are built in
 // trec_app_setup() (placement new), not at static initialisation, so their order and failures
 // are under our control.
-alignas(tflite::MicroInterpreter) uint8_t g_interpreter_mem[sizeof(tflite::MicroInterpreter)];
+// The interpreter with its graph reachable (TFLM keeps it private; the interpreter's context
+// holds it): the profiler reads the node each event timed.
+class AppInterpreter : public tflite::MicroInterpreter {
+ public:
+  using tflite::MicroInterpreter::MicroInterpreter;
+  tflite::MicroInterpreterGraph& graph() {
+    // MicroInterpreter's context is a MicroInterpreterContext, whose graph is its
+    // MicroInterpreterGraph
+    return static_cast<tflite::MicroInterpreterGraph&>(
+        tflite::GetMicroContext(&context())->graph());
+  }
+};
+
+alignas(AppInterpreter) uint8_t g_interpreter_mem[sizeof(AppInterpreter)];
 alignas(TrecAppProfiler) uint8_t g_profiler_mem[sizeof(TrecAppProfiler)];
 
-tflite::MicroInterpreter* g_interpreter = nullptr;
+AppInterpreter* g_interpreter = nullptr;
 TrecAppProfiler* g_profiler = nullptr;
 TfLiteTensor* g_input = nullptr;
 TfLiteTensor* g_output = nullptr;
@@ -120,9 +135,8 @@ extern "C" int trec_app_setup(void) {
     return 3;
   }
   g_profiler = new (g_profiler_mem) TrecAppProfiler();
-  g_interpreter = new (g_interpreter_mem)
-      tflite::MicroInterpreter(model, *resolver, g_trec_app_arena, g_trec_app_arena_size,
-                                                  nullptr, g_profiler);
+  g_interpreter = new (g_interpreter_mem) AppInterpreter(
+      model, *resolver, g_trec_app_arena, g_trec_app_arena_size, nullptr, g_profiler);
   if (g_interpreter->AllocateTensors() != kTfLiteOk) {
     snprintf(line, sizeof line,
              "trec-tflm app: error: AllocateTensors failed (arena %u bytes; see the TFLM message above)",
@@ -130,6 +144,7 @@ extern "C" int trec_app_setup(void) {
     put_line(line);
     return 4;
   }
+  g_profiler->set_graph(&g_interpreter->graph());
   g_input = g_interpreter->input(0);
   g_output = g_interpreter->output(0);
   if (g_input == nullptr || g_output == nullptr || g_input->type != kTfLiteInt8 ||

@@ -27,7 +27,6 @@ uint32_t TrecAppProfiler::BeginEvent(const char* tag) {
   const size_t i = count_++;
   tags_[i] = tag;
   is_trec_[i] = false;
-  trec_evals_ = tflite::TrecConv2DEvalCount();
   start_[i] = board_ticks();
   return static_cast<uint32_t>(i);
 }
@@ -36,9 +35,21 @@ void TrecAppProfiler::EndEvent(uint32_t event_handle) {
   const uint64_t now = board_ticks();
   if (event_handle >= count_) return;
   end_[event_handle] = now;
-  if (tflite::TrecConv2DEvalCount() != trec_evals_) {
+  if (graph_ == nullptr) return;
+  // TFLM ends an operator's event before it moves on: the graph's current operator is the one
+  // this event timed.
+  const int subgraph = graph_->GetCurrentSubgraphIndex();
+  const int op = graph_->GetCurrentOperatorIndex();
+  const tflite::SubgraphAllocations* allocations = graph_->GetAllocations();
+  if (allocations == nullptr || subgraph < 0 || subgraph >= graph_->NumSubgraphs() || op < 0) {
+    return;
+  }
+  const tflite::NodeAndRegistration& nr = allocations[subgraph].node_and_registrations[op];
+  if (nr.registration == nullptr) return;
+  const trec_reuse_stats* stats = tflite::TrecConv2DReuseStats(*nr.registration, nr.node);
+  if (stats != nullptr) {
     is_trec_[event_handle] = true;
-    reuse_[event_handle] = *tflite::TrecConv2DLastStats();
+    reuse_[event_handle] = *stats;
   }
 }
 

@@ -4,7 +4,10 @@
  * TFLM calls BeginEvent(op name) / EndEvent() around every operator's Eval. The profiler keeps the
  * ticks of the last inference (Reset() before each one), minus the cost of one empty Begin/End pair
  * measured at construction, so an entry is the operator's own ticks (instructions on QEMU, cycles
- * on the STM32 boards). For TREC_CONV_2D it also keeps the reuse statistics of that evaluation.
+ * on the STM32 boards). For TREC_CONV_2D it also keeps the reuse statistics of that evaluation,
+ * which it asks the node the event timed (tflite::TrecConv2DReuseStats; the statistics live in the
+ * node's OpData): set_graph() gives it the interpreter's graph, whose current operator during
+ * EndEvent is the one just timed.
  */
 #ifndef TREC_APP_PROFILER_H_
 #define TREC_APP_PROFILER_H_
@@ -12,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tensorflow/lite/micro/micro_interpreter_graph.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "trec/trec_nnfunctions.h"
 
@@ -25,6 +29,8 @@ class TrecAppProfiler : public tflite::MicroProfilerInterface {
   uint32_t BeginEvent(const char* tag) override;
   void EndEvent(uint32_t event_handle) override;
 
+  // The graph whose operators the events time; without it no reuse statistics are kept.
+  void set_graph(tflite::MicroInterpreterGraph* graph) { graph_ = graph; }
   void Reset() { count_ = 0; }
   size_t count() const { return count_; }
   const char* name(size_t i) const { return i < count_ ? tags_[i] : nullptr; }
@@ -41,7 +47,7 @@ class TrecAppProfiler : public tflite::MicroProfilerInterface {
   bool is_trec_[TREC_APP_MAX_EVENTS];
   size_t count_ = 0;
   uint64_t overhead_ = 0;
-  uint32_t trec_evals_ = 0;
+  tflite::MicroInterpreterGraph* graph_ = nullptr;
 };
 
 #endif  // TREC_APP_PROFILER_H_

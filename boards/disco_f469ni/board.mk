@@ -5,7 +5,7 @@
 BOARD_CPU_FLAGS := -mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard -mthumb
 BOARD_LDSCRIPT  := $(BOARDS_DIR)/disco_f469ni/disco_f469ni.ld
 BOARD_SRCS      := $(BOARDS_DIR)/common/startup.c $(BOARDS_DIR)/common/syscalls.c \
-                   $(BOARDS_DIR)/disco_f469ni/board.c
+                   $(BOARDS_DIR)/common/stm32_common.c $(BOARDS_DIR)/disco_f469ni/board.c
 BOARD_INCLUDES  := $(BOARDS_DIR)/common $(BOARDS_DIR)/disco_f469ni
 BOARD_DEFINES   := TREC_BOARD_DISCO_F469NI=1 TREC_BOARD_STM32=1
 # The HSE crystal is measured at boot (8 MHz, or 25 MHz on revision A boards);

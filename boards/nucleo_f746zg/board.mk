@@ -5,7 +5,7 @@
 BOARD_CPU_FLAGS := -mcpu=cortex-m7 -mfpu=fpv5-sp-d16 -mfloat-abi=hard -mthumb
 BOARD_LDSCRIPT  := $(BOARDS_DIR)/nucleo_f746zg/nucleo_f746zg.ld
 BOARD_SRCS      := $(BOARDS_DIR)/common/startup.c $(BOARDS_DIR)/common/syscalls.c \
-                   $(BOARDS_DIR)/nucleo_f746zg/board.c
+                   $(BOARDS_DIR)/common/stm32_common.c $(BOARDS_DIR)/nucleo_f746zg/board.c
 BOARD_INCLUDES  := $(BOARDS_DIR)/common $(BOARDS_DIR)/nucleo_f746zg
 BOARD_DEFINES   := TREC_BOARD_NUCLEO_F746ZG=1 TREC_BOARD_STM32=1
 # Not a QEMU board; for flashing tools and tests:

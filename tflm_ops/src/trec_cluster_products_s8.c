@@ -5,31 +5,15 @@
  * channel j, members of s), OP_SPEC's Q[m][C][c]: one rounding per cluster and channel, the
  * centroid is never rounded on its own. The SIMD path's sums are raw int8; there the zero-point
  * term (offset x in-image members x filter sum) is added before the division.
- * With the DSP extension, 2 clusters x 4 channels per SMLAD block (dot_2x4) when the sums fit
+ * With the DSP extension, 2 clusters x 4 channels per SMLAD block (trec_dot_2x4) when the sums fit
  * int16; the int64 path (`wide`) takes layers whose sums could overflow int32 products.
  */
-#include "trec_convolve_internal.h"
-
-/* Filter slice as int16 in channel quads (ws_index), rows padded to even length lba. */
-void trec_filter_slice(const geom *g, const int8_t *filter, int32_t m, int32_t l0, int32_t lb, int32_t c0,
-                       int32_t blk, int16_t *ws)
-{
-    const int32_t lba = (lb + 1) & ~1, pairs = lba / 2;
-    /* valid elements of this slice: inside the block and below K (zero extension) */
-    const int32_t valid = TREC_MAX(0, TREC_MIN(lb, g->k - m * g->l - l0));
-    for (int32_t j = 0; j < blk_quads(blk); j++) {
-        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l + l0;
-        int16_t *d = ws + ws_index(pairs, j, 0); /* element l at d[(l >> 1) * 8 + (l & 1)] */
-        const int32_t n = j < blk ? valid : 0;
-        int32_t l = 0;
-        for (; l < n; l++) {
-            d[(l >> 1) * 8 + (l & 1)] = w[l];
-        }
-        for (; l < lba; l++) {
-            d[(l >> 1) * 8 + (l & 1)] = 0;
-        }
-    }
-}
+#include "trec_convolve_phases.h"
+#include "trec_geometry.h"
+#include "trec_inner_loops.h"
+#include "trec_nn_support.h"
+#include "trec_rounding.h"
+#include "trec_weight_layout.h"
 
 #if TREC_DSP
 /* t[j + i] = a_i for i < n (a partial quad), or += unless first */
@@ -50,8 +34,8 @@ TREC_INLINE void store_quad(int32_t *t, int32_t n, int first, int32_t a0, int32_
 
 /* 2 clusters (packed int16 rows r0, r1; r1 may be NULL) x channels [0, blk) of the quad-layout
  * slice ws: per word of the clusters, four weights words and 8 SMLAD (2 x 4 accumulators) */
-HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws, int32_t blk,
-                               int first, int32_t *t0, int32_t *t1)
+TREC_NOINLINE static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pairs, const int16_t *ws,
+                                         int32_t blk, int first, int32_t *t0, int32_t *t1)
 {
     const int32_t *wq = (const int32_t *)(const void *)ws;
     if (first && r1 != NULL && (blk & 3) == 0) {
@@ -59,9 +43,9 @@ HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pai
         for (int32_t j = 0; j < blk; j += 4, wq += (size_t)pairs * 4) {
             int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
             if (pairs == 8) { /* L = 15, 16 (3-channel first layers: L1, L4): unrolled whole */
-                dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, 8, a, b);
+                trec_dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, 8, a, b);
             } else {
-                dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
+                trec_dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
             }
             trec_store2(t0 + j, a[0], a[1]);
             trec_store2(t0 + j + 2, a[2], a[3]);
@@ -75,7 +59,7 @@ HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pai
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         if (r1 != NULL) {
             int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
-            dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
+            trec_dot_2x4((const int16_t *)(const void *)r0, (const int16_t *)(const void *)r1, wq, pairs, a, b);
             a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
             store_quad(t1 + j, n, first, b[0], b[1], b[2], b[3]);
         } else {
@@ -98,8 +82,8 @@ HOT static void products_quads(const int32_t *r0, const int32_t *r1, int32_t pai
  * may be sums itself: never ahead of unread data since pairs <= lb) and processed with the previous
  * such cluster, 2 clusters x 2 channels at a time: 4 loads and 4 SMLAD per 8 multiply-accumulates.
  * Other clusters take the scalar loop at once. */
-HOT void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t slots, const int32_t *counts, int32_t lb,
-                                  const int16_t *ws, int32_t blk, int first, int32_t *table)
+TREC_NOINLINE void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t slots, const int32_t *counts,
+                                            int32_t lb, const int16_t *ws, int32_t blk, int first, int32_t *table)
 {
     const int32_t lba = (lb + 1) & ~1;
 #if TREC_DSP
@@ -127,8 +111,8 @@ HOT void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t sl
         if (!fits) {
             for (int32_t j = 0; j < blk; j++) {
                 int32_t acc = first ? 0 : t[j];
-                for (int32_t l = 0; l < lb; l++) {
-                    acc += sv[l] * ws[ws_index(pairs, j, l)];
+                for (int32_t e = 0; e < lb; e++) {
+                    acc += sv[e] * ws[trec_ws_index(pairs, j, e)];
                 }
                 t[j] = acc;
             }
@@ -166,7 +150,7 @@ HOT void trec_accumulate_products(int32_t *sums, int32_t *packed_buf, int32_t sl
         for (int32_t j = 0; j < blk; j++) {
             int32_t acc = first ? 0 : t[j];
             for (int32_t l = 0; l < lb; l++) {
-                acc += sv[l] * ws[ws_index(lba / 2, j, l)];
+                acc += sv[l] * ws[trec_ws_index(lba / 2, j, l)];
             }
             t[j] = acc;
         }
@@ -186,14 +170,14 @@ void trec_products_wide(const int32_t *sums, int32_t slots, const int32_t *count
         for (int32_t j = 0; j < blk; j++) {
             int64_t acc = 0;
             for (int32_t i = 0; i < l; i++) {
-                acc += (int64_t)sums[(size_t)s * l + i] * ws[ws_index(la / 2, j, i)];
+                acc += (int64_t)sums[(size_t)s * l + i] * ws[trec_ws_index(la / 2, j, i)];
             }
-            table[(size_t)s * blk + j] = div_round64(acc, counts[s]);
+            table[(size_t)s * blk + j] = trec_div_round64(acc, counts[s]);
         }
     }
 }
 
-HOT void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk)
+TREC_NOINLINE void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t blk)
 {
     for (int32_t s = 0; s < slots; s++) {
         const int32_t c = counts[s], half = c >> 1;
@@ -206,202 +190,20 @@ HOT void trec_divide_table(int32_t *table, int32_t slots, const int32_t *counts,
         for (; j + 1 < blk; j += 2) {
             int32_t t0, t1;
             trec_load2(t + j, 0, t0, t1);
-            trec_store2(t + j, div_round_half(t0, c, half), div_round_half(t1, c, half));
+            trec_store2(t + j, trec_div_round_half(t0, c, half), trec_div_round_half(t1, c, half));
         }
         if (j < blk) {
-            t[j] = div_round_half(t[j], c, half);
+            t[j] = trec_div_round_half(t[j], c, half);
         }
     }
-}
-
-/* Plan T16's early test on the first sub-matrix's table (kept in int32, never narrowed): 1 when
- * each of the first `channels` channels' entries over the clusters with members span at most
- * 2^16 - 1. Where they span more, the other tables rarely fit trec_narrow_table, and giving up here
- * costs one table instead of two (L4 at 70 KB of scratch: 3.54M -> 3.28M instructions). A few
- * channels tell: where T16 fails (the 3-channel first layers) every channel is that wide, and
- * testing all 64 cost L6 at H = 6 1.4% where T16 succeeds. lo, hi: `channels` int32 each. */
-int trec_table_spread16(const int32_t *table, int32_t slots, const int32_t *counts, int32_t stride, int32_t blk,
-                        int32_t channels, int32_t *lo, int32_t *hi)
-{
-    for (int32_t j = 0; j < channels; j++) {
-        lo[j] = INT32_MAX;
-        hi[j] = INT32_MIN;
-    }
-    for (int32_t s = 0; s < slots; s++) {
-        if (counts[(size_t)s * stride] <= 0) {
-            continue;
-        }
-        const int32_t *t = table + (size_t)s * blk;
-        for (int32_t j = 0; j < channels; j++) {
-            lo[j] = TREC_MIN(lo[j], t[j]);
-            hi[j] = TREC_MAX(hi[j], t[j]);
-        }
-    }
-    for (int32_t j = 0; j < channels; j++) {
-        if ((int64_t)hi[j] - lo[j] > 65535) { /* no clusters with members: hi < lo */
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Plan T16: table (slots x blk int32, the rows of clusters with members) becomes uint16 rows of
- * t16_row(blk) entries, in place from its start, each entry - offset[j], where offset[j] is the
- * mean of channel j's entries less 2^15 (an entry's distance from the mean is what must fit 16
- * bits, not the entry: a sub-matrix's entries share a large part). Two entries per word, the
- * lower channel in the lower half. Returns 0, with the table in an unspecified state, when an
- * entry falls outside [offset, offset + 65535]. The caller bounds the sums (slots x L x 32640 <
- * 2^31). */
-HOT int trec_narrow_table(int32_t *table, int32_t slots, const int32_t *counts, int32_t stride, int32_t blk,
-                          int32_t *offset)
-{
-    int32_t live = 0;
-    for (int32_t j = 0; j < blk; j++) {
-        offset[j] = 0;
-    }
-    for (int32_t s = 0; s < slots; s++) {
-        if (counts[(size_t)s * stride] <= 0) {
-            continue;
-        }
-        add_row(offset, table + (size_t)s * blk, blk);
-        live++;
-    }
-    if (live == 0) {
-        return 1;
-    }
-    for (int32_t j = 0; j < blk; j++) {
-        offset[j] = offset[j] / live - 32768;
-    }
-    /* (u0 | u1 | ...) >> 16 != 0 exactly when some u = entry - offset lies outside [0, 65535];
-     * a row s is read before it is written (row s's words end at byte 2 * t16_row(blk) * (s + 1),
-     * never past the start of int32 row s + 1) */
-    const int32_t row = t16_row(blk);
-    uint32_t spill = 0;
-    for (int32_t s = 0; s < slots; s++) {
-        if (counts[(size_t)s * stride] <= 0) {
-            continue;
-        }
-        const int32_t *t = table + (size_t)s * blk, *o = offset;
-        int32_t *d = table + (size_t)s * (row / 2);
-        int32_t j = 0;
-        for (; j + 3 < blk; j += 4, t += 4, o += 4, d += 2) {
-            int32_t t0, t1, t2, t3, o0, o1, o2, o3;
-            trec_load2(t, 0, t0, t1);
-            trec_load2(o, 0, o0, o1);
-            const uint32_t u0 = (uint32_t)t0 - (uint32_t)o0, u1 = (uint32_t)t1 - (uint32_t)o1;
-            trec_load2(t, 2, t2, t3);
-            trec_load2(o, 2, o2, o3);
-            const uint32_t u2 = (uint32_t)t2 - (uint32_t)o2, u3 = (uint32_t)t3 - (uint32_t)o3;
-            spill |= (u0 | u1) | (u2 | u3);
-            trec_store2(d, trec_pkhbt((int32_t)u0, (int32_t)u1), trec_pkhbt((int32_t)u2, (int32_t)u3));
-        }
-        for (; j < blk; j += 2, t += 2, o += 2, d++) {
-            const uint32_t u0 = (uint32_t)t[0] - (uint32_t)o[0];
-            const uint32_t u1 = j + 1 < blk ? (uint32_t)t[1] - (uint32_t)o[1] : 0u;
-            spill |= u0 | u1;
-            d[0] = (int32_t)((u0 & 0xFFFFu) | (u1 << 16));
-        }
-    }
-    return (spill >> 16) == 0;
 }
 
 /* ------------------------------------------------------------------------------------------------
  * SIMD path (strip path, Cin a multiple of 4): the sums come in int16 lanes in SXTB16's
- * "unordered" order ((x0,x2),(x1,x3) per group of four), so the filter slice is converted into
- * the same order; the zero point is applied here, from the in-image members per strip pixel and
- * the filter's sum over that pixel's channels.
+ * "unordered" order ((x0,x2),(x1,x3) per group of four), the filter slice in the same order
+ * (trec_filter_slice_simd); the zero point is applied here, from the in-image members per strip
+ * pixel and the filter's sum over that pixel's channels.
  * ---------------------------------------------------------------------------------------------- */
-/* filter slice in the SIMD lane order, channel quads (ws_index), and per strip pixel its sum
- * times the input offset (wsum[j][t]) */
-#if TREC_DSP
-/* One group of four input channels of a channel quad's slice: the weights w[c * k + 0..3] of the
- * four output channels c in the lane order, at d[0..8) (two STRD per lane half), their sums added
- * to a[c] (SMLAD against (1, 1)) */
-TREC_INLINE void slice_group(const int8_t *w, int32_t k, int32_t *d, int32_t a[4])
-{
-    const int32_t ones = trec_pack_s16x2(1, 1);
-    const int32_t v0 = trec_read_s8x4(w), v1 = trec_read_s8x4(w + k);
-    const int32_t e0 = trec_sxtb16(v0), e1 = trec_sxtb16(v1);
-    const int32_t o0 = trec_sxtb16_ror8(v0), o1 = trec_sxtb16_ror8(v1);
-    trec_store2(d, e0, e1);
-    trec_store2(d + 4, o0, o1);
-    a[0] = trec_smlad(o0, ones, trec_smlad(e0, ones, a[0]));
-    a[1] = trec_smlad(o1, ones, trec_smlad(e1, ones, a[1]));
-    const int32_t v2 = trec_read_s8x4(w + 2 * k), v3 = trec_read_s8x4(w + 3 * k);
-    const int32_t e2 = trec_sxtb16(v2), e3 = trec_sxtb16(v3);
-    const int32_t o2 = trec_sxtb16_ror8(v2), o3 = trec_sxtb16_ror8(v3);
-    trec_store2(d + 2, e2, e3);
-    trec_store2(d + 6, o2, o3);
-    a[2] = trec_smlad(o2, ones, trec_smlad(e2, ones, a[2]));
-    a[3] = trec_smlad(o3, ones, trec_smlad(e3, ones, a[3]));
-}
-#endif
-
-void trec_filter_slice_simd(const geom *g, const int8_t *filter, int32_t m, int32_t c0, int32_t blk, int16_t *ws,
-                            int32_t *wsum)
-{
-#if TREC_DSP
-    /* L is a multiple of 4 here: SXTB16 converts four weights at a time into the lane order
-     * ((x0, x2), (x1, x3)), and SMLAD against (1, 1) sums the converted pairs */
-    const int32_t ones = trec_pack_s16x2(1, 1), pairs = g->l / 2, groups = g->cin / 4;
-    int32_t *ws32 = (int32_t *)(void *)ws;
-    const int32_t full = blk & ~3, k = g->k;
-    if (g->j == 1 && full == blk) {
-        /* one strip pixel, whole quads: the common case of small layers, called once per
-         * sub-matrix and pass, where the general loop's set-up outweighs its work */
-        const int32_t off = g->input_offset;
-        const int8_t *w = filter + (size_t)c0 * k + (size_t)m * g->l;
-        for (int32_t j0 = 0; j0 < blk; j0 += 4, w += 4 * (size_t)k, ws32 += (size_t)pairs * 4) {
-            int32_t a[4] = {0, 0, 0, 0};
-            int32_t *d = ws32;
-            for (int32_t q = 0; q < groups; q++, d += 8) {
-                slice_group(w + 4 * q, k, d, a);
-            }
-            trec_store2(wsum + j0, a[0] * off, a[1] * off);
-            trec_store2(wsum + j0 + 2, a[2] * off, a[3] * off);
-        }
-        return;
-    }
-    /* whole quads: the four channels' words of a group are contiguous, two STRD per group word */
-    for (int32_t j0 = 0; j0 < full; j0 += 4) {
-        int32_t *d = ws32 + (size_t)(j0 >> 2) * pairs * 4;
-        const int8_t *w = filter + (size_t)(c0 + j0) * k + (size_t)m * g->l;
-        for (int32_t t = 0; t < g->j; t++) {
-            int32_t a[4] = {0, 0, 0, 0};
-            for (int32_t q = t * groups; q < (t + 1) * groups; q++) {
-                slice_group(w + 4 * q, k, d + 8 * q, a);
-            }
-            for (int32_t i = 0; i < 4; i++) {
-                wsum[(size_t)(j0 + i) * g->j + t] = a[i] * g->input_offset;
-            }
-        }
-    }
-    for (int32_t j = full; j < blk_quads(blk); j++) {
-        int32_t *d = ws32 + (size_t)(j >> 2) * pairs * 4 + (j & 3);
-        if (j >= blk) {
-            for (int32_t p = 0; p < pairs; p++) {
-                d[4 * p] = 0;
-            }
-            continue;
-        }
-        const int8_t *w = filter + (size_t)(c0 + j) * g->k + (size_t)m * g->l;
-        for (int32_t t = 0; t < g->j; t++) {
-            int32_t acc = 0;
-            for (int32_t q = t * groups; q < (t + 1) * groups; q++) {
-                const int32_t v = trec_read_s8x4(w + 4 * q);
-                const int32_t even = trec_sxtb16(v), odd = trec_sxtb16_ror8(v);
-                d[8 * q] = even;
-                d[8 * q + 4] = odd;
-                acc = trec_smlad(odd, ones, trec_smlad(even, ones, acc));
-            }
-            wsum[(size_t)j * g->j + t] = acc * g->input_offset;
-        }
-    }
-#else
-    (void)g; (void)filter; (void)m; (void)c0; (void)blk; (void)ws; (void)wsum;
-#endif
-}
-
 #if TREC_DSP
 /* a_i += u . w[i], b_i += v . w[i] for the four words w[0..3] of a quad */
 #define SMLAD_2X4(u, v, w)                                                                              \
@@ -455,8 +257,8 @@ TREC_INLINE void products_pair_body(const int32_t *xy, int32_t words, const int1
     }
 }
 
-HOT static void products_pair(const int32_t *xy, int32_t words, const int16_t *ws, int32_t blk, int32_t *t0,
-                              int32_t *t1)
+TREC_NOINLINE static void products_pair(const int32_t *xy, int32_t words, const int16_t *ws, int32_t blk, int32_t *t0,
+                                        int32_t *t1)
 {
     if (words == PAIR_UNROLLED_WORDS) {
         products_pair_body(xy, PAIR_UNROLLED_WORDS, ws, blk, t0, t1);
@@ -480,10 +282,10 @@ TREC_INLINE void finish_quad(int32_t *t, const int32_t a[4], int32_t z, int32_t 
     int32_t e0 = a[0] + z * w0, e1 = a[1] + z * w1, e2 = a[2] + z * w2, e3 = a[3] + z * w3;
     if (c > 1) {
         const int32_t half = c >> 1;
-        e0 = div_round_half(e0, c, half);
-        e1 = div_round_half(e1, c, half);
-        e2 = div_round_half(e2, c, half);
-        e3 = div_round_half(e3, c, half);
+        e0 = trec_div_round_half(e0, c, half);
+        e1 = trec_div_round_half(e1, c, half);
+        e2 = trec_div_round_half(e2, c, half);
+        e3 = trec_div_round_half(e3, c, half);
     }
     trec_store2(t, e0, e1);
     trec_store2(t + 2, e2, e3);
@@ -494,7 +296,7 @@ TREC_INLINE void finish_quad(int32_t *t, const int32_t a[4], int32_t z, int32_t 
 static void finish_part(int32_t *t, const int32_t a[4], int32_t z, int32_t c, const int32_t *wsum, int32_t n)
 {
     for (int32_t i = 0; i < n; i++) {
-        t[i] = div_round32(a[i] + z * wsum[i], c);
+        t[i] = trec_div_round32(a[i] + z * wsum[i], c);
     }
 }
 
@@ -610,9 +412,9 @@ TREC_INLINE void products_listed_body(const int32_t *list, int32_t n, const int3
 /* products_listed_body for chunks of 1-3 channels (little scratch), apart: expanded beside the
  * quad cases, they cost those 9% more instructions (GCC allocates the larger function's
  * registers worse) */
-HOT static void products_listed_few(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
-                                    const int32_t *counts, const int16_t *ws, const int32_t *wsum, int32_t blk,
-                                    int32_t *table)
+TREC_NOINLINE static void products_listed_few(const int32_t *list, int32_t n, const int32_t *sums16, int32_t words,
+                                              const int32_t *counts, const int16_t *ws, const int32_t *wsum,
+                                              int32_t blk, int32_t *table)
 {
     if (blk == 3) {
         products_listed_body(list, n, sums16, words, counts, ws, wsum, 3, 3, table);
@@ -627,9 +429,9 @@ HOT static void products_listed_few(const int32_t *list, int32_t n, const int32_
  * many. A chunk of one quad (four channels) is the common case of layers with little scratch; a
  * chunk that is not whole quads computes its last quad whole (the filter slice pads it with zero
  * channels) and keeps the channels it has. */
-HOT static int32_t products_listed(int32_t slots, const int32_t *counts, int32_t *list, const int32_t *sums16,
-                                   int32_t words, const int16_t *ws, const int32_t *wsum, int32_t blk,
-                                   int32_t *table)
+TREC_NOINLINE static int32_t products_listed(int32_t slots, const int32_t *counts, int32_t *list, const int32_t *sums16,
+                                             int32_t words, const int16_t *ws, const int32_t *wsum, int32_t blk,
+                                             int32_t *table)
 {
     int32_t n = 0;
     for (int32_t s = 0; s < slots; s++) {
@@ -655,7 +457,7 @@ HOT static int32_t products_listed(int32_t slots, const int32_t *counts, int32_t
  * interleaved copy when the plan gives `pair`, or products_quads), the n_big clusters with int32
  * sums (big[s] >= 0) one at a time; then the zero-point term and the division. Returns the
  * number of clusters with members, or -1 where the caller counts them. */
-int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, int32_t n_big, int32_t *big,
+int32_t trec_products_simd(const trec_geom *g, int32_t slots, const int32_t *counts, int32_t n_big, int32_t *big,
                            int32_t *sums16, int32_t *sums32, const int16_t *ws, const int32_t *wsum, int32_t blk,
                            int32_t *pair, int32_t *table)
 {
@@ -680,7 +482,7 @@ int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, 
             for (int32_t jj = 0; jj < blk; jj++) {
                 int32_t acc = 0;
                 for (int32_t e = 0; e < g->l; e++) {
-                    acc += sv[e] * ws[ws_index(words, jj, (e & ~3) + TREC_UNORDERED_SLOT(e & 3))];
+                    acc += sv[e] * ws[trec_ws_index(words, jj, (e & ~3) + TREC_UNORDERED_SLOT(e & 3))];
                 }
                 t[jj] = acc;
             }
@@ -729,10 +531,10 @@ int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, 
                 trec_load2(wsum + jj, 0, w0, w1);
                 t0 += c0 * w0;
                 t1 += c0 * w1;
-                trec_store2(t + jj, div_round_half(t0, c, half), div_round_half(t1, c, half));
+                trec_store2(t + jj, trec_div_round_half(t0, c, half), trec_div_round_half(t1, c, half));
             }
             if (jj < blk) {
-                t[jj] = div_round32(t[jj] + c0 * wsum[jj], c);
+                t[jj] = trec_div_round32(t[jj] + c0 * wsum[jj], c);
             }
             continue;
         }
@@ -741,7 +543,7 @@ int32_t trec_products_simd(const geom *g, int32_t slots, const int32_t *counts, 
             for (int32_t p = 0; p < g->j; p++) {
                 corr += cnt[p] * wsum[(size_t)jj * g->j + p];
             }
-            t[jj] = div_round32(t[jj] + corr, c);
+            t[jj] = trec_div_round32(t[jj] + corr, c);
         }
     }
     return -1;

@@ -7,9 +7,13 @@
  * or a column, so each sub-matrix's sums are the previous one's minus the positions it leaves and
  * plus those it gains (move_window; int16 lanes with SXTAB16 when Cin % 4 == 0).
  */
-#include "trec_convolve_internal.h"
+#include "trec_convolve_phases.h"
+#include "trec_geometry.h"
+#include "trec_ids.h"
+#include "trec_nn_support.h"
+#include "trec_scratch.h"
 
-/* Visit the strips at the positions of rect r: count each one (sign +1 or -1) in
+/* Visit the strips at the positions of trec_rect r: count each one (sign +1 or -1) in
  * counts[s * (j + 1)] (the members of its cluster s) and its in-image pixels t in
  * counts[s * (j + 1) + 1 + t]; then run the statements given last for each run of n in-image pixels
  * t0 .. t0 + n - 1 of the strip, src pointing at the first one in the input. A run is contiguous in
@@ -22,7 +26,7 @@
             const int row_in_ = iy_ >= 0 && iy_ < (g)->in_h;                                           \
             const int8_t *row_ = (input) + (size_t)iy_ * (g)->in_w * cin_;                             \
             for (int32_t x_ = (r).x0; x_ < (r).x1; x_++) {                                             \
-                const int32_t s = read_id((ids), (g)->id_size, (size_t)y_ * (g)->pw + x_);             \
+                const int32_t s = trec_read_id((ids), (g)->id_size, (size_t)y_ * (g)->pw + x_);        \
                 int32_t *cnt_ = (counts) + (size_t)s * cps_;                                           \
                 cnt_[0] += (sign);                                                                     \
                 if (!row_in_) {                                                                        \
@@ -57,8 +61,8 @@
 /* Sum elements [l0, l0 + lb) of the strips at the positions of r into sums[id][0..lb) (x - zp of
  * the in-image elements; padding is zp and adds nothing), sign +1 or -1, counting members and
  * in-image members as FOR_STRIP_RUNS does. */
-HOT static void add_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t l0, int32_t lb,
-                           int32_t sign, int32_t *sums, int32_t *counts)
+TREC_NOINLINE static void add_strips(const trec_geom *g, const int8_t *input, const uint8_t *ids, trec_rect r,
+                                     int32_t l0, int32_t lb, int32_t sign, int32_t *sums, int32_t *counts)
 {
     const int32_t off = g->input_offset;
     FOR_STRIP_RUNS(g, input, ids, r, sign, counts, {
@@ -92,14 +96,14 @@ TREC_INLINE void lanes_update(int32_t *dst, int32_t v, int32_t sign)
     }
 }
 
-HOT static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
+TREC_NOINLINE static void simd_accumulate(const int8_t *src, int32_t words4, int32_t *dst)
 {
     for (int32_t q = 0; q < words4; q++, dst += 2) {
         lanes_update(dst, trec_read_s8x4(src + 4 * q), +1);
     }
 }
 
-HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
+TREC_NOINLINE static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
 {
     for (int32_t q = 0; q < words4; q++, dst += 2) {
         lanes_update(dst, trec_read_s8x4(src + 4 * q), -1);
@@ -113,7 +117,7 @@ HOT static void simd_subtract(const int8_t *src, int32_t words4, int32_t *dst)
  * Inlined with a constant sign; the general walk costs ~70 instructions per position here, and the
  * moves between neighbouring windows are rectangles one position wide, so the loops step pointers
  * and keep no per-row tests. */
-TREC_INLINE void simd_pixels(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
+TREC_INLINE void simd_pixels(const trec_geom *g, const int8_t *input, const uint8_t *ids, trec_rect r, int32_t sign,
                              int32_t *sums16, int32_t *counts)
 {
     const int32_t words = g->l / 2, groups = g->cin / 4, cin = g->cin, width = r.x1 - r.x0;
@@ -153,22 +157,22 @@ TREC_INLINE void simd_pixels(const geom *g, const int8_t *input, const uint8_t *
     }
 }
 
-HOT static void simd_pixels_add(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t *sums16,
-                                int32_t *counts)
+TREC_NOINLINE static void simd_pixels_add(const trec_geom *g, const int8_t *input, const uint8_t *ids, trec_rect r,
+                                          int32_t *sums16, int32_t *counts)
 {
     simd_pixels(g, input, ids, r, +1, sums16, counts);
 }
 
-HOT static void simd_pixels_subtract(const geom *g, const int8_t *input, const uint8_t *ids, rect r,
-                                     int32_t *sums16, int32_t *counts)
+TREC_NOINLINE static void simd_pixels_subtract(const trec_geom *g, const int8_t *input, const uint8_t *ids, trec_rect r,
+                                               int32_t *sums16, int32_t *counts)
 {
     simd_pixels(g, input, ids, r, -1, sums16, counts);
 }
 #endif
 
 /* simd_strips for strips of several pixels or two-byte ids */
-HOT static void simd_strips_general(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
-                                    int32_t *sums16, int32_t *counts)
+TREC_NOINLINE static void simd_strips_general(const trec_geom *g, const int8_t *input, const uint8_t *ids, trec_rect r,
+                                              int32_t sign, int32_t *sums16, int32_t *counts)
 {
 #if TREC_DSP
     const int32_t words = g->l / 2;
@@ -188,7 +192,7 @@ HOT static void simd_strips_general(const geom *g, const int8_t *input, const ui
 /* add_strips on the SIMD path: whole strips into sums16, int16 lanes in SXTB16's order (mod 2^16:
  * exact once every cluster holds at most 256 members again); the dispatch is inlined into the
  * window moves, which call it twice per sub-matrix */
-TREC_INLINE void simd_strips(const geom *g, const int8_t *input, const uint8_t *ids, rect r, int32_t sign,
+TREC_INLINE void simd_strips(const trec_geom *g, const int8_t *input, const uint8_t *ids, trec_rect r, int32_t sign,
                              int32_t *sums16, int32_t *counts)
 {
 #if TREC_DSP
@@ -207,15 +211,15 @@ TREC_INLINE void simd_strips(const geom *g, const int8_t *input, const uint8_t *
 /* Stride 1: turn sub-matrix prev's sums and counts into sub-matrix m's by removing the
  * positions of prev's window outside m's and adding those of m's outside prev's (a row or a column
  * between neighbouring sub-matrices instead of a whole window); int16 lanes when simd. */
-static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, int32_t prev, int32_t m, int simd,
+static void move_window(const trec_geom *g, const int8_t *input, const uint8_t *ids, int32_t prev, int32_t m, int simd,
                         int32_t *sums, int32_t *counts)
 {
-    const rect v = window_of(g, prev), w = window_of(g, m);
+    const trec_rect v = trec_window_of(g, prev), w = trec_window_of(g, m);
     const int32_t dy = w.y0 - v.y0, dx = w.x0 - v.x0;
     if (simd && ((dy == 0 && dx != 0 && TREC_ABS(dx) < g->out_w) || (dx == 0 && dy != 0 && TREC_ABS(dy) < g->out_h))) {
-        /* the visit order's moves: one band leaves, one enters (rect_minus' general case costs
+        /* the visit order's moves: one band leaves, one enters (trec_rect_minus' general case costs
          * as much again as sums of a one-position-wide band) */
-        rect gone = v, came = w;
+        trec_rect gone = v, came = w;
         if (dx > 0) {
             gone.x1 = w.x0, came.x0 = v.x1;
         } else if (dx < 0) {
@@ -229,9 +233,9 @@ static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, 
         simd_strips(g, input, ids, came, +1, sums, counts);
         return;
     }
-    rect parts[8];
-    const int32_t n_out = rect_minus(v, w, parts);
-    const int32_t n_in = rect_minus(w, v, parts + n_out);
+    trec_rect parts[8];
+    const int32_t n_out = trec_rect_minus(v, w, parts);
+    const int32_t n_in = trec_rect_minus(w, v, parts + n_out);
     for (int32_t i = 0; i < n_out + n_in; i++) {
         const int32_t sign = i < n_out ? -1 : +1;
         if (simd) {
@@ -245,14 +249,14 @@ static void move_window(const geom *g, const int8_t *input, const uint8_t *ids, 
 /* Strip path sums of sub-matrix m, elements [l0, l0 + lb): sums[s][.] of x - zp, counts as in
  * add_strips. incremental (stride 1, whole sub-vectors): sums and counts hold sub-matrix prev's
  * when prev >= 0. */
-void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev, int32_t slots,
-                     int32_t l0, int32_t lb, int incremental, int32_t *sums, int32_t *counts)
+void trec_strip_sums(const trec_geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                     int32_t slots, int32_t l0, int32_t lb, int incremental, int32_t *sums, int32_t *counts)
 {
     const int32_t cps = g->j + 1;
     int32_t y0, x0;
-    strip_origin(g, m, &y0, &x0);
+    trec_strip_origin(g, m, &y0, &x0);
     if (g->stride_h == 1 && g->stride_w == 1) {
-        const rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
+        const trec_rect w = {y0, y0 + g->out_h, x0, x0 + g->out_w};
         if (incremental && prev >= 0) {
             move_window(g, input, ids, prev, m, 0, sums, counts);
         } else {
@@ -267,7 +271,7 @@ void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int
             const int32_t y = y0 + oy * g->stride_h;
             for (int32_t ox = 0; ox < g->out_w; ox++) {
                 const int32_t x = x0 + ox * g->stride_w;
-                const rect one = {y, y + 1, x, x + 1};
+                const trec_rect one = {y, y + 1, x, x + 1};
                 add_strips(g, input, ids, one, l0, lb, +1, sums, counts);
             }
         }
@@ -283,32 +287,32 @@ void trec_strip_sums(const geom *g, const int8_t *input, const uint8_t *ids, int
  * (sum of the filter over pixel t's channels).
  * ---------------------------------------------------------------------------------------------- */
 /* visit the window positions of sub-matrix m: f(y, x) */
-#define FOR_WINDOW(g, m, y, x, body)                                                                    \
-    do {                                                                                               \
-        int32_t y0_, x0_;                                                                              \
-        strip_origin((g), (m), &y0_, &x0_);                                                            \
-        for (int32_t oy_ = 0; oy_ < (g)->out_h; oy_++) {                                               \
-            const int32_t y = y0_ + oy_ * (g)->stride_h;                                               \
-            for (int32_t ox_ = 0; ox_ < (g)->out_w; ox_++) {                                           \
-                const int32_t x = x0_ + ox_ * (g)->stride_w;                                           \
-                body                                                                                   \
-            }                                                                                          \
-        }                                                                                              \
+#define FOR_WINDOW(g, m, y, x, body)                         \
+    do {                                                     \
+        int32_t y0_, x0_;                                    \
+        trec_strip_origin((g), (m), &y0_, &x0_);             \
+        for (int32_t oy_ = 0; oy_ < (g)->out_h; oy_++) {     \
+            const int32_t y = y0_ + oy_ * (g)->stride_h;     \
+            for (int32_t ox_ = 0; ox_ < (g)->out_w; ox_++) { \
+                const int32_t x = x0_ + ox_ * (g)->stride_w; \
+                body                                         \
+            }                                                \
+        }                                                    \
     } while (0)
 
 /* Sums of sub-matrix m: sums16[s] (L/2 words) for clusters of <= 256 members, sums32[big[s]] (L
  * int32, natural order) otherwise; counts[s*(j+1)] members, counts[s*(j+1)+1+t] in-image members.
  * Returns the number of big clusters; with none, big[] is not written. */
-int32_t trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+int32_t trec_strip_sums_simd(const trec_geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
                              int32_t slots, int32_t *counts, int32_t *big, int32_t *sums16, int32_t *sums32)
 {
     const int32_t cps = g->j + 1, words = g->l / 2, cin = g->cin;
 #if TREC_DSP
-    if (simd_incremental(g)) {
+    if (trec_simd_incremental(g)) {
         if (prev < 0) {
             memset(counts, 0, (size_t)slots * cps * 4);
             memset(sums16, 0, (size_t)slots * words * 4);
-            simd_strips(g, input, ids, window_of(g, m), +1, sums16, counts);
+            simd_strips(g, input, ids, trec_window_of(g, m), +1, sums16, counts);
         } else {
             move_window(g, input, ids, prev, m, 1, sums16, counts);
         }
@@ -318,10 +322,10 @@ int32_t trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *
     }
 #endif
     memset(counts, 0, (size_t)slots * cps * 4);
-    FOR_WINDOW(g, m, y, x, { counts[(size_t)read_id(ids, g->id_size, (size_t)y * g->pw + x) * cps]++; });
+    FOR_WINDOW(g, m, y, x, { counts[(size_t)trec_read_id(ids, g->id_size, (size_t)y * g->pw + x) * cps]++; });
     int32_t n_big = 0;
     for (int32_t s = 0; s < slots; s++) {
-        big[s] = counts[(size_t)s * cps] > SIMD_LANE_MEMBERS ? n_big++ : -1;
+        big[s] = counts[(size_t)s * cps] > TREC_SIMD_LANE_MEMBERS ? n_big++ : -1;
     }
     memset(sums16, 0, (size_t)slots * words * 4);
     if (n_big) {
@@ -331,7 +335,7 @@ int32_t trec_strip_sums_simd(const geom *g, const int8_t *input, const uint8_t *
     FOR_WINDOW(g, m, y, x, {
         const int32_t iy = y - g->pad_h;
         if (iy >= 0 && iy < g->in_h) {
-            const int32_t s = read_id(ids, g->id_size, (size_t)y * g->pw + x);
+            const int32_t s = trec_read_id(ids, g->id_size, (size_t)y * g->pw + x);
             int32_t *cnt = counts + (size_t)s * cps + 1;
             const int8_t *row = input + (size_t)iy * g->in_w * cin;
             for (int32_t t = 0; t < g->j; t++) {
@@ -369,10 +373,10 @@ typedef struct {
     int32_t ci[RUNS];           /* its first channel */
     int32_t len[RUNS], dst[RUNS];
     int32_t n, max_dy, max_dx;
-} runs;
+} trec_runs;
 
 /* the runs of elements [k, k1) (at most RUNS of them); returns where the next group starts */
-static int32_t block_runs(const geom *g, int32_t k, int32_t k1, int32_t k0, runs *r)
+static int32_t block_runs(const trec_geom *g, int32_t k, int32_t k1, int32_t k0, trec_runs *r)
 {
     const int32_t cin = g->cin;
     int32_t tap = k / cin, ci = k - tap * cin;
@@ -405,8 +409,8 @@ TREC_INLINE void add_run(int32_t *dst, const int8_t *src, int32_t len, int32_t o
 /* General path sums of sub-matrix m over elements [l0, l0 + lb) of its sub-vectors: the taps'
  * runs are found once per block, not per row, and rows whose window lies inside the image (most
  * of them) skip the bounds tests. */
-HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots, int32_t l0,
-                       int32_t lb, int32_t *sums, int32_t *counts)
+TREC_NOINLINE void trec_row_sums(const trec_geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t slots,
+                                 int32_t l0, int32_t lb, int32_t *sums, int32_t *counts)
 {
     memset(sums, 0, (size_t)slots * lb * 4);
     if (l0 == 0) {
@@ -414,7 +418,7 @@ HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, i
     }
     const int32_t k0 = m * g->l + l0, k1 = TREC_MIN(k0 + lb, g->k);
     const int32_t cin = g->cin, off = g->input_offset, in_h = g->in_h, in_w = g->in_w;
-    runs r;
+    trec_runs r;
     for (int32_t k = k0, first = 1; k < k1; first = 0) {
         k = block_runs(g, k, k1, k0, &r);
         int32_t n = 0;
@@ -423,7 +427,7 @@ HOT void trec_row_sums(const geom *g, const int8_t *input, const uint8_t *ids, i
             const int rows_in = iy0 >= 0 && iy0 + r.max_dy < in_h;
             for (int32_t ox = 0; ox < g->out_w; ox++, n++) {
                 const int32_t ix0 = ox * g->stride_w - g->pad_w;
-                const int32_t s = read_id(ids, g->id_size, (size_t)n * g->m + m);
+                const int32_t s = trec_read_id(ids, g->id_size, (size_t)n * g->m + m);
                 if (l0 == 0 && first) {
                     counts[s]++;
                 }

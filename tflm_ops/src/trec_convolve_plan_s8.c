@@ -6,7 +6,15 @@
  * chosen at run time from the actual cluster counts (trec_choose_plan); less scratch means more
  * passes over the output channels, never a failure above trec_convolve_s8_get_min_buffer_size().
  */
-#include "trec_convolve_internal.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trec/trec_nnfunctions.h"
+#include "trec_geometry.h"
+#include "trec_nn_support.h"
+#include "trec_plan.h"
+#include "trec_scratch.h"
+#include "trec_weight_layout.h"
 
 #define MAX_ROWS 65535 /* cluster ids and counts are 16-bit */
 
@@ -23,7 +31,7 @@ static int32_t pow2_at_least(int32_t v)
 }
 
 trec_status trec_make_geom(const trec_conv_params *cp, const trec_hash_params *hp, const trec_dims *in,
-                           const trec_dims *f, const trec_dims *out, geom *g)
+                           const trec_dims *f, const trec_dims *out, trec_geom *g)
 {
     if (cp == NULL || hp == NULL || in == NULL || f == NULL || out == NULL) {
         return TREC_ARG_ERROR;
@@ -94,59 +102,60 @@ trec_status trec_make_geom(const trec_conv_params *cp, const trec_hash_params *h
 }
 
 /* ================================================================================================
- * scratch sizes (the layout is in trec_convolve_internal.h)
+ * scratch sizes (the layout is in trec_scratch.h)
  * ============================================================================================== */
-static size_t map_bytes(const geom *g) { return (size_t)g->map_cap * (g->direct ? 2 : 4); }
+static size_t map_bytes(const trec_geom *g) { return (size_t)g->map_cap * (g->direct ? 2 : 4); }
 
-static size_t pass1_bytes(const geom *g)
+static size_t pass1_bytes(const trec_geom *g)
 {
     /* the general path hashes two im2col rows at a time */
-    const size_t row = align4((size_t)((g->strip ? strip_row_elems(g) : g->kp) + 1) * 2) * (g->strip ? 1 : 2);
+    const size_t row = trec_align4((size_t)((g->strip ? trec_strip_row_elems(g) : g->kp) + 1) * 2) * (g->strip ? 1 : 2);
     const size_t rt = (size_t)g->hq * g->la * 2;
     const size_t off = (size_t)(g->strip ? 1 : g->m) * g->hq * 4;
-    return row + rt + off + (size_t)g->cin * 4 + align4(map_bytes(g));
+    return row + rt + off + (size_t)g->cin * 4 + trec_align4(map_bytes(g));
 }
 
-static int simd_possible(const geom *g) { return TREC_DSP && g->strip && g->cin % 4 == 0 && !g->wide; }
+static int simd_possible(const trec_geom *g) { return TREC_DSP && g->strip && g->cin % 4 == 0 && !g->wide; }
 
 /* pass-2 bytes: per-cluster counts, the sums (a block of lb, or on the incremental strip path
  * the sums kept whole plus a packed copy), the filter slice of a chunk of blk
  * channels, and the tables and accumulator of the scatter plan */
 /* inlined: the plan chooser calls it a few hundred times per image */
-TREC_INLINE size_t pass2_bytes(const geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk,
+TREC_INLINE size_t pass2_bytes(const trec_geom *g, int32_t slots_max, int64_t slots_tot, int32_t lb, int32_t blk,
                                int kind, int incremental, int simd)
 {
     const size_t lba = (size_t)((lb + 1) & ~1);
-    size_t b = rq_bytes(blk) + (size_t)slots_max * counts_per_slot(g, simd) * 4 + (size_t)blk_quads(blk) * lba * 2;
+    size_t b = trec_rq_bytes(blk) + (size_t)slots_max * trec_counts_per_slot(g, simd) * 4 +
+               (size_t)trec_blk_quads(blk) * lba * 2;
     if (simd) { /* big-cluster map, int16 sums, int32 sums of big clusters, filter sums per strip pixel,
-                 * with SIMD_PAIRED a pair of clusters' sums interleaved */
-        b += (size_t)slots_max * 4 + (size_t)slots_max * g->l * 2 + (size_t)simd_big_max(g) * g->l * 4 +
-             (size_t)blk * g->j * 4 + (simd == SIMD_PAIRED ? (size_t)g->l * 4 : 0);
+                 * with TREC_SIMD_PAIRED a pair of clusters' sums interleaved */
+        b += (size_t)slots_max * 4 + (size_t)slots_max * g->l * 2 + (size_t)trec_simd_big_max(g) * g->l * 4 +
+             (size_t)blk * g->j * 4 + (simd == TREC_SIMD_PAIRED ? (size_t)g->l * 4 : 0);
     } else {
         b += incremental ? (size_t)slots_max * ((size_t)g->l + (size_t)g->la / 2) * 4 : (size_t)slots_max * lb * 4;
     }
-    if (kind == PLAN_T || kind == PLAN_T16) {
-        b += table_state_bytes(g);
+    if (kind == TREC_PLAN_T || kind == TREC_PLAN_T16) {
+        b += trec_table_state_bytes(g);
     }
-    if (kind == PLAN_T) {
+    if (kind == TREC_PLAN_T) {
         b += (size_t)slots_tot * blk * 4;
-    } else if (kind == PLAN_T16) { /* offsets; the first table counted twice and the last's int32
+    } else if (kind == TREC_PLAN_T16) { /* offsets; the first table counted twice and the last's int32
                                     * products: at most two more uint16 tables of slots_max rows */
-        b += (size_t)blk * 8 + ((size_t)slots_tot + 2 * (size_t)slots_max) * t16_row(blk) * 2;
+        b += (size_t)blk * 8 + ((size_t)slots_tot + 2 * (size_t)slots_max) * trec_t16_row(blk) * 2;
     } else {
-        b += ((size_t)g->n + (size_t)slots_max * (kind == PLAN_A2 ? 2 : 1)) * blk * 4;
+        b += ((size_t)g->n + (size_t)slots_max * (kind == TREC_PLAN_A2 ? 2 : 1)) * blk * 4;
     }
     return b;
 }
 
-int64_t trec_min_scratch(const geom *g)
+int64_t trec_min_scratch(const trec_geom *g)
 {
     /* worst case: every sub-matrix has max_slots clusters; sums one element at a time (lb = 1, or
      * the whole L for the wide int64 path), one channel per pass, plan A */
     const int32_t lb = g->wide ? g->l : 1;
-    const size_t p2 = pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, PLAN_A, 0, 0);
+    const size_t p2 = pass2_bytes(g, g->max_slots, (int64_t)g->max_slots * g->m, lb, 1, TREC_PLAN_A, 0, 0);
     const size_t p1 = pass1_bytes(g);
-    return (int64_t)(header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
+    return (int64_t)(trec_header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
 }
 
 /* Both public size queries: the least scratch any plan runs in, or the preferred one: twice the
@@ -156,7 +165,7 @@ static int32_t buffer_size(const trec_conv_params *conv_params, const trec_hash_
                            const trec_dims *input_dims, const trec_dims *filter_dims, const trec_dims *output_dims,
                            int preferred)
 {
-    geom g;
+    trec_geom g;
     const trec_status st = trec_make_geom(conv_params, hash_params, input_dims, filter_dims, output_dims, &g);
     if (st != TREC_SUCCESS) {
         return st;
@@ -165,8 +174,8 @@ static int32_t buffer_size(const trec_conv_params *conv_params, const trec_hash_
     if (preferred) {
         const int64_t target = 2 * (int64_t)g.n * g.cout;
         const int64_t fastest =
-            (int64_t)header_bytes(&g) + 3 +
-            (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, PLAN_T, g.strip, 0);
+            (int64_t)trec_header_bytes(&g) + 3 +
+            (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, TREC_PLAN_T, g.strip, 0);
         bytes = TREC_MAX(bytes, TREC_MIN(target, fastest));
     }
     return bytes > INT32_MAX ? TREC_NO_IMPL_ERROR : (int32_t)bytes;
@@ -195,13 +204,13 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
  * 16 channels on plans A and A2, 64 on plan T) are cheaper than the rest, whose loops pay a set-up per row and
  * block that larger chunks amortize: L5 in chunks of 16 (4 passes) takes 6.59M instructions, in chunks of 24 (3 passes) 6.77M, in
  * chunks of 32 (2 passes) 6.57M. */
-static int32_t scatter_tenths(const geom *g, int kind, int32_t blk)
+static int32_t scatter_tenths(const trec_geom *g, int kind, int32_t blk)
 {
     const int unrolled = g->id_size == 1;
-    if (kind == PLAN_T) {
+    if (kind == TREC_PLAN_T) {
         return unrolled && blk == 64 ? 22 : 23 + 190 / blk;
     }
-    if (kind == PLAN_T16) {
+    if (kind == TREC_PLAN_T16) {
         return 23;
     }
     int32_t a2 = 26 + 214 / blk;
@@ -209,7 +218,7 @@ static int32_t scatter_tenths(const geom *g, int kind, int32_t blk)
         static const int8_t few[5] = {0, 67, 66, 56, 36};
         a2 = blk == 16 ? 25 : blk == 8 ? 28 : few[blk];
     }
-    return kind == PLAN_A2 ? a2 : a2 + 8; /* plan A: every sub-matrix's table through memory */
+    return kind == TREC_PLAN_A2 ? a2 : a2 + 8; /* plan A: every sub-matrix's table through memory */
 }
 
 /* Instruction estimate of a plan, only to rank plans (per-operation costs measured on Cortex-M7
@@ -223,22 +232,22 @@ static int32_t scatter_tenths(const geom *g, int kind, int32_t blk)
  * from the least to 3x the output, more scratch never costs more than 0.2% more instructions except
  * where plan T16 is tried and its entries do not fit 16 bits (L1 and L4, whose first table is then
  * built twice; docs/BENCHMARKS.md, "Scratch memory"). */
-static int64_t plan_cost(const geom *g, const plan *p, int64_t gather_per_pass, int64_t slots_tot)
+static int64_t plan_cost(const trec_geom *g, const trec_plan *p, int64_t gather_per_pass, int64_t slots_tot)
 {
     /* in tenths of an instruction: no 64-bit division (a library call on Cortex-M), and the chooser
      * costs up to a hundred candidates per image */
     const int32_t per_element = p->simd ? 40 : 120;
     const int32_t passes = (g->cout + p->blk - 1) / p->blk;
     const int32_t blocks = (g->l + p->lb - 1) / p->lb;
-    const int32_t macs = p->simd == SIMD_PAIRED ? g->l * 95 / 10 : g->l * 10;
-    const int32_t per_product = macs + 120 * blocks + (p->kind == PLAN_T16 ? 60 : 0); /* T16: narrowing */
+    const int32_t macs = p->simd == TREC_SIMD_PAIRED ? g->l * 95 / 10 : g->l * 10;
+    const int32_t per_product = macs + 120 * blocks + (p->kind == TREC_PLAN_T16 ? 60 : 0); /* T16: narrowing */
     const int64_t products = slots_tot * g->cout * per_product;
     const int64_t scatter = (int64_t)g->n * g->m * g->cout * scatter_tenths(g, p->kind, p->blk);
     return passes * (gather_per_pass * per_element + slots_tot * 300 + (int64_t)g->m * 3000) + products + scatter;
 }
 
 /* Largest channel chunk for sums blocks of lb elements in `avail` bytes; 0 if none fits. */
-static int32_t fit_blk(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int kind, int32_t lb,
+static int32_t fit_blk(const trec_geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int kind, int32_t lb,
                        int incremental, int simd)
 {
     const size_t base = pass2_bytes(g, slots_max, slots_tot, lb, 0, kind, incremental, simd);
@@ -259,7 +268,7 @@ static int32_t fit_blk(const geom *g, size_t avail, int32_t slots_max, int64_t s
 /* Elements gathered per pass over the channels: every sub-matrix's sums are re-derived, from its
  * whole window, or incrementally (stride 1) from the first window and then the positions where
  * neighbouring windows differ. */
-static int64_t gather_per_pass(const geom *g, int incremental)
+static int64_t gather_per_pass(const trec_geom *g, int incremental)
 {
     if (!g->strip) {
         return (int64_t)g->n * g->k;
@@ -269,10 +278,11 @@ static int64_t gather_per_pass(const geom *g, int incremental)
     }
     int64_t positions = g->n;
     for (int32_t i = 1; i < g->m; i++) {
-        rect parts[4];
-        const int32_t n_out = rect_minus(window_of(g, visit_order(g, i - 1)), window_of(g, visit_order(g, i)), parts);
-        for (int32_t i = 0; i < n_out; i++) {
-            positions += 2 * (int64_t)(parts[i].y1 - parts[i].y0) * (parts[i].x1 - parts[i].x0);
+        trec_rect parts[4];
+        const int32_t n_out = trec_rect_minus(trec_window_of(g, trec_visit_order(g, i - 1)),
+                                              trec_window_of(g, trec_visit_order(g, i)), parts);
+        for (int32_t q = 0; q < n_out; q++) {
+            positions += 2 * (int64_t)(parts[q].y1 - parts[q].y0) * (parts[q].x1 - parts[q].x0);
         }
     }
     return positions * g->l;
@@ -280,14 +290,14 @@ static int64_t gather_per_pass(const geom *g, int incremental)
 
 /* Plan T16 needs a second sub-matrix, and its sums of a channel's entries (at most slots x L x
  * 32640 in magnitude) within int32 */
-static int narrow_possible(const geom *g)
+static int narrow_possible(const trec_geom *g)
 {
     return g->m >= 2 && (int64_t)g->max_slots * g->l * 32640 < ((int64_t)1 << 31);
 }
 
 /* The same number of passes over chunks as even as whole channel quads allow: a short last chunk
  * pays a whole pass's set-up for a few channels and misses the unrolled chunk sizes */
-static int32_t balanced_blk(const geom *g, int32_t blk)
+static int32_t balanced_blk(const trec_geom *g, int32_t blk)
 {
     if (blk <= 0 || blk >= g->cout) {
         return blk;
@@ -298,16 +308,16 @@ static int32_t balanced_blk(const geom *g, int32_t blk)
 
 /* Chunk sizes worth costing where `fit` channels fit (0 when nothing fits): the balanced chunk, and
  * the largest size below it whose scatter is unrolled (scatter_tenths), if any. */
-static int chunk_candidates(const geom *g, int kind, int32_t fit, int32_t out[2])
+static int chunk_candidates(const trec_geom *g, int kind, int32_t fit, int32_t out[2])
 {
     if (fit <= 0) {
         return 0;
     }
     out[0] = balanced_blk(g, fit);
     int32_t unrolled = 0;
-    if (g->id_size == 1 && kind == PLAN_T) {
+    if (g->id_size == 1 && kind == TREC_PLAN_T) {
         unrolled = 64;
-    } else if (g->id_size == 1 && (kind == PLAN_A || kind == PLAN_A2)) {
+    } else if (g->id_size == 1 && (kind == TREC_PLAN_A || kind == TREC_PLAN_A2)) {
         unrolled = out[0] > 16 ? 16 : out[0] > 8 ? 8 : 4;
     }
     if (unrolled > 0 && unrolled < out[0]) {
@@ -317,15 +327,15 @@ static int chunk_candidates(const geom *g, int kind, int32_t fit, int32_t out[2]
     return 1;
 }
 
-static int32_t passes_of(const geom *g, const plan *p) { return (g->cout + p->blk - 1) / p->blk; }
+static int32_t passes_of(const trec_geom *g, const trec_plan *p) { return (g->cout + p->blk - 1) / p->blk; }
 
 /* Cheapest plans for `avail` bytes: best[0] among the scatter plans A, A2 and T, best[1] with T16
  * (when `narrow`), over the sums block lengths, and on the strip path scalar, incremental or SIMD
  * sums (with or without the interleaved cluster pairs, which need L words more and pay off from
  * two channel quads per pass on); found[i] = 0 when nothing fits. One loop for both: the gather
  * estimate walks the sub-matrices' windows. */
-static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int narrow,
-                           plan best[2], int64_t cost[2], int found[2])
+static void cheapest_plans(const trec_geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, int narrow,
+                           trec_plan best[2], int64_t cost[2], int found[2])
 {
     found[0] = found[1] = 0;
     const int can_incremental = g->strip && g->stride_h == 1 && g->stride_w == 1 && !g->wide;
@@ -335,13 +345,13 @@ static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64
      * scratch: 918,219 against 1,048,910 instructions; L6 845,490 against 853,480) */
     const int can_paired = !(g->j == 1 && g->l == 16);
     for (int mode = 0; mode <= 3; mode++) { /* 0 scalar, 1 scalar incremental, 2 SIMD, 3 SIMD paired */
-        const int incremental = mode == 1, simd = mode == 2 ? SIMD_PLAIN : mode == 3 ? SIMD_PAIRED : 0;
-        if ((incremental && !can_incremental) || (simd && !can_simd) || (simd == SIMD_PAIRED && !can_paired)) {
+        const int incremental = mode == 1, simd = mode == 2 ? TREC_SIMD_PLAIN : mode == 3 ? TREC_SIMD_PAIRED : 0;
+        if ((incremental && !can_incremental) || (simd && !can_simd) || (simd == TREC_SIMD_PAIRED && !can_paired)) {
             continue;
         }
-        const int64_t gather = gather_per_pass(g, incremental || (simd && simd_incremental(g)));
-        for (int kind = PLAN_A; kind <= (narrow ? PLAN_T16 : PLAN_A2); kind++) {
-            const int i = kind == PLAN_T16;
+        const int64_t gather = gather_per_pass(g, incremental || (simd && trec_simd_incremental(g)));
+        for (int kind = TREC_PLAN_A; kind <= (narrow ? TREC_PLAN_T16 : TREC_PLAN_A2); kind++) {
+            const int i = kind == TREC_PLAN_T16;
             /* shorter sums blocks need less memory (more channels per pass) but cost a pass over
              * the rows' ids per block; the incremental and SIMD modes use whole sub-vectors */
             for (int32_t lb = g->l; lb >= 1; lb = (lb == 1 || g->wide || incremental || simd) ? 0 : (lb + 1) / 2) {
@@ -351,8 +361,8 @@ static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64
                 const int64_t blocks = (g->l + lb - 1) / lb;
                 const int64_t block_gather = gather + (int64_t)g->n * g->m * (blocks - 1) * 2;
                 for (int k = 0; k < n_chunks; k++) {
-                    const plan p = {kind, chunks[k], lb, incremental, simd};
-                    if (simd == SIMD_PAIRED && (p.blk < 8 || (p.blk & 3) != 0)) {
+                    const trec_plan p = {kind, chunks[k], lb, incremental, simd};
+                    if (simd == TREC_SIMD_PAIRED && (p.blk < 8 || (p.blk & 3) != 0)) {
                         continue;
                     }
                     const int64_t c = plan_cost(g, &p, block_gather, slots_tot);
@@ -372,9 +382,10 @@ static void cheapest_plans(const geom *g, size_t avail, int32_t slots_max, int64
 
 /* T16 is taken only where it needs fewer passes than the best plan without it: its entries may
  * not fit 16 bits, and then a chunk's tables are built twice, on `without_t16`. */
-int trec_choose_plan(const geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, plan *best, plan *without_t16)
+int trec_choose_plan(const trec_geom *g, size_t avail, int32_t slots_max, int64_t slots_tot, trec_plan *best,
+                     trec_plan *without_t16)
 {
-    plan p[2];
+    trec_plan p[2];
     int64_t cost[2];
     int found[2];
     cheapest_plans(g, avail, slots_max, slots_tot, narrow_possible(g), p, cost, found);

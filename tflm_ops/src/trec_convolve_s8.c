@@ -16,7 +16,17 @@
  * scratch is that large. The plan (trec_convolve_plan_s8.c) fixes the chunk size, the sums and the
  * scatter for the scratch given; this file carves the scratch and runs the passes.
  */
-#include "trec_convolve_internal.h"
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trec/trec_nnfunctions.h"
+#include "trec_convolve_phases.h"
+#include "trec_geometry.h"
+#include "trec_nn_support.h"
+#include "trec_plan.h"
+#include "trec_profile.h"
+#include "trec_scratch.h"
+#include "trec_weight_layout.h"
 
 /* ================================================================================================
  * one image
@@ -38,27 +48,27 @@ typedef struct {
     int32_t *toff; /* plans T, T16: each sub-matrix's table, T in int32s from the first, T16 in bytes
                     * from the second */
     const int32_t **rowp; /* plans T, T16: a row's table rows */
-} pass2;
+} trec_pass2;
 
 /* one sub-matrix's table for the channels [c0, c0 + blk); prev: the sub-matrix visited before it in
- * this chunk (visit_order), or -1. Returns the number of clusters with members, or -1 where the
+ * this chunk (trec_visit_order), or -1. Returns the number of clusters with members, or -1 where the
  * caller counts them */
-static int32_t build_table_only(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
-                                int32_t slots, const plan *p, const pass2 *b, const int8_t *filter, int32_t c0,
-                                int32_t blk, int32_t *table)
+static int32_t build_table_only(const trec_geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                                int32_t slots, const trec_plan *p, const trec_pass2 *b, const int8_t *filter,
+                                int32_t c0, int32_t blk, int32_t *table)
 {
     if (p->simd) {
-        PROFILE_MARK(PHASE_CENTROIDS);
+        TREC_PROFILE_MARK(TREC_PHASE_CENTROIDS);
         const int32_t n_big = trec_strip_sums_simd(g, input, ids, m, prev, slots, b->counts, b->big, b->sums,
                                                    b->sums32);
-        PROFILE_MARK(PHASE_PRODUCTS);
+        TREC_PROFILE_MARK(TREC_PHASE_PRODUCTS);
         trec_filter_slice_simd(g, filter, m, c0, blk, b->ws, b->wsum);
         return trec_products_simd(g, slots, b->counts, n_big, b->big, b->sums, b->sums32, b->ws, b->wsum, blk,
                                   b->pair, table);
     }
     for (int32_t l0 = 0; l0 < g->l; l0 += p->lb) {
         const int32_t lb = TREC_MIN(p->lb, g->l - l0);
-        PROFILE_MARK(PHASE_CENTROIDS);
+        TREC_PROFILE_MARK(TREC_PHASE_CENTROIDS);
         if (g->strip) {
             trec_strip_sums(g, input, ids, m, prev, slots, l0, lb, p->incremental, b->sums, b->counts);
             for (int32_t s = 0; s < slots; s++) {
@@ -67,7 +77,7 @@ static int32_t build_table_only(const geom *g, const int8_t *input, const uint8_
         } else {
             trec_row_sums(g, input, ids, m, slots, l0, lb, b->sums, b->members);
         }
-        PROFILE_MARK(PHASE_PRODUCTS);
+        TREC_PROFILE_MARK(TREC_PHASE_PRODUCTS);
         trec_filter_slice(g, filter, m, l0, lb, c0, blk, b->ws);
         if (g->wide) {
             trec_products_wide(b->sums, slots, b->members, g->l, b->ws, blk, table);
@@ -95,12 +105,12 @@ static void add_to_table(int32_t *table, int32_t slots, const int32_t *vec, int3
 
 /* build_table_only, then the bias and with `clusters` the number of clusters the sub-matrix has
  * (ids with members in its window) added */
-static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
-                        int32_t slots, const plan *p, const pass2 *b, const weights *w, int32_t c0, int32_t blk,
-                        int32_t *table, int64_t *clusters)
+static void build_table(const trec_geom *g, const int8_t *input, const uint8_t *ids, int32_t m, int32_t prev,
+                        int32_t slots, const trec_plan *p, const trec_pass2 *b, const trec_weights *w, int32_t c0,
+                        int32_t blk, int32_t *table, int64_t *clusters)
 {
     int32_t live = build_table_only(g, input, ids, m, prev, slots, p, b, w->filter, c0, blk, table);
-    if (m == 0 && w->bias != NULL && p->kind != PLAN_T16) {
+    if (m == 0 && w->bias != NULL && p->kind != TREC_PLAN_T16) {
         /* the bias rides in the first sub-matrix's table: every row takes exactly one of its entries */
         add_to_table(table, slots, w->bias + c0, blk);
     }
@@ -118,23 +128,23 @@ static void build_table(const geom *g, const int8_t *input, const uint8_t *ids, 
 }
 
 /* Pass-2 buffers of plan p in `area`. */
-static void carve(const geom *g, const plan *p, int32_t slots_max, uint8_t *area, pass2 *b)
+static void carve(const trec_geom *g, const trec_plan *p, int32_t slots_max, uint8_t *area, trec_pass2 *b)
 {
     memset(b, 0, sizeof(*b));
     b->rq = (int32_t *)(void *)area;
-    area += rq_bytes(p->blk);
-    if (p->kind == PLAN_T || p->kind == PLAN_T16) {
+    area += trec_rq_bytes(p->blk);
+    if (p->kind == TREC_PLAN_T || p->kind == TREC_PLAN_T16) {
         b->toff = (int32_t *)(void *)area;
         b->rowp = (const int32_t **)(void *)(((uintptr_t)(b->toff + g->m) + sizeof(void *) - 1) &
                                              ~(uintptr_t)(sizeof(void *) - 1));
-        area += table_state_bytes(g);
+        area += trec_table_state_bytes(g);
     }
     b->counts = (int32_t *)(void *)area;
     if (!p->simd) {
         b->members = b->counts;
         b->counts += slots_max;
     }
-    b->sums = (int32_t *)(void *)area + (size_t)slots_max * counts_per_slot(g, p->simd);
+    b->sums = (int32_t *)(void *)area + (size_t)slots_max * trec_counts_per_slot(g, p->simd);
     b->packed = b->sums;
     int32_t *after_sums = b->sums + (size_t)slots_max * p->lb;
     if (p->incremental) {
@@ -146,54 +156,56 @@ static void carve(const geom *g, const plan *p, int32_t slots_max, uint8_t *area
         /* sums16 (slots x L/2 words) | big map (slots) | int32 sums of big clusters | filter sums */
         b->big = b->sums + (size_t)slots_max * (g->l / 2);
         b->sums32 = b->big + slots_max;
-        b->wsum = b->sums32 + (size_t)simd_big_max(g) * g->l;
+        b->wsum = b->sums32 + (size_t)trec_simd_big_max(g) * g->l;
         after_sums = b->wsum + (size_t)p->blk * g->j;
-        if (p->simd == SIMD_PAIRED) {
+        if (p->simd == TREC_SIMD_PAIRED) {
             b->pair = after_sums;
             after_sums += g->l;
         }
     }
     b->ws = (int16_t *)(void *)after_sums;
-    b->tables = (int32_t *)(void *)((uint8_t *)b->ws + (size_t)blk_quads(p->blk) * ((p->lb + 1) & ~1) * 2);
+    b->tables = (int32_t *)(void *)((uint8_t *)b->ws + (size_t)trec_blk_quads(p->blk) * ((p->lb + 1) & ~1) * 2);
 }
 
 /* What every chunk of one image shares. */
 typedef struct {
-    const geom *g;
+    const trec_geom *g;
     const int8_t *input;
     const uint8_t *ids;
     const int32_t *slots; /* general path: clusters per sub-matrix; NULL on the strip path */
     int32_t strip_slots;  /* strip path: the clusters of the grid, every sub-matrix's */
     const int32_t *id_off;
-    const weights *w;
+    const trec_weights *w;
     int8_t *output;
-} image;
+} trec_image;
 
-static inline int32_t slots_of(const image *im, int32_t m)
+static inline int32_t slots_of(const trec_image *im, int32_t m)
 {
     return im->slots != NULL ? im->slots[m] : im->strip_slots;
 }
 
-static void chunk_tables(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
+static void chunk_tables(const trec_image *im, const trec_plan *p, const trec_pass2 *b, int32_t c0, int32_t blk,
+                         int64_t *count)
 {
-    const geom *g = im->g;
+    const trec_geom *g = im->g;
     int32_t *table = b->tables;
     for (int32_t i = 0, prev = -1; i < g->m; i++) {
-        const int32_t m = visit_order(g, i);
+        const int32_t m = trec_visit_order(g, i);
         b->toff[m] = (int32_t)(table - b->tables);
         build_table(g, im->input, im->ids, m, prev, slots_of(im, m), p, b, im->w, c0, blk, table, count);
         table += (size_t)slots_of(im, m) * blk;
         prev = m;
     }
-    PROFILE_MARK(PHASE_SCATTER);
+    TREC_PROFILE_MARK(TREC_PHASE_SCATTER);
     trec_scatter_tables(g, im->ids, im->id_off, b->tables, b->toff, c0, blk, im->w, im->output, b->rowp, b->rq);
 }
 
 /* plan T16, one chunk: 0 when an entry does not fit its uint16 (nothing has been written to the
  * output; the chunk then runs on the plan without T16) */
-static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_t c0, int32_t blk, int64_t *count)
+static int chunk_tables16(const trec_image *im, const trec_plan *p, const trec_pass2 *b, int32_t c0, int32_t blk,
+                          int64_t *count)
 {
-    const geom *g = im->g;
+    const trec_geom *g = im->g;
     /* T16's scatter has only the short requantization (the general one would cost 2 KB more flash
      * for multipliers and biases no realistic layer has). Its condition also bounds the partial
      * sums of a row within int32: |bias| < 2^29 - kp x 32640 and the tables' entries, offsets and
@@ -216,8 +228,8 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
         fold[j] = im->w->bias ? im->w->bias[c0 + j] : 0;
     }
     size_t at = 0;
-    for (int32_t i = 1, prev = 0; i < g->m; i++) { /* visit_order(g, 0) == 0 */
-        const int32_t m = visit_order(g, i);
+    for (int32_t i = 1, prev = 0; i < g->m; i++) { /* trec_visit_order(g, 0) == 0 */
+        const int32_t m = trec_visit_order(g, i);
         int32_t *table = (int32_t *)(void *)(tables + at);
         build_table(g, im->input, im->ids, m, prev, slots_of(im, m), p, b, im->w, c0, blk, table, count);
         prev = m;
@@ -228,19 +240,19 @@ static int chunk_tables16(const image *im, const plan *p, const pass2 *b, int32_
             fold[j] += offset[j];
         }
         b->toff[m] = (int32_t)at;
-        at += (size_t)slots_of(im, m) * t16_row(blk) * 2;
+        at += (size_t)slots_of(im, m) * trec_t16_row(blk) * 2;
     }
     add_to_table(table0, slots_of(im, 0), fold, blk);
-    PROFILE_MARK(PHASE_SCATTER);
+    TREC_PROFILE_MARK(TREC_PHASE_SCATTER);
     trec_scatter_tables16(g, im->ids, im->id_off, table0, tables, b->toff, c0, blk, im->w, im->output, b->rowp,
                           b->rq);
     return 1;
 }
 
-static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, int32_t slots_max, int32_t c0,
-                              int32_t blk, int64_t *count)
+static void chunk_accumulator(const trec_image *im, const trec_plan *p, const trec_pass2 *b, int32_t slots_max,
+                              int32_t c0, int32_t blk, int64_t *count)
 {
-    const geom *g = im->g;
+    const trec_geom *g = im->g;
     int32_t *acc = b->tables;
     int32_t *table = b->tables + (size_t)g->n * blk;
     int32_t *table2 = table + (size_t)slots_max * blk; /* plan A2 only */
@@ -250,18 +262,18 @@ static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, in
         }
     }
     for (int32_t i = 0, prev = -1; i < g->m;) {
-        const int32_t m = visit_order(g, i);
+        const int32_t m = trec_visit_order(g, i);
         build_table(g, im->input, im->ids, m, prev, slots_of(im, m), p, b, im->w, c0, blk, table, count);
-        if (p->kind == PLAN_A2 && i + 2 < g->m) {
-            const int32_t m2 = visit_order(g, i + 1);
+        if (p->kind == TREC_PLAN_A2 && i + 2 < g->m) {
+            const int32_t m2 = trec_visit_order(g, i + 1);
             build_table(g, im->input, im->ids, m2, m, slots_of(im, m2), p, b, im->w, c0, blk, table2, count);
-            PROFILE_MARK(PHASE_SCATTER);
+            TREC_PROFILE_MARK(TREC_PHASE_SCATTER);
             trec_scatter_add2(g, im->ids, im->id_off[m], im->id_off[m2], table, table2, blk, i == 0, acc);
             prev = m2;
             i += 2;
             continue;
         }
-        PROFILE_MARK(PHASE_SCATTER);
+        TREC_PROFILE_MARK(TREC_PHASE_SCATTER);
         if (i + 1 < g->m) {
             trec_scatter_add(g, im->ids, im->id_off[m], table, blk, i == 0, acc);
         } else {
@@ -273,7 +285,7 @@ static void chunk_accumulator(const image *im, const plan *p, const pass2 *b, in
 }
 
 /* the chunk's requantization terms (trec_requantize_fast_small's) */
-static void chunk_rq(const geom *g, const weights *w, int32_t c0, int32_t blk, int32_t *rq)
+static void chunk_rq(const trec_geom *g, const trec_weights *w, int32_t c0, int32_t blk, int32_t *rq)
 {
     for (int32_t j = 0; j < blk; j++) {
         const int32_t c = c0 + j, r = w->shift[c] <= 0 ? -w->shift[c] : 0;
@@ -286,19 +298,19 @@ static void chunk_rq(const geom *g, const weights *w, int32_t c0, int32_t blk, i
     }
 }
 
-static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t *input, const int8_t *hash,
-                         const weights *w, int8_t *output, int32_t *passes, int32_t *chunk, int32_t *plan_kind)
+static int32_t run_image(const trec_geom *g, uint8_t *buf, size_t size, const int8_t *input, const int8_t *hash,
+                         const trec_weights *w, int8_t *output, int32_t *passes, int32_t *chunk, int32_t *plan_kind)
 {
     /* after the ids, per sub-matrix: on the strip path, where every sub-matrix has all the grid's
      * clusters, its id offset into the grid; on the general path its clusters and its id offset
      * (m: row n's ids are at n x M) */
     uint8_t *ids = buf;
-    int32_t *per_m = (int32_t *)(void *)(buf + ids_bytes(g));
-    uint8_t *work = buf + header_bytes(g);
-    const size_t work_size = size - header_bytes(g);
-    image im = {g, input, ids, NULL, 0, NULL, w, output};
+    int32_t *per_m = (int32_t *)(void *)(buf + trec_ids_bytes(g));
+    uint8_t *work = buf + trec_header_bytes(g);
+    const size_t work_size = size - trec_header_bytes(g);
+    trec_image im = {g, input, ids, NULL, 0, NULL, w, output};
 
-    PROFILE_MARK(PHASE_HASH);
+    TREC_PROFILE_MARK(TREC_PHASE_HASH);
     int64_t slots_tot;
     int32_t slots_max;
     if (g->strip) {
@@ -306,7 +318,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         slots_tot = (int64_t)slots_max * g->m;
         for (int32_t m = 0; m < g->m; m++) {
             int32_t y, x;
-            strip_origin(g, m, &y, &x);
+            trec_strip_origin(g, m, &y, &x);
             per_m[m] = y * g->pw + x;
         }
         im.id_off = per_m;
@@ -322,13 +334,13 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
             slots_max = TREC_MAX(slots_max, per_m[m]);
         }
     }
-    PROFILE_MARK(PHASE_CENTROIDS);
-    plan p, fallback;
+    TREC_PROFILE_MARK(TREC_PHASE_CENTROIDS);
+    trec_plan p, fallback;
     if (!trec_choose_plan(g, work_size, slots_max, slots_tot, &p, &fallback)) {
         return -1; /* below the minimum: excluded by the size check */
     }
     uint8_t *area = work;
-    pass2 b;
+    trec_pass2 b;
     carve(g, &p, slots_max, area, &b);
 
     int32_t chunks = 0, widest = 0;
@@ -337,7 +349,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         const int32_t blk = TREC_MIN(p.blk, g->cout - c0);
         int64_t *count = c0 == 0 && g->strip ? &strip_clusters : NULL;
         chunk_rq(g, w, c0, blk, b.rq);
-        if (p.kind == PLAN_T16) {
+        if (p.kind == TREC_PLAN_T16) {
             if (!chunk_tables16(&im, &p, &b, c0, blk, count)) {
                 /* entries too far apart for 16 bits: this chunk and the rest on the other plan */
                 if (count != NULL) {
@@ -347,7 +359,7 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
                 carve(g, &p, slots_max, area, &b);
                 continue;
             }
-        } else if (p.kind == PLAN_T) {
+        } else if (p.kind == TREC_PLAN_T) {
             chunk_tables(&im, &p, &b, c0, blk, count);
         } else {
             chunk_accumulator(&im, &p, &b, slots_max, c0, blk, count);
@@ -356,10 +368,10 @@ static int32_t run_image(const geom *g, uint8_t *buf, size_t size, const int8_t 
         chunks++;
         widest = TREC_MAX(widest, blk);
     }
-    PROFILE_MARK(PHASE_DONE);
+    TREC_PROFILE_MARK(TREC_PHASE_DONE);
     *passes = chunks;
     *chunk = widest;
-    *plan_kind = p.kind == PLAN_T16 ? 2 : p.kind == PLAN_T;
+    *plan_kind = p.kind == TREC_PLAN_T16 ? 2 : p.kind == TREC_PLAN_T;
     return (int32_t)(g->strip ? strip_clusters : slots_tot);
 }
 
@@ -373,7 +385,7 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
                              const int32_t *bias, const trec_dims *output_dims, int8_t *output,
                              trec_reuse_stats *stats)
 {
-    geom g;
+    trec_geom g;
     trec_status st = trec_make_geom(conv_params, hash_params, input_dims, filter_dims, output_dims, &g);
     if (st != TREC_SUCCESS) {
         return st;
@@ -399,7 +411,7 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
     buf += skew;
     size -= skew;
 
-    const weights w = {filter, bias, quant_params->multiplier, quant_params->shift};
+    const trec_weights w = {filter, bias, quant_params->multiplier, quant_params->shift};
     const size_t in_size = (size_t)g.in_h * g.in_w * g.cin;
     const size_t out_size = (size_t)g.n * g.cout;
     int64_t clusters = 0;

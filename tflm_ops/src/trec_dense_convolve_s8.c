@@ -52,7 +52,7 @@ typedef struct {
     int32_t input_offset;
     int32_t k;     /* kh * kw * cin */
     int32_t k_al;  /* k rounded up to 4 */
-} conv_geom;
+} trec_dense_geom;
 
 /* Copy n int8 (small n typical: Cin of one tap). */
 TREC_INLINE void copy_s8(int8_t *TREC_RESTRICT dst, const int8_t *TREC_RESTRICT src, int32_t n)
@@ -94,16 +94,16 @@ typedef struct {
     uint32_t bits; /* 8 * number of pending bytes */
     int32_t *dst;  /* this column's word of the current group */
     int32_t off2;  /* input offset in both int16 lanes */
-} col_stream;
+} trec_col_stream;
 
-TREC_INLINE void stream_word(col_stream *st, int32_t v)
+TREC_INLINE void stream_word(trec_col_stream *st, int32_t v)
 {
     st->dst[0] = trec_sxtab16(st->off2, v);
     st->dst[2] = trec_sxtab16_ror8(st->off2, v);
     st->dst += 4;
 }
 
-TREC_INLINE void stream_byte(col_stream *st, int8_t b)
+TREC_INLINE void stream_byte(trec_col_stream *st, int8_t b)
 {
     st->acc |= (uint32_t)(uint8_t)b << st->bits;
     st->bits += 8;
@@ -115,7 +115,7 @@ TREC_INLINE void stream_byte(col_stream *st, int8_t b)
 }
 
 /* n bytes from src */
-TREC_INLINE void stream_copy(col_stream *st, const int8_t *src, int32_t n)
+TREC_INLINE void stream_copy(trec_col_stream *st, const int8_t *src, int32_t n)
 {
     while (n > 0 && st->bits != 0) {
         stream_byte(st, *src++);
@@ -132,7 +132,7 @@ TREC_INLINE void stream_copy(col_stream *st, const int8_t *src, int32_t n)
 }
 
 /* n padding bytes (the input zero point, i.e. 0 once the offset is added) */
-TREC_INLINE void stream_pad(col_stream *st, int8_t pad, int32_t n)
+TREC_INLINE void stream_pad(trec_col_stream *st, int8_t pad, int32_t n)
 {
     while (n > 0 && st->bits != 0) {
         stream_byte(st, pad);
@@ -150,13 +150,13 @@ TREC_INLINE void stream_pad(col_stream *st, int8_t pad, int32_t n)
 }
 
 /* Column c (0 or 1) of the pair buffer for output pixel (oy, ox). */
-static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int32_t ox, int32_t *pair, int32_t c)
+static void im2col_column(const trec_dense_geom *g, const int8_t *in, int32_t oy, int32_t ox, int32_t *pair, int32_t c)
 {
     const int32_t y0 = oy * g->stride_h - g->pad_h;
     const int32_t x0 = ox * g->stride_w - g->pad_w;
     const int32_t cin = g->cin;
     const int8_t pad = (int8_t)(-g->input_offset);
-    col_stream st;
+    trec_col_stream st;
     st.acc = 0;
     st.bits = 0;
     st.dst = pair + c;
@@ -183,8 +183,7 @@ static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int3
 
 /* The hot loop: acc[0..3] += (row0 . col0, row0 . col1, row1 . col0, row1 . col1) over n groups of
  * four. Kept out of line so the register allocator sees only its own 14 live values. */
-static __attribute__((noinline)) void dot_2x2(const int8_t *w0, const int8_t *w1, const int32_t *p, int32_t n,
-                                             int32_t *acc)
+static TREC_NOINLINE void dot_2x2(const int8_t *w0, const int8_t *w1, const int32_t *p, int32_t n, int32_t *acc)
 {
     int32_t acc00 = acc[0], acc01 = acc[1], acc10 = acc[2], acc11 = acc[3];
     while (n-- > 0) {
@@ -217,7 +216,7 @@ static __attribute__((noinline)) void dot_2x2(const int8_t *w0, const int8_t *w1
 }
 
 /* 2 output channels x 2 pixels per step over the pair buffer. Returns out0 advanced by two pixels. */
-static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
+static int8_t *mat_mult_2col(const trec_dense_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_offset,
                              int32_t act_min, int32_t act_max, int8_t *out0)
 {
@@ -291,7 +290,7 @@ static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int
 }
 
 /* Leftover single pixel (column 0 of the pair buffer): 2 output channels x 1 pixel per step. */
-static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
+static int8_t *mat_mult_1col(const trec_dense_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_offset,
                              int32_t act_min, int32_t act_max, int8_t *out0)
 {
@@ -345,7 +344,7 @@ static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int
 /* Scratch layout of the plain path: two int16 columns of k_al elements, natural order. */
 
 /* Column c (0 or 1) for output pixel (oy, ox). */
-static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int32_t ox, int32_t *pair, int32_t c)
+static void im2col_column(const trec_dense_geom *g, const int8_t *in, int32_t oy, int32_t ox, int32_t *pair, int32_t c)
 {
     int16_t *const col = (int16_t *)(void *)pair + c * g->k_al;
     const int32_t y0 = oy * g->stride_h - g->pad_h;
@@ -366,7 +365,7 @@ static void im2col_column(const conv_geom *g, const int8_t *in, int32_t oy, int3
     }
 }
 
-static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
+static int8_t *mat_mult_2col(const trec_dense_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_offset,
                              int32_t act_min, int32_t act_max, int8_t *out0)
 {
@@ -406,7 +405,7 @@ static int8_t *mat_mult_2col(const conv_geom *g, const int8_t *filter, const int
     return out0 + 2 * cout;
 }
 
-static int8_t *mat_mult_1col(const conv_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
+static int8_t *mat_mult_1col(const trec_dense_geom *g, const int8_t *filter, const int32_t *pair, int32_t cout,
                              const int32_t *bias, const int32_t *mult, const int32_t *shift, int32_t out_offset,
                              int32_t act_min, int32_t act_max, int8_t *out0)
 {
@@ -499,7 +498,7 @@ trec_status trec_dense_convolve_s8(const trec_context *ctx,
     }
     int32_t *const pair = (int32_t *)(void *)((int8_t *)ctx->buf + skip);
 
-    conv_geom g;
+    trec_dense_geom g;
     g.in_h = input_dims->h;
     g.in_w = input_dims->w;
     g.cin = input_dims->c;

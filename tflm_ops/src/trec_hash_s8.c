@@ -10,12 +10,20 @@
  * hashed once (kh*kw/j times less hashing) and the ids live in an image of positions instead of
  * N*M cells.
  */
-#include "trec_convolve_internal.h"
+#include "trec_convolve_phases.h"
+#include "trec_geometry.h"
+#include "trec_ids.h"
+#include "trec_inner_loops.h"
+#include "trec_nn_support.h"
+#include "trec_profile.h"
+#include "trec_rounding.h"
+#include "trec_scratch.h"
+#include "trec_weight_layout.h"
 
 #define MAP_EMPTY 0xFFFFu
 
 /* chan_sum[c] = sum over the image of input channel c (raw int8) */
-static void channel_sums(const geom *g, const int8_t *input, int32_t *chan_sum)
+static void channel_sums(const trec_geom *g, const int8_t *input, int32_t *chan_sum)
 {
     const int32_t pixels = g->in_h * g->in_w, cin = g->cin;
     memset(chan_sum, 0, (size_t)cin * sizeof(int32_t));
@@ -52,7 +60,7 @@ static void channel_sums(const geom *g, const int8_t *input, int32_t *chan_sum)
 
 /* off[m][h] (docs/OP_SPEC.md step 3), rows of hq (0 past hbits); m_count offsets (1 on the strip
  * path: all equal) */
-static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash, int32_t m_count, int32_t *off,
+static void hash_offsets(const trec_geom *g, const int8_t *input, const int8_t *hash, int32_t m_count, int32_t *off,
                          int32_t *chan_sum)
 {
     const int32_t hb = g->hbits;
@@ -71,18 +79,18 @@ static void hash_offsets(const geom *g, const int8_t *input, const int8_t *hash,
             for (int32_t l = 0; l < g->l && m * g->l + l < g->k; l++) {
                 num += (int64_t)chan_sum[(m * g->l + l) % g->cin] * hash[l * hb + h];
             }
-            off[m * g->hq + h] = -div_round64(num, pixels);
+            off[m * g->hq + h] = -trec_div_round64(num, pixels);
         }
     }
 }
 
-/* Hash vectors as int16 in quads of hash bits (ws_index(la / 2, h, l), the filter slices' layout):
+/* Hash vectors as int16 in quads of hash bits (trec_ws_index(la / 2, h, l), the filter slices' layout):
  * each word of a sub-vector meets four bits' words in a row; zero past L and past hbits. */
-static void transpose_hash(const geom *g, const int8_t *hash, int16_t *rt)
+static void transpose_hash(const trec_geom *g, const int8_t *hash, int16_t *rt)
 {
     for (int32_t h = 0; h < g->hq; h++) {
         for (int32_t l = 0; l < g->la; l++) {
-            rt[ws_index(g->la / 2, h, l)] = (int16_t)(h < g->hbits && l < g->l ? hash[l * g->hbits + h] : 0);
+            rt[trec_ws_index(g->la / 2, h, l)] = (int16_t)(h < g->hbits && l < g->l ? hash[l * g->hbits + h] : 0);
         }
     }
 }
@@ -104,7 +112,8 @@ TREC_INLINE int32_t positive_bits4(int32_t a0, int32_t a1, int32_t a2, int32_t a
 /* code of one sub-vector x (la int16, the last odd element times a zero hash entry):
  * bit h set when sum_l x[l] * R[l][h] + off[h] > 0. Four bits per pass over x: one load of x and
  * four SMLAD per word. */
-HOT static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t *off, int32_t la, int32_t hbits)
+TREC_NOINLINE static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t *off, int32_t la,
+                                       int32_t hbits)
 {
     const int32_t pairs = la >> 1;
     int32_t code = 0;
@@ -122,10 +131,10 @@ HOT static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t 
         }
 #else
         for (int32_t l = 0; l < la; l++) {
-            a0 += x[l] * rt[ws_index(pairs, h0, l)];
-            a1 += x[l] * rt[ws_index(pairs, h0 + 1, l)];
-            a2 += x[l] * rt[ws_index(pairs, h0 + 2, l)];
-            a3 += x[l] * rt[ws_index(pairs, h0 + 3, l)];
+            a0 += x[l] * rt[trec_ws_index(pairs, h0, l)];
+            a1 += x[l] * rt[trec_ws_index(pairs, h0 + 1, l)];
+            a2 += x[l] * rt[trec_ws_index(pairs, h0 + 2, l)];
+            a3 += x[l] * rt[trec_ws_index(pairs, h0 + 3, l)];
         }
 #endif
         code |= positive_bits4(a0, a1, a2, a3) << h0;
@@ -135,8 +144,8 @@ HOT static int32_t hash_code(const int16_t *x, const int16_t *rt, const int32_t 
 
 #if TREC_DSP
 /* hash_code of two sub-vectors x0 and x1 (neighbouring strips of a row), sharing the hash words */
-HOT static void hash_code2(const int16_t *x0, const int16_t *x1, const int16_t *rt, const int32_t *off, int32_t la,
-                           int32_t hbits, int32_t *code0, int32_t *code1)
+TREC_NOINLINE static void hash_code2(const int16_t *x0, const int16_t *x1, const int16_t *rt, const int32_t *off,
+                                     int32_t la, int32_t hbits, int32_t *code0, int32_t *code1)
 {
     const int32_t pairs = la >> 1;
     int32_t c0 = 0, c1 = 0;
@@ -157,7 +166,7 @@ HOT static void hash_code2(const int16_t *x0, const int16_t *x1, const int16_t *
             break;
         }
         int32_t a[4] = {off[0], off[1], off[2], off[3]}, b[4] = {off[0], off[1], off[2], off[3]};
-        dot_2x4(x0, x1, w, pairs, a, b);
+        trec_dot_2x4(x0, x1, w, pairs, a, b);
         c0 |= positive_bits4(a[0], a[1], a[2], a[3]) << h0;
         c1 |= positive_bits4(b[0], b[1], b[2], b[3]) << h0;
     }
@@ -168,7 +177,8 @@ HOT static void hash_code2(const int16_t *x0, const int16_t *x1, const int16_t *
 #endif
 
 /* Replace codes by dense ids over `count` cells (stride `step`); returns the number of ids. */
-HOT static int32_t compact(const geom *g, uint8_t *cells, size_t first, size_t step, int32_t count, void *map_mem)
+TREC_NOINLINE static int32_t compact(const trec_geom *g, uint8_t *cells, size_t first, size_t step, int32_t count,
+                                     void *map_mem)
 {
     int32_t next = 0;
     if (g->direct) {
@@ -176,13 +186,13 @@ HOT static int32_t compact(const geom *g, uint8_t *cells, size_t first, size_t s
         memset(map, 0xFF, (size_t)g->map_cap * 2);
         size_t i = first;
         for (int32_t c = 0; c < count; c++, i += step) {
-            const int32_t code = read_id(cells, g->id_size, i);
+            const int32_t code = trec_read_id(cells, g->id_size, i);
             uint32_t id = map[code];
             if (id == MAP_EMPTY) {
                 id = (uint32_t)next++;
                 map[code] = (uint16_t)id;
             }
-            write_id(cells, g->id_size, i, (int32_t)id);
+            trec_write_id(cells, g->id_size, i, (int32_t)id);
         }
         return next;
     }
@@ -191,7 +201,7 @@ HOT static int32_t compact(const geom *g, uint8_t *cells, size_t first, size_t s
     memset(map, 0xFF, (size_t)g->map_cap * 4);
     size_t i = first;
     for (int32_t c = 0; c < count; c++, i += step) {
-        const uint32_t code = (uint32_t)read_id(cells, g->id_size, i);
+        const uint32_t code = (uint32_t)trec_read_id(cells, g->id_size, i);
         uint32_t s = (code * 0x9E3779B1u) >> 16 & mask;
         while (map[2 * s + 1] != MAP_EMPTY && map[2 * s] != code) {
             s = (s + 1u) & mask;
@@ -200,14 +210,14 @@ HOT static int32_t compact(const geom *g, uint8_t *cells, size_t first, size_t s
             map[2 * s] = (uint16_t)code;
             map[2 * s + 1] = (uint16_t)next++;
         }
-        write_id(cells, g->id_size, i, map[2 * s + 1]);
+        trec_write_id(cells, g->id_size, i, map[2 * s + 1]);
     }
     return next;
 }
 
 /* im2col row of output pixel (oy, ox): row[0..kp] int16 with the input offset applied, 0 for
  * padding, for the zero extension k >= K and for one element past the end (odd-L tail read). */
-static void gather_row(const geom *g, const int8_t *input, int32_t oy, int32_t ox, int16_t *row)
+static void gather_row(const trec_geom *g, const int8_t *input, int32_t oy, int32_t ox, int16_t *row)
 {
     int16_t *dst = row;
     const int32_t cin = g->cin;
@@ -230,10 +240,10 @@ static void gather_row(const geom *g, const int8_t *input, int32_t oy, int32_t o
 
 /* General path: ids[n][m] for every row and sub-matrix; slots[m] clusters each. Rows are hashed
  * two at a time where the DSP path shares the hash words between them (hash_code2). */
-void trec_hash_rows(const geom *g, const int8_t *input, const int8_t *hash, uint8_t *ids, int32_t *slots,
+void trec_hash_rows(const trec_geom *g, const int8_t *input, const int8_t *hash, uint8_t *ids, int32_t *slots,
                     uint8_t *work)
 {
-    const size_t row_bytes = align4((size_t)(g->kp + 1) * 2);
+    const size_t row_bytes = trec_align4((size_t)(g->kp + 1) * 2);
     int16_t *row = (int16_t *)(void *)work, *row2 = (int16_t *)(void *)(work + row_bytes);
     (void)row2; /* without the DSP extension rows are hashed one at a time */
     int16_t *rt = (int16_t *)(void *)(work + 2 * row_bytes);
@@ -251,20 +261,20 @@ void trec_hash_rows(const geom *g, const int8_t *input, const int8_t *hash, uint
             for (int32_t m = 0; m < g->m; m++) {
                 int32_t c0, c1;
                 hash_code2(row + m * g->l, row2 + m * g->l, rt, off + m * g->hq, g->la, g->hbits, &c0, &c1);
-                write_id(ids, g->id_size, i + (size_t)m, c0);
-                write_id(ids, g->id_size, i + (size_t)g->m + (size_t)m, c1);
+                trec_write_id(ids, g->id_size, i + (size_t)m, c0);
+                trec_write_id(ids, g->id_size, i + (size_t)g->m + (size_t)m, c1);
             }
             n += 2;
             continue;
         }
 #endif
         for (int32_t m = 0; m < g->m; m++) {
-            write_id(ids, g->id_size, (size_t)n * g->m + (size_t)m,
-                     hash_code(row + m * g->l, rt, off + m * g->hq, g->la, g->hbits));
+            trec_write_id(ids, g->id_size, (size_t)n * g->m + (size_t)m,
+                          hash_code(row + m * g->l, rt, off + m * g->hq, g->la, g->hbits));
         }
         n++;
     }
-    PROFILE_MARK(PHASE_CENTROIDS);
+    TREC_PROFILE_MARK(TREC_PHASE_CENTROIDS);
     for (int32_t m = 0; m < g->m; m++) {
         slots[m] = compact(g, ids, (size_t)m, (size_t)g->m, g->n, map);
     }
@@ -272,7 +282,7 @@ void trec_hash_rows(const geom *g, const int8_t *input, const int8_t *hash, uint
 
 /* Strip path: vector of the strip at position (y, x) of the grid: pixels (y - pad_h,
  * x - pad_w + t*dil_w), t < j, as int16 with the input offset; 0 outside the image. */
-static void strip_vector(const geom *g, const int8_t *input, int32_t y, int32_t x, int16_t *v)
+static void strip_vector(const trec_geom *g, const int8_t *input, int32_t y, int32_t x, int16_t *v)
 {
     const int32_t iy = y - g->pad_h;
     for (int32_t t = 0; t < g->j; t++, v += g->cin) {
@@ -287,11 +297,11 @@ static void strip_vector(const geom *g, const int8_t *input, int32_t y, int32_t 
 
 /* Strip path: ids[y][x] = cluster id of the strip at every position of the grid; the same ids
  * serve every sub-matrix. Returns the number of ids. */
-int32_t trec_hash_strips(const geom *g, const int8_t *input, const int8_t *hash, uint8_t *ids, uint8_t *work)
+int32_t trec_hash_strips(const trec_geom *g, const int8_t *input, const int8_t *hash, uint8_t *ids, uint8_t *work)
 {
-    const int32_t row_elems = strip_row_elems(g);
+    const int32_t row_elems = trec_strip_row_elems(g);
     int16_t *v = (int16_t *)(void *)work;
-    int16_t *rt = (int16_t *)(void *)(work + align4((size_t)(row_elems + 1) * 2));
+    int16_t *rt = (int16_t *)(void *)(work + trec_align4((size_t)(row_elems + 1) * 2));
     int32_t *off = (int32_t *)(void *)((uint8_t *)rt + (size_t)g->hq * g->la * 2);
     int32_t *chan_sum = off + g->hq;
     void *map = (void *)(chan_sum + g->cin);
@@ -313,7 +323,7 @@ int32_t trec_hash_strips(const geom *g, const int8_t *input, const int8_t *hash,
                     zero_code = hash_code(v, rt, off, g->la, g->hbits);
                 }
                 for (int32_t x = 0; x < g->pw; x++, i++) {
-                    write_id(ids, g->id_size, i, zero_code);
+                    trec_write_id(ids, g->id_size, i, zero_code);
                 }
                 continue;
             }
@@ -326,12 +336,12 @@ int32_t trec_hash_strips(const geom *g, const int8_t *input, const int8_t *hash,
             for (; x + 1 < g->pw; x += 2, i += 2) {
                 int32_t c0, c1;
                 hash_code2(v + (size_t)x * cin, v + (size_t)(x + 1) * cin, rt, off, g->la, g->hbits, &c0, &c1);
-                write_id(ids, g->id_size, i, c0);
-                write_id(ids, g->id_size, i + 1, c1);
+                trec_write_id(ids, g->id_size, i, c0);
+                trec_write_id(ids, g->id_size, i + 1, c1);
             }
 #endif
             for (; x < g->pw; x++, i++) {
-                write_id(ids, g->id_size, i, hash_code(v + (size_t)x * cin, rt, off, g->la, g->hbits));
+                trec_write_id(ids, g->id_size, i, hash_code(v + (size_t)x * cin, rt, off, g->la, g->hbits));
             }
         }
     } else {
@@ -339,11 +349,11 @@ int32_t trec_hash_strips(const geom *g, const int8_t *input, const int8_t *hash,
         for (int32_t y = 0; y < g->ph; y++) {
             for (int32_t x = 0; x < g->pw; x++, i++) {
                 strip_vector(g, input, y, x, v);
-                write_id(ids, g->id_size, i, hash_code(v, rt, off, g->la, g->hbits));
+                trec_write_id(ids, g->id_size, i, hash_code(v, rt, off, g->la, g->hbits));
             }
         }
     }
-    PROFILE_MARK(PHASE_CENTROIDS);
+    TREC_PROFILE_MARK(TREC_PHASE_CENTROIDS);
     return compact(g, ids, 0, 1, g->ph * g->pw, map);
 }
 

@@ -16,6 +16,7 @@
  *   - argument checks both kernels make (positive dims, a convolution geometry TFLite can produce).
  *
  * TREC_DSP is 1 when the SIMD code paths are compiled (real DSP or emulation), 0 for the plain C paths.
+ * Compiler attributes (TREC_INLINE, TREC_NOINLINE, ...) come from trec_attributes.h.
  */
 #ifndef TREC_NN_SUPPORT_H
 #define TREC_NN_SUPPORT_H
@@ -24,21 +25,10 @@
 #include <string.h>
 
 #include "trec/trec_nn_types.h"
+#include "trec_attributes.h"
 
 #if defined(__BYTE_ORDER__) && (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
 #error "trec-tflm kernels assume a little-endian target"
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define TREC_INLINE static inline __attribute__((always_inline))
-#define TREC_RESTRICT __restrict
-#define TREC_LIKELY(x) __builtin_expect(!!(x), 1)
-#define TREC_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#else
-#define TREC_INLINE static inline
-#define TREC_RESTRICT
-#define TREC_LIKELY(x) (x)
-#define TREC_UNLIKELY(x) (x)
 #endif
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP

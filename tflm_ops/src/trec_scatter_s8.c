@@ -8,11 +8,16 @@
  * Requantization is TFLite's, bit for bit, in five instructions where the multiplier and the
  * accumulators' range allow (trec_requantize_fast_small).
  */
-#include "trec_convolve_internal.h"
+#include "trec_convolve_phases.h"
+#include "trec_geometry.h"
+#include "trec_ids.h"
+#include "trec_inner_loops.h"
+#include "trec_nn_support.h"
+#include "trec_plan.h"
 
 /* The scatters walk the rows in output order: a row's id for a sub-matrix sits `step` after
  * the previous row's within an output row, `row_step` after the output row's first one between
- * them (row_base). */
+ * them (trec_row_base). */
 #define ROW_STEPS(g, step, row_step)                                                                   \
     const size_t step = (g)->strip ? (size_t)(g)->stride_w : (size_t)(g)->m;                           \
     const size_t row_step = (g)->strip ? (size_t)(g)->stride_h * (g)->pw : (size_t)(g)->out_w * (g)->m
@@ -21,7 +26,7 @@
  * reach 2^29 (a sub-matrix's table entry is a rounded mean of L products of (x - zp) in
  * [-255, 255] and a weight in [-128, 127], so the M entries of a row sum to at most kp * 32640
  * in magnitude; then the bias) */
-int trec_fast_requant_block(const geom *g, const weights *w, int32_t c0, int32_t blk)
+int trec_fast_requant_block(const trec_geom *g, const trec_weights *w, int32_t c0, int32_t blk)
 {
     const int64_t limit = ((int64_t)1 << 29) - (int64_t)g->kp * 255 * 128;
     for (int32_t j = c0; j < c0 + blk; j++) {
@@ -105,51 +110,51 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
             ADD_QUAD_AT(*rp, (j0) + 4, a4, a5, a6, a7);                                                \
         }                                                                                              \
     } while (0)
-#define TABLES_ROWS(REQUANT, SUM8, UNROLL_BLOCKS, ID_SIZE)                                              \
-    ROW_STEPS(g, step, row_step);                                                                      \
-    size_t base0 = 0;                                                                                  \
-    for (int32_t oy = 0; oy < g->out_h; oy++, base0 += row_step) {                                     \
-        size_t base = base0;                                                                           \
-        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout, base += step) {                         \
-            for (int32_t m = 0; m < m_count; m++) {                                                    \
-                rowp[m] = tables + toff[m] + read_id(ids, (ID_SIZE), base + id_off[m]) * blk;          \
-            }                                                                                          \
-            int32_t j0 = 0;                                                                            \
-            UNROLL_BLOCKS                                                                              \
-            for (; j0 + 7 < blk; j0 += 8) {                                                            \
-                int32_t a0, a1, a2, a3, a4, a5, a6, a7;                                                \
-                SUM8(j0, a0, a1, a2, a3, a4, a5, a6, a7);                                              \
-                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                               \
-                STORE_QUAD(REQUANT, j0 + 4, a4, a5, a6, a7);                                           \
-            }                                                                                          \
-            for (; j0 + 3 < blk; j0 += 4) {                                                            \
-                int32_t a0, a1, a2, a3;                                                                \
-                trec_load2(rowp[0], 0, a0, a1);                                                        \
-                trec_load2(rowp[0], 2, a2, a3);                                                        \
-                rowp[0] += 4;                                                                          \
-                int32_t m = 1;                                                                         \
-                for (; m + 1 < m_count; m += 2) {                                                      \
-                    const int32_t *tc = rowp[m], *td = rowp[m + 1];                                    \
-                    rowp[m] = tc + 4;                                                                  \
-                    rowp[m + 1] = td + 4;                                                              \
-                    ADD_QUAD(tc, 0, a0, a1, a2, a3);                                                   \
-                    ADD_QUAD(td, 0, a0, a1, a2, a3);                                                   \
-                }                                                                                      \
-                if (m < m_count) {                                                                     \
-                    ADD_QUAD(rowp[m], 0, a0, a1, a2, a3);                                              \
-                    rowp[m] += 4;                                                                      \
-                }                                                                                      \
-                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                               \
-            }                                                                                          \
-            for (; j0 < blk; j0++) {                                                                   \
-                int32_t a0 = 0;                                                                        \
-                for (int32_t m = 0; m < m_count; m++) {                                                \
-                    a0 += rowp[m][0];                                                                  \
-                    rowp[m]++;                                                                         \
-                }                                                                                      \
-                out[j0] = (int8_t)REQUANT(a0, j0);                                                     \
-            }                                                                                          \
-        }                                                                                              \
+#define TABLES_ROWS(REQUANT, SUM8, UNROLL_BLOCKS, ID_SIZE)                                         \
+    ROW_STEPS(g, step, row_step);                                                                  \
+    size_t base0 = 0;                                                                              \
+    for (int32_t oy = 0; oy < g->out_h; oy++, base0 += row_step) {                                 \
+        size_t base = base0;                                                                       \
+        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout, base += step) {                     \
+            for (int32_t m = 0; m < m_count; m++) {                                                \
+                rowp[m] = tables + toff[m] + trec_read_id(ids, (ID_SIZE), base + id_off[m]) * blk; \
+            }                                                                                      \
+            int32_t j0 = 0;                                                                        \
+            UNROLL_BLOCKS                                                                          \
+            for (; j0 + 7 < blk; j0 += 8) {                                                        \
+                int32_t a0, a1, a2, a3, a4, a5, a6, a7;                                            \
+                SUM8(j0, a0, a1, a2, a3, a4, a5, a6, a7);                                          \
+                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                           \
+                STORE_QUAD(REQUANT, j0 + 4, a4, a5, a6, a7);                                       \
+            }                                                                                      \
+            for (; j0 + 3 < blk; j0 += 4) {                                                        \
+                int32_t a0, a1, a2, a3;                                                            \
+                trec_load2(rowp[0], 0, a0, a1);                                                    \
+                trec_load2(rowp[0], 2, a2, a3);                                                    \
+                rowp[0] += 4;                                                                      \
+                int32_t m = 1;                                                                     \
+                for (; m + 1 < m_count; m += 2) {                                                  \
+                    const int32_t *tc = rowp[m], *td = rowp[m + 1];                                \
+                    rowp[m] = tc + 4;                                                              \
+                    rowp[m + 1] = td + 4;                                                          \
+                    ADD_QUAD(tc, 0, a0, a1, a2, a3);                                               \
+                    ADD_QUAD(td, 0, a0, a1, a2, a3);                                               \
+                }                                                                                  \
+                if (m < m_count) {                                                                 \
+                    ADD_QUAD(rowp[m], 0, a0, a1, a2, a3);                                          \
+                    rowp[m] += 4;                                                                  \
+                }                                                                                  \
+                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                           \
+            }                                                                                      \
+            for (; j0 < blk; j0++) {                                                               \
+                int32_t a0 = 0;                                                                    \
+                for (int32_t m = 0; m < m_count; m++) {                                            \
+                    a0 += rowp[m][0];                                                              \
+                    rowp[m]++;                                                                     \
+                }                                                                                  \
+                out[j0] = (int8_t)REQUANT(a0, j0);                                                 \
+            }                                                                                      \
+        }                                                                                          \
     }
 #define SCATTER_TABLES_BODY(REQUANT) TABLES_ROWS(REQUANT, SUM8_STEPPED, , id_size)
 #define SCATTER_TABLES64_BODY(REQUANT) TABLES_ROWS(REQUANT, SUM8_AT, _Pragma("GCC unroll 8"), 1)
@@ -158,19 +163,20 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
  * [c0, c0 + blk). Fast path: the output offset comes with the rounding term in rq (see
  * trec_convolve_s8), SSAT does the int8 clamp, and a narrower activation range is a max and a min
  * instead. REQUANT(a, j) is the int8 output. */
-#define SCATTER_REQUANTIZED(BODY, ANY)                                                                 \
-    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;                                \
-    const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max;                     \
-    const int32_t lo = amin - offset, hi = amax - offset;                                              \
-    const int32_t *TREC_RESTRICT mult = w->mult + c0;                                                  \
-    const int32_t *TREC_RESTRICT shift = w->shift + c0;                                                \
-    int8_t *out = output + c0;                                                                         \
-    if (ANY && !trec_fast_requant_block(g, w, c0, blk)) {                                              \
-        BODY(ANY_RQ)                                                                                   \
-    } else if (amin == -128 && amax == 127) {                                                          \
-        BODY(FULL_RQ)                                                                                  \
-    } else {                                                                                           \
-        BODY(FAST_RQ)                                                                                  \
+#define SCATTER_REQUANTIZED(BODY, ANY)                                             \
+    const int32_t m_count = g->m, id_size = g->id_size, cout = g->cout;            \
+    const int32_t offset = g->output_offset, amin = g->act_min, amax = g->act_max; \
+    const int32_t lo = amin - offset, hi = amax - offset;                          \
+    const int32_t *TREC_RESTRICT mult = w->mult + c0;                              \
+    const int32_t *TREC_RESTRICT shift = w->shift + c0;                            \
+    int8_t *out = output + c0;                                                     \
+    (void)id_size; /* the T16 body reads one-byte ids only */                      \
+    if (ANY && !trec_fast_requant_block(g, w, c0, blk)) {                          \
+        BODY(ANY_RQ)                                                               \
+    } else if (amin == -128 && amax == 127) {                                      \
+        BODY(FULL_RQ)                                                              \
+    } else {                                                                       \
+        BODY(FAST_RQ)                                                              \
     }
 #define FULL_RQ(a, j) trec_ssat8(requantize_rq((a), rq, (j)))
 #define FAST_RQ(a, j) clamp_to(requantize_rq((a), rq, (j)), amin, amax)
@@ -178,17 +184,18 @@ TREC_INLINE int32_t clamp_to(int32_t v, int32_t lo, int32_t hi) { return TREC_MI
 
 /* chunks of 64 channels (a 64-channel layer in one pass, the common case) where every channel takes
  * the short requantization: the block loop unrolled whole, 6.7 KB of code for L4 -5%, L6 -6% */
-HOT static void scatter_tables64(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
-                                 const int32_t *toff, int32_t c0, const weights *w, int8_t *output,
-                                 const int32_t **rowp, const int32_t *rq)
+TREC_NOINLINE static void scatter_tables64(const trec_geom *g, const uint8_t *ids, const int32_t *id_off,
+                                           const int32_t *tables, const int32_t *toff, int32_t c0,
+                                           const trec_weights *w, int8_t *output, const int32_t **rowp,
+                                           const int32_t *rq)
 {
     const int32_t blk = 64;
     SCATTER_REQUANTIZED(SCATTER_TABLES64_BODY, 0)
 }
 
-HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *tables,
-                             const int32_t *toff, int32_t c0, int32_t blk, const weights *w, int8_t *output,
-                             const int32_t **rowp, const int32_t *rq)
+TREC_NOINLINE void trec_scatter_tables(const trec_geom *g, const uint8_t *ids, const int32_t *id_off,
+                                       const int32_t *tables, const int32_t *toff, int32_t c0, int32_t blk,
+                                       const trec_weights *w, int8_t *output, const int32_t **rowp, const int32_t *rq)
 {
     if (blk == 64 && g->id_size == 1 && trec_fast_requant_block(g, w, c0, blk)) {
         scatter_tables64(g, ids, id_off, tables, toff, c0, w, output, rowp, rq);
@@ -211,57 +218,58 @@ HOT void trec_scatter_tables(const geom *g, const uint8_t *ids, const int32_t *i
 /* plan T16: as plan T, but the rows of sub-matrices 1.. hold uint16 entries, two per word (their
  * offsets are in the first table's entries): each costs one pointer load, two LDRD, eight adds
  * and the pointer stepped. rowp[m] points at words; the first table is table0. */
-#define SCATTER_TABLES16_BODY(REQUANT)                                                                  \
-    for (int32_t oy = 0; oy < g->out_h; oy++) {                                                        \
-        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {                                       \
-            const size_t base = row_base(g, oy, ox);                                                   \
-            const int32_t *r0 = table0 + read_id(ids, id_size, base + id_off[0]) * blk;                \
-            for (int32_t m = 1; m < m_count; m++) {                                                    \
-                rowp[m] = (const int32_t *)(const void *)(tables + toff[m] +                           \
-                                                          read_id(ids, id_size, base + id_off[m]) * row_bytes); \
-            }                                                                                          \
-            int32_t j0 = 0;                                                                            \
-            for (; j0 + 7 < blk; j0 += 8, r0 += 8) {                                                   \
-                int32_t a0, a1, a2, a3, a4, a5, a6, a7;                                                \
-                trec_load2(r0, 0, a0, a1);                                                             \
-                trec_load2(r0, 2, a2, a3);                                                             \
-                trec_load2(r0, 4, a4, a5);                                                             \
-                trec_load2(r0, 6, a6, a7);                                                             \
-                for (int32_t m = 1; m < m_count; m++) {                                                \
-                    const int32_t *tc = rowp[m];                                                       \
-                    rowp[m] = tc + 4;                                                                  \
-                    ADD_QUAD16(tc, 0, a0, a1, a2, a3);                                                 \
-                    ADD_QUAD16(tc, 2, a4, a5, a6, a7);                                                 \
-                }                                                                                      \
-                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                               \
-                STORE_QUAD(REQUANT, j0 + 4, a4, a5, a6, a7);                                           \
-            }                                                                                          \
-            for (; j0 + 3 < blk; j0 += 4, r0 += 4) {                                                   \
-                int32_t a0, a1, a2, a3;                                                                \
-                trec_load2(r0, 0, a0, a1);                                                             \
-                trec_load2(r0, 2, a2, a3);                                                             \
-                for (int32_t m = 1; m < m_count; m++) {                                                \
-                    ADD_QUAD16(rowp[m], 0, a0, a1, a2, a3);                                            \
-                    rowp[m] += 2;                                                                      \
-                }                                                                                      \
-                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                               \
-            }                                                                                          \
-            for (int32_t j = j0; j < blk; j++) {                                                       \
-                int32_t a0 = r0[j - j0];                                                               \
-                for (int32_t m = 1; m < m_count; m++) {                                                \
-                    const uint32_t word = (uint32_t)rowp[m][(j - j0) >> 1];                            \
-                    a0 += (int32_t)(((j - j0) & 1) ? word >> 16 : word & 0xFFFFu);                     \
-                }                                                                                      \
-                out[j] = (int8_t)REQUANT(a0, j);                                                       \
-            }                                                                                          \
-        }                                                                                              \
+#define SCATTER_TABLES16_BODY(REQUANT)                                                                               \
+    for (int32_t oy = 0; oy < g->out_h; oy++) {                                                                      \
+        for (int32_t ox = 0; ox < g->out_w; ox++, out += cout) {                                                     \
+            const size_t base = trec_row_base(g, oy, ox);                                                            \
+            const int32_t *r0 = table0 + trec_read_id(ids, id_size, base + id_off[0]) * blk;                         \
+            for (int32_t m = 1; m < m_count; m++) {                                                                  \
+                rowp[m] = (const int32_t *)(const void *)(tables + toff[m] +                                         \
+                                                          trec_read_id(ids, id_size, base + id_off[m]) * row_bytes); \
+            }                                                                                                        \
+            int32_t j0 = 0;                                                                                          \
+            for (; j0 + 7 < blk; j0 += 8, r0 += 8) {                                                                 \
+                int32_t a0, a1, a2, a3, a4, a5, a6, a7;                                                              \
+                trec_load2(r0, 0, a0, a1);                                                                           \
+                trec_load2(r0, 2, a2, a3);                                                                           \
+                trec_load2(r0, 4, a4, a5);                                                                           \
+                trec_load2(r0, 6, a6, a7);                                                                           \
+                for (int32_t m = 1; m < m_count; m++) {                                                              \
+                    const int32_t *tc = rowp[m];                                                                     \
+                    rowp[m] = tc + 4;                                                                                \
+                    ADD_QUAD16(tc, 0, a0, a1, a2, a3);                                                               \
+                    ADD_QUAD16(tc, 2, a4, a5, a6, a7);                                                               \
+                }                                                                                                    \
+                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                                             \
+                STORE_QUAD(REQUANT, j0 + 4, a4, a5, a6, a7);                                                         \
+            }                                                                                                        \
+            for (; j0 + 3 < blk; j0 += 4, r0 += 4) {                                                                 \
+                int32_t a0, a1, a2, a3;                                                                              \
+                trec_load2(r0, 0, a0, a1);                                                                           \
+                trec_load2(r0, 2, a2, a3);                                                                           \
+                for (int32_t m = 1; m < m_count; m++) {                                                              \
+                    ADD_QUAD16(rowp[m], 0, a0, a1, a2, a3);                                                          \
+                    rowp[m] += 2;                                                                                    \
+                }                                                                                                    \
+                STORE_QUAD(REQUANT, j0, a0, a1, a2, a3);                                                             \
+            }                                                                                                        \
+            for (int32_t j = j0; j < blk; j++) {                                                                     \
+                int32_t a0 = r0[j - j0];                                                                             \
+                for (int32_t m = 1; m < m_count; m++) {                                                              \
+                    const uint32_t word = (uint32_t)rowp[m][(j - j0) >> 1];                                          \
+                    a0 += (int32_t)(((j - j0) & 1) ? word >> 16 : word & 0xFFFFu);                                   \
+                }                                                                                                    \
+                out[j] = (int8_t)REQUANT(a0, j);                                                                     \
+            }                                                                                                        \
+        }                                                                                                            \
     }
 
-HOT void trec_scatter_tables16(const geom *g, const uint8_t *ids, const int32_t *id_off, const int32_t *table0,
-                               const uint8_t *tables, const int32_t *toff, int32_t c0, int32_t blk,
-                               const weights *w, int8_t *output, const int32_t **rowp, const int32_t *rq)
+TREC_NOINLINE void trec_scatter_tables16(const trec_geom *g, const uint8_t *ids, const int32_t *id_off,
+                                         const int32_t *table0, const uint8_t *tables, const int32_t *toff, int32_t c0,
+                                         int32_t blk, const trec_weights *w, int8_t *output, const int32_t **rowp,
+                                         const int32_t *rq)
 {
-    const int32_t row_bytes = t16_row(blk) * 2;
+    const int32_t row_bytes = trec_t16_row(blk) * 2;
     /* the caller takes T16 only where every channel takes the fast requantization */
     SCATTER_REQUANTIZED(SCATTER_TABLES16_BODY, 0)
 }
@@ -321,7 +329,7 @@ TREC_INLINE void copy_row(int32_t *acc, const int32_t *t, int32_t n)
     }
 }
 
-TREC_INLINE void scatter_add_body(const geom *g, const uint8_t *ids, int32_t id_size, size_t idx0,
+TREC_INLINE void scatter_add_body(const trec_geom *g, const uint8_t *ids, int32_t id_size, size_t idx0,
                                   const int32_t *table, int32_t blk, int first, int32_t *acc)
 {
     ROW_STEPS(g, step, row_step);
@@ -330,11 +338,11 @@ TREC_INLINE void scatter_add_body(const geom *g, const uint8_t *ids, int32_t id_
     for (int32_t oy = 0; oy < g->out_h; oy++, idx0 += row_step) {
         size_t idx = idx0;
         for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step) {
-            const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            const int32_t *TREC_RESTRICT tc = table + (size_t)trec_read_id(ids, id_size, idx) * blk;
             if (first) {
                 copy_row(a, tc, blk);
             } else {
-                add_row(a, tc, blk);
+                trec_add_row(a, tc, blk);
             }
         }
     }
@@ -342,8 +350,8 @@ TREC_INLINE void scatter_add_body(const geom *g, const uint8_t *ids, int32_t id_
 
 /* plan A, one sub-matrix: acc[n][0..blk) (+)= table[id(n, m)][0..blk); the first sub-matrix's
  * table (which carries the bias) sets acc */
-HOT void trec_scatter_add(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table, int32_t blk,
-                          int first, int32_t *acc)
+TREC_NOINLINE void trec_scatter_add(const trec_geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
+                                    int32_t blk, int first, int32_t *acc)
 {
     const size_t idx0 = (size_t)id_off;
 #define ADD(ID_SIZE, BLK)                                                                              \
@@ -375,9 +383,8 @@ TREC_INLINE void add2_row(int32_t *acc, const int32_t *t, const int32_t *u, int3
     }
 }
 
-TREC_INLINE void scatter_add2_body(const geom *g, const uint8_t *ids, int32_t id_size, size_t idx0, size_t idx20,
-                                   const int32_t *table, const int32_t *table2, int32_t blk, int first,
-                                   int32_t *acc)
+TREC_INLINE void scatter_add2_body(const trec_geom *g, const uint8_t *ids, int32_t id_size, size_t idx0, size_t idx20,
+                                   const int32_t *table, const int32_t *table2, int32_t blk, int first, int32_t *acc)
 {
     ROW_STEPS(g, step, row_step);
     const int32_t out_w = g->out_w;
@@ -385,8 +392,8 @@ TREC_INLINE void scatter_add2_body(const geom *g, const uint8_t *ids, int32_t id
     for (int32_t oy = 0; oy < g->out_h; oy++, idx0 += row_step, idx20 += row_step) {
         size_t idx = idx0, idx2 = idx20;
         for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, idx2 += step) {
-            const int32_t *TREC_RESTRICT tc = table + (size_t)read_id(ids, id_size, idx) * blk;
-            const int32_t *TREC_RESTRICT td = table2 + (size_t)read_id(ids, id_size, idx2) * blk;
+            const int32_t *TREC_RESTRICT tc = table + (size_t)trec_read_id(ids, id_size, idx) * blk;
+            const int32_t *TREC_RESTRICT td = table2 + (size_t)trec_read_id(ids, id_size, idx2) * blk;
             add2_row(a, tc, td, blk, first);
         }
     }
@@ -394,8 +401,8 @@ TREC_INLINE void scatter_add2_body(const geom *g, const uint8_t *ids, int32_t id
 
 /* plan A2: acc[n] (+)= table[id(n, m)] + table2[id(n, m + 1)], two sub-matrices per pass over
  * the accumulator */
-HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2, const int32_t *table,
-                           const int32_t *table2, int32_t blk, int first, int32_t *acc)
+TREC_NOINLINE void trec_scatter_add2(const trec_geom *g, const uint8_t *ids, int32_t id_off, int32_t id_off2,
+                                     const int32_t *table, const int32_t *table2, int32_t blk, int first, int32_t *acc)
 {
     const size_t i0 = (size_t)id_off, i1 = (size_t)id_off2;
 #define ADD2(ID_SIZE, BLK)                                                                             \
@@ -407,10 +414,9 @@ HOT void trec_scatter_add2(const geom *g, const uint8_t *ids, int32_t id_off, in
 
 /* mode: 0 the general requantization, 1 the short one over the whole int8 range (SSAT), 2 the
  * short one and the activation's clamp */
-TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int32_t id_size, size_t idx0,
-                                         const int32_t *table, int32_t blk, const int32_t *acc,
-                                         const int32_t *mult, const int32_t *shift, const int32_t *rq, int mode,
-                                         int8_t *output)
+TREC_INLINE void scatter_requantize_body(const trec_geom *g, const uint8_t *ids, int32_t id_size, size_t idx0,
+                                         const int32_t *table, int32_t blk, const int32_t *acc, const int32_t *mult,
+                                         const int32_t *shift, const int32_t *rq, int mode, int8_t *output)
 {
     ROW_STEPS(g, step, row_step);
     const int32_t out_w = g->out_w, cout = g->cout;
@@ -420,7 +426,7 @@ TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int3
     for (int32_t oy = 0; oy < g->out_h; oy++, idx0 += row_step) {
         size_t idx = idx0;
         for (int32_t ox = 0; ox < out_w; ox++, a += blk, idx += step, out += cout) {
-            const int32_t *tc = table + (size_t)read_id(ids, id_size, idx) * blk;
+            const int32_t *tc = table + (size_t)trec_read_id(ids, id_size, idx) * blk;
             for (int32_t j = 0; j < blk; j++) {
                 const int32_t x = a[j] + tc[j];
                 int32_t v;
@@ -441,9 +447,9 @@ TREC_INLINE void scatter_requantize_body(const geom *g, const uint8_t *ids, int3
                : scatter_requantize_body(g, ids, ID_SIZE, idx0, table, BLK, acc, mult, shift, rq, 2, out))
 
 /* plan A, the last sub-matrix: requantize acc[n] + table[id(n, m)] straight into the output */
-HOT void trec_scatter_requantize(const geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
-                                 int32_t c0, int32_t blk, const int32_t *acc, const weights *w,
-                                 const int32_t *rq, int8_t *output)
+TREC_NOINLINE void trec_scatter_requantize(const trec_geom *g, const uint8_t *ids, int32_t id_off, const int32_t *table,
+                                           int32_t c0, int32_t blk, const int32_t *acc, const trec_weights *w,
+                                           const int32_t *rq, int8_t *output)
 {
     const size_t idx0 = (size_t)id_off;
     const int32_t *mult = w->mult + c0, *shift = w->shift + c0;

@@ -28,9 +28,6 @@ constexpr int kBiasTensor = 2;
 constexpr int kHashTensor = 3;
 constexpr int kOutputTensor = 0;
 
-trec_reuse_stats g_last_stats = {0, 0, 0, 0, 0, 0};
-uint32_t g_eval_count = 0;
-
 // TF_LITE_ENSURE with a formatted message that names the operator (MicroPrintf through the
 // context's error reporter; compiled out with TF_LITE_STRIP_ERROR_STRINGS like TFLM's own).
 #define TREC_ENSURE(context, cond, ...)                              \
@@ -483,14 +480,21 @@ const char* StatusName(trec_status s) {
 }
 
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  TFLITE_DCHECK(node->user_data != nullptr);
+  TF_LITE_ENSURE(context, node->user_data != nullptr);
   OpDataTrecConv2D* data = static_cast<OpDataTrecConv2D*>(node->user_data);
+  // a failed evaluation leaves no statistics (TrecConv2DReuseStats answers nullptr)
+  data->last_stats.rows = 0;
 
   const TfLiteEvalTensor* input = micro::GetEvalInput(context, node, kInputTensor);
   const TfLiteEvalTensor* filter = micro::GetEvalInput(context, node, kFilterTensor);
   const TfLiteEvalTensor* bias = micro::GetEvalInput(context, node, kBiasTensor);
   const TfLiteEvalTensor* hash = micro::GetEvalInput(context, node, kHashTensor);
   TfLiteEvalTensor* output = micro::GetEvalOutput(context, node, kOutputTensor);
+  // Prepare checked these; Eval relies on them, so it says so
+  TF_LITE_ENSURE(context,
+                 input != nullptr && filter != nullptr && hash != nullptr && output != nullptr);
+  TF_LITE_ENSURE(context,
+                 input->dims->size == 4 && filter->dims->size == 4 && output->dims->size == 4);
 
   const trec_dims in_dims = {input->dims->data[0], input->dims->data[1], input->dims->data[2],
                              input->dims->data[3]};
@@ -503,6 +507,7 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
   trec_context ctx;
   ctx.buf = data->scratch_index >= 0 ? context->GetScratchBuffer(context, data->scratch_index)
                                      : nullptr;
+  TF_LITE_ENSURE(context, data->scratch_index < 0 || ctx.buf != nullptr);
   ctx.size = data->scratch_bytes;
   trec_per_channel_quant_params quant;
   quant.multiplier = data->per_channel_multiplier;
@@ -521,9 +526,8 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
                 static_cast<int>(data->scratch_min_bytes));
     return kTfLiteError;
   }
+  TF_LITE_ENSURE(context, stats.rows > 0);
   data->last_stats = stats;
-  g_last_stats = stats;
-  ++g_eval_count;
   return kTfLiteOk;
 }
 
@@ -533,8 +537,12 @@ TFLMRegistration Register_TREC_CONV_2D() {
   return tflite::micro::RegisterOp(Init, Prepare, Eval);
 }
 
-const trec_reuse_stats* TrecConv2DLastStats() { return &g_last_stats; }
-
-uint32_t TrecConv2DEvalCount() { return g_eval_count; }
+const trec_reuse_stats* TrecConv2DReuseStats(const TFLMRegistration& registration,
+                                             const TfLiteNode& node) {
+  // Init is what put an OpDataTrecConv2D into user_data: only then may it be read as one.
+  if (registration.init != Init || node.user_data == nullptr) return nullptr;
+  const OpDataTrecConv2D* data = static_cast<const OpDataTrecConv2D*>(node.user_data);
+  return data->last_stats.rows > 0 ? &data->last_stats : nullptr;
+}
 
 }  // namespace tflite

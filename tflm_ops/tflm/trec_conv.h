@@ -61,16 +61,20 @@ struct OpDataTrecConv2D {
   int32_t scratch_bytes;             // what was requested (fast plan, or the budget)
   int32_t scratch_fast_bytes;        // trec_convolve_s8_get_buffer_size()
   int32_t scratch_min_bytes;         // trec_convolve_s8_get_min_buffer_size()
-  trec_reuse_stats last_stats;       // reuse of the last Eval (rc = clusters / (rows * M))
+  trec_reuse_stats last_stats;       // reuse of the last successful Eval (rc = clusters /
+                                     // (rows * M)); rows == 0: none yet, or the last Eval failed
 };
 
 // The registration (init/prepare/eval), made with tflite::micro::RegisterOp.
 TFLMRegistration Register_TREC_CONV_2D();
 
-// Reuse statistics of the most recent TREC_CONV_2D evaluation in this process (any node),
-// and a running count of evaluations; for profilers and host tools. Not thread-safe.
-const trec_reuse_stats* TrecConv2DLastStats();
-uint32_t TrecConv2DEvalCount();
+// Reuse statistics of `node`'s latest evaluation, kept in the node's OpData: nullptr when
+// `registration` is not TREC_CONV_2D's (made by Register_TREC_CONV_2D(); a copy with another
+// invoke still counts), when the node has no OpData, or when it has not yet been evaluated
+// successfully (or its last evaluation failed). For profilers and host tools: the board app asks
+// each node its profiler timed (boards/app/trec_app_profiler.cc).
+const trec_reuse_stats* TrecConv2DReuseStats(const TFLMRegistration& registration,
+                                             const TfLiteNode& node);
 
 // Adds TREC_CONV_2D to a resolver (one slot of its tOpCount).
 template <unsigned int tOpCount>

@@ -1,9 +1,10 @@
 """ctypes binding to the C kernel library (tflm_ops/): the same kernels the MCU runs, built for the host.
 
-The host library is built on demand with gcc (mirroring ``tflm_ops/Makefile``) when it is missing or
-older than any source, from the sources :func:`trec_tflm.paths.tflm_ops_dir` finds (the checkout's, or
-the installed package's copy) into ``native/<variant>/`` under :func:`trec_tflm.paths.build_dir` (the
-checkout's build/, else the user cache ``$TREC_TFLM_CACHE``, default ``~/.cache/trec_tflm``). Variants:
+The host library is built on demand with gcc (with the flags of ``tflm_ops/flags.mk``, which
+``tflm_ops/Makefile`` includes) when it is missing or older than any source, from the sources
+:func:`trec_tflm.paths.tflm_ops_dir` finds (the checkout's, or the installed package's copy) into
+``native/<variant>/`` under :func:`trec_tflm.paths.build_dir` (the checkout's build/, else the user cache
+``$TREC_TFLM_CACHE``, default ``~/.cache/trec_tflm``). Variants:
 
 - ``"host"``        the DSP code path (SXTB16/SMLAD structure, intrinsics emulated in C): what M4/M7 run;
 - ``"host-plain"``  the plain C path (what cores without the DSP extension run);
@@ -41,15 +42,45 @@ from trec_tflm.spec import golden
 VARIANTS = ("host", "host-plain", "host-asan", "host-asan-plain")
 LIB_NAME = "libtrec_nn.so"
 
-_BASE_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-fPIC", "-shared"]
-_VARIANT_FLAGS = {
-    "host": ["-O2", "-DTREC_EMULATE_DSP"],
-    "host-plain": ["-O2"],
-    "host-asan": ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
-                  "-fno-sanitize-recover=all", "-DTREC_EMULATE_DSP"],
-    "host-asan-plain": ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
-                        "-fno-sanitize-recover=all"],
-}
+FLAGS_FILE = "flags.mk"
+
+
+def _flags_file(root: Path) -> dict[str, list[str]]:
+    """tflm_ops/flags.mk's ``NAME := flags`` lines: the compiler flags' one home, shared with the Makefile."""
+    path = root / FLAGS_FILE
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise NativeBuildError(f"cannot read the kernel flags {path} ({exc}): reinstall trec-tflm "
+                               "or run from a source checkout") from None
+    flags = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":=")
+        if sep and not line.lstrip().startswith("#"):
+            flags[name.strip()] = value.split()
+    return flags
+
+
+def _flags(root: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """(flags of every variant, each variant's own), as the Makefile composes them."""
+    f = _flags_file(root)
+    try:
+        dsp, opt, san = f["TREC_CFLAGS_EMULATE_DSP"], f["TREC_CFLAGS_HOST_OPT"], f["TREC_CFLAGS_SANITIZE"]
+        base = f["TREC_CFLAGS_BASE"] + f["TREC_CFLAGS_HOST"]
+    except KeyError as exc:
+        raise NativeBuildError(f"{root / FLAGS_FILE} lacks {exc.args[0]}: restore it from the source "
+                               "checkout") from None
+    return base, {"host": opt + dsp, "host-plain": opt, "host-asan": san + dsp, "host-asan-plain": san}
+
+
+def __getattr__(name: str):
+    # _BASE_FLAGS / _VARIANT_FLAGS (what tests compile their own probes with) come from flags.mk,
+    # read when asked for: importing this module reads no files
+    if name == "_BASE_FLAGS":
+        return _flags(source_root())[0]
+    if name == "_VARIANT_FLAGS":
+        return _flags(source_root())[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class NativeBuildError(TrecTflmError, RuntimeError):
@@ -105,13 +136,13 @@ def library_path(variant: str = "host", *, rebuild: bool = False) -> Path:
         raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
     root = source_root()
     c_files, headers = _sources(root)
+    base, variant_flags = _flags(root)
     out = _build_dir(variant) / LIB_NAME
-    newest = max(p.stat().st_mtime for p in c_files + headers)
+    newest = max(p.stat().st_mtime for p in c_files + headers + [root / FLAGS_FILE])
     with _build_lock:
         if not rebuild and out.exists() and out.stat().st_mtime >= newest:
             return out
-        cmd = [_compiler(), *_BASE_FLAGS, *_VARIANT_FLAGS[variant],
-               f"-I{root / 'include'}", f"-I{root / 'src'}"]
+        cmd = [_compiler(), *base, f"-I{root / 'include'}", f"-I{root / 'src'}", *variant_flags[variant]]
         # build into a temporary file, then rename: concurrent builders never see a partial library
         fd, tmp = tempfile.mkstemp(prefix=".libtrec_nn.", suffix=".so", dir=out.parent)
         os.close(fd)
