@@ -39,7 +39,9 @@ class Measured:
     case: str
     conv: cost.Conv
     layer_spec: bench_layers.Layer
-    plan: cost.HostPlan
+    plan: cost.HostPlan    # what the host build of the kernel chose: the model's input
+    target: cost.HostPlan  # what the core's build chose (the same code; the scratch layout differs with
+                           # the pointer size, so now and then the passes do)
     total: int            # TREC instructions, plain build
     phases: dict          # TREC instructions per phase, profile build ({} when not profiled)
     dense: int | None     # arm_convolve_wrapper_s8 instructions (first image only)
@@ -55,7 +57,7 @@ def _cmsis_root() -> str:
 
 def measure(core: str, layers, images, workdir: Path, profile: bool = True, log=print) -> list[Measured]:
     """Each layer on each image on QEMU, and the plan the host kernel chooses for it (the model's
-    input; the same kernel code, so the same plan: checked against QEMU's report)."""
+    input, as it will be where no board is at hand)."""
     out = []
     for spec in layers:
         cases = bench_layers.cases(spec, images)
@@ -74,12 +76,10 @@ def measure(core: str, layers, images, workdir: Path, profile: bool = True, log=
                                   hash_bits=spec.hash_bits, input_zero_point=case.params["input_zero_point"],
                                   stride=spec.stride, dilation=spec.dilation, padding=spec.padding)[0]
             q = plain.trec[case.name]
-            if (q.passes, q.clusters) != (plan.passes, round(plan.rc * q.rows * q.sub_matrices)):
-                raise RuntimeError(f"{case.name}: the host kernel chose {plan}, the {core} build "
-                                   f"{q.passes} passes and {q.clusters} clusters: rebuild the host library")
+            target = cost.HostPlan(q.remaining_ratio, q.passes, q.plan, q.chunk)
             phases = runs[1].trec[case.name].phases if profile else {}
             dense = plain.cmsis[case.name].ticks if case.name in plain.cmsis else None
-            out.append(Measured(spec.name, case.name, conv, spec, plan, q.ticks, phases, dense))
+            out.append(Measured(spec.name, case.name, conv, spec, plan, target, q.ticks, phases, dense))
     return out
 
 
@@ -105,15 +105,21 @@ _PROFILE_PHASE = {"hash": "hash", "sums": "centroids", "products": "products", "
 def fit(rows: list[Measured]) -> dict:
     """Coefficients per TREC phase term (fitted to the profile build's phase counts), the constant
     (median of what the plain totals leave), and the dense terms (fitted to CMSIS-NN's counts)."""
-    works = [cost.trec_work(r.conv, r.layer_spec.sub_vector_length, r.layer_spec.hash_bits, r.plan.rc,
-                            r.plan.passes, r.plan.plan) for r in rows]
+    # fitted on the plan the core ran (its report), not the host's guess of it
+    works = [cost.trec_work(r.conv, r.layer_spec.sub_vector_length, r.layer_spec.hash_bits, r.target.rc,
+                            r.target.passes, r.target.plan, r.target.chunk) for r in rows]
     trec: dict = {}
     for phase in cost.TREC_PHASES:
         terms = list(works[0][phase])
         a = np.array([[w[phase][t] for t in terms] for w in works], float)
         y = np.array([r.phases[_PROFILE_PHASE[phase]] for r in rows], float)
-        # relative error: a layer of 300K instructions counts as much as one of 3M
+        # relative error: a layer of 300K instructions counts as much as one of 3M; then once more
+        # without the images the fit misses by more than half (a plan detail the stats do not report,
+        # e.g. sums in blocks shorter than L: not what the terms describe)
         x = nnls(a / y[:, None], np.ones(len(y)))
+        inliers = np.abs(a @ x / y - 1) <= 0.5
+        if inliers.sum() >= len(terms) and not inliers.all():
+            x = nnls(a[inliers] / y[inliers, None], np.ones(int(inliers.sum())))
         trec[phase] = {t: round(float(v), 4) for t, v in zip(terms, x)}
     rest = [r.total - sum(trec[p][t] * v for p in cost.TREC_PHASES for t, v in w[p].items())
             for r, w in zip(rows, works)]
@@ -149,6 +155,8 @@ class CheckRow:
     dense_predicted: float
     dense_measured: int
     dense_error: float
+    inputs: int
+    plan_differs: int       # inputs where the host's plan (the prediction's input) is not the core's
 
 
 def check(rows: list[Measured], core: str) -> list[CheckRow]:
@@ -157,24 +165,27 @@ def check(rows: list[Measured], core: str) -> list[CheckRow]:
         mine = [r for r in rows if r.layer == name]
         spec = mine[0].layer_spec
         pred = [cost.predict_trec(r.conv, spec.sub_vector_length, spec.hash_bits, r.plan.rc, r.plan.passes,
-                                  r.plan.plan, core) for r in mine]
+                                  r.plan.plan, r.plan.chunk, core) for r in mine]
         meas = [r.total for r in mine]
         worst = max((p / m - 1 for p, m in zip(pred, meas)), key=abs)
         dense = next(r.dense for r in mine if r.dense)
         dp = cost.predict_dense(mine[0].conv, core)
         pm, mm = float(np.median(pred)), float(np.median(meas))
-        out.append(CheckRow(name, spec.describe(), pm, mm, pm / mm - 1, worst, dp, dense, dp / dense - 1))
+        differs = sum((r.plan.passes, r.plan.plan, r.plan.chunk) != (r.target.passes, r.target.plan, r.target.chunk)
+                      for r in mine)
+        out.append(CheckRow(name, spec.describe(), pm, mm, pm / mm - 1, worst, dp, dense, dp / dense - 1,
+                            len(mine), differs))
     return out
 
 
 def format_check(rows: list[CheckRow], core: str) -> str:
     lines = [f"cost model vs QEMU on emulated Cortex-{core.upper()} (instructions; TREC: median over inputs)",
              f"{'layer':<6}{'shape':<52}{'TREC pred':>12}{'measured':>12}{'error':>8}{'worst':>8}"
-             f"{'dense pred':>12}{'measured':>12}{'error':>8}"]
+             f"{'dense pred':>12}{'measured':>12}{'error':>8}  host plan differs"]
     for r in rows:
         lines.append(f"{r.layer:<6}{r.shape:<52}{r.trec_predicted:>12,.0f}{r.trec_measured:>12,.0f}"
                      f"{r.trec_error:>+8.1%}{r.worst_input_error:>+8.1%}{r.dense_predicted:>12,.0f}"
-                     f"{r.dense_measured:>12,}{r.dense_error:>+8.1%}")
+                     f"{r.dense_measured:>12,}{r.dense_error:>+8.1%}  {r.plan_differs}/{r.inputs}")
     return "\n".join(lines)
 
 

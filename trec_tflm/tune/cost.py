@@ -74,7 +74,7 @@ class Conv:
 # TREC
 # ------------------------------------------------------------------------------------------------
 def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
-              plan: str = "accumulator") -> dict[str, dict[str, float]]:
+              plan: str = "accumulator", chunk: int = 0) -> dict[str, dict[str, float]]:
     """Per phase, its terms of work in the kernel's per-operation costs (instructions before calibration)."""
     if plan not in PLANS:
         raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
@@ -91,49 +91,68 @@ def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, pas
         # the strip path hashes each strip pixel of the padded input once, every sub-matrix reads its ids
         ph, pw = (ho - 1) * sh + (conv.kh - 1) * dh + 1, (wo - 1) * sw + (conv.kw - j) * dw + 1
         projections = ph * pw
-        simd = conv.cin % 4 == 0
+        simd = int(conv.cin % 4 == 0)  # SIMD sums and products (the kernel's simd_possible)
         if sh == 1 and sw == 1:
             # incremental sums: the first window whole, then where neighbouring windows differ
             # (the sub-matrices are visited row by row, snaking)
             moves_x, moves_y = conv.kh * (conv.kw // j - 1), conv.kh - 1
-            gathered = length * (n + 2 * (moves_x * ho * min(j * dw, wo) + moves_y * wo * min(dh, ho)))
+            incremental = length * (n + 2 * (moves_x * ho * min(j * dw, wo) + moves_y * wo * min(dh, ho)))
+            gathered = {"incremental": incremental, "windows": 0, "im2col_rows": 0}
         else:
-            gathered = n * length * m
-    else:
-        projections, simd, gathered = n * m, False, n * k  # im2col rows, hashed and summed whole
+            gathered = {"incremental": 0, "windows": n * length * m, "im2col_rows": 0}
+    else:  # im2col rows, hashed and summed whole
+        projections, simd, gathered = n * m, 0, {"incremental": 0, "windows": 0, "im2col_rows": n * k}
     per_element = 4 if simd else 12
-    scatter_per_entry = {"accumulator": 3.4, "tables": 2.5, "tables16": 2.3}[plan]
+    chunk = min(chunk or math.ceil(conv.cout / passes), conv.cout)
+    scatter_per_entry = _scatter_tenths(plan, chunk, bits <= 8) / 10
     general = 0 if j else 1
     return {
         # dual 16-bit MACs of the projections; an id per row and sub-matrix; the general path builds
         # its im2col rows (element by element, padding checked) before hashing them
         "hash": {"projections": projections * length * bits / 2, "ids": n * m,
                  "im2col": general * n * m * length, "rows": general * n},
-        # every pass re-derives the sums, pays per cluster slot and per sub-matrix
-        "sums": {"gathered": passes * gathered * per_element, "slots": passes * clusters * 30,
-                 "sub_matrices": passes * m * 300},
+        # every pass re-derives the sums (reading each row's id), pays per cluster slot and per sub-matrix
+        "sums": {**{f"gathered_{g}": passes * v * per_element for g, v in gathered.items()},
+                 "rows": (1 - simd) * passes * n * m, "rows_simd": simd * passes * n * m,
+                 "slots": passes * clusters * 30, "sub_matrices": passes * m * 300},
         # the multiply-accumulates of clusters x filter slice, a division per cluster and channel,
-        # and per pass the cluster's set-up
-        "products": {"macs": clusters * conv.cout * length, "divisions": clusters * conv.cout * 12,
-                     "per_pass": passes * clusters * 30},
+        # and per pass each cluster's sums packed for the products
+        "products": {"macs": (1 - simd) * clusters * conv.cout * length,
+                     "macs_simd": simd * clusters * conv.cout * length,
+                     "strip_pixels": simd * clusters * conv.cout * j,  # SIMD: filter sums per strip pixel
+                     "divisions": clusters * conv.cout * 12,
+                     "per_pass": passes * clusters * length},
         # a table entry per row, sub-matrix and channel, a row's set-up per pass, the requantization
         "scatter": {"entries": n * m * conv.cout * scatter_per_entry, "per_pass": passes * n * m,
-                    "requantize": n * conv.cout},
+                    "row_passes": passes * n, "requantize": n * conv.cout},
     }
 
 
+def _scatter_tenths(plan: str, chunk: int, one_byte_ids: bool) -> int:
+    """Scatter instructions per (row, sub-matrix, channel), in tenths: scatter_tenths of
+    tflm_ops/src/trec_convolve_plan_s8.c (measured on Cortex-M7)."""
+    if plan == "tables":
+        return 22 if one_byte_ids and chunk == 64 else 23 + 190 // chunk
+    if plan == "tables16":
+        return 23
+    a2 = 26 + 214 // chunk
+    if one_byte_ids and (chunk <= 4 or chunk in (8, 16)):
+        a2 = 25 if chunk == 16 else 28 if chunk == 8 else (0, 67, 66, 56, 36)[chunk]
+    return a2  # plan A2's; plan A (+0.8 per entry) is rarer and TrecReuseStats does not tell them apart
+
+
 def predict_trec(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
-                 plan: str = "accumulator", core: str = "m7") -> float:
+                 plan: str = "accumulator", chunk: int = 0, core: str = "m7") -> float:
     """Predicted instructions of trec_convolve_s8 on one image at reuse rate ``rc`` (clusters over
     rows x sub-matrices) with ``passes`` over the channels and scatter ``plan`` (:func:`host_plan`)."""
-    return float(sum(trec_phases(conv, sub_vector_length, hash_bits, rc, passes, plan, core).values()))
+    return float(sum(trec_phases(conv, sub_vector_length, hash_bits, rc, passes, plan, chunk, core).values()))
 
 
 def trec_phases(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
-                plan: str = "accumulator", core: str = "m7") -> dict[str, float]:
+                plan: str = "accumulator", chunk: int = 0, core: str = "m7") -> dict[str, float]:
     """:func:`predict_trec` by phase (hash, sums, products, scatter; the rest in "fixed")."""
     coef = _coefficients(core)["trec"]
-    work = trec_work(conv, sub_vector_length, hash_bits, rc, passes, plan)
+    work = trec_work(conv, sub_vector_length, hash_bits, rc, passes, plan, chunk)
     out = {p: sum(coef[p][t] * v for t, v in terms.items()) for p, terms in work.items()}
     return out | {"fixed": coef["fixed"]}
 
@@ -172,7 +191,9 @@ def host_plan(input, filter, hash, *, sub_vector_length: int, hash_bits: int, in
 # ------------------------------------------------------------------------------------------------
 def dense_work(conv: Conv) -> dict[str, float]:
     n, k = conv.rows, conv.depth
-    return {"macs": n * k * conv.cout / 2, "im2col": n * k, "outputs": n * conv.cout}
+    # dual MACs; im2col copies a kernel row (kw x cin bytes) per call, widened to int16
+    return {"macs": n * k * conv.cout / 2, "im2col": n * k, "copies": n * conv.kh, "columns": n,
+            "outputs": n * conv.cout}
 
 
 def predict_dense(conv: Conv, core: str = "m7") -> float:

@@ -70,6 +70,11 @@ HELD_OUT = [
     Layer("v3", 12, 12, 32, 32, 3, sub_vector_length=32, hash_bits=6),
     Layer("v4", 14, 14, 16, 32, 5, stride=2, sub_vector_length=16, hash_bits=9),
     Layer("v5", 14, 14, 8, 16, 3, sub_vector_length=9, hash_bits=8),
+    # added after the model's terms were fixed (v1-v5 were looked at while choosing them)
+    Layer("v6", 28, 28, 1, 32, 3, sub_vector_length=3, hash_bits=8),
+    Layer("v7", 14, 14, 32, 64, 3, sub_vector_length=32, hash_bits=8),
+    Layer("v8", 14, 14, 8, 32, 3, stride=2, padding="VALID", sub_vector_length=24, hash_bits=7),
+    Layer("v9", 14, 14, 4, 16, 3, sub_vector_length=6, hash_bits=8),
 ]
 CALIBRATION_IMAGES = range(0, 3)
 HELD_OUT_IMAGES = range(100, 108)
