@@ -173,13 +173,18 @@ def outputs_probabilities(model) -> bool:
     return getattr(getattr(op, "activation", None), "__name__", "") == "softmax"
 
 
+def _read_model_file(path):
+    from trec_tflm.tflite.convert import load_keras_model
+
+    return load_keras_model(path)
+
+
 def load_user_model(cfg: TrainConfig, ds: Dataset, model=None):
     """``--model FILE.keras`` (or ``model``, already loaded from it): the model, checked against the
     dataset, with ``--trec/--L/--H`` applied through ``trec_tflm.training.transform.select``."""
-    from trec_tflm.tflite.convert import load_keras_model
     from trec_tflm.training.transform import select
 
-    model = model if model is not None else load_keras_model(cfg.model)
+    model = model if model is not None else _read_model_file(cfg.model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"--model {cfg.model}: has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
                          "train takes a classifier with one image input and one output")
@@ -223,9 +228,7 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
     keras.utils.set_random_seed(cfg.seed)
     user_model = None
     if not is_zoo_model(cfg.model) and cfg.dataset == "images" and dataset is None:
-        from trec_tflm.tflite.convert import load_keras_model
-
-        user_model = load_keras_model(cfg.model)  # its input size is the size the images are resized to
+        user_model = _read_model_file(cfg.model)  # its input size is the size the images are resized to
     ds = dataset or load_dataset(cfg.dataset, cfg.dataset_path,
                                  input_shape=tuple(user_model.inputs[0].shape[1:]) if user_model else None)
     (x_tr, y_tr), (x_val, y_val) = _split(ds, cfg)
