@@ -1,19 +1,23 @@
-"""The cost model: a convolution's instructions on Cortex-M7/M4, TREC (trec_convolve_s8) and dense
-(CMSIS-NN's arm_convolve_wrapper_s8), per image.
+"""The cost model: a convolution's instructions on Cortex-M7/M4 per image, TREC (trec_convolve_s8) and
+dense (CMSIS-NN's arm_convolve_wrapper_s8).
 
 TREC's work is split as the kernel splits it (tflm_ops/src/trec_convolve_s8.c): hashing, then per pass
-over the output channels the cluster sums, the products of clusters and filter, and the scatter of the
-tables into the rows. Each phase's work is counted with the kernel's own per-operation costs where
-it has them (plan_cost and scatter_tenths in tflm_ops/src/trec_convolve_plan_s8.c: ~12 instructions per
-gathered element on the scalar paths and ~4 with SIMD lanes, ~30 per cluster slot and ~300 per
-sub-matrix per pass, ~1 per multiply-accumulate plus ~12 per cluster and channel, 2.2-3.4 per
-scatter entry), and one coefficient per phase, fitted once against QEMU's instruction counts
-(``python -m trec_tflm.tune.calibrate --core m7``, into trec_tflm/tune/coefficients.py), scales it.
+over the output channels the cluster sums, the products of clusters and filter slice, and the scatter
+of the tables into the rows. Each phase is a few terms of work (projections, elements gathered, rows,
+multiply-accumulates, table entries ...), weighted where the kernel has measured per-operation costs
+(plan_cost and scatter_tenths in tflm_ops/src/trec_convolve_plan_s8.c: ~12 instructions per gathered
+element on the scalar paths and ~4 with SIMD lanes, ~30 per cluster slot, ~300 per sub-matrix, ~12
+per cluster and channel, the scatter's cost per entry by plan and chunk). One coefficient per term,
+fitted once to the phase counts of a profile build on QEMU (``python -m trec_tflm.tune.calibrate
+--core m7``, into trec_tflm/tune/coefficients.py; a coefficient of 0 is a term the fit found no use
+for), scales it. docs/BENCHMARKS.md ("Cost model") has how close it comes on layers it was not fitted on.
 
-The plan (passes over the channels, scatter kind) depends on the clusters the input forms and on the
-scratch, as the kernel chooses it at run time; it is not re-derived here: :func:`host_plan` runs the
-same kernel built for the host (trec_tflm.host.kernels, DSP paths emulated) on an input and returns
-its TrecReuseStats, whose rc, passes and plan :func:`predict_trec` takes.
+The plan (passes over the channels, chunk, scatter kind) depends on the clusters the input forms and
+on the scratch, as the kernel chooses it at run time; it is not re-derived here: :func:`host_plan`
+runs the same kernel built for the host (trec_tflm.host.kernels, DSP paths emulated) on an input and
+returns its rc, passes, plan and chunk, which :func:`predict_trec` takes. Not in the kernel's report,
+so not in the model: the length of the sums blocks (the kernel shortens them when scratch is tight)
+and plan A vs A2; layers where those change are the model's worst.
 """
 
 from __future__ import annotations
