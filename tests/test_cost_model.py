@@ -65,8 +65,9 @@ def test_stored_coefficients_cover_every_term():
         assert set(table["dense"]) == set(cost.dense_work(conv))
 
 
-@pytest.mark.parametrize("length, padding, stride", [(4, "SAME", 1), (12, "SAME", 1), (6, "VALID", 2)])
-def test_host_plan_rc_is_the_goldens(length, padding, stride):
+@pytest.mark.parametrize("length, padding, stride, centre", [(4, "SAME", 1, "mean"), (12, "SAME", 1, "none"),
+                                                              (6, "VALID", 2, "none")])
+def test_host_plan_rc_is_the_goldens(length, padding, stride, centre):
     """The model's rc comes from the host build of the kernel; the NumPy golden counts the clusters
     independently."""
     rng = np.random.default_rng(length)
@@ -74,12 +75,13 @@ def test_host_plan_rc_is_the_goldens(length, padding, stride):
     x[1] = np.repeat(np.repeat(x[1, ::3, ::3], 3, axis=0), 3, axis=1)  # smooth: fewer clusters
     w = rng.integers(-127, 128, (8, 3, 3, 4), dtype=np.int8)
     h = rng.integers(-127, 128, (length, 6), dtype=np.int8)
-    plans = cost.host_plan(x, w, h, sub_vector_length=length, hash_bits=6, input_zero_point=-3,
-                           stride=stride, padding=padding)
-    _, stats = golden.trec_conv2d_s8(x, w, None, h, input_zero_point=-3, output_zero_point=0,
+    # hashed around zero ("none"), the input zero point moves every projection: it must reach the kernel
+    plans = cost.host_plan(x, w, h, sub_vector_length=length, hash_bits=6, input_zero_point=-30,
+                           hash_center=centre, stride=stride, padding=padding)
+    _, stats = golden.trec_conv2d_s8(x, w, None, h, input_zero_point=-30, output_zero_point=0,
                                      output_multiplier=np.full(8, 1 << 30), output_shift=np.zeros(8, np.int64),
-                                     sub_vector_length=length, hash_bits=6, stride=stride, padding=padding,
-                                     return_stats=True)
+                                     sub_vector_length=length, hash_bits=6, hash_center=centre, stride=stride,
+                                     padding=padding, return_stats=True)
     assert [p.rc for p in plans] == pytest.approx([s.remaining_ratio for s in stats], abs=1e-12)
     assert plans[1].rc < plans[0].rc
     assert all(p.passes >= 1 and p.plan in cost.PLANS for p in plans)
