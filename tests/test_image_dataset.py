@@ -135,3 +135,42 @@ def test_importing_data_does_not_load_tensorflow():
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def _two_class_dir(root: Path, per_class: int, size=(12, 12)) -> None:
+    rng = np.random.default_rng(0)
+    for cls, level in (("dark", 40), ("light", 200)):
+        for i in range(per_class):
+            write_png(root / cls / f"{i}.png", np.clip(level + rng.integers(-20, 21, size), 0, 255))
+
+
+def test_train_resizes_the_images_to_a_model_files_input(tmp_path):
+    """12x12 grayscale files, a model taking 8x8x3: train resizes and widens them (else the model's
+    shape check refuses the dataset)."""
+    import json
+
+    import keras
+
+    from trec_tflm.cli import main
+
+    _two_class_dir(tmp_path / "imgs", 30)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    keras.Model(inp, out).save(tmp_path / "m.keras")
+    code = main(["train", "--model", str(tmp_path / "m.keras"), "--dataset", "images", "--dataset-path",
+                 str(tmp_path / "imgs"), "--checkpoint-path", str(tmp_path / "run"), "--epochs", "1"])
+    assert code == 0
+    settings = json.loads((tmp_path / "run" / "history.json").read_text())["settings"]
+    # 30 per class, 6 held out for testing, then a tenth of the 48 others (4) for validation
+    assert settings["train_images"] == 44 and settings["dataset_source"] == str(tmp_path / "imgs")
+
+
+def test_train_refuses_too_few_images_for_a_validation_split(tmp_path):
+    from trec_tflm.training.train import TrainConfig, train
+
+    _two_class_dir(tmp_path / "imgs", 5)
+    ds = data.load_dataset("images", tmp_path / "imgs")
+    with pytest.raises(ValueError, match="8 training images; train needs at least 10"):
+        train(TrainConfig(model="fashion_net", dataset="images", dataset_path=str(tmp_path / "imgs"),
+                          checkpoint_path=str(tmp_path / "run")), ds)

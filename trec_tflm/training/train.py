@@ -146,6 +146,9 @@ def _sigint_deferred():
 def _split(ds: Dataset, cfg: TrainConfig):
     x, y = ds.x_train, ds.y_train
     n_val = min(cfg.validation_size, len(x) // 10)
+    if n_val < 1:  # x[-0:] would validate on every image and train on none
+        raise ValueError(f"--dataset {cfg.dataset}: {len(x)} training images; train needs at least 10 (a tenth, "
+                         "up to validation_size, is held out for validation): add images")
     x_val, y_val = x[-n_val:], y[-n_val:]
     x_tr, y_tr = x[:-n_val], y[:-n_val]
     if cfg.train_limit:
