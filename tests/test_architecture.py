@@ -31,6 +31,7 @@ LAYERS = [
     ("tflite", ["tflite"]),
     ("target", ["target"]),
     ("bench", ["bench"]),
+    ("tune", ["tune"]),
     ("commands", ["cli", "demo", "__main__"]),
 ]
 # the package facade (lazy names) and the aliases of the old flat paths sit outside the layers

@@ -1,4 +1,5 @@
-"""Datasets: Fashion-MNIST (Debian package, or Keras' downloader) and CIFAR-10 (pickle directory).
+"""Datasets: Fashion-MNIST (Debian package, or Keras' downloader), CIFAR-10 (pickle directory) and a
+directory of labelled images of your own ("images": one subfolder per class).
 
 Images come back as float32 in [0, 1], NHWC; labels as int64.
 """
@@ -20,7 +21,7 @@ FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "
                         "Sneaker", "Bag", "Ankle boot")
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                   "truck")
-DATASETS = ("fashion_mnist", "cifar10")
+DATASETS = ("fashion_mnist", "cifar10", "images")
 
 
 class DatasetError(UserError, RuntimeError):
@@ -142,7 +143,125 @@ def fashion_as_cifar_shape(ds: Dataset) -> Dataset:
                    ds.y_test, ds.labels, ds.source + " (padded to 32x32x3)")
 
 
-def load_dataset(name: str, path: str | os.PathLike | None = None) -> Dataset:
+# ------------------------------------------------------------------------------------------------
+# a directory of labelled images
+# ------------------------------------------------------------------------------------------------
+# the files keras.utils.image_dataset_from_directory reads; classes in its (sorted) order
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+IMAGE_LAYOUT = ("DIR/<class>/*.png|jpg|jpeg|bmp|gif, the classes' names sorted give labels 0, 1, ...; or "
+                "DIR/train/<class>/... and DIR/test/<class>/... for a split of your own")
+TEST_FRACTION = 0.2  # held out per class when the directory has no train/ and test/ of its own
+
+
+def _class_files(root: Path) -> dict[str, list[Path]]:
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return {c: sorted(f for f in (root / c).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            for c in classes}
+
+
+def _split_files(files: dict[str, list[Path]], fraction: float, seed: int):
+    """Per class, a fixed shuffle (by ``seed``) of the sorted files, the last ``fraction`` held out."""
+    rng = np.random.default_rng(seed)
+    train, test = {}, {}
+    for c, fs in files.items():
+        order = rng.permutation(len(fs))
+        n_test = int(round(len(fs) * fraction))
+        test[c] = [fs[i] for i in order[len(fs) - n_test:]]
+        train[c] = [fs[i] for i in order[:len(fs) - n_test]]
+    return train, test
+
+
+def _read(files: dict[str, list[Path]]) -> list[tuple[object, int, Path]]:
+    """(decoded uint8 image tensor, label, file) for every file."""
+    # TensorFlow decodes and resizes as keras.utils.image_dataset_from_directory does; imported
+    # here, not at the top: every command reads this module, and TensorFlow takes seconds to load
+    import tensorflow as tf
+
+    out = []
+    for label, fs in enumerate(files.values()):
+        for f in fs:
+            try:
+                out.append((tf.io.decode_image(f.read_bytes(), channels=0, expand_animations=False), label, f))
+            except (tf.errors.InvalidArgumentError, OSError) as exc:
+                raise DatasetError(f"{f}: not a readable image ({str(exc).splitlines()[0][:120]}); "
+                                   "remove or replace it") from None
+    return out
+
+
+def _to_arrays(images, size, channels: int):
+    """Images with ``channels`` channels, resized to ``size`` (bilinear; None: all must share one size)."""
+    import tensorflow as tf  # lazily, see _read
+
+    xs, sizes = [], {}
+    for img, _, f in images:
+        c = int(img.shape[-1])
+        if channels == 1:
+            img = tf.image.rgb_to_grayscale(img[..., :3]) if c >= 3 else img[..., :1]
+        else:
+            img = tf.image.grayscale_to_rgb(img[..., :1]) if c < 3 else img[..., :3]
+        sizes.setdefault(tuple(img.shape[:2]), f)
+        xs.append(np.asarray(tf.image.resize(tf.cast(img, tf.float32), size) if size else img, np.float32))
+    if size is None and len(sizes) > 1:
+        listed = "; ".join(f"{h}x{w} (e.g. {f})" for (h, w), f in list(sizes.items())[:3])
+        raise DatasetError(f"the images have different sizes: {listed}; resize them to one size, or give the "
+                           "size to resize them to (train: the --model file's input size)")
+    return np.stack(xs) / 255.0, np.asarray([label for _, label, _ in images], np.int64)
+
+
+def load_image_directory(path: str | os.PathLike, input_shape=None, *, test_fraction: float = TEST_FRACTION,
+                         seed: int = 0) -> Dataset:
+    """A directory of labelled images (IMAGE_LAYOUT) as a Dataset: x_test is DIR/test, or a held-out
+    ``test_fraction`` of every class. ``input_shape`` (h, w[, c]): resize to h x w (bilinear) and
+    take c channels (1 grayscale, 3 RGB); without it the images must share one size, and they are
+    grayscale if every image is, else RGB."""
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(f"--dataset-path {root}: not a directory; expected {IMAGE_LAYOUT}")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train, test = _class_files(root / "train"), _class_files(root / "test")
+        if list(train) != list(test):
+            raise DatasetError(f"{root}: train/ has classes {list(train)} but test/ has {list(test)}; "
+                               "give both the same class folders")
+    else:
+        train, test = _split_files(_class_files(root), test_fraction, seed)
+    counts = {c: len(train[c]) + len(test[c]) for c in train}
+    if not counts or not sum(counts.values()):
+        raise DatasetError(f"{root}: no images found ({', '.join(IMAGE_EXTENSIONS)}); expected {IMAGE_LAYOUT}")
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise DatasetError(f"{root}: class folder(s) {empty} hold no images; add images or remove the folders")
+    if len(counts) < 2:
+        raise DatasetError(f"{root}: only one class ({next(iter(counts))}); a classifier needs at least two "
+                           "class folders")
+    if not any(test.values()):
+        raise DatasetError(f"{root}: too few images to hold out {test_fraction:.0%} of a class for testing; "
+                           "add images, or give DIR/train and DIR/test")
+    size = channels = None
+    if input_shape is not None:
+        size = tuple(int(v) for v in input_shape[:2])
+        channels = int(input_shape[2]) if len(input_shape) > 2 else None
+        if channels not in (None, 1, 3):
+            raise DatasetError(f"images can be given to a model with 1 (grayscale) or 3 (RGB) input channels, "
+                               f"not {channels}")
+    read_train, read_test = _read(train), _read(test)
+    if channels is None:  # grayscale (and grayscale + alpha) files only: one channel
+        channels = 1 if all(int(img.shape[-1]) <= 2 for img, _, _ in read_train + read_test) else 3
+    x_tr, y_tr = _to_arrays(read_train, size, channels)
+    x_te, y_te = _to_arrays(read_test, size, channels)
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DatasetError(f"{root}: train images are {x_tr.shape[1]}x{x_tr.shape[2]}, test images "
+                           f"{x_te.shape[1]}x{x_te.shape[2]}; give one size (or the size to resize them to)")
+    return Dataset("images", x_tr, y_tr, x_te, y_te, tuple(train), str(root))
+
+
+def load_dataset(name: str, path: str | os.PathLike | None = None, *, input_shape=None) -> Dataset:
+    """The dataset ``name`` (DATASETS, or fashion_mnist_32x32x3). ``input_shape`` (h, w[, c]) is the
+    size "images" are resized to (the model's input); the built-in datasets have their own."""
+    if name == "images":
+        if not path:
+            raise DatasetError("--dataset images needs --dataset-path DIR: a directory with one subfolder of "
+                               f"images per class ({IMAGE_LAYOUT})")
+        return load_image_directory(path, input_shape)
     if name == "fashion_mnist":
         return load_fashion_mnist(path)
     if name == "cifar10":

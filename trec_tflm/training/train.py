@@ -146,6 +146,9 @@ def _sigint_deferred():
 def _split(ds: Dataset, cfg: TrainConfig):
     x, y = ds.x_train, ds.y_train
     n_val = min(cfg.validation_size, len(x) // 10)
+    if n_val < 1:  # x[-0:] would validate on every image and train on none
+        raise ValueError(f"--dataset {cfg.dataset}: {len(x)} training images; train needs at least 10 (a tenth, "
+                         "up to validation_size, is held out for validation): add images")
     x_val, y_val = x[-n_val:], y[-n_val:]
     x_tr, y_tr = x[:-n_val], y[:-n_val]
     if cfg.train_limit:
@@ -173,13 +176,18 @@ def outputs_probabilities(model) -> bool:
     return getattr(getattr(op, "activation", None), "__name__", "") == "softmax"
 
 
-def load_user_model(cfg: TrainConfig, ds: Dataset):
-    """``--model FILE.keras``: the model, checked against the dataset, with ``--trec/--L/--H``
-    applied through ``trec_tflm.training.transform.select``."""
+def _read_model_file(path):
     from trec_tflm.training.saving import load_keras_model
+
+    return load_keras_model(path)
+
+
+def load_user_model(cfg: TrainConfig, ds: Dataset, model=None):
+    """``--model FILE.keras`` (or ``model``, already loaded from it): the model, checked against the
+    dataset, with ``--trec/--L/--H`` applied through ``trec_tflm.training.transform.select``."""
     from trec_tflm.training.transform import select
 
-    model = load_keras_model(cfg.model)
+    model = model if model is not None else _read_model_file(cfg.model)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"--model {cfg.model}: has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
                          "train takes a classifier with one image input and one output")
@@ -221,14 +229,18 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
 
     check_config(cfg)
     keras.utils.set_random_seed(cfg.seed)
-    ds = dataset or load_dataset(cfg.dataset, cfg.dataset_path)
+    user_model = None
+    if not is_zoo_model(cfg.model) and cfg.dataset == "images" and dataset is None:
+        user_model = _read_model_file(cfg.model)  # its input size is the size the images are resized to
+    ds = dataset or load_dataset(cfg.dataset, cfg.dataset_path,
+                                 input_shape=tuple(user_model.inputs[0].shape[1:]) if user_model else None)
     (x_tr, y_tr), (x_val, y_val) = _split(ds, cfg)
     if is_zoo_model(cfg.model):
         model = build_model(cfg.model, input_shape=ds.input_shape, num_classes=ds.num_classes, trec=cfg.trec,
                             sub_vector_length=cfg.sub_vector_length, hash_bits=cfg.hash_bits,
                             hash_center=cfg.hash_center, hash_trainable=cfg.hash_trainable)
     else:
-        model = load_user_model(cfg, ds)
+        model = load_user_model(cfg, ds, user_model)
     if cfg.init_from:
         copied = init_from(model, cfg.init_from)
         print(f"initialised {copied} layers from {cfg.init_from}")
@@ -360,8 +372,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "model file PATH.keras of your own: its convolutions become TREC through trec_tflm.to_trec "
                         "(--trec/--L/--H choose them; docs/TRAINING.md)")
     p.add_argument("--dataset", default="fashion_mnist", choices=[*DATASETS, "fashion_mnist_32x32x3"],
-                   help="fashion_mnist_32x32x3: Fashion-MNIST padded and repeated to CIFAR-10's shape")
-    p.add_argument("--dataset-path", help="directory of the dataset (CIFAR-10 python pickles, or Fashion-MNIST)")
+                   help="fashion_mnist_32x32x3: Fashion-MNIST padded and repeated to CIFAR-10's shape; images: "
+                        "your own labelled images in --dataset-path (docs/TRAINING.md)")
+    p.add_argument("--dataset-path", help="directory of the dataset (CIFAR-10 python pickles, Fashion-MNIST, or "
+                                          "with --dataset images one subfolder of images per class)")
     p.add_argument("--checkpoint-path", required=True, help="output directory (best.keras, history.json)")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)

@@ -1,0 +1,117 @@
+"""The cost model (trec_tflm.tune.cost): its work terms by hand, its plan input against the NumPy
+golden, and (qemu tier) its predictions against QEMU's instruction counts on held-out layers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from trec_tflm.spec import golden
+from trec_tflm.tune import calibrate, coefficients, cost
+from trec_tflm.tune import layers as bench_layers
+
+
+def test_work_terms_of_a_strip_layer_by_hand():
+    # 6x6x4 input, 8 channels, 3x3 SAME stride 1, L = 4 = Cin (j = 1), H = 5, rc = 0.25, one pass
+    conv = cost.Conv.of((1, 6, 6, 4), (8, 3, 3, 4))
+    w = cost.trec_work(conv, 4, 5, 0.25, passes=1, plan="tables", chunk=8)
+    n, m = 36, 9                  # 6x6 rows; K = 36 cut into 9 sub-vectors
+    clusters = 0.25 * n * m       # 81
+    # strip pixels of the padded input: (6-1)+(3-1)+1 = 8 rows, (6-1)+(3-1)+1 = 8 columns
+    assert w["hash"] == {"projections": 8 * 8 * 4 * 5 / 2, "ids": n * m, "im2col": 0, "rows": 0}
+    # incremental gather: the first window (36 positions) then 2x the strip a move uncovers:
+    # 3 rows x 2 moves of one column (6 positions each), 2 moves of one row (6 positions each)
+    gathered = 4 * (36 + 2 * (6 * 6 + 2 * 6))
+    assert w["sums"]["gathered_incremental"] == gathered * 4  # SIMD (Cin % 4 == 0): ~4 per element
+    assert w["sums"]["gathered_windows"] == 0 and w["sums"]["rows"] == 0 and w["sums"]["rows_simd"] == n * m
+    assert w["products"]["macs_simd"] == clusters * 8 * 4 and w["products"]["macs"] == 0
+    assert w["products"]["strip_pixels"] == clusters * 8 * 1
+    # plan T, one-byte ids, chunk 8: 23 + 190 // 8 = 46 tenths per entry (scatter_tenths in the C)
+    assert w["scatter"]["entries"] == pytest.approx(n * m * 8 * 4.6)
+
+
+def test_work_terms_of_a_general_and_a_strided_layer():
+    conv = cost.Conv.of((1, 10, 10, 3), (4, 3, 3, 3), stride=2, padding="VALID")  # 4x4 rows, K = 27
+    general = cost.trec_work(conv, 7, 6, 0.5)  # 7 is no multiple of Cin: the general path, M = 4
+    assert general["hash"]["projections"] == 16 * 4 * 7 * 6 / 2 and general["hash"]["im2col"] == 16 * 4 * 7
+    assert general["sums"]["gathered_im2col_rows"] == 16 * 27 * 12  # scalar: ~12 per element
+    strip = cost.trec_work(conv, 9, 6, 0.5)  # L = 3*Cin: strips of 3 pixels, stride 2: whole windows
+    assert strip["sums"]["gathered_windows"] == 16 * 9 * 3 * 12 and strip["sums"]["gathered_incremental"] == 0
+
+
+def test_predictions_grow_with_rc_and_passes_and_bad_input_is_refused():
+    conv = cost.Conv.of((1, 14, 14, 16), (32, 3, 3, 16))
+    base = cost.predict_trec(conv, 16, 8, 0.1, passes=1, plan="tables")
+    assert cost.predict_trec(conv, 16, 8, 0.3, passes=1, plan="tables") > base
+    assert cost.predict_trec(conv, 16, 8, 0.1, passes=4, plan="tables") > base
+    assert cost.predict_dense(conv, "m4") > 0
+    for bad in (dict(rc=0.0), dict(rc=1.5), dict(passes=0), dict(plan="T9")):
+        with pytest.raises(ValueError):
+            cost.predict_trec(conv, 16, 8, **{"rc": 0.1, "passes": 1, "plan": "tables", **bad})
+    with pytest.raises(ValueError, match="core must be one of"):
+        cost.predict_dense(conv, "m33")
+    with pytest.raises(ValueError):
+        cost.predict_trec(conv, 16, 8, 0.1, core="m0")
+
+
+def test_stored_coefficients_cover_every_term():
+    conv = cost.Conv.of((1, 8, 8, 4), (4, 3, 3, 4))
+    for core in cost.CORES:
+        table = coefficients.COEFFICIENTS[core]
+        work = cost.trec_work(conv, 4, 4, 0.5)
+        assert {p: set(t) for p, t in table["trec"].items() if p != "fixed"} == {p: set(t) for p, t in work.items()}
+        assert set(table["dense"]) == set(cost.dense_work(conv))
+
+
+@pytest.mark.parametrize("length, padding, stride, centre", [(4, "SAME", 1, "mean"), (12, "SAME", 1, "none"),
+                                                              (6, "VALID", 2, "none")])
+def test_host_plan_rc_is_the_goldens(length, padding, stride, centre):
+    """The model's rc comes from the host build of the kernel; the NumPy golden counts the clusters
+    independently."""
+    rng = np.random.default_rng(length)
+    x = rng.integers(-128, 128, (2, 9, 9, 4), dtype=np.int8)
+    x[1] = np.repeat(np.repeat(x[1, ::3, ::3], 3, axis=0), 3, axis=1)  # smooth: fewer clusters
+    w = rng.integers(-127, 128, (8, 3, 3, 4), dtype=np.int8)
+    h = rng.integers(-127, 128, (length, 6), dtype=np.int8)
+    # hashed around zero ("none"), the input zero point moves every projection: it must reach the kernel
+    plans = cost.host_plan(x, w, h, sub_vector_length=length, hash_bits=6, input_zero_point=-30,
+                           hash_center=centre, stride=stride, padding=padding)
+    _, stats = golden.trec_conv2d_s8(x, w, None, h, input_zero_point=-30, output_zero_point=0,
+                                     output_multiplier=np.full(8, 1 << 30), output_shift=np.zeros(8, np.int64),
+                                     sub_vector_length=length, hash_bits=6, hash_center=centre, stride=stride,
+                                     padding=padding, return_stats=True)
+    assert [p.rc for p in plans] == pytest.approx([s.remaining_ratio for s in stats], abs=1e-12)
+    assert plans[1].rc < plans[0].rc
+    assert all(p.passes >= 1 and p.plan in cost.PLANS for p in plans)
+
+
+def test_nnls_keeps_coefficients_non_negative():
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(calibrate.nnls(a, np.array([2.0, 3.0, 5.0])), [2.0, 3.0])
+    # unconstrained least squares gives the second term a negative weight; it is dropped instead
+    x = calibrate.nnls(a, np.array([2.0, -1.0, 1.0]))
+    assert (x >= 0).all() and x[1] == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# against QEMU
+# ------------------------------------------------------------------------------------------------
+HELD_OUT = ("v6", "v7", "v8", "v9")  # added after the model's terms were fixed (trec_tflm.tune.layers)
+
+
+@pytest.mark.qemu
+@pytest.mark.tflm  # CMSIS_NN_ROOT: the dense side is CMSIS-NN's
+def test_predictions_within_15_percent_of_qemu_on_held_out_layers(tmp_path):
+    """Median over 8 Fashion-MNIST images of predicted vs QEMU-counted instructions on Cortex-M7,
+    on layers (shapes, L, H, images) the coefficients were not fitted on: the issue's 15%."""
+    assert os.environ.get("CMSIS_NN_ROOT")
+    specs = [s for s in bench_layers.HELD_OUT if s.name in HELD_OUT]
+    rows = calibrate.measure("m7", specs, bench_layers.HELD_OUT_IMAGES, tmp_path, profile=False, log=lambda *a: None)
+    assert len(rows) == 8 * len(HELD_OUT)
+    checked = calibrate.check(rows, "m7")
+    report = calibrate.format_check(checked, "m7")
+    for r in checked:
+        assert abs(r.trec_error) <= 0.15, report
+        assert abs(r.dense_error) <= 0.15, report

@@ -1,0 +1,4 @@
+"""The tuner's parts (issue 20): the cost model of a convolution's instructions on Cortex-M7/M4
+(:mod:`trec_tflm.tune.cost`, coefficients in :mod:`trec_tflm.tune.coefficients`), its calibration and
+held-out check against QEMU (:mod:`trec_tflm.tune.calibrate`) on the layers of
+:mod:`trec_tflm.tune.layers`."""

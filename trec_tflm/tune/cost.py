@@ -1,0 +1,215 @@
+"""The cost model: a convolution's instructions on Cortex-M7/M4 per image, TREC (trec_convolve_s8) and
+dense (CMSIS-NN's arm_convolve_wrapper_s8).
+
+TREC's work is split as the kernel splits it (tflm_ops/src/trec_convolve_s8.c): hashing, then per pass
+over the output channels the cluster sums, the products of clusters and filter slice, and the scatter
+of the tables into the rows. Each phase is a few terms of work (projections, elements gathered, rows,
+multiply-accumulates, table entries ...), weighted where the kernel has measured per-operation costs
+(plan_cost and scatter_tenths in tflm_ops/src/trec_convolve_plan_s8.c: ~12 instructions per gathered
+element on the scalar paths and ~4 with SIMD lanes, ~30 per cluster slot, ~300 per sub-matrix, ~12
+per cluster and channel, the scatter's cost per entry by plan and chunk). One coefficient per term,
+fitted once to the phase counts of a profile build on QEMU (``python -m trec_tflm.tune.calibrate
+--core m7``, into trec_tflm/tune/coefficients.py; a coefficient of 0 is a term the fit found no use
+for), scales it. docs/BENCHMARKS.md ("Cost model") has how close it comes on layers it was not fitted on.
+
+The plan (passes over the channels, chunk, scatter kind) depends on the clusters the input forms and
+on the scratch, as the kernel chooses it at run time; it is not re-derived here: :func:`host_plan`
+runs the same kernel built for the host (trec_tflm.host.kernels, DSP paths emulated) on an input and
+returns its rc, passes, plan and chunk, which :func:`predict_trec` takes. Not in the kernel's report,
+so not in the model: the length of the sums blocks (the kernel shortens them when scratch is tight)
+and plan A vs A2; layers where those change are the model's worst.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from trec_tflm.host.kernels import kernels
+from trec_tflm.spec import golden
+from trec_tflm.tune import coefficients
+
+CORES = ("m7", "m4")
+PLANS = ("accumulator", "tables", "tables16")  # TrecReuseStats.plan 0, 1, 2
+TREC_PHASES = ("hash", "sums", "products", "scatter")
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A convolution's geometry: input (h, w, cin), filter (cout, kh, kw), stride, dilation, padding."""
+
+    h: int
+    w: int
+    cin: int
+    cout: int
+    kh: int
+    kw: int
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    padding: str = "SAME"
+
+    @classmethod
+    def of(cls, input_shape, filter_shape, stride=1, dilation=1, padding="SAME") -> Conv:
+        """From NHWC input and [Cout, kh, kw, Cin] filter shapes (as the kernels take them)."""
+        *_, h, w, cin = (int(v) for v in input_shape)
+        cout, kh, kw, fcin = (int(v) for v in filter_shape)
+        if fcin != cin:
+            raise ValueError(f"filter takes {fcin} input channels, the input has {cin}")
+        return cls(h, w, cin, cout, kh, kw, golden._pair(stride), golden._pair(dilation), padding.upper())
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return golden.conv_geometry((self.h, self.w), (self.kh, self.kw), self.stride, self.dilation,
+                                    self.padding)[0]
+
+    @property
+    def rows(self) -> int:
+        ho, wo = self.out_hw
+        return ho * wo
+
+    @property
+    def depth(self) -> int:
+        return self.kh * self.kw * self.cin
+
+
+# ------------------------------------------------------------------------------------------------
+# TREC
+# ------------------------------------------------------------------------------------------------
+def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
+              plan: str = "accumulator", chunk: int = 0) -> dict[str, dict[str, float]]:
+    """Per phase, its terms of work in the kernel's per-operation costs (instructions before calibration)."""
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
+    if not 0.0 < rc <= 1.0 or passes < 1:
+        raise ValueError(f"rc must be in (0, 1] and passes at least 1, got rc={rc}, passes={passes}")
+    length, bits = int(sub_vector_length), int(hash_bits)
+    golden.check_trec_params(conv.depth, length, bits, "mean")
+    (ho, wo), n, k = conv.out_hw, conv.rows, conv.depth
+    m = math.ceil(k / length)
+    j = golden.strip_width(length, conv.cin, conv.kw)
+    (sh, sw), (dh, dw) = conv.stride, conv.dilation
+    clusters = rc * n * m
+    if j:
+        # the strip path hashes each strip pixel of the padded input once, every sub-matrix reads its ids
+        ph, pw = (ho - 1) * sh + (conv.kh - 1) * dh + 1, (wo - 1) * sw + (conv.kw - j) * dw + 1
+        projections = ph * pw
+        simd = int(conv.cin % 4 == 0)  # SIMD sums and products (the kernel's simd_possible)
+        if sh == 1 and sw == 1:
+            # incremental sums: the first window whole, then where neighbouring windows differ
+            # (the sub-matrices are visited row by row, snaking)
+            moves_x, moves_y = conv.kh * (conv.kw // j - 1), conv.kh - 1
+            incremental = length * (n + 2 * (moves_x * ho * min(j * dw, wo) + moves_y * wo * min(dh, ho)))
+            gathered = {"incremental": incremental, "windows": 0, "im2col_rows": 0}
+        else:
+            gathered = {"incremental": 0, "windows": n * length * m, "im2col_rows": 0}
+    else:  # im2col rows, hashed and summed whole
+        projections, simd, gathered = n * m, 0, {"incremental": 0, "windows": 0, "im2col_rows": n * k}
+    per_element = 4 if simd else 12
+    chunk = min(chunk or math.ceil(conv.cout / passes), conv.cout)
+    scatter_per_entry = _scatter_tenths(plan, chunk, bits <= 8) / 10
+    general = 0 if j else 1
+    return {
+        # dual 16-bit MACs of the projections; an id per row and sub-matrix; the general path builds
+        # its im2col rows (element by element, padding checked) before hashing them
+        "hash": {"projections": projections * length * bits / 2, "ids": n * m,
+                 "im2col": general * n * m * length, "rows": general * n},
+        # every pass re-derives the sums (reading each row's id), pays per cluster slot and per sub-matrix
+        "sums": {**{f"gathered_{g}": passes * v * per_element for g, v in gathered.items()},
+                 "rows": (1 - simd) * passes * n * m, "rows_simd": simd * passes * n * m,
+                 "slots": passes * clusters * 30, "sub_matrices": passes * m * 300},
+        # the multiply-accumulates of clusters x filter slice, a division per cluster and channel,
+        # and per pass each cluster's sums packed for the products
+        "products": {"macs": (1 - simd) * clusters * conv.cout * length,
+                     "macs_simd": simd * clusters * conv.cout * length,
+                     "strip_pixels": simd * clusters * conv.cout * j,  # SIMD: filter sums per strip pixel
+                     "divisions": clusters * conv.cout * 12,
+                     "per_pass": passes * clusters * length},
+        # a table entry per row, sub-matrix and channel, a row's set-up per pass, the requantization
+        "scatter": {"entries": n * m * conv.cout * scatter_per_entry, "per_pass": passes * n * m,
+                    "row_passes": passes * n, "requantize": n * conv.cout},
+    }
+
+
+def _scatter_tenths(plan: str, chunk: int, one_byte_ids: bool) -> int:
+    """Scatter instructions per (row, sub-matrix, channel), in tenths: scatter_tenths of
+    tflm_ops/src/trec_convolve_plan_s8.c (measured on Cortex-M7)."""
+    if plan == "tables":
+        return 22 if one_byte_ids and chunk == 64 else 23 + 190 // chunk
+    if plan == "tables16":
+        return 23
+    a2 = 26 + 214 // chunk
+    if one_byte_ids and (chunk <= 4 or chunk in (8, 16)):
+        a2 = 25 if chunk == 16 else 28 if chunk == 8 else (0, 67, 66, 56, 36)[chunk]
+    return a2  # plan A2's; plan A (+0.8 per entry) is rarer and TrecReuseStats does not tell them apart
+
+
+def predict_trec(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
+                 plan: str = "accumulator", chunk: int = 0, core: str = "m7") -> float:
+    """Predicted instructions of trec_convolve_s8 on one image at reuse rate ``rc`` (clusters over
+    rows x sub-matrices) with ``passes`` over the channels and scatter ``plan`` (:func:`host_plan`)."""
+    return float(sum(trec_phases(conv, sub_vector_length, hash_bits, rc, passes, plan, chunk, core).values()))
+
+
+def trec_phases(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
+                plan: str = "accumulator", chunk: int = 0, core: str = "m7") -> dict[str, float]:
+    """:func:`predict_trec` by phase (hash, sums, products, scatter; the rest in "fixed")."""
+    coef = _coefficients(core)["trec"]
+    work = trec_work(conv, sub_vector_length, hash_bits, rc, passes, plan, chunk)
+    out = {p: sum(coef[p][t] * v for t, v in terms.items()) for p, terms in work.items()}
+    return out | {"fixed": coef["fixed"]}
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """What the kernel chose for one image: TrecReuseStats of the host build."""
+
+    rc: float
+    passes: int
+    plan: str
+    chunk: int
+
+
+def host_plan(input, filter, hash, *, sub_vector_length: int, hash_bits: int, input_zero_point: int,
+              hash_center: str = "mean", stride=1, dilation=1, padding="SAME",
+              scratch_bytes: int | None = None) -> list[HostPlan]:
+    """The kernel's rc, passes and plan per image of ``input`` (int8 NHWC), from the host build of
+    trec_convolve_s8 at ``scratch_bytes`` (default: get_buffer_size, what the TFLM op gives it)."""
+    lib = kernels("host")
+    x = np.asarray(input)
+    cout = np.asarray(filter).shape[0]
+    out = []
+    for image in x:
+        _, st = lib.trec_conv2d_s8(
+            image[None], filter, None, hash, input_zero_point=input_zero_point, output_zero_point=0,
+            output_multiplier=np.full(cout, 1 << 30, np.int32), output_shift=np.zeros(cout, np.int32),
+            sub_vector_length=sub_vector_length, hash_bits=hash_bits, hash_center=hash_center, stride=stride,
+            dilation=dilation, padding=padding, return_stats=True, scratch_bytes=scratch_bytes)
+        out.append(HostPlan(st.remaining_ratio, int(st.passes), PLANS[int(st.plan)], int(st.chunk)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# dense: CMSIS-NN's arm_convolve_wrapper_s8 (im2col of two columns, then the s8 x s16 matrix kernel)
+# ------------------------------------------------------------------------------------------------
+def dense_work(conv: Conv) -> dict[str, float]:
+    n, k = conv.rows, conv.depth
+    # dual MACs; im2col copies a kernel row (kw x cin bytes) per call, widened to int16
+    return {"macs": n * k * conv.cout / 2, "im2col": n * k, "copies": n * conv.kh, "columns": n,
+            "outputs": n * conv.cout}
+
+
+def predict_dense(conv: Conv, core: str = "m7") -> float:
+    """Predicted instructions of arm_convolve_wrapper_s8 on one image (data-independent)."""
+    coef = _coefficients(core)["dense"]
+    return float(sum(coef[t] * v for t, v in dense_work(conv).items()))
+
+
+def _coefficients(core: str) -> dict:
+    if core not in CORES:
+        raise ValueError(f"core must be one of {CORES}, got {core!r}")
+    table = coefficients.COEFFICIENTS.get(core)
+    if table is None:
+        raise ValueError(f"no calibrated coefficients for {core}: run python -m trec_tflm.tune.calibrate --core {core}")
+    return table
