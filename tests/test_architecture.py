@@ -240,3 +240,26 @@ def test_old_flat_paths_alias_the_new_modules():
     assert proc.returncode == 0, proc.stderr
     assert "WARNED trec_tflm.golden moved to trec_tflm.spec.golden" in proc.stdout
     assert proc.stdout.splitlines()[-1] == "True trec_tflm.spec.golden trec_tflm.spec.golden trec_tflm.host.kernels"
+
+
+def test_every_error_has_the_one_root():
+    # every exception class the package defines derives from errors.TrecTflmError (and keeps the built-in
+    # base its callers catch); imported for real, so a base added at runtime or by a decorator counts too
+    import importlib
+    import inspect
+
+    from trec_tflm.errors import TrecTflmError
+
+    found, bad = 0, []
+    for name in sorted(MODULES):
+        if name.endswith("__main__") or name in OUTSIDE:
+            continue
+        module = importlib.import_module(name)
+        for attr, cls in vars(module).items():
+            if inspect.isclass(cls) and issubclass(cls, BaseException) and cls.__module__ == name:
+                found += 1
+                if not issubclass(cls, TrecTflmError):
+                    bad.append(f"{name}.{attr} (bases {[b.__name__ for b in cls.__bases__]})")
+    assert found >= 30, f"only {found} error classes found: the walk over the package is broken"
+    assert not bad, "errors outside the one root (derive them from trec_tflm.errors.TrecTflmError):\n" + \
+        "\n".join(bad)
