@@ -352,9 +352,9 @@ def _run_worker(case_dir: Path, cases: list, env: dict) -> subprocess.CompletedP
 @pytest.mark.tflm
 @pytest.mark.slow
 def test_damaged_models_never_crash_and_invalid_ones_are_refused(fashion, tmp_path):
-    from trec_tflm.host import interpreter as runtime
+    from trec_tflm.host import tflm_build
 
-    lib = runtime.ops_library_path()  # eval --reference tflm needs it (the tflm marker: TFLM_ROOT is set)
+    lib = tflm_build.ops_library_path()  # eval --reference tflm needs it (the tflm marker: TFLM_ROOT is set)
     base = base_model(fashion)
     rng = np.random.default_rng(SEED)
     cases = []

@@ -109,12 +109,12 @@ def test_qemu_script_is_a_valid_runner_script():
 # ------------------------------------------------------------------------------------ end to end --
 @pytest.fixture(scope="module")
 def tflm_env():
-    from trec_tflm.host import interpreter as runtime
+    from trec_tflm.host import tflm_build
     from trec_tflm.target import qemu
 
     if not os.environ.get("TFLM_ROOT"):
         pytest.fail("TFLM_ROOT is not set: this test is in the TFLM tier (the tflm marker)")
-    runtime.check_tflm_tree()
+    tflm_build.check_tflm_tree()
     reason = qemu.skip_reason()
     assert reason is None, reason
 

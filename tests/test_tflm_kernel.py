@@ -22,7 +22,7 @@ from flatbuffers import flexbuffers
 from helpers import tflm_skip_message
 from helpers.tflm_models import activation_range, trec_options
 
-from trec_tflm.host import interpreter as runtime
+from trec_tflm.host import tflm_build
 from trec_tflm.spec import golden, quant
 
 
@@ -33,9 +33,9 @@ def runner():
 
 def _build_runner(budget) -> Path:
     extra = [f"TREC_SCRATCH_BUDGET={budget}"] if budget is not None else []
-    runtime.run_make("host-core", "lib")
-    runtime.run_make("host-core", "kernel-runner", extra=extra)
-    exe = Path(runtime.run_make("host-core", "print-kernel-runner", extra=extra).strip().splitlines()[-1])
+    tflm_build.run_make("host-core", "lib")
+    tflm_build.run_make("host-core", "kernel-runner", extra=extra)
+    exe = Path(tflm_build.run_make("host-core", "print-kernel-runner", extra=extra).strip().splitlines()[-1])
     assert exe.is_file(), exe
     return exe
 
@@ -358,5 +358,5 @@ def test_dilation_that_overflows_the_padding_is_refused(runner, tmp_path):
 
 def test_skip_message_names_what_to_set():
     TFLM_SKIP_MESSAGE = tflm_skip_message()
-    assert "TFLM_ROOT" in TFLM_SKIP_MESSAGE and runtime.TFLM_COMMIT in TFLM_SKIP_MESSAGE
+    assert "TFLM_ROOT" in TFLM_SKIP_MESSAGE and tflm_build.TFLM_COMMIT in TFLM_SKIP_MESSAGE
     assert "README 'TFLM tree'" in TFLM_SKIP_MESSAGE

@@ -72,7 +72,7 @@ def test_quantization_details_come_from_the_model(dense_model):
 
 
 def test_trec_model_without_tflm_root_says_what_to_set(dense_model, no_tflm):
-    with pytest.raises(runtime.TflmTreeMissing) as err:
+    with pytest.raises(tflm_build.TflmTreeMissing) as err:
         runtime.Runtime(to_trec(dense_model, length=6, bits=4))
     msg = str(err.value)
     assert "TREC_CONV_2D" in msg and "set TFLM_ROOT to a tflite-micro checkout at 88f8587b" in msg
@@ -81,7 +81,7 @@ def test_trec_model_without_tflm_root_says_what_to_set(dense_model, no_tflm):
 
 def test_tflm_root_that_is_not_a_tree_is_refused(dense_model, no_tflm, tmp_path, monkeypatch):
     monkeypatch.setenv("TFLM_ROOT", str(tmp_path))
-    with pytest.raises(runtime.TflmTreeMissing, match="is not a tflite-micro tree"):
+    with pytest.raises(tflm_build.TflmTreeMissing, match="is not a tflite-micro tree"):
         runtime.Runtime(to_trec(dense_model, length=6, bits=4))
 
 
@@ -94,10 +94,10 @@ def test_tflm_tree_at_another_commit_is_refused(no_tflm, tmp_path, monkeypatch):
     for cmd in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "x"]):
         subprocess.run(["git", "-C", str(tree), *cmd], check=True, env=env, capture_output=True)
     monkeypatch.setenv("TFLM_ROOT", str(tree))
-    with pytest.raises(runtime.TflmTreeMissing, match=f"built from {runtime.TFLM_COMMIT}"):
-        runtime.check_tflm_tree()
+    with pytest.raises(tflm_build.TflmTreeMissing, match=f"built from {tflm_build.TFLM_COMMIT}"):
+        tflm_build.check_tflm_tree()
     monkeypatch.setenv("TREC_TFLM_SKIP_VERSION_CHECK", "1")
-    assert runtime.check_tflm_tree() == tree
+    assert tflm_build.check_tflm_tree() == tree
 
 
 def _rename_custom(buf: bytes, old: bytes, new: bytes) -> bytes:
@@ -154,7 +154,7 @@ def test_model_operators_reads_builtins_and_custom_codes(dense_model):
 def test_op_library_exports_only_the_registerer_and_imports_only_micro_symbols():
     """Everything TFLite shares with TensorFlow is linked in with hidden visibility: TensorFlow's
     libtensorflow_cc exports the same names globally, built with another TfLiteTensor layout."""
-    path = runtime.ops_library_path()
+    path = tflm_build.ops_library_path()
     defined = subprocess.run(["nm", "-D", "--defined-only", str(path)], capture_output=True, text=True,
                              check=True).stdout
     names = {ln.split()[-1] for ln in defined.splitlines() if len(ln.split()) >= 3}
@@ -184,12 +184,12 @@ def test_trec_model_runs_and_reports_its_arena(dense_model):
 def test_prepare_errors_reach_python(dense_model):
     bad = to_trec(dense_model, length=6, bits=4, edit_options=lambda o: dict(o, version=7))
     # validate=False: reach TFLM's Prepare, as a device (which has no host validator) would
-    with pytest.raises(runtime.TflmError, match="unknown TREC_CONV_2D version 7; this build supports 1") as err:
+    with pytest.raises(tflm_build.TflmError, match="unknown TREC_CONV_2D version 7; this build supports 1") as err:
         runtime.Runtime(bad, validate=False)
     assert "failed to prepare" in err.value.log
     missing = to_trec(dense_model, length=6, bits=4,
                       edit_options=lambda o: {k: v for k, v in o.items() if k != "padding"})
-    with pytest.raises(runtime.TflmError, match="custom option 'padding' is missing"):
+    with pytest.raises(tflm_build.TflmError, match="custom option 'padding' is missing"):
         runtime.Runtime(missing, validate=False)
     # by default the host validator refuses the same models before TFLM sees them
     from trec_tflm.spec.validate import ModelValidationError

@@ -44,11 +44,12 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
 
 
 def _tracked_sources() -> list:
-    """tflm_ops/ and boards/ files as git tracks them (the expected content of the package data)."""
+    """tflm_ops/ and boards/ files as git tracks them (the expected content of the package data), but the
+    dotfiles: formatting configuration (.clang-format) is for editing the checkout, no build reads it."""
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.fail("this test compares the wheel with `git ls-files`: run it in a git checkout")
     out = _run(["git", "-C", REPO, "ls-files", "tflm_ops", "boards"]).stdout.split()
-    return sorted(out)
+    return sorted(f for f in out if not Path(f).name.startswith("."))
 
 
 @pytest.fixture(scope="module")
@@ -214,15 +215,15 @@ def test_deploy_build_from_the_installed_package(venv, small_model, tmp_path):
     minutes; its objects do not depend on where our sources are, so the installation's build
     directory is seeded with this checkout's (built if missing): only the app library (boards/app,
     our glue and kernels, compiled here from the installed copies) and the app are compiled."""
-    from trec_tflm.host import interpreter as runtime
+    from trec_tflm.host import tflm_build
 
     if not all(os.environ.get(t) for t in TREES[:2]):
         pytest.fail("TFLM_ROOT and FLATBUFFERS_ROOT must be set for this test (its marker says so)")
     env = dict(venv["env"], **{t: os.environ[t] for t in TREES if os.environ.get(t)})
     env["TREC_TFLM_BUILD_ROOT"] = str(tmp_path / "tflm")
-    runtime.run_make("m7", "lib")
-    ours = runtime.target_build_dir("m7")
-    probe = "from trec_tflm import runtime; print(runtime.target_build_dir('m7'))"
+    tflm_build.run_make("m7", "lib")
+    ours = tflm_build.target_build_dir("m7")
+    probe = "from trec_tflm.host import tflm_build; print(tflm_build.target_build_dir('m7'))"
     theirs = Path(_in_venv(venv, [venv["py"], "-c", probe], env=env).stdout.strip().splitlines()[-1])
     assert theirs.is_relative_to(tmp_path / "tflm")
     shutil.copytree(ours, theirs, symlinks=True,

@@ -22,10 +22,10 @@ LABELS = {"slow": "takes minutes (a firmware build, a training run, an emulated 
 
 
 def tflm_skip_message() -> str:
-    from trec_tflm.host import interpreter as runtime
+    from trec_tflm.host import tflm_build
 
-    return (f"TFLM_ROOT is not set: run `make deps` (clones tflite-micro {runtime.TFLM_COMMIT}, flatbuffers "
-            f"v25.9.23 and CMSIS-NN {runtime.CMSIS_NN_COMMIT} into third_party/), or set TFLM_ROOT, "
+    return (f"TFLM_ROOT is not set: run `make deps` (clones tflite-micro {tflm_build.TFLM_COMMIT}, flatbuffers "
+            f"v25.9.23 and CMSIS-NN {tflm_build.CMSIS_NN_COMMIT} into third_party/), or set TFLM_ROOT, "
             "FLATBUFFERS_ROOT and CMSIS_NN_ROOT to those trees; see README 'TFLM tree'")
 
 
@@ -52,10 +52,10 @@ def unusable(tier: str) -> str | None:
     """A tier that is configured but broken (a TFLM tree at another commit): a failure, not a skip."""
     if tier != "tflm":
         return None
-    from trec_tflm.host import interpreter as runtime
+    from trec_tflm.host import tflm_build
 
     try:
-        runtime.check_tflm_tree()
-    except runtime.TflmTreeMissing as exc:
+        tflm_build.check_tflm_tree()
+    except tflm_build.TflmTreeMissing as exc:
         return str(exc)
     return None

@@ -37,30 +37,7 @@ from typing import Optional, Union
 import numpy as np
 
 from trec_tflm.host.capture import capture_native_output
-
-# The build driver's names stay importable from here (runtime.check_tflm_tree, runtime.run_make, ...):
-# callers in target/ move to trec_tflm.host.tflm_build at merge.
-from trec_tflm.host.tflm_build import (  # noqa: F401
-    CMSIS_NN_COMMIT,
-    FLATBUFFERS_TAG,
-    OPS_LIB_NAME,
-    TFLM_COMMIT,
-    TREE_HINT,
-    WHEEL_VERSION,
-    OpLibraryBuildError,
-    TflmError,
-    TflmTreeMissing,
-    build_root,
-    check_tflm_tree,
-    load_ops_library,
-    make_command,
-    ops_library_path,
-    run_make,
-    target_build_dir,
-    tflm_mk,
-    tflm_root,
-    wheel_dir,
-)
+from trec_tflm.host.tflm_build import TflmError, TflmTreeMissing, load_ops_library
 from trec_tflm.spec import model as tm
 from trec_tflm.spec import quant
 from trec_tflm.spec.op import TREC_CUSTOM_CODE
@@ -100,19 +77,8 @@ class InvokeError(TflmError):
     """An inference failed (e.g. a kernel returned an error)."""
 
 
-# ------------------------------------------------------------------------------------------------
-# reading a model's operators: spec.model is the one reader. These names stay for callers in
-# target/ (firmware.py), which move to spec.model at merge.
-# ------------------------------------------------------------------------------------------------
+# model_operators was part of this module's API: the reading itself is spec.model's
 model_operators = tm.model_operators
-
-
-def _is_custom(model: bytes) -> set:
-    return tm.custom_codes(tm.load_model(model))
-
-
-def _schema():
-    return tm.schema()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ import numpy as np
 
 from trec_tflm import paths, progress
 from trec_tflm.host import interpreter as runtime
+from trec_tflm.host import tflm_build
 from trec_tflm.host.isolate import run_isolated
 from trec_tflm.spec import model as tm
 from trec_tflm.spec.validate import ModelValidationError, validate_model
@@ -133,16 +134,16 @@ def mlperf_settings(model: bytes, mlperf_id: Optional[str], input_format: Option
 # generate / build
 # ------------------------------------------------------------------------------------------------
 def _tree_settings(core: str, cmsis_nn: bool) -> dict:
-    root = runtime.check_tflm_tree()
+    root = tflm_build.check_tflm_tree()
     cmsis = os.environ.get("CMSIS_NN_ROOT", "") if cmsis_nn else ""
     extra: list = []
-    bdir = runtime.target_build_dir(core, cmsis_nn=bool(cmsis), extra=extra)
-    flags = runtime.run_make(core, "print-app-flags", cmsis_nn=bool(cmsis), extra=extra).strip().splitlines()[-1]
-    incs = runtime.run_make(core, "print-app-includes", cmsis_nn=bool(cmsis), extra=extra).strip().splitlines()[-1]
+    bdir = tflm_build.target_build_dir(core, cmsis_nn=bool(cmsis), extra=extra)
+    flags = tflm_build.run_make(core, "print-app-flags", cmsis_nn=bool(cmsis), extra=extra).strip().splitlines()[-1]
+    incs = tflm_build.run_make(core, "print-app-includes", cmsis_nn=bool(cmsis), extra=extra).strip().splitlines()[-1]
     flat = next((Path(p).parent for p in incs.split() if p.endswith("/include") and "flatbuffers" in p), None)
     return dict(tflm_root=str(root), cmsis_nn_root=cmsis,
                 flatbuffers_root=os.environ.get("FLATBUFFERS_ROOT") or (str(flat) if flat else ""),
-                build_root=str(runtime.build_root()), tflm_build_dir=str(bdir), app_flags=flags,
+                build_root=str(tflm_build.build_root()), tflm_build_dir=str(bdir), app_flags=flags,
                 app_includes=incs, cmsis_nn=bool(cmsis))
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from trec_tflm.host import interpreter as runtime
+from trec_tflm.host import tflm_build
 from trec_tflm.target import boards, firmware, toolchain
 from trec_tflm.target.boards import QEMU_BOARDS
 from trec_tflm.target.errors import DeployError, FirmwareError
@@ -43,7 +43,7 @@ def check_build_requirements() -> None:
     if reason:
         raise DeployError(f"--build needs the ARM toolchain: {reason}")
     if not tflm_configured():
-        raise DeployError(f"--build needs the TFLM tree: {runtime.TREE_HINT}; e.g. "
+        raise DeployError(f"--build needs the TFLM tree: {tflm_build.TREE_HINT}; e.g. "
                           "TFLM_ROOT=third_party/tflite-micro FLATBUFFERS_ROOT=third_party/flatbuffers "
                           "CMSIS_NN_ROOT=third_party/CMSIS-NN (CMSIS-NN optional)")
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
-from trec_tflm.host import interpreter as runtime
+from trec_tflm.host import tflm_build
 from trec_tflm.spec import model as tm
 from trec_tflm.spec.op import TREC_CUSTOM_CODE
 from trec_tflm.target.errors import DeployError, FirmwareError
@@ -78,7 +78,7 @@ def resolver_calls_without_tflm(op_names: Sequence[str]) -> tuple[list, list]:
 def resolver_methods(tflm_root: Optional[PathLike] = None) -> tuple[dict, dict]:
     """(builtin name -> AddXxx method, custom code -> AddXxx method) of TFLM's
     MicroMutableOpResolver, read from the TFLM tree's header."""
-    root = runtime.check_tflm_tree(None if tflm_root is None else Path(tflm_root))
+    root = tflm_build.check_tflm_tree(None if tflm_root is None else Path(tflm_root))
     text = (root / "tensorflow/lite/micro/micro_mutable_op_resolver.h").read_text()
     builtin, custom = {}, {}
     for name, body in re.findall(r"TfLiteStatus\s+(Add\w+)\s*\([^{]*\)\s*\{(.*?)\n  \}", text, re.S):

@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from trec_tflm.host import interpreter as runtime
+from trec_tflm.host import tflm_build
 
 APP_NAME = "trec_app"
 #: Marker file of a generated project (what was generated, and by which code).
@@ -153,13 +153,13 @@ $(ELF): $(TFLM_LIB_FILES)
 def portable_makefile_settings(core: str) -> dict:
     """Makefile values for a project generated without a TFLM tree: the trees come from the
     environment of ``make``, and tflm_ops/tflm.mk is asked for the build directory and flags.
-    The TFLM build goes where this installation builds (runtime.build_root: never into an
+    The TFLM build goes where this installation builds (tflm_build.build_root: never into an
     installed package), unless TREC_TFLM_BUILD_ROOT is set when make runs."""
     mk = "$(MAKE) -s --no-print-directory -f $(TREC_ROOT)/tflm_ops/tflm.mk"
     args = (f"TARGET={core} TFLM_ROOT=$(TFLM_ROOT) FLATBUFFERS_ROOT=$(FLATBUFFERS_ROOT) "
             "BUILD_ROOT=$(TFLM_BUILD_ROOT) CMSIS_NN_ROOT=$(CMSIS_NN_ROOT)")
     return dict(tflm_root="$(TFLM_ROOT)", flatbuffers_root="$(FLATBUFFERS_ROOT)", cmsis_nn_root="$(CMSIS_NN_ROOT)",
-                build_root=f"$(or $(TREC_TFLM_BUILD_ROOT),{runtime.build_root()})",
+                build_root=f"$(or $(TREC_TFLM_BUILD_ROOT),{tflm_build.build_root()})",
                 tflm_build_dir=f"$(if $(TFLM_ROOT),$(shell {mk} {args} print-build-dir 2>/dev/null))",
                 app_flags=f"$(if $(TFLM_ROOT),$(shell {mk} $(TFLM_MK_ARGS) print-app-flags 2>/dev/null))",
                 app_includes=f"$(if $(TFLM_ROOT),$(shell {mk} $(TFLM_MK_ARGS) print-app-includes 2>/dev/null))")
@@ -181,4 +181,5 @@ endif
 def no_tflm_guard() -> str:
     """The Makefile preamble of a project generated without a TFLM tree: make stops with what to set
     when TFLM_ROOT is missing from its environment."""
-    return _NO_TFLM_GUARD.format(commit=runtime.TFLM_COMMIT, fb=runtime.FLATBUFFERS_TAG, cmsis=runtime.CMSIS_NN_COMMIT)
+    return _NO_TFLM_GUARD.format(commit=tflm_build.TFLM_COMMIT, fb=tflm_build.FLATBUFFERS_TAG,
+                                 cmsis=tflm_build.CMSIS_NN_COMMIT)
