@@ -95,6 +95,29 @@ def build_dir(*parts: str) -> Path:
     return cache_dir().joinpath("builds", key, *parts)
 
 
+def build_dir_or_env(variable: str, *parts: str) -> Path:
+    """``$variable`` when it is set (a user's choice of where one kind of build goes), else :func:`build_dir`."""
+    env = os.environ.get(variable)
+    if env:
+        return Path(env).expanduser()
+    return build_dir(*parts)
+
+
+def replace_atomically(path, write) -> None:
+    """Produce ``path`` by ``write(tmp)`` into a temporary file beside it, then rename: ``path`` never
+    holds a partial file, and an error leaves nothing new behind. The temporary name keeps the suffix
+    (Keras' ``model.save`` picks the format from it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def check_output_file(path, option: str) -> Path:
     """Refuse, before any long work, an output file path that cannot be written: a directory, a
     parent that is a file, a directory without write permission. Raises ValueError naming the

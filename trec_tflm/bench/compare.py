@@ -45,10 +45,7 @@ PathLike = Union[str, os.PathLike]
 def work_root() -> Path:
     """Where cached firmware projects go: $TREC_TFLM_DEPLOY_ROOT, else build/deploy of a source
     checkout or the user cache (trec_tflm.paths.build_dir)."""
-    env = os.environ.get("TREC_TFLM_DEPLOY_ROOT")
-    if env:
-        return Path(env).expanduser()
-    return paths.build_dir("deploy")
+    return paths.build_dir_or_env("TREC_TFLM_DEPLOY_ROOT", "deploy")
 
 
 @dataclasses.dataclass

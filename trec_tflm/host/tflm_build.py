@@ -99,10 +99,7 @@ def wheel_dir() -> Path:
 def build_root() -> Path:
     """Where tflm_ops/tflm.mk puts its builds: $TREC_TFLM_BUILD_ROOT, else build/tflm of a source
     checkout or the user cache (trec_tflm.paths.build_dir)."""
-    env = os.environ.get("TREC_TFLM_BUILD_ROOT")
-    if env:
-        return Path(env).expanduser()
-    return paths.build_dir("tflm")
+    return paths.build_dir_or_env("TREC_TFLM_BUILD_ROOT", "tflm")
 
 
 def tflm_mk() -> Path:

@@ -29,6 +29,7 @@ from typing import Union
 import flatbuffers
 import numpy as np
 
+from trec_tflm import paths
 from trec_tflm.spec import quant
 from trec_tflm.spec.op import (  # noqa: F401  (the reader's callers take these names from here too)
     ACTIVATIONS,
@@ -102,17 +103,8 @@ def save_model(m) -> bytes:
 
 
 def write_atomically(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it: ``path`` never holds a
-    partial file, and an error leaves nothing new behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``data`` to ``path`` through a temporary file and a rename (:func:`trec_tflm.paths.replace_atomically`)."""
+    paths.replace_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from trec_tflm import paths
 from trec_tflm.data import DATASETS, Dataset, load_dataset
 from trec_tflm.training.zoo import ALIASES, model_names
 
@@ -279,14 +280,9 @@ def train(cfg: TrainConfig, dataset: Dataset | None = None) -> TrainResult:
             accuracy = float((logs or {}).get("val_accuracy", -1.0))
             if accuracy > self.best_accuracy:
                 self.best_accuracy = accuracy
-                tmp = out / "best.tmp.keras"  # a crash mid-save keeps the previous best
+                # a crash mid-save keeps the previous best; Ctrl-C waits for the rename
                 with _sigint_deferred():
-                    try:
-                        model.save(tmp)
-                        os.replace(tmp, best)
-                    finally:
-                        if tmp.exists():
-                            tmp.unlink()
+                    paths.replace_atomically(best, model.save)
 
     train_data = tf.data.Dataset.from_tensor_slices((x_tr, y_tr)).shuffle(len(x_tr), seed=cfg.seed)
     train_data = train_data.batch(cfg.batch_size)
