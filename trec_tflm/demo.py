@@ -19,7 +19,7 @@ from pathlib import Path
 from trec_tflm.bench.compare import compare_on_qemu
 from trec_tflm.data import load_fashion_mnist
 from trec_tflm.host.evaluate import evaluate, keras_accuracy
-from trec_tflm.target import qemu
+from trec_tflm.target import toolchain
 from trec_tflm.target.boards import DEFAULT_EMULATED_BOARD
 from trec_tflm.tflite.convert import convert_file
 from trec_tflm.training.train import TrainConfig, train
@@ -120,7 +120,7 @@ def qemu_stage(tflites: dict, ds, args) -> None:
               "TFLM_ROOT, FLATBUFFERS_ROOT and CMSIS_NN_ROOT (README, \"TFLM tree\") to build the firmware and "
               "compare both models on the emulated board")
         return
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    reason = toolchain.skip_reason(need_qemu=True, need_toolchain=True)
     if reason:
         print(f"skipped: {reason}")
         return

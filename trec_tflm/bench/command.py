@@ -159,8 +159,8 @@ def compare_command(args: argparse.Namespace) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     board = args.board or DEFAULT_EMULATED_BOARD
     try:
-        if board not in deploy.QEMU_BOARDS:
-            raise deploy.DeployError(f"--compare runs on the QEMU boards ({', '.join(deploy.QEMU_BOARDS)}), "
+        if board not in QEMU_BOARDS:
+            raise deploy.DeployError(f"--compare runs on the QEMU boards ({', '.join(QEMU_BOARDS)}), "
                                      f"got --board {board}; on a real board deploy each model with trec-tflm "
                                      "deploy --flash and bench them one by one with --port")
         blobs = [deploy.load_checked_model(p)[0] for p in (args.model, args.compare)]

@@ -36,7 +36,7 @@ from trec_tflm.bench import board as bench_board
 from trec_tflm.host import evaluate
 from trec_tflm.target import deploy as dp
 from trec_tflm.target import qemu
-from trec_tflm.target.boards import DEFAULT_EMULATED_BOARD
+from trec_tflm.target.boards import DEFAULT_EMULATED_BOARD, QEMU_BOARDS
 from trec_tflm.target.serial_protocol import EEMBCClient
 
 PathLike = Union[str, os.PathLike]
@@ -217,8 +217,8 @@ def run_model_on_qemu(model: bytes, board: str, images: np.ndarray, labels: Opti
                       name: str, host: bool = True, work_dir: Optional[PathLike] = None, iterations: int = 1,
                       log: Optional[Callable[[str], None]] = None) -> ModelRun:
     """Deploy, build and run one model on a QEMU board; optionally check it against the host."""
-    if board not in dp.QEMU_BOARDS:
-        raise dp.DeployError(f"{board} is not a QEMU board ({', '.join(dp.QEMU_BOARDS)}); for a real board: "
+    if board not in QEMU_BOARDS:
+        raise dp.DeployError(f"{board} is not a QEMU board ({', '.join(QEMU_BOARDS)}); for a real board: "
                              "trec-tflm deploy --flash, then trec-tflm bench --port")
     fw = firmware_for(model, board, name=name, work_dir=work_dir, log=log)
     if log:

@@ -44,7 +44,7 @@ from trec_tflm import data, paths
 from trec_tflm.bench import kernel_runner as kernel_bench
 from trec_tflm.host import evaluate
 from trec_tflm.spec import model as tm
-from trec_tflm.target import deploy, qemu
+from trec_tflm.target import deploy, toolchain
 from trec_tflm.tflite.convert import convert
 from trec_tflm.training.train import TrainConfig, train
 
@@ -446,7 +446,7 @@ def command(args) -> int:
         print("trec-tflm bench-kernels: error: --inputs takes a count of at least 1, and not with --sweep",
               file=sys.stderr)
         return 2
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    reason = toolchain.skip_reason(need_qemu=True, need_toolchain=True)
     if reason:
         print(f"trec-tflm bench-kernels: {reason}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from trec_tflm.bench import kernel_runner
-from trec_tflm.target import qemu
+from trec_tflm.target import toolchain
 from trec_tflm.tune import coefficients, cost
 from trec_tflm.tune import layers as bench_layers
 
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("--core", choices=cost.CORES, default="m7")
     p.add_argument("--check", action="store_true", help="only the held-out check, with the stored coefficients")
     args = p.parse_args(argv)
-    reason = qemu.skip_reason(need_qemu=True, need_toolchain=True)
+    reason = toolchain.skip_reason(need_qemu=True, need_toolchain=True)
     if reason:
         print(f"calibrate: {reason}", file=sys.stderr)
         return 2
