@@ -63,7 +63,7 @@ def models():
     import keras
 
     from trec_tflm.host import kernels as native
-    from trec_tflm.tflite.convert import convert
+    from trec_tflm.tflite.convert import ConvertError, convert
     from trec_tflm.training.layers import TRECConv2D
 
     keras.utils.set_random_seed(5)
@@ -77,6 +77,8 @@ def models():
     plain = convert(model, calib, calibration_samples=16)
     at_least = convert(model, calib, calibration_samples=16, scratch_budget={"tconv": least})
     between = convert(model, calib, calibration_samples=16, scratch_budget={"tconv": (least + fast) // 2})
+    with pytest.raises(ConvertError, match="no TREC layer of that name; its TREC layers: 'tconv'"):
+        convert(model, calib, calibration_samples=16, scratch_budget={"head": fast})  # a plain Conv2D
     return plain, at_least, between, fast, least
 
 

@@ -56,8 +56,9 @@ DEFAULT_CALIBRATION_SAMPLES = 500
 # ------------------------------------------------------------------------------------------------
 # checks on the Keras side
 # ------------------------------------------------------------------------------------------------
-def check_model(model) -> None:
-    """Refuse what TREC_CONV_2D (or this converter) cannot express, with the reason."""
+def check_model(model, scratch_budget: dict | None = None) -> None:
+    """Refuse what TREC_CONV_2D (or this converter) cannot express, with the reason (and budgets
+    for layers that are not TREC layers, before minutes of conversion)."""
     # lazy: training/ loads Keras and TensorFlow (`trec-tflm convert --help` must not)
     from trec_tflm.training.layers import trec_layers
 
@@ -97,6 +98,11 @@ def check_model(model) -> None:
         r = np.asarray(layer.hash_kernel.numpy())
         if not np.all(np.isfinite(r)) or np.max(np.abs(r)) == 0:
             raise ConvertError(f"{where}: the hash matrix is zero or not finite; it cannot be quantized")
+    names = [layer.name for layer in trec_layers(model)]
+    for name in scratch_budget or {}:
+        if name not in names:
+            raise ConvertError(f"scratch budget for {name!r}: the model has no TREC layer of that name; its TREC "
+                               f"layers: {', '.join(map(repr, names)) or 'none'}")
 
 
 def _keras_activation(layer) -> str | None:
@@ -171,7 +177,7 @@ def convert(model, representative_data, *, float_io: bool = False,
     """
     from trec_tflm.training.models import dense_twin  # lazy: Keras and TensorFlow
 
-    check_model(model)
+    check_model(model, scratch_budget)
     x = np.asarray(representative_data, np.float32)
     if calibration_samples < 1:
         raise ConvertError(f"calibration_samples must be >= 1, got {calibration_samples}")
