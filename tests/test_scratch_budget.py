@@ -134,6 +134,9 @@ def test_arena_estimate_follows_the_budget(models):
     assert e_least.scratch == align(least + 4, ARENA_ALIGN)
     assert e_between.scratch == align((least + fast) // 2 + 4, ARENA_ALIGN)
     assert e_least.activations < e_between.activations < e_plain.activations
+    from trec_tflm.tflite.rewrite import with_scratch_budgets
+
+    assert estimate_arena(with_scratch_budgets(plain, {"tconv": 4 * fast})).scratch == e_plain.scratch
     assert any("scratch_budget" in n for n in e_least.notes)
 
 
@@ -175,6 +178,11 @@ def test_tflm_op_same_outputs_smaller_arena(models):
     # TFLM's planner shares the scratch with the activations: the saving is at most fast - budget
     assert used[1] < used[2] < used[0], used
     assert used[0] - used[1] <= fast - least + 16
+    # a budget above the fast plan's size requests the fast plan's size, not the budget
+    from trec_tflm.tflite.rewrite import with_scratch_budgets
+
+    roomy = with_scratch_budgets(plain, {"tconv": 4 * fast})
+    assert runtime.Runtime(roomy).arena_used_bytes() == used[0]
 
 
 @pytest.mark.tflm
