@@ -202,3 +202,25 @@ def test_tflm_op_refuses_a_budget_below_the_minimum(models):
                        match=rf"custom option 'scratch_budget' = {least - 1} bytes is below this layer's minimum "
                              rf"scratch of {least} bytes"):
         runtime.Runtime(bad)
+
+
+@pytest.mark.tflm
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_budget_on_emulated_m7_same_outputs_smaller_arena(models, tmp_path):
+    """The firmware app (32-bit, CMSIS-NN build) on qemu_m7: the budgeted model's outputs equal the
+    host runtime's, and the arena the app measures on the board shrinks."""
+    from trec_tflm.host import interpreter as runtime
+    from trec_tflm.target import firmware
+
+    plain, at_least, _, fast, least = models
+    x = np.random.default_rng(9).integers(-128, 128, (3, 1, *IN_SHAPE), dtype=np.int8)
+    host = np.stack([runtime.Runtime(plain).invoke(xi) for xi in x]).reshape(len(x), -1)
+    arena = {}
+    for name, buf in (("plain", plain), ("budget", at_least)):
+        info = firmware.generate_project(buf, "qemu_m7", tmp_path / name, name=f"sb_{name}", selftest_inputs=x)
+        res = firmware.run_selftest(info.out_dir, "qemu_m7")
+        np.testing.assert_array_equal(res.outputs, host)
+        arena[name] = res.arena_used
+    assert arena["budget"] < arena["plain"], arena
+    assert arena["plain"] - arena["budget"] <= fast - least + 16, arena
