@@ -178,6 +178,12 @@ TfLiteStatus ParseTrecConv2DOptions(const uint8_t* buffer, size_t length,
   static const TfLiteFusedActivation kActs[] = {kTfLiteActNone, kTfLiteActRelu, kTfLiteActRelu6,
                                                 kTfLiteActReluN1To1};
   o.activation = kActs[activation];
+  // Optional (version 1): a per-op scratch cap; absent means the fast plan's size.
+  o.scratch_budget = 0;
+  if (!m["scratch_budget"].IsNull() &&
+      !GetIntOption(m, "scratch_budget", 1, INT32_MAX, &o.scratch_budget)) {
+    return kTfLiteError;
+  }
   *options = o;
   return kTfLiteOk;
 }
@@ -429,7 +435,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   data->hash_params.hash_bits = opt.hash_bits;
   data->hash_params.hash_center = opt.hash_center;
 
-  // Scratch: the fast plan, or a compile-time budget (never below the kernel's minimum).
+  // Scratch: the fast plan, capped by the op's scratch_budget (refused below the kernel's
+  // minimum: the model asked for a plan that cannot run) and by the compile-time budget (clamped
+  // to the minimum: a build-wide default).
   const trec_dims in_dims = {batch, in_h, in_w, cin};
   const trec_dims f_dims = {cout, kh, kw, cin};
   const trec_dims out_dims = {1, out_h, out_w, cout};
@@ -442,6 +450,15 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
               (fast < 0 ? fast : least) == TREC_NO_IMPL_ERROR ? "too large for this build"
                                                                : "invalid parameters");
   int32_t bytes = fast;
+  if (opt.scratch_budget > 0) {
+    TREC_ENSURE(context, opt.scratch_budget >= least,
+                "custom option 'scratch_budget' = %d bytes is below this layer's minimum scratch "
+                "of %d bytes (trec_convolve_s8_get_min_buffer_size); raise it to at least %d or "
+                "drop the key",
+                static_cast<int>(opt.scratch_budget), static_cast<int>(least),
+                static_cast<int>(least));
+    if (bytes > opt.scratch_budget) bytes = opt.scratch_budget;
+  }
 #ifdef TREC_SCRATCH_BUDGET
   if (bytes > static_cast<int32_t>(TREC_SCRATCH_BUDGET)) {
     bytes = static_cast<int32_t>(TREC_SCRATCH_BUDGET);

@@ -10,9 +10,11 @@
  * the per-channel requantization, padding, activation range and scratch size in Prepare, and calls
  * trec_convolve_s8() (tflm_ops/src) in Eval. See docs/TFLM.md.
  *
- * Compile-time knob: -DTREC_SCRATCH_BUDGET=<bytes> caps the scratch each TREC_CONV_2D requests
- * from the arena (never below trec_convolve_s8_get_min_buffer_size(); the kernel then makes more
- * passes over the output channels, with the same result).
+ * Scratch: each TREC_CONV_2D requests trec_convolve_s8_get_buffer_size() bytes from the arena,
+ * capped by the operator's optional `scratch_budget` custom option (Prepare refuses a budget
+ * below trec_convolve_s8_get_min_buffer_size()) and by the compile-time knob
+ * -DTREC_SCRATCH_BUDGET=<bytes> (never below the minimum). Less scratch means more passes over
+ * the output channels, with the same result.
  */
 #ifndef TREC_TFLM_TREC_CONV_H_
 #define TREC_TFLM_TREC_CONV_H_
@@ -43,6 +45,7 @@ struct TrecConv2DOptions {
   int32_t dilation_h, dilation_w;
   TfLitePadding padding;
   TfLiteFusedActivation activation;
+  int32_t scratch_budget;     // optional key: bytes, >= 1; 0 when absent (no per-op cap)
 };
 
 // Parses and validates the flexbuffer map. On failure prints one line naming the problem
@@ -58,7 +61,7 @@ struct OpDataTrecConv2D {
   int32_t* per_channel_multiplier;   // [Cout], persistent
   int32_t* per_channel_shift;        // [Cout], persistent
   int scratch_index;                 // -1: no scratch
-  int32_t scratch_bytes;             // what was requested (fast plan, or the budget)
+  int32_t scratch_bytes;             // what was requested (fast plan, or a budget)
   int32_t scratch_fast_bytes;        // trec_convolve_s8_get_buffer_size()
   int32_t scratch_min_bytes;         // trec_convolve_s8_get_min_buffer_size()
   trec_reuse_stats last_stats;       // reuse of the last successful Eval (rc = clusters /

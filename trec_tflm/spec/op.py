@@ -36,6 +36,13 @@ TREC_OPTION_KEYS = {
     "padding": (str, '"SAME" or "VALID"'),
     "activation": (str, '"NONE", "RELU", "RELU6" or "RELU_N1_TO_1"'),
 }
+#: The largest per-op scratch budget: the TFLM op keeps scratch sizes in int32.
+MAX_SCRATCH_BUDGET = 2**31 - 1
+#: Optional keys of version 1: absent means the op's default (docs/OP_SPEC.md "Options"). A reader
+#: that does not know one ignores it, so an optional key may never change the op's numerics.
+TREC_OPTIONAL_KEYS = {
+    "scratch_budget": (int, f"bytes, 1..{MAX_SCRATCH_BUDGET}, and at least the layer's minimum scratch"),
+}
 
 
 class TfliteModelError(TrecTflmError, ValueError):
@@ -46,8 +53,9 @@ class TfliteModelError(TrecTflmError, ValueError):
 # TREC_CONV_2D options
 # ------------------------------------------------------------------------------------------------
 def check_trec_options(opts: dict, where: str = "TREC_CONV_2D") -> dict:
-    """Validate an option map per docs/OP_SPEC.md; returns a clean copy. Raises TfliteModelError
-    naming the key for an unknown version, a missing key, a wrong type or a value out of range."""
+    """Validate an option map per docs/OP_SPEC.md; returns a clean copy (the required keys, and the
+    optional ones present). Raises TfliteModelError naming the key for an unknown version, a missing
+    key, a wrong type or a value out of range. Keys this version does not define are dropped."""
     if not isinstance(opts, dict):
         raise TfliteModelError(f"{where}: the custom options must be a flexbuffer map, got {type(opts).__name__}")
     if "version" not in opts:
@@ -73,6 +81,16 @@ def check_trec_options(opts: dict, where: str = "TREC_CONV_2D") -> dict:
                 raise TfliteModelError(f"{where}: custom option '{key}' must be a string ({allowed}), got "
                                        f"{type(v).__name__} {v!r}")
         clean[key] = int(v) if typ is int else v
+    budget = opts.get("scratch_budget")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+            raise TfliteModelError(f"{where}: custom option 'scratch_budget' must be an int "
+                                   f"({TREC_OPTIONAL_KEYS['scratch_budget'][1]}), got {type(budget).__name__} "
+                                   f"{budget!r}")
+        if not 1 <= int(budget) <= MAX_SCRATCH_BUDGET:
+            raise TfliteModelError(f"{where}: custom option 'scratch_budget' = {int(budget)} is not allowed "
+                                   f"({TREC_OPTIONAL_KEYS['scratch_budget'][1]})")
+        clean["scratch_budget"] = int(budget)
     bad = None
     if not clean["sub_vector_length"] >= 1:
         bad = "sub_vector_length"

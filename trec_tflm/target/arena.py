@@ -70,17 +70,21 @@ def _greedy_plan(buffers: list) -> int:
 def _trec_scratch(op) -> tuple[int, str]:
     """Scratch bytes TREC_CONV_2D requests: trec_convolve_s8_get_buffer_size through the host C
     library when it can be built here, else twice the int8 output tensor (the kernel's design
-    bound, docs/OP_SPEC.md)."""
+    bound, docs/OP_SPEC.md); either capped by the op's ``scratch_budget`` option, as Prepare does."""
     o = op.trec_options
+    budget = o.get("scratch_budget")
     out_bytes = int(math.prod(op.outputs[0].shape))
     try:
         size, _ = native.kernels().trec_buffer_sizes(
             tuple(op.inputs[0].shape), tuple(op.inputs[1].shape), sub_vector_length=o["sub_vector_length"],
             hash_bits=o["hash_bits"], hash_center=o["hash_center"], stride=(o["stride_h"], o["stride_w"]),
             dilation=(o["dilation_h"], o["dilation_w"]), padding=o["padding"])
-        return int(size) + 4, "trec_convolve_s8_get_buffer_size"
+        size, how = int(size) + 4, "trec_convolve_s8_get_buffer_size"
     except Exception as exc:  # noqa: BLE001 - no compiler, or an older library: fall back
-        return 2 * out_bytes + 4096, f"2 x output + 4 KiB (kernel library unavailable: {type(exc).__name__})"
+        size, how = 2 * out_bytes + 4096, f"2 x output + 4 KiB (kernel library unavailable: {type(exc).__name__})"
+    if budget is not None and budget + 4 < size:
+        return budget + 4, f"{how}, capped by the op's scratch_budget"
+    return size, how
 
 
 def estimate_arena(model: bytes, margin: Optional[int] = None) -> ArenaEstimate:
@@ -88,7 +92,8 @@ def estimate_arena(model: bytes, margin: Optional[int] = None) -> ArenaEstimate:
 
     Activations: every non-constant tensor lives from the operator that first touches it to the
     last one that reads it (graph inputs from the start, outputs to the end); each operator's
-    scratch lives during that operator (TREC_CONV_2D: trec_convolve_s8_get_buffer_size; CONV_2D
+    scratch lives during that operator (TREC_CONV_2D: trec_convolve_s8_get_buffer_size, or its
+    ``scratch_budget`` option when smaller; CONV_2D
     and DEPTHWISE_CONV_2D: CMSIS-NN's two int16 im2col columns, 4*K bytes; AVERAGE_POOL_2D: 4*C);
     the buffers, 16-byte aligned, are placed first-fit largest first like TFLM's greedy planner.
     Bookkeeping: ARENA_FIXED + ARENA_PER_TENSOR per tensor + ARENA_PER_OP per operator +

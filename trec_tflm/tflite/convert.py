@@ -46,6 +46,7 @@ from trec_tflm.tflite.rewrite import (  # noqa: F401
     pair,
     quantize_hash,
     rewrite_op,
+    set_scratch_budgets,
     trec_custom_opcode,
 )
 
@@ -55,8 +56,9 @@ DEFAULT_CALIBRATION_SAMPLES = 500
 # ------------------------------------------------------------------------------------------------
 # checks on the Keras side
 # ------------------------------------------------------------------------------------------------
-def check_model(model) -> None:
-    """Refuse what TREC_CONV_2D (or this converter) cannot express, with the reason."""
+def check_model(model, scratch_budget: dict | None = None) -> None:
+    """Refuse what TREC_CONV_2D (or this converter) cannot express, with the reason (and budgets
+    for layers that are not TREC layers, before minutes of conversion)."""
     # lazy: training/ loads Keras and TensorFlow (`trec-tflm convert --help` must not)
     from trec_tflm.training.layers import trec_layers
 
@@ -96,6 +98,11 @@ def check_model(model) -> None:
         r = np.asarray(layer.hash_kernel.numpy())
         if not np.all(np.isfinite(r)) or np.max(np.abs(r)) == 0:
             raise ConvertError(f"{where}: the hash matrix is zero or not finite; it cannot be quantized")
+    names = [layer.name for layer in trec_layers(model)]
+    for name in scratch_budget or {}:
+        if name not in names:
+            raise ConvertError(f"scratch budget for {name!r}: the model has no TREC layer of that name; its TREC "
+                               f"layers: {', '.join(map(repr, names)) or 'none'}")
 
 
 def _keras_activation(layer) -> str | None:
@@ -157,18 +164,20 @@ def _json_safe(obj):
 
 def convert(model, representative_data, *, float_io: bool = False,
             calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, labels=None, training_info=None,
-            dataset_name: str | None = None) -> bytes:
+            dataset_name: str | None = None, scratch_budget: dict | None = None) -> bytes:
     """Keras model -> int8 .tflite bytes with TREC layers as ``TREC_CONV_2D``.
 
     ``representative_data``: float images [N, H, W, C] as the model takes them (real images of
     the dataset); the first ``calibration_samples`` calibrate the int8 ranges and measure rc.
     ``float_io``: keep float32 input/output (QUANTIZE/DEQUANTIZE at the ends) instead of int8.
     ``labels``: class names stored in the metadata. ``training_info``: a JSON-able dict stored
-    in the metadata (e.g. the training settings and test accuracy).
+    in the metadata (e.g. the training settings and test accuracy). ``scratch_budget``: TREC layer
+    name -> bytes, the op's ``scratch_budget`` option (caps the arena scratch that layer requests;
+    docs/OP_SPEC.md); layers not named request their fast plan's scratch.
     """
     from trec_tflm.training.models import dense_twin  # lazy: Keras and TensorFlow
 
-    check_model(model)
+    check_model(model, scratch_budget)
     x = np.asarray(representative_data, np.float32)
     if calibration_samples < 1:
         raise ConvertError(f"calibration_samples must be >= 1, got {calibration_samples}")
@@ -208,6 +217,7 @@ def convert(model, representative_data, *, float_io: bool = False,
         "training": None if training_info is None else _json_safe(portable_training_info(training_info)),
     }
     tm.write_metadata(m, doc)
+    set_scratch_budgets(m, scratch_budget or {})
     out = tm.save_model(m)
     _self_check(out, len(entries))
     return out
@@ -284,7 +294,8 @@ def _training_info(model_path: Path) -> dict | None:
 
 
 def convert_file(model_path, output_path, *, dataset: str = "fashion_mnist", dataset_path=None,
-                 calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, float_io: bool = False) -> dict:
+                 calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, float_io: bool = False,
+                 scratch_budget: dict | None = None) -> dict:
     """``trec-tflm convert``: load, convert with real calibration images, write atomically.
     Returns a summary (size, TREC layers)."""
     model_path = Path(model_path)
@@ -297,7 +308,8 @@ def convert_file(model_path, output_path, *, dataset: str = "fashion_mnist", dat
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(len(ds.x_train), size=min(calibration_samples, len(ds.x_train)), replace=False))
     buf = convert(model, ds.x_train[idx], float_io=float_io, calibration_samples=calibration_samples,
-                  labels=ds.labels, training_info=_training_info(model_path), dataset_name=ds.name)
+                  labels=ds.labels, training_info=_training_info(model_path), dataset_name=ds.name,
+                  scratch_budget=scratch_budget)
     tm.write_atomically(output_path, buf)
     meta = tm.read_metadata(tm.load_model(buf))
     return {"output": str(output_path), "bytes": len(buf), "trec_layers": meta["trec_layers"]}
@@ -312,12 +324,27 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES,
                    help=f"calibration images (default {DEFAULT_CALIBRATION_SAMPLES})")
     p.add_argument("--float-io", action="store_true", help="float32 input and output (int8 inside)")
+    p.add_argument("--scratch-budget", action="append", default=[], metavar="LAYER=BYTES", type=_budget_arg,
+                   help="cap the arena scratch of TREC layer LAYER at BYTES (its scratch_budget option, "
+                        "docs/OP_SPEC.md; at least the layer's minimum); repeat for several layers")
     p.set_defaults(func=convert_command)
+
+
+def _budget_arg(text: str) -> tuple[str, int]:
+    name, sep, value = text.rpartition("=")
+    try:
+        nbytes = int(value)
+    except ValueError:
+        nbytes = 0
+    if not sep or not name or nbytes < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LAYER=BYTES with BYTES >= 1 (e.g. conv2=12000)")
+    return name, nbytes
 
 
 def convert_command(args) -> int:
     summary = convert_file(args.model, args.output, dataset=args.dataset, dataset_path=args.dataset_path,
-                           calibration_samples=args.calibration_samples, float_io=args.float_io)
+                           calibration_samples=args.calibration_samples, float_io=args.float_io,
+                           scratch_budget=dict(args.scratch_budget))
     print(f"wrote {summary['output']} ({summary['bytes']:,} bytes), "
           f"{len(summary['trec_layers'])} TREC_CONV_2D op(s)")
     for e in summary["trec_layers"]:

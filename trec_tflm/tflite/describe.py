@@ -71,7 +71,7 @@ def inspect_model(buf: bytes, *, measure: bool = True) -> dict:
             trec.append({
                 "operator_index": op.index, "name": entry.get("name"),
                 "sub_vector_length": o["sub_vector_length"], "hash_bits": o["hash_bits"],
-                "hash_center": o["hash_center"], "options": o,
+                "hash_center": o["hash_center"], "options": o, "scratch_budget": o.get("scratch_budget"),
                 "input_shape": op.inputs[0].shape, "output_shape": op.outputs[0].shape,
                 "filter_shape": op.inputs[1].shape, "K": k, "M": math.ceil(k / o["sub_vector_length"]),
                 "rows": n, "rc": rc if rc is not None else "unknown",
@@ -138,7 +138,9 @@ def print_report(report: dict, ops_info) -> None:
             rc = t["rc"] if isinstance(t["rc"], str) else f"{t['rc']:.4f}"
             print(f"  op {t['operator_index']} {t['name'] or '?'}: L={o['sub_vector_length']} H={o['hash_bits']} "
                   f"centre={o['hash_center']} stride={o['stride_h']}x{o['stride_w']} "
-                  f"dilation={o['dilation_h']}x{o['dilation_w']} padding={o['padding']} act={o['activation']}")
+                  f"dilation={o['dilation_h']}x{o['dilation_w']} padding={o['padding']} act={o['activation']} "
+                  + ("scratch budget: none (fast plan)" if o.get("scratch_budget") is None
+                     else f"scratch budget: {o['scratch_budget']:,} B"))
             w = t["trec_work"]
             total = "unknown (no rc)" if w["total"] is None else f"{w['total']:,}"
             speed = "" if t["estimated_speedup"] is None else f"  dense/TREC {t['estimated_speedup']:.2f}x"

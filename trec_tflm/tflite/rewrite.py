@@ -4,7 +4,8 @@ rewrite it in place into ``TREC_CONV_2D``.
 - :func:`match_trec_layers`: geometry plus the filter's content (which survives BatchNorm folding); names
   only break ties;
 - :func:`rewrite_op`: custom operator code (:func:`trec_custom_opcode`), flexbuffer options, the int8
-  hash tensor [L, H] (:func:`quantize_hash`) as input 3.
+  hash tensor [L, H] (:func:`quantize_hash`) as input 3;
+- :func:`set_scratch_budgets` / :func:`with_scratch_budgets`: the optional per-op ``scratch_budget``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trec_tflm.errors import TrecTflmError
+from trec_tflm.host import kernels as native
 from trec_tflm.spec import model as tm
 from trec_tflm.spec.golden import conv_geometry
 
@@ -242,3 +244,60 @@ def rewrite_op(m, match: Match, opcode: int) -> dict:
     return {"name": layer.name, "operator_index": match.op_index, "sub_vector_length": options["sub_vector_length"],
             "hash_bits": options["hash_bits"], "hash_center": options["hash_center"],
             "filter_shape": w_shape, "hash_scale": r_scale, "activation": activation}
+
+
+# ------------------------------------------------------------------------------------------------
+# the per-op scratch budget (docs/OP_SPEC.md "Options")
+# ------------------------------------------------------------------------------------------------
+def min_scratch(m, op, opts: dict) -> int | None:
+    """trec_convolve_s8_get_min_buffer_size of one TREC_CONV_2D through the host C library, or None
+    when it cannot be built here (the TFLM op's Prepare checks the budget on the device anyway)."""
+    sg = m.subgraphs[0]
+    try:
+        _, least = native.kernels().trec_buffer_sizes(
+            tuple(int(v) for v in sg.tensors[op.inputs[0]].shape),
+            tuple(int(v) for v in sg.tensors[op.inputs[1]].shape),
+            sub_vector_length=opts["sub_vector_length"], hash_bits=opts["hash_bits"],
+            hash_center=opts["hash_center"], stride=(opts["stride_h"], opts["stride_w"]),
+            dilation=(opts["dilation_h"], opts["dilation_w"]), padding=opts["padding"])
+    except Exception:  # noqa: BLE001 - no compiler or no library: Prepare is the check
+        return None
+    return int(least)
+
+
+def set_scratch_budgets(m, budgets: dict) -> None:
+    """Write the ``scratch_budget`` option of TREC_CONV_2D operators in place. ``budgets`` maps a TREC
+    layer name (the ``trec_layers`` of the model's metadata) or an operator index to bytes, or to
+    None to remove the option. A budget below the layer's minimum scratch is refused here when the
+    host C library can say the minimum (else by the TFLM op's Prepare)."""
+    if not budgets:
+        return
+    sg = m.subgraphs[0]
+    trec = [i for i, op in enumerate(sg.operators) if tm.is_trec(m, op)]
+    names = {e.get("name"): e.get("operator_index") for e in (tm.read_metadata(m) or {}).get("trec_layers") or []}
+    known = ", ".join(f"{n!r} (op {i})" for n, i in names.items()) or ", ".join(f"op {i}" for i in trec) or "none"
+    for key, budget in budgets.items():
+        idx = names.get(key) if isinstance(key, str) else key
+        if isinstance(idx, bool) or not isinstance(idx, (int, np.integer)) or idx not in trec:
+            raise ConvertError(f"scratch budget for {key!r}: the model has no TREC_CONV_2D layer of that name or "
+                               f"operator index; its TREC layers: {known}")
+        where = f"scratch budget of {key!r} (operator {idx})"
+        op = sg.operators[idx]
+        opts = tm.decode_trec_options(tm.custom_options_bytes(op), where)
+        opts.pop("scratch_budget", None)
+        if budget is not None:
+            if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+                raise ConvertError(f"{where}: {budget!r} is not a number of bytes >= 1")
+            least = min_scratch(m, op, opts)
+            if least is not None and budget < least:
+                raise ConvertError(f"{where}: {int(budget):,} bytes is below the layer's minimum scratch of "
+                                   f"{least:,} bytes (trec_convolve_s8_get_min_buffer_size); give at least that")
+            opts["scratch_budget"] = int(budget)
+        op.customOptions = np.frombuffer(tm.encode_trec_options(opts), np.uint8).copy()
+
+
+def with_scratch_budgets(model, budgets: dict) -> bytes:
+    """A copy of a .tflite (bytes or path) with :func:`set_scratch_budgets` applied."""
+    m = tm.load_model(model)
+    set_scratch_budgets(m, budgets)
+    return tm.save_model(m)
