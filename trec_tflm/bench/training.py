@@ -207,7 +207,7 @@ def measure_memory(x, filters, kernel, length, bits, fused: bool, timeout: float
         npy = os.path.join(tmp, "x.npy")
         np.save(npy, x)
         for kind in ("conv", "trec"):
-            code = ("import json, sys; from trec_tflm.bench_train import memory_child; "
+            code = ("import json, sys; from trec_tflm.bench.training import memory_child; "
                     f"print(json.dumps(memory_child({npy!r}, {kind!r}, {filters}, {kernel}, {length}, {bits}, "
                     f"{fused!r})))")
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
