@@ -264,6 +264,7 @@ def measure_fine_tuning(twin_path, dataset_path=None, steps: int = 150, rounds: 
     times = {k: [] for k in models}
     block = max(1, steps // BLOCKS)
     block_s = {k: np.zeros(steps // block) for k in models}
+    batches_s = {k: [] for k in models}  # per fit: from the first batch to the last full tenth
     for _ in range(rounds):
         for name, model in models.items():
             marks = []
@@ -271,12 +272,14 @@ def measure_fine_tuning(twin_path, dataset_path=None, steps: int = 150, rounds: 
             model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[_block_timer(marks, block)])
             times[name].append(time.perf_counter() - t0)
             block_s[name] += np.diff(marks)
+            batches_s[name].append(marks[-1] - marks[0])
     ratios = [t / d for t, d in zip(times["trec"], times["dense"])]
     from trec_tflm.training.layers import trec_layers
 
     return {"steps": steps, "rounds": rounds, "dense_s": statistics.median(times["dense"]),
             "trec_s": statistics.median(times["trec"]), "ratio": statistics.median(ratios),
             "dense_fits_s": times["dense"], "trec_fits_s": times["trec"], "block_batches": block,
+            "dense_batches_s": batches_s["dense"], "trec_batches_s": batches_s["trec"],
             "block_ratios": (block_s["trec"] / block_s["dense"]).tolist(),
             "rc_last_batch": {layer.name: layer.reuse_rate for layer in trec_layers(trec)}}
 
@@ -342,7 +345,10 @@ def command(args) -> int:
               f"TREC {fine['trec_s']:.1f} s, ratio {fine['ratio']:.2f}x; rc on the last batch "
               + ", ".join(f"{k} {v:.3f}" for k, v in fine["rc_last_batch"].items()))
         print("  each fit (s), dense: " + ", ".join(f"{t:.1f}" for t in fine["dense_fits_s"])
-              + "; TREC: " + ", ".join(f"{t:.1f}" for t in fine["trec_fits_s"]))
+              + "; TREC: " + ", ".join(f"{t:.1f}" for t in fine["trec_fits_s"])
+              + f"; of which the first {BLOCKS * fine['block_batches']} batches, dense: "
+              + ", ".join(f"{t:.1f}" for t in fine["dense_batches_s"])
+              + "; TREC: " + ", ".join(f"{t:.1f}" for t in fine["trec_batches_s"]))
         print(f"  TREC / dense per {fine['block_batches']} batches, in order: "
               + " ".join(f"{r:.2f}" for r in fine["block_ratios"]))
     return 0
