@@ -2,31 +2,34 @@
 //
 // A TREC layer's output is y[b,n] = sum_m centroid[b,m,slot(b,n,m)] . W_m, so the matrix products
 // only need the centroids (rc*N rows per image and sub-matrix), not the N averaged rows of the
-// im2col shape. These ops do the gather/scatter around those products in one cache-friendly
-// pass each, parallel over images; TensorFlow's batched matmul does the products.
-// trec_tflm/train_ops/__init__.py builds this file on first use; trec_tflm/layers.py falls back
-// to the plain-TF route (N rows) when it cannot, and the tests check the two against each other.
+// im2col shape. These ops do the gather/scatter around those products (Eigen products on the
+// centroids, in cache), parallel over images.
+// trec_tflm/training/train_ops/__init__.py builds this file on first use;
+// trec_tflm/training/layers.py falls back to the plain-TF route (N rows) when it cannot, and the
+// tests check the two against each other.
 //
 // Centroid rows of sub-matrix m are laid out image after image: image b owns rows
 // [off(b,m), off(b,m) + clusters(b,m)) with off(b,m) = sum_{b'<b} clusters(b',m); rows past the
 // last image's (up to T = max_m sum_b clusters(b,m)) are zero.
 //
 //   TrecIm2Col(x[B,H,W,C]) -> cols[B,N,Kp]    rows in (ky,kx,ci) order, zero padding and
-//                                             zero extension from K to Kp = M*L
+//                                             zero extension from K to Kp = M*L (the codes of
+//                                             sub-vectors that are not pixel strips)
 //   TrecCol2Im(cols[B,N,Kp]) -> x[B,H,W,C]    the adjoint (scatter-add)
-//   TrecCentroids(x, codes[B,N,M]) -> centroids[M,T,L], counts[M,T], slot[B,N,M], clusters[B,M],
-//                                     delta[S,M,H,L]
-//                                             cluster means of the im2col sub-vectors sharing
-//                                             (image, sub-matrix, code), read straight from x
-//                                             (one im2col row at a time, never the whole im2col);
-//                                             delta: mean of the members with bit h set minus
-//                                             mean of the others, first S images (0 when a side
-//                                             is empty)
-//   TrecCentroidsGrad(dcentroids, slot, counts) -> dx[B,H,W,C]
-//                                             each member gets dcentroid/count (the averaging is
-//                                             symmetric), scattered back through im2col's adjoint
-//   TrecGatherSum(z[M,T,F], slot) -> y[B,N,F]            y[b,n] = sum_m z[m, slot(b,n,m)]
-//   TrecScatterSum(g[B,N,F], slot, clusters, counts) -> [M,T,F]   its adjoint: per-cluster sums
+//   TrecClusterForward(x, codes[B,N,M], w[M,L,F]) -> y[B,N,F], centroids[M,T,L], counts[M,T],
+//                                     slot[B,N,M], clusters[B,M], delta[S,M,H,L]
+//                                             centroids read straight from x one im2col row at a
+//                                             time, z = centroids . W_m gathered into y; delta:
+//                                             mean of the members with bit h set minus mean of
+//                                             the others, first S images (0 when a side is empty)
+//   TrecClusterBackward(dy, centroids, counts, slot, clusters, w, image_shape) -> dx, dw
+//                                             per-cluster sums of dy; dw = centroids^T . sums,
+//                                             dx = (sums . W_m^T) / count through im2col's
+//                                             adjoint, skipped (dx = [0]) when input_grad=false
+//   TrecStripCodes(proj[B,P,H], offset[B,H], strip_index[N,M]) -> codes[B,N,M]
+//                                             sign bits of the strip projections, packed and
+//                                             gathered per (row, sub-matrix)
+//   TrecSurrogateScale(p, tau[H], gp, scale) -> dp  the hash surrogate's elementwise gradient
 
 #include <algorithm>
 #include <cstdint>
