@@ -221,11 +221,33 @@ def measure_memory(x, filters, kernel, length, bits, fused: bool, timeout: float
             "trec_step_mb": (out["trec"]["peak_kb"] - out["trec"]["baseline_kb"]) / 1024}
 
 
+# the fine-tuning measurement also times each tenth of a fit, to see whether the step cost drifts
+# over an epoch (rc, hash updates, memory) or the whole-fit ratio is just the machine's load
+BLOCKS = 10
+
+
+def _block_timer(times: list, block: int):
+    import keras
+
+    class BlockTimer(keras.callbacks.Callback):
+        """Appends the time at the start of the fit and after every ``block`` batches."""
+
+        def on_train_begin(self, logs=None):
+            times.append(time.perf_counter())
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (batch + 1) % block == 0:
+                times.append(time.perf_counter())
+
+    return BlockTimer()
+
+
 def measure_fine_tuning(twin_path, dataset_path=None, steps: int = 150, rounds: int = 3) -> dict:
     """The demo's fine-tuning (fashion_net, TREC conv1 and conv2 initialised from the dense twin,
     Adam at lr 1e-3, batch 64) against training the dense twin itself: ``model.fit`` over the
     same ``steps`` batches, the two alternating ``rounds`` times after a first fit each that
-    traces them; median ratio of the fit times (validation not included)."""
+    traces them; median ratio of the fit times (validation not included), and the TREC/dense
+    ratio of each tenth of the fits (summed over the rounds)."""
     import keras
 
     from trec_tflm.training.models import build_model
@@ -240,16 +262,25 @@ def measure_fine_tuning(twin_path, dataset_path=None, steps: int = 150, rounds: 
         compile_model(model, 1e-3, steps * (rounds + 1))
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     times = {k: [] for k in models}
+    block = max(1, steps // BLOCKS)
+    block_s = {k: np.zeros(steps // block) for k in models}
+    batches_s = {k: [] for k in models}  # per fit: from the first batch to the last full tenth
     for _ in range(rounds):
         for name, model in models.items():
+            marks = []
             t0 = time.perf_counter()
-            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+            model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[_block_timer(marks, block)])
             times[name].append(time.perf_counter() - t0)
+            block_s[name] += np.diff(marks)
+            batches_s[name].append(marks[-1] - marks[0])
     ratios = [t / d for t, d in zip(times["trec"], times["dense"])]
     from trec_tflm.training.layers import trec_layers
 
     return {"steps": steps, "rounds": rounds, "dense_s": statistics.median(times["dense"]),
             "trec_s": statistics.median(times["trec"]), "ratio": statistics.median(ratios),
+            "dense_fits_s": times["dense"], "trec_fits_s": times["trec"], "block_batches": block,
+            "dense_batches_s": batches_s["dense"], "trec_batches_s": batches_s["trec"],
+            "block_ratios": (block_s["trec"] / block_s["dense"]).tolist(),
             "rc_last_batch": {layer.name: layer.reuse_rate for layer in trec_layers(trec)}}
 
 
@@ -313,4 +344,11 @@ def command(args) -> int:
               f"median of {fine['rounds']} alternating rounds): dense {fine['dense_s']:.1f} s, "
               f"TREC {fine['trec_s']:.1f} s, ratio {fine['ratio']:.2f}x; rc on the last batch "
               + ", ".join(f"{k} {v:.3f}" for k, v in fine["rc_last_batch"].items()))
+        print("  each fit (s), dense: " + ", ".join(f"{t:.1f}" for t in fine["dense_fits_s"])
+              + "; TREC: " + ", ".join(f"{t:.1f}" for t in fine["trec_fits_s"])
+              + f"; of which the first {BLOCKS * fine['block_batches']} batches, dense: "
+              + ", ".join(f"{t:.1f}" for t in fine["dense_batches_s"])
+              + "; TREC: " + ", ".join(f"{t:.1f}" for t in fine["trec_batches_s"]))
+        print(f"  TREC / dense per {fine['block_batches']} batches, in order: "
+              + " ".join(f"{r:.2f}" for r in fine["block_ratios"]))
     return 0

@@ -145,8 +145,14 @@ class TRECConv2D(keras.layers.Conv2D):
             # strips of j whole pixels (the model builders' default L): project each image position
             # once and gather the codes, as the int8 kernel does; no im2col needed
             strip_index = geom.strip_layout(j)[2]
-            pixel_proj = self._strip_projections(x, tf.stop_gradient(r), geom, j)  # [B, P, H]
-            codes = tf.gather(tf.reduce_sum(tf.cast(pixel_proj > 0, tf.int32) * pow2, axis=-1), strip_index, axis=1)
+            if ops is not None:  # compare, pack and gather in one pass
+                x_s, r_s = tf.stop_gradient(x), tf.stop_gradient(r)
+                codes = ops.trec_strip_codes(primitives.strip_projections(x_s, r_s, geom, j),
+                                             self._strip_offset(x_s, r_s, j), strip_index)
+            else:
+                pixel_proj = self._strip_projections(x, tf.stop_gradient(r), geom, j)  # [B, P, H]
+                codes = tf.gather(tf.reduce_sum(tf.cast(pixel_proj > 0, tf.int32) * pow2, axis=-1), strip_index,
+                                  axis=1)
         else:
             sub = tf.reshape(primitives.im2col(x, geom, ops), [batch, n, m_count, length])
             proj = self._projections(x, sub, tf.stop_gradient(r), k, m_count)  # [B, N, M, H]
@@ -168,9 +174,13 @@ class TRECConv2D(keras.layers.Conv2D):
                 # g_xhat . delta = g . (delta . W_m): F-long dot products instead of L-long
                 # ones on g . W_m^T, and no [S, N, M, L] tensor
                 w_m = tf.reshape(tf.stop_gradient(kernel), [m_count, length, self.filters])
-                e = tf.einsum("smhl,mlf->smhf", delta, w_m)
+                e = tf.reshape(tf.einsum("smhl,mlf->smhf", delta, w_m), [s, m_count * bits, self.filters])
+
+                def project(g):  # [S, N, F] -> [S, N, M, H], one batched product
+                    return tf.reshape(tf.matmul(g, e, transpose_b=True), [s, n, m_count, bits])
+
                 y = primitives.hash_surrogate(y, self._surrogate_projections(x, sub, r, geom, j, k, m_count, s),
-                                              batch, lambda g: tf.einsum("snf,smhf->snmh", g, e))
+                                              batch, project, ops)
         else:
             # plain TF: average the N rows, then the products on them (the shape of im2col)
             if sub is None:
@@ -201,9 +211,15 @@ class TRECConv2D(keras.layers.Conv2D):
         """[B, P, H]: (strip - centre) . R for every strip position (see _projections)."""
         proj = primitives.strip_projections(tf.stop_gradient(x), r, geom, j)
         if self.hash_center == "mean":
-            mean = tf.reduce_mean(tf.stop_gradient(x), axis=[1, 2])  # [B, Cin]
-            proj = proj - tf.matmul(tf.tile(mean, [1, j]), r)[:, None, :]
+            proj = proj - self._strip_offset(x, r, j)[:, None, :]
         return proj
+
+    def _strip_offset(self, x, r, j):
+        """[B, H]: centre . R, what _strip_projections subtracts (zeros without a centre)."""
+        if self.hash_center != "mean":
+            return tf.zeros([tf.shape(x)[0], self.hash_bits], r.dtype)
+        mean = tf.reduce_mean(tf.stop_gradient(x), axis=[1, 2])  # [B, Cin]
+        return tf.matmul(tf.tile(mean, [1, j]), r)
 
     def _projections(self, x, sub, r, k, m_count):
         """(sub - centre) . R with the centre folded into a per-(image, sub-matrix, bit) offset.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.eager import record
 
 from trec_tflm.spec.golden import conv_geometry, strip_width
 
@@ -162,6 +163,10 @@ def cluster_product(x, codes, kernel, geom: Geometry, length: int, num_codes: in
     attrs = geom.attrs()
     w = tf.reshape(kernel, [geom.padded_k // length, length, -1])
     box = {}
+    # A model's first layer: no tape watches its input, so dL/dx would be computed and dropped
+    # (TF prunes Conv2D's input gradient there; one fused op cannot drop one output). Decided
+    # when the forward is recorded, the only time the tapes that will ask are known.
+    input_grad = record.should_record_backprop([x])
 
     @tf.custom_gradient
     def product(inp, wm):
@@ -170,7 +175,9 @@ def cluster_product(x, codes, kernel, geom: Geometry, length: int, num_codes: in
         box.update(clusters=clusters, delta=delta)
 
         def grad(dy):
-            return ops.trec_cluster_backward(dy, cent, counts, slot, clusters, wm, tf.shape(inp), **attrs)
+            dx, dw = ops.trec_cluster_backward(dy, cent, counts, slot, clusters, wm, tf.shape(inp),
+                                               input_grad=input_grad, **attrs)
+            return (dx if input_grad else None), dw
 
         return y, grad
 
@@ -205,7 +212,7 @@ def _spread(proj):
     return tf.sqrt(ctx.all_reduce("sum", tf.reduce_sum(tf.square(proj - mean), axis=[0, 1, 2])) / count)
 
 
-def hash_surrogate(target, proj, batch, project):
+def hash_surrogate(target, proj, batch, project, ops=None):
     """Identity on target whose backward pass also gives proj the hash's surrogate gradient.
 
     proj [S,N,M,H] may cover only the first S images of the batch (target covers all B); the
@@ -219,6 +226,7 @@ def hash_surrogate(target, proj, batch, project):
         dL/dproj[b,n,m,h] = sigmoid'(proj/tau)/tau * (g_xhat[b,n,m,:] . delta[b,m,h,:])
     a straight-through estimator whose direction comes from the data; tau, the spread of the
     projections of each bit, makes it invariant to the scale of the hash matrix.
+    With ``ops`` the elementwise part is one fused op (TrecSurrogateScale), same formula.
     """
     tau = _spread(tf.stop_gradient(proj)) + 1e-6
     subset = tf.shape(proj)[0]
@@ -227,6 +235,8 @@ def hash_surrogate(target, proj, batch, project):
     @tf.custom_gradient
     def surrogate(t, p):
         def grad(g):
+            if ops is not None:
+                return g, ops.trec_surrogate_scale(p, tau, project(g[:subset]), scale)
             s = tf.sigmoid(p / tau)
             return g, (scale / tau) * s * (1.0 - s) * project(g[:subset])
 

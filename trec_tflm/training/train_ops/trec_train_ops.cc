@@ -2,31 +2,34 @@
 //
 // A TREC layer's output is y[b,n] = sum_m centroid[b,m,slot(b,n,m)] . W_m, so the matrix products
 // only need the centroids (rc*N rows per image and sub-matrix), not the N averaged rows of the
-// im2col shape. These ops do the gather/scatter around those products in one cache-friendly
-// pass each, parallel over images; TensorFlow's batched matmul does the products.
-// trec_tflm/train_ops/__init__.py builds this file on first use; trec_tflm/layers.py falls back
-// to the plain-TF route (N rows) when it cannot, and the tests check the two against each other.
+// im2col shape. These ops do the gather/scatter around those products (Eigen products on the
+// centroids, in cache), parallel over images.
+// trec_tflm/training/train_ops/__init__.py builds this file on first use;
+// trec_tflm/training/layers.py falls back to the plain-TF route (N rows) when it cannot, and the
+// tests check the two against each other.
 //
 // Centroid rows of sub-matrix m are laid out image after image: image b owns rows
 // [off(b,m), off(b,m) + clusters(b,m)) with off(b,m) = sum_{b'<b} clusters(b',m); rows past the
 // last image's (up to T = max_m sum_b clusters(b,m)) are zero.
 //
 //   TrecIm2Col(x[B,H,W,C]) -> cols[B,N,Kp]    rows in (ky,kx,ci) order, zero padding and
-//                                             zero extension from K to Kp = M*L
+//                                             zero extension from K to Kp = M*L (the codes of
+//                                             sub-vectors that are not pixel strips)
 //   TrecCol2Im(cols[B,N,Kp]) -> x[B,H,W,C]    the adjoint (scatter-add)
-//   TrecCentroids(x, codes[B,N,M]) -> centroids[M,T,L], counts[M,T], slot[B,N,M], clusters[B,M],
-//                                     delta[S,M,H,L]
-//                                             cluster means of the im2col sub-vectors sharing
-//                                             (image, sub-matrix, code), read straight from x
-//                                             (one im2col row at a time, never the whole im2col);
-//                                             delta: mean of the members with bit h set minus
-//                                             mean of the others, first S images (0 when a side
-//                                             is empty)
-//   TrecCentroidsGrad(dcentroids, slot, counts) -> dx[B,H,W,C]
-//                                             each member gets dcentroid/count (the averaging is
-//                                             symmetric), scattered back through im2col's adjoint
-//   TrecGatherSum(z[M,T,F], slot) -> y[B,N,F]            y[b,n] = sum_m z[m, slot(b,n,m)]
-//   TrecScatterSum(g[B,N,F], slot, clusters, counts) -> [M,T,F]   its adjoint: per-cluster sums
+//   TrecClusterForward(x, codes[B,N,M], w[M,L,F]) -> y[B,N,F], centroids[M,T,L], counts[M,T],
+//                                     slot[B,N,M], clusters[B,M], delta[S,M,H,L]
+//                                             centroids read straight from x one im2col row at a
+//                                             time, z = centroids . W_m gathered into y; delta:
+//                                             mean of the members with bit h set minus mean of
+//                                             the others, first S images (0 when a side is empty)
+//   TrecClusterBackward(dy, centroids, counts, slot, clusters, w, image_shape) -> dx, dw
+//                                             per-cluster sums of dy; dw = centroids^T . sums,
+//                                             dx = (sums . W_m^T) / count through im2col's
+//                                             adjoint, skipped (dx = [0]) when input_grad=false
+//   TrecStripCodes(proj[B,P,H], offset[B,H], strip_index[N,M]) -> codes[B,N,M]
+//                                             sign bits of the strip projections, packed and
+//                                             gathered per (row, sub-matrix)
+//   TrecSurrogateScale(p, tau[H], gp, scale) -> dp  the hash surrogate's elementwise gradient
 
 #include <algorithm>
 #include <cstdint>
@@ -292,13 +295,20 @@ static void RowOffsets(const int32_t* clusters, int64_t batch, int64_t m_count, 
 template <typename T>
 using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// Images [0, batch) cut into at most `threads` contiguous chunks, one per worker: chunk-local
-// accumulators (the kernel gradient) are then summed in chunk order, deterministically.
+// Images [0, batch) cut into at most kChunksPerThread * threads contiguous chunks: chunk-local
+// accumulators (the kernel gradient) are then summed in chunk order, deterministically. More
+// chunks than threads, so a worker held up by another process (shared machines) does not hold
+// the whole op up with half the batch.
+constexpr int64_t kChunksPerThread = 4;
+static int64_t ChunkCount(OpKernelContext* ctx, int64_t batch) {
+  const int64_t threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+  return std::max<int64_t>(1, std::min<int64_t>(batch, kChunksPerThread * threads));
+}
 static void ParallelChunks(OpKernelContext* ctx, int64_t batch,
                            const std::function<void(int64_t chunk, int64_t b0, int64_t b1)>& fn,
                            int64_t* chunks_out = nullptr) {
   auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(batch, workers->num_threads));
+  const int64_t chunks = ChunkCount(ctx, batch);
   if (chunks_out) *chunks_out = chunks;
   tensorflow::Shard(workers->num_threads, workers->workers, chunks, int64_t{1} << 40,
                     [&](int64_t c0, int64_t c1) {
@@ -515,13 +525,20 @@ REGISTER_OP("TrecClusterBackward")
     .Input("clusters: int32")   // [B,M]
     .Input("w: T")              // [M,L,F]
     .Input("image_shape: int32")
-    .Output("dx: T")            // [B,H,W,C]
+    .Output("dx: T")            // [B,H,W,C], or [0] when input_grad is false
     .Output("dw: T")            // [M,L,F]
     .Attr("T: {float, double}")
+    .Attr("input_grad: bool = true")
     .TREC_GEOMETRY_ATTRS
     .SetShapeFn([](shape_inference::InferenceContext* c) {
+      bool input_grad;
+      TF_RETURN_IF_ERROR(c->GetAttr("input_grad", &input_grad));
       shape_inference::ShapeHandle s;
-      TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(6, &s));
+      if (input_grad) {
+        TF_RETURN_IF_ERROR(c->MakeShapeFromShapeTensor(6, &s));
+      } else {
+        s = c->MakeShape({0});
+      }
       c->set_output(0, s);
       c->set_output(1, c->input(5));
       return Status();
@@ -532,6 +549,7 @@ class TrecClusterBackwardOp : public OpKernel {
  public:
   explicit TrecClusterBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ReadGeometryAttrs(ctx, &g_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_grad", &input_grad_));
   }
   void Compute(OpKernelContext* ctx) override {
     const Tensor& dy = ctx->input(0);
@@ -567,7 +585,11 @@ class TrecClusterBackwardOp : public OpKernel {
       OP_REQUIRES(ctx, rows[m] <= r_rows, InvalidArgument("clusters exceed the rows of centroids"));
 
     Tensor *dx = nullptr, *dw = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, g.h, g.w, g.c}), &dx));
+    // the first layer of a model: nothing needs dL/dx, so neither the members' gradient nor
+    // im2col's adjoint is computed
+    const bool input_grad = input_grad_;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, input_grad ? TensorShape({batch, g.h, g.w, g.c}) : TensorShape({0}),
+                                             &dx));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, w.shape(), &dw));
     const T* gs = dy.flat<T>().data();
     const T* ce = cent.flat<T>().data();
@@ -576,13 +598,12 @@ class TrecClusterBackwardOp : public OpKernel {
     const T* ws = w.flat<T>().data();
     T* xs = dx->flat<T>().data();
     const int64_t in_size = int64_t{g.h} * g.w * g.c, wsize = mc * l * f;
-    const int64_t max_chunks = std::max<int64_t>(1, ctx->device()->tensorflow_cpu_worker_threads()->num_threads);
-    std::vector<std::vector<T>> dw_part(max_chunks);
+    std::vector<std::vector<T>> dw_part(ChunkCount(ctx, batch));
     int64_t chunks = 0;
     ParallelChunks(ctx, batch, [&](int64_t chunk, int64_t b0, int64_t b1) {
       std::vector<T>& acc = dw_part[chunk];
       acc.assign(wsize, T(0));
-      std::vector<T> sums(n * f), row(g.kp), dcent(n * g.kp);
+      std::vector<T> sums(n * f), row(input_grad ? g.kp : 0), dcent(input_grad ? n * g.kp : 0);
       std::vector<int64_t> local(mc);
       for (int64_t b = b0; b < b1; ++b) {
         int64_t used = 0;
@@ -601,11 +622,13 @@ class TrecClusterBackwardOp : public OpKernel {
               wm(ws + m * l * f, l, f);
           Eigen::Map<RowMajor<T>> am(acc.data() + m * l * f, l, f), dm(dcent.data() + used * l, count, l);
           am.noalias() += cm.transpose() * sm;
+          if (!input_grad) continue;
           dm.noalias() = sm * wm.transpose();
           for (int64_t t = 0; t < count; ++t) dm.row(t) *= T(1) / co[first + t];
           local[m] = used - off[b * mc + m];
           used += count;
         }
+        if (!input_grad) continue;
         T* xb = xs + b * in_size;
         std::fill(xb, xb + in_size, T(0));
         for (int oy = 0; oy < g.ho; ++oy)
@@ -627,7 +650,118 @@ class TrecClusterBackwardOp : public OpKernel {
 
  private:
   Geometry g_;
+  bool input_grad_;
 };
 TREC_REGISTER_FLOAT_KERNELS("TrecClusterBackward", TrecClusterBackwardOp);
+
+// ------------------------------------------------------------------------------------------
+// strip codes: the codes of the strip path in one pass (compare, pack the bits, gather)
+// ------------------------------------------------------------------------------------------
+REGISTER_OP("TrecStripCodes")
+    .Input("proj: T")          // [B,P,H] strip . R at every strip position
+    .Input("offset: T")        // [B,H] centre . R per image (zeros without a centre)
+    .Input("strip_index: int32")  // [N,M] strip position of each (row, sub-matrix)
+    .Output("codes: int32")    // [B,N,M] sum_h (proj - offset > 0) << h
+    .Attr("T: {float, double}")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      auto idx = c->input(2);
+      c->set_output(0, c->MakeShape({c->Dim(c->input(0), 0), c->Dim(idx, 0), c->Dim(idx, 1)}));
+      return Status();
+    });
+
+template <typename T>
+class TrecStripCodesOp : public OpKernel {
+ public:
+  explicit TrecStripCodesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& proj = ctx->input(0);
+    const Tensor& offset = ctx->input(1);
+    const Tensor& index = ctx->input(2);
+    OP_REQUIRES(ctx, proj.dims() == 3 && proj.dim_size(2) >= 1 && proj.dim_size(2) <= 30,
+                InvalidArgument("proj must be [B,P,H] with 1 <= H <= 30"));
+    const int64_t batch = proj.dim_size(0), p = proj.dim_size(1), h = proj.dim_size(2);
+    OP_REQUIRES(ctx, offset.dims() == 2 && offset.dim_size(0) == batch && offset.dim_size(1) == h,
+                InvalidArgument("offset must be [B,H] matching proj"));
+    OP_REQUIRES(ctx, index.dims() == 2, InvalidArgument("strip_index must be [N,M]"));
+    const int64_t nm = index.NumElements();
+    const int32_t* ix = index.flat<int32_t>().data();
+    for (int64_t i = 0; i < nm; ++i)
+      OP_REQUIRES(ctx, ix[i] >= 0 && ix[i] < p, InvalidArgument("strip_index ", ix[i], " outside [0, ", p, ")"));
+    Tensor* codes = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({batch, index.dim_size(0), index.dim_size(1)}), &codes));
+    const T* pr = proj.flat<T>().data();
+    const T* of = offset.flat<T>().data();
+    int32_t* cd = codes->flat<int32_t>().data();
+    ParallelOver(ctx, batch, p * h + nm, [&](int64_t b0, int64_t b1) {
+      std::vector<int32_t> pixel(p);
+      for (int64_t b = b0; b < b1; ++b) {
+        const T* ob = of + b * h;
+        for (int64_t i = 0; i < p; ++i) {
+          const T* v = pr + (b * p + i) * h;
+          int32_t code = 0;
+          for (int64_t k = 0; k < h; ++k) code |= static_cast<int32_t>(v[k] - ob[k] > T(0)) << k;
+          pixel[i] = code;
+        }
+        int32_t* out = cd + b * nm;
+        for (int64_t i = 0; i < nm; ++i) out[i] = pixel[ix[i]];
+      }
+    });
+  }
+};
+TREC_REGISTER_FLOAT_KERNELS("TrecStripCodes", TrecStripCodesOp);
+
+// ------------------------------------------------------------------------------------------
+// the hash surrogate's gradient, elementwise part in one pass:
+//   dp = scale / tau[h] * sigma(p / tau[h]) * (1 - sigma(p / tau[h])) * gp
+// ------------------------------------------------------------------------------------------
+REGISTER_OP("TrecSurrogateScale")
+    .Input("p: T")       // [..., H] projections
+    .Input("tau: T")     // [H] their spread
+    .Input("gp: T")      // [..., H] g_xhat . delta
+    .Input("scale: T")   // [] B / S
+    .Output("dp: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      return Status();
+    });
+
+template <typename T>
+class TrecSurrogateScaleOp : public OpKernel {
+ public:
+  explicit TrecSurrogateScaleOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& p = ctx->input(0);
+    const Tensor& tau = ctx->input(1);
+    const Tensor& gp = ctx->input(2);
+    const Tensor& scale = ctx->input(3);
+    OP_REQUIRES(ctx, p.dims() >= 1 && tau.dims() == 1 && tau.dim_size(0) == p.dim_size(p.dims() - 1),
+                InvalidArgument("tau must be [H] with H the last dimension of p"));
+    OP_REQUIRES(ctx, gp.shape() == p.shape(), InvalidArgument("gp must have the shape of p"));
+    OP_REQUIRES(ctx, scale.NumElements() == 1, InvalidArgument("scale must be a scalar"));
+    Tensor* dp = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, p.shape(), &dp));
+    const int64_t h = tau.dim_size(0), rows = h == 0 ? 0 : p.NumElements() / h;
+    const T* ps = p.flat<T>().data();
+    const T* ts = tau.flat<T>().data();
+    const T* gs = gp.flat<T>().data();
+    const T sc = scale.flat<T>()(0);
+    T* out = dp->flat<T>().data();
+    ParallelOver(ctx, rows, h * 20, [&](int64_t r0, int64_t r1) {
+      // exp(-p / tau) through Eigen's vectorised exp (std::exp in the loop would not vectorise)
+      Eigen::Array<T, Eigen::Dynamic, 1> q((r1 - r0) * h);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < h; ++k) q[(r - r0) * h + k] = -ps[r * h + k] / ts[k];
+      q = q.exp();
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t k = 0; k < h; ++k) {
+          const int64_t i = r * h + k;
+          const T sg = T(1) / (T(1) + q[(r - r0) * h + k]);
+          out[i] = sc / ts[k] * sg * (T(1) - sg) * gs[i];
+        }
+    });
+  }
+};
+TREC_REGISTER_FLOAT_KERNELS("TrecSurrogateScale", TrecSurrogateScaleOp);
 
 }  // namespace trec
