@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from trec_tflm.errors import UserError
-from trec_tflm.host import evaluate as host_eval
 from trec_tflm.target import arena as target_arena
 from trec_tflm.target import boards
 from trec_tflm.target.sources import DEFAULT_STACK
@@ -257,7 +256,7 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
                 log(f"{label}: fine-tuning ({len(x_tr)} images, {epochs} epoch(s))")
                 student = _fine_tune(model, setting, x_tr, y_tr, epochs, seed, label)
                 buf = convert(student, convert_calib, calibration_samples=CONVERT_SAMPLES)
-                acc = host_eval.evaluate(buf, x_val, y_val).accuracy
+                acc = report.int8_accuracy(buf, x_val, y_val)
                 arena = target_arena.estimate_arena(buf).total
                 result = {"status": "evaluated", "val_accuracy": acc, "arena": arena}
                 if cdir is not None:
@@ -292,7 +291,7 @@ def _cached_eval(cache, key: dict, buf: bytes, x, y) -> float:
     path = cache / f"dense-{name}.json" if cache is not None else None
     if path is not None and path.is_file():
         return float(json.loads(path.read_text())["val_accuracy"])
-    acc = host_eval.evaluate(buf, x, y).accuracy
+    acc = report.int8_accuracy(buf, x, y)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_text(path, json.dumps({"val_accuracy": acc}))
