@@ -177,3 +177,16 @@ def test_a_rerun_reuses_the_fine_tuned_settings(tuned):
     assert second["reused"] == 1 and second["fine_tuned"] == 0
     assert second["choice"] == first["choice"]
     assert np.isclose(second["validation_accuracy"]["trec"], first["validation_accuracy"]["trec"])
+
+
+def test_takes_a_tf_data_dataset_batched_or_not():
+    import tensorflow as tf
+
+    from trec_tflm.tune.run import TuneError, as_arrays
+
+    x, y, _, _ = _images(30)
+    for ds in (tf.data.Dataset.from_tensor_slices((x, y)), tf.data.Dataset.from_tensor_slices((x, y)).batch(7)):
+        ax, ay = as_arrays(ds, "train_data")
+        assert np.array_equal(ax, x) and np.array_equal(ay, y)
+    with pytest.raises(TuneError, match="pair"):
+        as_arrays(x, "train_data")
