@@ -41,8 +41,14 @@ class TuneError(UserError, ValueError):
     """Bad input to tune, or a budget nothing meets; the message says which and how to fix it."""
 
 
+_STARTED: list = []
+
+
 def log(message: str) -> None:
-    print(f"tune: {message}", file=sys.stderr, flush=True)
+    """A progress line on stderr with the minutes:seconds since the first one (how the time is spent)."""
+    _STARTED[:] = _STARTED or [time.monotonic()]
+    m, s = divmod(int(time.monotonic() - _STARTED[0]), 60)
+    print(f"tune [{m:02d}:{s:02d}]: {message}", file=sys.stderr, flush=True)
 
 
 def scratch_budget_for(layer_name: str, headroom: int) -> int | None:
