@@ -3,8 +3,6 @@ message when even the dense model is over the arena budget."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from trec_tflm.host import evaluate as host_eval
 from trec_tflm.spec import model as tm
 from trec_tflm.target import arena as target_arena
@@ -49,17 +47,10 @@ def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dens
 
 
 def int8_accuracy(buf: bytes, x, y) -> float:
-    """Top-1 accuracy of an int8 .tflite: the whole model in TFLM with TREC_CONV_2D registered (its
-    reference kernels; ~10 ms per fashion_net image), else host.evaluate's own choice of route (the
-    wheel's interpreter takes ~330 ms per dense fashion_net image, too slow for a search)."""
-    try:
-        runner = host_eval.RuntimeRunner(buf)
-    except host_eval.RunnerUnavailable:
-        return host_eval.evaluate(buf, x, y).accuracy
-    xin = runner.prepare_input(x)
-    correct = sum(int(np.argmax(runner.invoke(np.ascontiguousarray(xin[i].reshape(runner.input.shape))).reshape(-1))
-                      == int(y[i])) for i in range(len(xin)))
-    return correct / len(xin)
+    """Top-1 accuracy of an int8 .tflite on the golden route (host.evaluate: TREC and CONV_2D in the
+    bit-exact NumPy references, the other ops in TFLM): ~20 ms per fashion_net image, where the
+    tflite-micro wheel's reference CONV_2D takes ~330 ms, too slow for a search."""
+    return host_eval.evaluate(buf, x, y, reference="golden").accuracy
 
 
 def _why_dense(tried) -> str:
