@@ -178,6 +178,7 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
     from trec_tflm.training.cloning import graph_layers
     from trec_tflm.training.transform import why_not
 
+    _STARTED[:] = [time.monotonic()]
     if board is not None and arena_budget is not None:
         raise TuneError("give --board or --arena-budget, not both")
     if core not in search.cost.CORES:
