@@ -191,3 +191,22 @@ def test_takes_a_tf_data_dataset_batched_or_not():
         assert np.array_equal(ax, x) and np.array_equal(ay, y)
     with pytest.raises(TuneError, match="pair"):
         as_arrays(x, "train_data")
+
+
+@pytest.mark.tflm
+def test_a_setting_over_the_arena_budget_is_skipped_and_the_dense_model_kept(tmp_path):
+    from trec_tflm.spec import model as tm
+    from trec_tflm.spec.op import TREC_CUSTOM_CODE
+    from trec_tflm.target.arena import estimate_arena
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.tune.run import tune
+
+    x, y, _, _ = _images(100)
+    model = _tiny_model(fit=False)
+    dense_arena = estimate_arena(convert(model, x[:50], calibration_samples=50)).total
+    # the TREC conv's scratch (tens of KiB here, trec_convolve_s8_get_buffer_size) cannot fit in 1 KiB more
+    doc = tune(model, (x, y), arena_budget=dense_arena + 1024, out=tmp_path / "out", max_settings=1)
+    assert [t["status"] for t in doc["settings_tried"]] == ["over_budget"]
+    assert doc["fine_tuned"] == 0 and doc["choice"]["choice"] == {} and "over_budget" in doc["why"]
+    m = tm.load_model((tmp_path / "out" / "trec.tflite").read_bytes())
+    assert not any(op.name == TREC_CUSTOM_CODE for op in tm.operators(m))
