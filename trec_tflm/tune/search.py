@@ -211,7 +211,9 @@ def layer_rows(layers: list[LayerInfo], setting: Setting) -> list[dict]:
             row["why"] = ("TREC does not pay: best predicted "
                           f"{best.trec_instructions:,.0f} >= dense {info.dense_instructions:,.0f} "
                           f"(L={best.sub_vector_length}, H={best.hash_bits}, rc={best.rc:.3f})"
-                          if best is not None and not best.pays else "dense in the accepted setting")
+                          if best is not None and not best.pays else
+                          "TREC pays by the cost model, but the chosen setting keeps it dense" if setting.choice else
+                          "TREC pays by the cost model, but no setting was accepted (see why)")
         rows.append(row)
     return rows
 
