@@ -123,7 +123,7 @@ def tuned(tmp_path_factory):
         second = run.tune(model, (x, y), test_data=(xt, yt), out=out, max_drop=100.0, max_settings=1)
     finally:
         run._fine_tune = original
-    return out, first, second, n_first, len(fits), (xt, yt)
+    return out, first, second, n_first, len(fits), (xt, yt), model
 
 
 @pytest.mark.tflm
@@ -155,7 +155,7 @@ def test_report_matches_the_written_files(tuned):
     from trec_tflm.host.evaluate import evaluate
     from trec_tflm.target.arena import estimate_arena
 
-    out, first, _, _, _, (xt, yt) = tuned
+    out, first, _, _, _, (xt, yt), _ = tuned
     doc = json.loads((out / "report.json").read_text())
     for kind in ("trec", "dense"):
         buf = (out / f"{kind}.tflite").read_bytes()
@@ -173,11 +173,14 @@ def test_report_matches_the_written_files(tuned):
 @pytest.mark.tflm
 @pytest.mark.slow
 def test_a_rerun_reuses_the_fine_tuned_settings(tuned):
-    _, first, second, n_first, n_total, _ = tuned
+    _, first, second, n_first, n_total, _, model = tuned
     assert n_first == 1 and n_total == 1  # the second run fitted nothing
     assert second["reused"] == 1 and second["fine_tuned"] == 0
     assert second["choice"] == first["choice"]
     assert np.isclose(second["validation_accuracy"]["trec"], first["validation_accuracy"]["trec"])
+    # distillation freezes its teacher, the input model: tune must leave it trainable (the next
+    # setting's to_trec copies the flag, and a frozen student does not learn)
+    assert model.trainable and all(layer.trainable for layer in model.layers)
 
 
 def test_takes_a_tf_data_dataset_batched_or_not():

@@ -161,7 +161,13 @@ def _fine_tune(model, setting, x_tr, y_tr, epochs: int, seed: int, label: str):
         def on_epoch_end(self, epoch, logs=None):
             log(f"fine-tuning {label}: epoch {epoch + 1}/{epochs}, loss {float((logs or {}).get('loss', 0)):.4f}")
 
-    fit_model.fit(x_tr, y_tr, batch_size=BATCH_SIZE, epochs=epochs, verbose=0, shuffle=True, callbacks=[Progress()])
+    try:
+        fit_model.fit(x_tr, y_tr, batch_size=BATCH_SIZE, epochs=epochs, verbose=0, shuffle=True,
+                      callbacks=[Progress()])
+    finally:
+        # the Distiller froze the input model as its teacher; the next setting's to_trec copies the
+        # layers' trainable flag, so a frozen input would give a student that cannot learn
+        model.trainable = True
     return student
 
 
