@@ -1,7 +1,7 @@
 """trec-tflm: TREC convolution trained in Keras 3 and deployed with TensorFlow Lite Micro.
 
-``TRECConv2D``, ``reuse_metrics``, ``trec_layers``, ``ReuseRate`` and ``to_trec`` are imported on first use, so
-tools that do not need TensorFlow (the C kernel binding, the serial bench host, ``--help``) start fast.
+``TRECConv2D``, ``reuse_metrics``, ``trec_layers``, ``ReuseRate``, ``to_trec`` and ``tune`` are imported on first
+use, so tools that do not need TensorFlow (the C kernel binding, the serial bench host, ``--help``) start fast.
 Importing ``trec_tflm.training.layers`` (or touching one of these names) registers the layers with Keras'
 serialization, which loading a ``.keras`` file with TREC layers needs.
 """
@@ -24,8 +24,12 @@ def __getattr__(name):
         from trec_tflm.training.transform import to_trec
 
         return to_trec
+    if name == "tune":
+        from trec_tflm.tune.run import tune
+
+        return tune
     raise AttributeError(f"module 'trec_tflm' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY) + ["to_trec"])
+    return sorted(list(globals()) + list(_LAZY) + ["to_trec", "tune"])

@@ -34,6 +34,8 @@ COMMANDS = [
     ("eval", "trec_tflm.host.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
     ("deploy", "trec_tflm.target.deploy", "a .tflite as a TFLM firmware project for a board; --build, --flash"),
     ("deps", "trec_tflm.deps", "fetch (or check) the pinned TFLM, flatbuffers and CMSIS-NN trees the TFLM tier needs"),
+    ("tune", "trec_tflm.tune.command",
+     "choose where TREC pays and with which (L, H) in your own .keras model, fine-tune, convert"),
     ("mlperf-dataset", "trec_tflm.bench.mlperf_runner",
      "test images in the MLPerf Tiny runner's format (y_labels.csv + .bin)"),
 ]

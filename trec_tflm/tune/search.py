@@ -1,0 +1,227 @@
+"""The tuner's search space and its predictions (issue 20): per convolution the candidate (L, H), their rc
+on calibration images, predicted instructions TREC vs dense (:mod:`trec_tflm.tune.cost`), and the
+handful of whole-network settings :mod:`trec_tflm.tune.run` fine-tunes, fastest first.
+
+Candidates per layer: every strip length L = j*Cin (j dividing the kernel width,
+``transform.strip_lengths``) times every H of :data:`HASH_BITS`. Cin itself is always a strip length, so
+the general path (slower than dense on the int8 kernel) never enters the search. rc, passes and plan come
+from the kernel itself (``cost.host_plan``, the host build) on the layer's int8 input activations: the
+calibration images (training split) through the float model up to the layer, quantized as the int8 model
+quantizes a ReLU activation (zero point -128) or a signed one (its min..max), and a fixed random hash
+matrix (the fine-tuned one differs; rc is a property of the input's clustering more than of the
+particular projections). rc is the median over :data:`PLAN_IMAGES` images.
+
+Whole network: the conv layers by the cost model (TREC or CMSIS-NN dense), each ``Dense`` layer as a 1x1
+convolution of one pixel through the dense model, every other op (pooling, activations, reshape,
+softmax, quantize) counted 0 -- so the predicted speedup is an upper bound on what QEMU measures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from trec_tflm.host.kernels import kernels
+from trec_tflm.spec import golden
+from trec_tflm.tune import cost
+
+#: H tried for every layer: 8 is to_trec's default (ids fit a byte), fewer bits cluster more rows (faster,
+#: less accurate). One global H per setting keeps the search to len(HASH_BITS) fine-tunes.
+HASH_BITS = (8, 7, 6, 5)
+#: images whose int8 activations the kernel plans on (median rc, passes, plan)
+PLAN_IMAGES = 8
+
+
+@dataclass
+class LayerCandidate:
+    """One (L, H) of one convolution with its measured rc and predicted instructions per image."""
+
+    layer: str
+    sub_vector_length: int
+    hash_bits: int
+    rc: float
+    passes: int
+    plan: str
+    chunk: int
+    trec_instructions: float
+    dense_instructions: float
+    scratch_bytes: int
+
+    @property
+    def pays(self) -> bool:
+        return self.trec_instructions < self.dense_instructions
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    conv: cost.Conv
+    dense_instructions: float
+    candidates: list = field(default_factory=list)
+    why_not: str | None = None  # TREC cannot take it (transform.why_not)
+
+
+@dataclass
+class Setting:
+    """A whole-network choice: {layer: (L, H)} for the TREC layers, the rest dense."""
+
+    name: str
+    choice: dict
+    predicted_instructions: float
+    dense_instructions: float
+
+    @property
+    def speedup(self) -> float:
+        return self.dense_instructions / self.predicted_instructions
+
+    def key(self) -> str:
+        return ",".join(f"{k}:{length}x{bits}" for k, (length, bits) in sorted(self.choice.items())) or "dense"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "choice": {k: list(v) for k, v in self.choice.items()},
+                "predicted_instructions": self.predicted_instructions, "speedup": self.speedup}
+
+
+def _quantize_activations(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """float activations -> int8 and zero point, as the int8 converter quantizes a tensor of that range."""
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    scale = (hi - lo) / 255.0 or 1.0
+    zero_point = int(np.clip(round(-128 - lo / scale), -128, 127))
+    return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8), zero_point
+
+
+def _quantize_filter(kernel: np.ndarray) -> np.ndarray:
+    """Keras kernel [kh, kw, cin, cout] -> int8 [cout, kh, kw, cin], per output channel symmetric."""
+    w = np.transpose(np.asarray(kernel, np.float32), (3, 0, 1, 2))
+    scale = np.abs(w).reshape(w.shape[0], -1).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    return np.clip(np.round(w / scale[:, None, None, None]), -127, 127).astype(np.int8)
+
+
+def conv_geometry(layer) -> cost.Conv:
+    shape = tuple(int(d) for d in layer.input.shape[1:])
+    kh, kw = layer.kernel_size
+    return cost.Conv.of((1, *shape), (int(layer.filters), kh, kw, shape[-1]), layer.strides,
+                        layer.dilation_rate, layer.padding)
+
+
+def layer_candidates(name: str, conv: cost.Conv, kernel: np.ndarray, activations: np.ndarray, *,
+                     core: str, hash_bits=HASH_BITS, seed: int = 0, lengths=None) -> list[LayerCandidate]:
+    """Every strip (L, H) of one layer, measured on ``activations`` (float [N, h, w, cin])."""
+    from trec_tflm.training.transform import strip_lengths  # lazy: Keras
+
+    x, zero_point = _quantize_activations(np.asarray(activations[:PLAN_IMAGES], np.float32))
+    w = _quantize_filter(kernel)
+    dense = cost.predict_dense(conv, core)
+    rng = np.random.default_rng(seed)
+    out = []
+    for length in lengths or strip_lengths(conv.kw, conv.cin):
+        for bits in hash_bits:
+            try:
+                golden.check_trec_params(conv.depth, length, bits, "mean")
+            except ValueError:
+                continue  # e.g. L beyond K
+            hsh = rng.integers(-127, 128, (length, bits), dtype=np.int8)
+            plans = cost.host_plan(x, w, hsh, sub_vector_length=length, hash_bits=bits, input_zero_point=zero_point,
+                                   stride=conv.stride, dilation=conv.dilation, padding=conv.padding)
+            rc = float(np.median([p.rc for p in plans]))
+            typical = plans[int(np.argsort([p.rc for p in plans])[len(plans) // 2])]
+            trec = cost.predict_trec(conv, length, bits, max(rc, 1e-6), typical.passes, typical.plan,
+                                     typical.chunk, core)
+            scratch, _ = kernels("host").trec_buffer_sizes(
+                (1, conv.h, conv.w, conv.cin), (conv.cout, conv.kh, conv.kw, conv.cin), sub_vector_length=length,
+                hash_bits=bits, stride=conv.stride, dilation=conv.dilation, padding=conv.padding)
+            out.append(LayerCandidate(name, length, bits, rc, typical.passes, typical.plan, typical.chunk, trec,
+                                      dense, int(scratch)))
+    return out
+
+
+def other_instructions(model, core: str) -> float:
+    """Predicted instructions of the non-conv layers: Dense as a one-pixel 1x1 conv, everything else 0."""
+    import keras  # lazy: only called with a Keras model in hand
+
+    total = 0.0
+    for layer in _leaf_layers(model):
+        if isinstance(layer, keras.layers.Dense):
+            cin = int(layer.kernel.shape[0])
+            total += cost.predict_dense(cost.Conv(1, 1, cin, int(layer.units), 1, 1), core)
+    return total
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def settings(layers: list[LayerInfo], other: float, hash_bits=HASH_BITS) -> list[Setting]:
+    """The whole-network settings to try, fastest predicted first (duplicates dropped): for each H of
+    ``hash_bits``, every layer at its fastest strip L for that H where TREC pays, dense elsewhere."""
+    dense_total = other + sum(info.dense_instructions for info in layers)
+    out, seen = [], set()
+    for bits in hash_bits:
+        choice, total = {}, other
+        for info in layers:
+            best = min((c for c in info.candidates if c.hash_bits == bits), default=None,
+                       key=lambda c: c.trec_instructions)
+            if best is not None and best.pays:
+                choice[info.name] = (best.sub_vector_length, bits)
+                total += best.trec_instructions
+            else:
+                total += info.dense_instructions
+        setting = Setting(f"H={bits}", choice, total, dense_total)
+        if choice and setting.key() not in seen:
+            seen.add(setting.key())
+            out.append(setting)
+    out.sort(key=lambda s: s.predicted_instructions)
+    return out
+
+
+def dense_setting(layers: list[LayerInfo], other: float) -> Setting:
+    total = other + sum(info.dense_instructions for info in layers)
+    return Setting("dense", {}, total, total)
+
+
+def candidate_of(layers: list[LayerInfo], name: str, length: int, bits: int) -> LayerCandidate | None:
+    for info in layers:
+        for c in info.candidates:
+            if c.layer == name and c.sub_vector_length == length and c.hash_bits == bits:
+                return c
+    return None
+
+
+def layer_rows(layers: list[LayerInfo], setting: Setting) -> list[dict]:
+    """Per layer of the chosen ``setting``: choice, L, H, rc, predicted instructions, scratch."""
+    rows = []
+    for info in layers:
+        row = {"layer": info.name, "choice": "dense", "L": None, "H": None, "rc": None,
+               "trec_instructions": None, "dense_instructions": info.dense_instructions, "scratch_bytes": None,
+               "why": info.why_not}
+        if info.name in setting.choice:
+            c = candidate_of(layers, info.name, *setting.choice[info.name])
+            row.update(choice="trec", L=c.sub_vector_length, H=c.hash_bits, rc=c.rc,
+                       trec_instructions=c.trec_instructions, scratch_bytes=c.scratch_bytes, plan=c.plan,
+                       passes=c.passes, why=None)
+        elif info.why_not is None:
+            best = min(info.candidates, key=lambda c: c.trec_instructions, default=None)
+            row["why"] = ("TREC does not pay: best predicted "
+                          f"{best.trec_instructions:,.0f} >= dense {info.dense_instructions:,.0f} "
+                          f"(L={best.sub_vector_length}, H={best.hash_bits}, rc={best.rc:.3f})"
+                          if best is not None and not best.pays else
+                          "TREC pays by the cost model, but the chosen setting keeps it dense" if setting.choice else
+                          "TREC pays by the cost model, but no setting was accepted (see why)")
+        rows.append(row)
+    return rows
+
+
+def candidates_json(layers: list[LayerInfo]) -> list[dict]:
+    return [{"layer": info.name, "dense_instructions": info.dense_instructions, "why_not": info.why_not,
+             "candidates": [asdict(c) for c in info.candidates]} for info in layers]
+
+
+def ceil_kib(n: int) -> str:
+    return f"{math.ceil(n / 1024):,} KiB"
