@@ -51,13 +51,6 @@ def log(message: str) -> None:
     print(f"tune [{m:02d}:{s:02d}]: {message}", file=sys.stderr, flush=True)
 
 
-def scratch_budget_for(layer_name: str, headroom: int) -> int | None:
-    """Hook for the per-op scratch budget (TREC_CONV_2D's custom option, in progress elsewhere): the
-    scratch bytes to store for ``layer_name`` given ``headroom`` bytes left under the arena budget.
-    None today: the kernel takes get_buffer_size, and a setting whose arena does not fit is skipped."""
-    return None
-
-
 def ram_budget(board: str | None, arena_budget: int | None, core: str) -> tuple[int, str]:
     if arena_budget is not None:
         if arena_budget <= 0:
