@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trec_tflm import paths
 from trec_tflm.errors import UserError
 from trec_tflm.target import arena as target_arena
 from trec_tflm.target import boards
@@ -300,18 +301,12 @@ def _cached_eval(cache, key: dict, buf: bytes, x, y) -> float:
     acc = report.int8_accuracy(buf, x, y)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_text(path, json.dumps({"val_accuracy": acc}))
+        paths.replace_atomically(path, lambda tmp: tmp.write_text(json.dumps({"val_accuracy": acc})))
     return acc
 
 
 def _key(doc: dict) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _write_candidate(cdir: Path, student, buf: bytes, result: dict) -> None:
