@@ -161,6 +161,13 @@ def test_layers_by_name_or_index_and_per_layer_values():
     again = trec_tflm.to_trec(trec, layers=[1, 2])
     np.testing.assert_array_equal(conv_layers(again)[1].hash_kernel.numpy(), convs[1].hash_kernel.numpy())
     assert conv_layers(again)[1].sub_vector_length == 24
+    # fewer bits at the same L keep the first H learned projections (the tuner's move to a lower H);
+    # another L starts from the initialiser
+    fewer = conv_layers(trec_tflm.to_trec(trec, layers=[1, 2], hash_bits={"b1_conv2": 3}, sub_vector_length={
+        "b2_conv1": 4}))
+    np.testing.assert_array_equal(fewer[1].hash_kernel.numpy(), convs[1].hash_kernel.numpy()[:, :3])
+    np.testing.assert_array_equal(fewer[1].kernel.numpy(), convs[1].kernel.numpy())
+    assert fewer[2].hash_kernel.shape == (4, 8)
 
 
 @pytest.mark.parametrize("kwargs,error,needle", [

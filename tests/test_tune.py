@@ -113,7 +113,7 @@ def tuned(tmp_path_factory):
     original = run._fine_tune
 
     def counting(*args, **kwargs):
-        fits.append(args[1].key())
+        fits.append(args[1].name)
         return original(*args, **kwargs)
 
     run._fine_tune = counting

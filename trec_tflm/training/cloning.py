@@ -49,12 +49,18 @@ def _copy_weights(src, dst) -> None:
         dst.set_weights(src.get_weights())
         return
     # a swapped or reshaped layer: variables of the same name and shape (kernel, bias, ...) carry
-    # over, the others (e.g. the hash matrix of a new (L, H)) keep their initialisation
+    # over; a hash matrix of the same L and fewer bits keeps its first H learned projections (a
+    # tuner's move to a lower H starts from them); the others keep their initialisation
     by_name = {v.name: v for v in src.weights}
     for variable in dst.weights:
         other = by_name.get(variable.name)
-        if other is not None and tuple(other.shape) == tuple(variable.shape):
+        if other is None:
+            continue
+        if tuple(other.shape) == tuple(variable.shape):
             variable.assign(other)
+        elif variable.name == "hash_kernel" and other.shape[0] == variable.shape[0] \
+                and other.shape[1] > variable.shape[1]:
+            variable.assign(other[:, :variable.shape[1]])
 
 
 def clone_replacing(model, replace: Callable, what: str = "clone"):

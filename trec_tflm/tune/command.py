@@ -24,7 +24,7 @@ def register(p: argparse.ArgumentParser) -> None:
                         help="the arena must fit this board's RAM (default: the QEMU board of --core)")
     budget.add_argument("--arena-budget", type=int, default=None, help="the arena must fit this many bytes")
     p.add_argument("--core", choices=CORES, default="m7", help="core the cost model predicts for (default m7)")
-    p.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per setting (default 1)")
+    p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per setting (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-limit", type=int, default=None,
                    help="fine-tune on at most this many training images (default all)")

@@ -2,10 +2,12 @@
 
 Steps (docs/TRAINING.md, "Tuning"): check the inputs; convert the input model to int8 the way the
 result will be (its validation accuracy is the reference, its arena must fit); measure and predict the
-per-layer candidates (:mod:`trec_tflm.tune.search`); then, fastest predicted setting first, convert it
-untrained to check its arena, fine-tune it with distillation from the input model, convert, evaluate on
-the validation split, and accept the first within ``max_drop`` points. At most ``max_settings`` are
-fine-tuned; when none is accepted the result is the input model itself (the report says why).
+per-layer candidates (:mod:`trec_tflm.tune.search`); then, in the order ``search.Search`` gives (the
+fastest one-H setting, the safest, then per-layer moves to a lower H from the accepted one), convert
+each setting untrained to check its arena, fine-tune it with distillation from the input model (a move
+starts from the accepted student's weights), convert, evaluate on the validation split, and keep the
+fastest within ``max_drop`` points. At most ``max_settings`` are fine-tuned; when none is accepted the
+result is the input model itself (the report says why).
 Each fine-tuned setting is cached in OUT/.tune/<key>/ so a rerun with the same OUT reuses it.
 """
 
@@ -36,6 +38,8 @@ CALIBRATION_IMAGES = 64   # rc candidates and int8 calibration draw from the tra
 CONVERT_SAMPLES = 200
 FINE_TUNE_LR = 5e-4
 BATCH_SIZE = 64
+#: fine-tunes at most (search.Search: the fastest and the safest one-H settings, then one per move)
+MAX_SETTINGS = 8
 
 
 class TuneError(UserError, ValueError):
@@ -135,16 +139,27 @@ def _data_digest(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
-def _fine_tune(model, setting, x_tr, y_tr, epochs: int, seed: int, label: str):
+def _student_of(origin, setting):
+    """``origin`` (the input model, or the accepted student a move starts from) with the setting's
+    layers TREC at their (L, H) and every other convolution dense; a layer whose (L, H) is unchanged
+    keeps its fine-tuned hash matrix, one with fewer bits keeps the first H columns of it."""
+    from trec_tflm.training.layers import trec_layers
+    from trec_tflm.training.transform import plan, rebuild
+
+    if not setting.choice:
+        return origin
+    chosen = plan(origin, list(setting.choice), {k: v[0] for k, v in setting.choice.items()},
+                  {k: v[1] for k, v in setting.choice.items()})
+    return rebuild(origin, chosen, {id(c) for c in trec_layers(origin) if c.name not in setting.choice})
+
+
+def _fine_tune(model, student, x_tr, y_tr, epochs: int, seed: int, label: str):
+    """Fine-tune ``student`` with distillation from ``model`` (the input model)."""
     import keras
 
     from trec_tflm.training.distill import Distiller
-    from trec_tflm.training.transform import to_trec
 
     keras.utils.set_random_seed(seed)
-    student = to_trec(model, layers=list(setting.choice),
-                      sub_vector_length={k: v[0] for k, v in setting.choice.items()},
-                      hash_bits={k: v[1] for k, v in setting.choice.items()})
     fit_model = student
     if not outputs_probabilities(model):  # distillation needs logits
         fit_model = Distiller(student, model)
@@ -166,8 +181,8 @@ def _fine_tune(model, setting, x_tr, y_tr, epochs: int, seed: int, label: str):
 
 
 def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str | None = None,
-         arena_budget: int | None = None, core: str = "m7", epochs: int = 1, seed: int = 0, out=None,
-         test_data=None, max_settings: int = len(search.HASH_BITS), val_size: int = 1000) -> dict:
+         arena_budget: int | None = None, core: str = "m7", epochs: int = 2, seed: int = 0, out=None,
+         test_data=None, max_settings: int = MAX_SETTINGS, val_size: int = 1000) -> dict:
     """The fastest TREC version of ``model`` whose int8 validation accuracy is within ``max_drop`` points
     of the input model's (converted the same way) and whose arena fits ``board``'s RAM or
     ``arena_budget``. ``train_data`` / ``val_data`` / ``test_data``: (x, y) arrays or tf.data datasets;
@@ -231,18 +246,26 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
         infos.append(info)
     other = search.other_instructions(model, core)
     dense = search.dense_setting(infos, other)
-    todo = search.settings(infos, other)[:max_settings]
-    if not todo:
+    plan = search.Search(infos, other)
+    if not plan.has_candidates:
         log("TREC pays on no layer by the cost model: the result is the input model")
 
-    tried, chosen, chosen_model, chosen_tflite = [], None, None, None
-    for n, setting in enumerate(todo, 1):
-        label = f"setting {n}/{len(todo)} {setting.name} ({setting.key()}, predicted {setting.speedup:.2f}x)"
-        entry = {**setting.to_dict(), "status": None}
+    tried, chosen, chosen_model, chosen_tflite, chosen_key = [], None, None, None, None
+    students = {}  # cache key -> fine-tuned student, for warm starts
+    while len(tried) < max_settings:
+        step = plan.next()
+        if step is None:
+            break
+        setting, start = step
+        n = len(tried) + 1
+        label = f"setting {n} {setting.name} ({setting.key()}, predicted {setting.speedup:.2f}x)"
+        entry = {**setting.to_dict(), "status": None, "from": start.key() if start is not None else "input"}
         tried.append(entry)
-        key = _key({**key_base, "setting": setting.key()})
+        parent_key = chosen_key if start is not None else None
+        key = _key({**key_base, "setting": setting.key(), "from": parent_key})
         cdir = cache / key if cache is not None else None
         done = cdir is not None and (cdir / "result.json").is_file()
+        student = None
         if done:
             result = json.loads((cdir / "result.json").read_text())
             buf = (cdir / "trec.tflite").read_bytes() if (cdir / "trec.tflite").is_file() else None
@@ -250,18 +273,16 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
             entry["reused"] = True
         else:
             entry["reused"] = False
-            from trec_tflm.training.transform import to_trec
-
-            untrained = to_trec(model, layers=list(setting.choice),
-                                sub_vector_length={k: v[0] for k, v in setting.choice.items()},
-                                hash_bits={k: v[1] for k, v in setting.choice.items()})
+            origin = model if start is None else (students.get(chosen_key) or _load_student(cache / chosen_key))
+            untrained = _student_of(origin, setting)
             arena = target_arena.estimate_arena(convert(untrained, calib, calibration_samples=len(calib))).total
             if arena > budget:
                 result, buf = {"status": "over_budget", "arena": arena}, None
                 log(f"{label}: arena {arena:,} B over the budget {budget:,} B, skipped")
             else:
-                log(f"{label}: fine-tuning ({len(x_tr)} images, {epochs} epoch(s))")
-                student = _fine_tune(model, setting, x_tr, y_tr, epochs, seed, label)
+                how = "from the input model" if start is None else f"from the accepted {start.name}"
+                log(f"{label}: fine-tuning {how} ({len(x_tr)} images, {epochs} epoch(s))")
+                student = _fine_tune(model, untrained, x_tr, y_tr, epochs, seed, label)
                 buf = convert(student, convert_calib, calibration_samples=CONVERT_SAMPLES)
                 acc = report.int8_accuracy(buf, x_val, y_val)
                 arena = target_arena.estimate_arena(buf).total
@@ -269,6 +290,7 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
                 if cdir is not None:
                     _write_candidate(cdir, student, buf, result)
         entry.update(result)
+        ok = False
         if result["status"] == "evaluated":
             drop = 100 * (dense_acc - result["val_accuracy"])
             entry["drop_points"] = drop
@@ -276,11 +298,14 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
             entry["status"] = "accepted" if ok else "too_inaccurate"
             log(f"{label}: validation {result['val_accuracy']:.2%} ({-drop:+.2f} pt): "
                 f"{'accepted' if ok else 'over --max-drop'}")
-            if ok:
-                chosen = setting
-                chosen_tflite = buf
-                chosen_model = _load_student(cdir) if entry["reused"] else student
-                break
+        plan.answer(ok)
+        if ok:
+            for t in tried[:-1]:
+                if t["status"] == "accepted":
+                    t["status"] = "superseded"
+            chosen, chosen_tflite, chosen_key = setting, buf, key
+            chosen_model = student if student is not None else _load_student(cdir)
+            students = {key: chosen_model}
     if chosen is None:
         chosen, chosen_model, chosen_tflite = dense, model, dense_tflite
     doc = report.build(model=model, chosen=chosen, dense=dense, infos=infos, tried=tried, dense_tflite=dense_tflite,

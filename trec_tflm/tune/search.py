@@ -1,6 +1,7 @@
 """The tuner's search space and its predictions (issue 20): per convolution the candidate (L, H), their rc
-on calibration images, predicted instructions TREC vs dense (:mod:`trec_tflm.tune.cost`), and the
-handful of whole-network settings :mod:`trec_tflm.tune.run` fine-tunes, fastest first.
+on calibration images, predicted instructions TREC vs dense (:mod:`trec_tflm.tune.cost`), and the order
+in which :mod:`trec_tflm.tune.run` fine-tunes whole-network settings (:class:`Search`: per-layer H by
+greedy descent).
 
 Candidates per layer: every strip length L = j*Cin (j dividing the kernel width,
 ``transform.strip_lengths``) times every H of :data:`HASH_BITS`. Cin itself is always a strip length, so
@@ -158,27 +159,132 @@ def _leaf_layers(model):
             yield layer
 
 
-def settings(layers: list[LayerInfo], other: float, hash_bits=HASH_BITS) -> list[Setting]:
-    """The whole-network settings to try, fastest predicted first (duplicates dropped): for each H of
-    ``hash_bits``, every layer at its fastest strip L for that H where TREC pays, dense elsewhere."""
+def predicted(layers: list[LayerInfo], choice: dict, other: float) -> float:
+    """Predicted whole-network instructions of ``choice`` ({layer: (L, H)}, the other layers dense)."""
+    total = other
+    for info in layers:
+        c = candidate_of(layers, info.name, *choice[info.name]) if info.name in choice else None
+        total += c.trec_instructions if c is not None else info.dense_instructions
+    return total
+
+
+def setting_of(layers: list[LayerInfo], name: str, choice: dict, other: float) -> Setting:
     dense_total = other + sum(info.dense_instructions for info in layers)
+    return Setting(name, dict(choice), predicted(layers, choice, other), dense_total)
+
+
+def global_setting(layers: list[LayerInfo], other: float, bits: int) -> Setting:
+    """Every layer at its fastest strip L for ``bits`` where TREC pays, dense elsewhere."""
+    choice = {}
+    for info in layers:
+        best = min((c for c in info.candidates if c.hash_bits == bits), default=None,
+                   key=lambda c: c.trec_instructions)
+        if best is not None and best.pays:
+            choice[info.name] = (best.sub_vector_length, bits)
+    return setting_of(layers, f"H={bits}", choice, other)
+
+
+def settings(layers: list[LayerInfo], other: float, hash_bits=HASH_BITS) -> list[Setting]:
+    """The one-H-for-all settings, fastest predicted first (duplicates and all-dense dropped)."""
     out, seen = [], set()
     for bits in hash_bits:
-        choice, total = {}, other
-        for info in layers:
-            best = min((c for c in info.candidates if c.hash_bits == bits), default=None,
-                       key=lambda c: c.trec_instructions)
-            if best is not None and best.pays:
-                choice[info.name] = (best.sub_vector_length, bits)
-                total += best.trec_instructions
-            else:
-                total += info.dense_instructions
-        setting = Setting(f"H={bits}", choice, total, dense_total)
-        if choice and setting.key() not in seen:
+        setting = global_setting(layers, other, bits)
+        if setting.choice and setting.key() not in seen:
             seen.add(setting.key())
             out.append(setting)
     out.sort(key=lambda s: s.predicted_instructions)
     return out
+
+
+#: a move must save at least this share of the whole network's predicted instructions to be worth a
+#: fine-tune (fashion_net's conv1 at H = 5 instead of 8 saves ~1.5%; its conv2 one H lower 6-13%)
+MIN_GAIN = 0.02
+
+
+def moves(layers: list[LayerInfo], base: Setting, other: float, frozen=(), min_gain: float = MIN_GAIN) -> list[Setting]:
+    """From an accepted ``base``, each TREC layer not in ``frozen`` moved one H down (the next lower H
+    whose fastest strip L is faster than where the layer is), biggest predicted saving first; moves
+    saving less than ``min_gain`` of the base dropped."""
+    out = []
+    for name, (length, bits) in base.choice.items():
+        if name in frozen:
+            continue
+        here = candidate_of(layers, name, length, bits)
+        info = next(i for i in layers if i.name == name)
+        for lower in sorted({c.hash_bits for c in info.candidates if c.hash_bits < bits}, reverse=True):
+            best = min((c for c in info.candidates if c.hash_bits == lower), key=lambda c: c.trec_instructions)
+            if best.trec_instructions < here.trec_instructions:
+                choice = {**base.choice, name: (best.sub_vector_length, lower)}
+                move = setting_of(layers, f"{name} H={lower}", choice, other)
+                if base.predicted_instructions - move.predicted_instructions >= min_gain * base.predicted_instructions:
+                    out.append(move)
+                break
+    return sorted(out, key=lambda s: s.predicted_instructions)
+
+
+class Search:
+    """Which setting to fine-tune next, given the answers so far (accepted: within --max-drop and the
+    arena budget). Per-layer H without fine-tuning every combination:
+
+    1. the fastest one-H setting (every layer at the lowest H): accepted, nothing is faster;
+    2. else the safest (every layer at the highest H); if even that fails, one TREC layer after
+       another back to dense, the least saving first, until a setting is accepted;
+    3. from the accepted setting, greedy descent: the move (one layer one H down) that saves most,
+       fine-tuned from the accepted student (warm start); accepted, it is the new base; refused, that
+       layer stays where it is. Until no move saves :data:`MIN_GAIN`.
+
+    The accuracy of one layer's H depends on the others' little enough for a greedy descent (its
+    cost: about one fine-tune per layer and H step that pays, instead of 4^layers)."""
+
+    def __init__(self, layers: list[LayerInfo], other: float, hash_bits=HASH_BITS, min_gain: float = MIN_GAIN):
+        self.layers, self.other, self.min_gain = layers, other, min_gain
+        ordered = settings(layers, other, hash_bits)
+        safest = global_setting(layers, other, max(hash_bits))
+        self._start = [s for s in (ordered[:1] + [safest]) if s.choice]
+        if len(self._start) == 2 and self._start[0].key() == self._start[1].key():
+            self._start.pop()
+        self.base: Setting | None = None   # the accepted setting so far
+        self.frozen: set = set()
+        self._retreat: Setting | None = None
+        self._pending: Setting | None = None
+
+    @property
+    def has_candidates(self) -> bool:
+        return bool(self._start) or self.base is not None
+
+    def next(self) -> tuple[Setting, Setting | None] | None:
+        """(setting to fine-tune, the accepted setting to start it from or None), or None: done."""
+        if self.base is None:
+            if self._start:
+                self._pending = self._start.pop(0)
+            elif self._retreat is not None and len(self._retreat.choice) > 1:
+                self._pending = self._retreat = self._without_least(self._retreat)
+            else:
+                return None
+            return self._pending, None
+        options = moves(self.layers, self.base, self.other, self.frozen, self.min_gain)
+        if not options:
+            return None
+        self._pending = options[0]
+        return self._pending, self.base
+
+    def answer(self, accepted: bool) -> None:
+        setting, self._pending = self._pending, None
+        if accepted:
+            self.base = setting
+        elif self.base is not None:
+            self.frozen.add(next(k for k, v in setting.choice.items() if self.base.choice.get(k) != v))
+        elif not self._start:
+            self._retreat = self._retreat or setting
+
+    def _without_least(self, setting: Setting) -> Setting:
+        def saving(name):
+            info = next(i for i in self.layers if i.name == name)
+            return info.dense_instructions - candidate_of(self.layers, name, *setting.choice[name]).trec_instructions
+
+        drop = min(setting.choice, key=saving)
+        choice = {k: v for k, v in setting.choice.items() if k != drop}
+        return setting_of(self.layers, f"{setting.name} {drop} dense", choice, self.other)
 
 
 def dense_setting(layers: list[LayerInfo], other: float) -> Setting:
