@@ -213,3 +213,14 @@ def test_a_setting_over_the_arena_budget_is_skipped_and_the_dense_model_kept(tmp
     assert doc["fine_tuned"] == 0 and doc["choice"]["choice"] == {} and "over_budget" in doc["why"]
     m = tm.load_model((tmp_path / "out" / "trec.tflite").read_bytes())
     assert not any(op.name == TREC_CUSTOM_CODE for op in tm.operators(m))
+
+
+def test_trec_tflm_tune_is_callable_after_its_package_is_imported(tmp_path):
+    # importing any tune module binds the package to trec_tflm.tune: the package must be the call
+    import trec_tflm
+    import trec_tflm.tune.search  # noqa: F401
+    from trec_tflm.tune.run import TuneError
+
+    x, y, _, _ = _images(40)
+    with pytest.raises(TuneError, match="--max-drop must be >= 0"):
+        trec_tflm.tune(_tiny_model(fit=False), (x, y), max_drop=-0.5, out=tmp_path / "out")

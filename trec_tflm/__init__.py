@@ -24,10 +24,10 @@ def __getattr__(name):
         from trec_tflm.training.transform import to_trec
 
         return to_trec
-    if name == "tune":
-        from trec_tflm.tune.run import tune
+    if name == "tune":  # the package is callable: trec_tflm.tune(...) is trec_tflm.tune.run.tune(...)
+        import trec_tflm.tune
 
-        return tune
+        return trec_tflm.tune
     raise AttributeError(f"module 'trec_tflm' has no attribute {name!r}")
 
 
