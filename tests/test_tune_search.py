@@ -1,5 +1,5 @@
-"""The tuner's search order (trec_tflm.tune.search.Search), on hand-made candidates whose predicted
-instructions are written out here, so which setting comes next can be checked by hand."""
+"""The tuner's search order (trec_tflm.tune.search: ladder, moves, Search), on hand-made candidates whose
+rc and predicted instructions are written out here, so which setting comes next can be checked by hand."""
 
 from __future__ import annotations
 
@@ -7,23 +7,31 @@ from trec_tflm.tune import search
 from trec_tflm.tune.cost import Conv
 
 
-def _cand(layer, length, bits, instructions, dense):
-    return search.LayerCandidate(layer, length, bits, 0.1, 1, "tables", 0, instructions, dense, 100)
+def _cand(layer, length, bits, rc, instructions, dense):
+    return search.LayerCandidate(layer, length, bits, rc, 1, "tables", 0, instructions, dense, 100)
 
 
 def _layers():
-    # "small": TREC saves 50 of 100 at H = 8 and only 5 more at H = 5 (below MIN_GAIN of the whole);
-    # "big": 400 at H = 8, 350 at H = 7 (only at L = 96: L = 32 is slower there), 300 at H = 6, 200 at H = 5;
-    # "never": TREC never pays
+    # "small" (dense 100): TREC saves 50 at H = 8 and only 5 more at H = 5 (below MIN_GAIN of the whole)
     small = search.LayerInfo("small", Conv(8, 8, 1, 32, 3, 3), 100.0,
-                             [_cand("small", 1, b, t, 100) for b, t in ((8, 50), (7, 48), (6, 46), (5, 45))])
+                             [_cand("small", 1, b, rc, t, 100)
+                              for b, rc, t in ((8, .30, 50), (7, .28, 48), (6, .26, 46), (5, .25, 45))])
+    # "big" (dense 1000): 32x7 merges more rows than 32x8 but is slower (off the ladder); 96x8 merges
+    # fewer rows than anything but does not pay (off the ladder)
     big = search.LayerInfo("big", Conv(8, 8, 32, 32, 3, 3), 1000.0,
-                           [_cand("big", 32, 8, 400, 1000), _cand("big", 32, 7, 410, 1000),
-                            _cand("big", 96, 7, 350, 1000), _cand("big", 32, 6, 300, 1000),
-                            _cand("big", 32, 5, 200, 1000)])
+                           [_cand("big", 32, 8, .40, 400, 1000), _cand("big", 32, 7, .30, 410, 1000),
+                            _cand("big", 96, 7, .35, 350, 1000), _cand("big", 32, 6, .25, 300, 1000),
+                            _cand("big", 32, 5, .15, 200, 1000), _cand("big", 96, 8, .60, 1200, 1000)])
     never = search.LayerInfo("never", Conv(8, 8, 32, 1, 1, 1), 10.0,
-                             [_cand("never", 32, b, 20, 10) for b in (8, 7, 6, 5)])
+                             [_cand("never", 32, b, .5, 20, 10) for b in (8, 7, 6, 5)])
     return [small, big, never]
+
+
+def test_a_ladder_runs_from_the_most_rows_kept_down_each_rung_faster():
+    small, big, never = _layers()
+    assert [(c.sub_vector_length, c.hash_bits) for c in search.ladder(big)] == [(32, 8), (96, 7), (32, 6), (32, 5)]
+    assert [c.hash_bits for c in search.ladder(small)] == [8, 7, 6, 5]
+    assert search.ladder(never) == []
 
 
 def _run(accepts):
@@ -36,14 +44,15 @@ def _run(accepts):
     return order, s
 
 
-def test_fastest_first_then_the_safest_then_one_layer_one_h_down():
+def test_fastest_first_then_the_safest_then_one_layer_one_rung_down():
     order, s = _run({"big:32x8,small:1x8": True, "big:96x7,small:1x8": True})
     assert order == [
-        ("big:32x5,small:1x5", 10 + 45 + 200 + 10, None),          # every layer at H = 5; never stays dense
-        ("big:32x8,small:1x8", 10 + 50 + 400 + 10, None),          # the safest: H = 8
-        ("big:96x7,small:1x8", 10 + 50 + 350 + 10, "big:32x8,small:1x8"),  # big one H down, at its faster L
-        ("big:32x6,small:1x8", 10 + 50 + 300 + 10, "big:96x7,small:1x8"),  # refused: big stays at H = 7
+        ("big:32x5,small:1x5", 10 + 45 + 200 + 10, None),          # the bottom rungs; "never" stays dense
+        ("big:32x8,small:1x8", 10 + 50 + 400 + 10, None),          # the top rungs
+        ("big:96x7,small:1x8", 10 + 50 + 350 + 10, "big:32x8,small:1x8"),  # big one rung down
+        ("big:32x6,small:1x8", 10 + 50 + 300 + 10, "big:96x7,small:1x8"),  # refused: big stays there
     ]
+    # small's rungs save 2-5 of ~420: under MIN_GAIN, never fine-tuned
     assert s.base.key() == "big:96x7,small:1x8" and s.frozen == {"big"}
 
 

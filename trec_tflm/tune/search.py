@@ -29,7 +29,7 @@ from trec_tflm.spec import golden
 from trec_tflm.tune import cost
 
 #: H tried for every layer: 8 is to_trec's default (ids fit a byte), fewer bits cluster more rows (faster,
-#: less accurate). One global H per setting keeps the search to len(HASH_BITS) fine-tunes.
+#: less accurate). Above 8 the ids take two bytes and the scatter slows down.
 HASH_BITS = (8, 7, 6, 5)
 #: images whose int8 activations the kernel plans on (median rc, passes, plan)
 PLAN_IMAGES = 8
@@ -173,74 +173,67 @@ def setting_of(layers: list[LayerInfo], name: str, choice: dict, other: float) -
     return Setting(name, dict(choice), predicted(layers, choice, other), dense_total)
 
 
-def global_setting(layers: list[LayerInfo], other: float, bits: int) -> Setting:
-    """Every layer at its fastest strip L for ``bits`` where TREC pays, dense elsewhere."""
-    choice = {}
-    for info in layers:
-        best = min((c for c in info.candidates if c.hash_bits == bits), default=None,
-                   key=lambda c: c.trec_instructions)
-        if best is not None and best.pays:
-            choice[info.name] = (best.sub_vector_length, bits)
-    return setting_of(layers, f"H={bits}", choice, other)
-
-
-def settings(layers: list[LayerInfo], other: float, hash_bits=HASH_BITS) -> list[Setting]:
-    """The one-H-for-all settings, fastest predicted first (duplicates and all-dense dropped)."""
-    out, seen = [], set()
-    for bits in hash_bits:
-        setting = global_setting(layers, other, bits)
-        if setting.choice and setting.key() not in seen:
-            seen.add(setting.key())
-            out.append(setting)
-    out.sort(key=lambda s: s.predicted_instructions)
-    return out
-
-
 #: a move must save at least this share of the whole network's predicted instructions to be worth a
-#: fine-tune (fashion_net's conv1 at H = 5 instead of 8 saves ~1.5%; its conv2 one H lower 6-13%)
+#: fine-tune (fashion_net's conv1 at H = 5 instead of 8 saves ~1.5%; its conv2 one rung lower 6-13%)
 MIN_GAIN = 0.02
 
 
+def ladder(info: LayerInfo) -> list[LayerCandidate]:
+    """A layer's paying candidates from the safest down: rc falling (more rows merged into their
+    cluster's centroid, so less accurate), each rung faster than every rung above it (a candidate
+    that merges more rows but is not faster is never worth its accuracy)."""
+    out = []
+    for c in sorted((c for c in info.candidates if c.pays), key=lambda c: (-c.rc, c.trec_instructions)):
+        if not out or c.trec_instructions < out[-1].trec_instructions:
+            out.append(c)
+    return out
+
+
+def _setting_at(layers, rung_of, other, name) -> Setting:
+    return setting_of(layers, name, {info.name: (rung_of(info).sub_vector_length, rung_of(info).hash_bits)
+                                     for info in layers if ladder(info)}, other)
+
+
 def moves(layers: list[LayerInfo], base: Setting, other: float, frozen=(), min_gain: float = MIN_GAIN) -> list[Setting]:
-    """From an accepted ``base``, each TREC layer not in ``frozen`` moved one H down (the next lower H
-    whose fastest strip L is faster than where the layer is), biggest predicted saving first; moves
-    saving less than ``min_gain`` of the base dropped."""
+    """From an accepted ``base``, each TREC layer not in ``frozen`` moved down its :func:`ladder` to
+    the first rung that saves at least ``min_gain`` of the base's predicted instructions; fastest
+    result first."""
     out = []
     for name, (length, bits) in base.choice.items():
         if name in frozen:
             continue
         here = candidate_of(layers, name, length, bits)
         info = next(i for i in layers if i.name == name)
-        for lower in sorted({c.hash_bits for c in info.candidates if c.hash_bits < bits}, reverse=True):
-            best = min((c for c in info.candidates if c.hash_bits == lower), key=lambda c: c.trec_instructions)
-            if best.trec_instructions < here.trec_instructions:
-                choice = {**base.choice, name: (best.sub_vector_length, lower)}
-                move = setting_of(layers, f"{name} H={lower}", choice, other)
-                if base.predicted_instructions - move.predicted_instructions >= min_gain * base.predicted_instructions:
-                    out.append(move)
+        for rung in ladder(info):
+            if rung.rc > here.rc or rung.trec_instructions >= here.trec_instructions:
+                continue
+            if here.trec_instructions - rung.trec_instructions >= min_gain * base.predicted_instructions:
+                choice = {**base.choice, name: (rung.sub_vector_length, rung.hash_bits)}
+                out.append(setting_of(layers, f"{name} L={rung.sub_vector_length} H={rung.hash_bits}", choice, other))
                 break
     return sorted(out, key=lambda s: s.predicted_instructions)
 
 
 class Search:
     """Which setting to fine-tune next, given the answers so far (accepted: within --max-drop and the
-    arena budget). Per-layer H without fine-tuning every combination:
+    arena budget). Per-layer (L, H) without fine-tuning every combination:
 
-    1. the fastest one-H setting (every layer at the lowest H): accepted, nothing is faster;
-    2. else the safest (every layer at the highest H); if even that fails, one TREC layer after
-       another back to dense, the least saving first, until a setting is accepted;
-    3. from the accepted setting, greedy descent: the move (one layer one H down) that saves most,
-       fine-tuned from the accepted student (warm start); accepted, it is the new base; refused, that
-       layer stays where it is. Until no move saves :data:`MIN_GAIN`.
+    1. the fastest setting (every layer at the bottom of its :func:`ladder`): accepted, nothing is
+       faster;
+    2. else the safest (every layer at the top of its ladder); if even that fails, one TREC layer
+       after another back to dense, the least saving first, until a setting is accepted;
+    3. from the accepted setting, greedy descent: the move (one layer down its ladder) that saves
+       most, fine-tuned from the accepted student (warm start); accepted, it is the new base;
+       refused, that layer stays where it is. Until no move saves :data:`MIN_GAIN`.
 
-    The accuracy of one layer's H depends on the others' little enough for a greedy descent (its
-    cost: about one fine-tune per layer and H step that pays, instead of 4^layers)."""
+    A layer's accuracy at a rung depends on the other layers' rungs little enough for a greedy
+    descent (its cost: about one fine-tune per layer and rung that pays, not one per combination)."""
 
-    def __init__(self, layers: list[LayerInfo], other: float, hash_bits=HASH_BITS, min_gain: float = MIN_GAIN):
+    def __init__(self, layers: list[LayerInfo], other: float, min_gain: float = MIN_GAIN):
         self.layers, self.other, self.min_gain = layers, other, min_gain
-        ordered = settings(layers, other, hash_bits)
-        safest = global_setting(layers, other, max(hash_bits))
-        self._start = [s for s in (ordered[:1] + [safest]) if s.choice]
+        fastest = _setting_at(layers, lambda info: ladder(info)[-1], other, "fastest")
+        safest = _setting_at(layers, lambda info: ladder(info)[0], other, "safest")
+        self._start = [s for s in (fastest, safest) if s.choice]
         if len(self._start) == 2 and self._start[0].key() == self._start[1].key():
             self._start.pop()
         self.base: Setting | None = None   # the accepted setting so far
