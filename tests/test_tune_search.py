@@ -80,3 +80,11 @@ def test_nothing_pays_nothing_to_try():
     never = _layers()[2]
     s = search.Search([never], other=0.0)
     assert not s.has_candidates and s.next() is None
+
+
+def test_a_layer_saving_under_min_gain_of_the_whole_stays_dense():
+    # "marginal" pays (85 < 100) but saves 15 of a 1,210-instruction dense network (1.2% < MIN_GAIN)
+    marginal = search.LayerInfo("marginal", Conv(4, 4, 32, 64, 3, 3), 100.0,
+                                [_cand("marginal", 32, 5, .3, 85, 100)])
+    s = search.Search([*_layers(), marginal], other=10.0)
+    assert s.next()[0].key() == "big:32x5,small:1x5"
