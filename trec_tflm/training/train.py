@@ -32,6 +32,10 @@ def is_zoo_model(name: str) -> bool:
     return name in model_names() or name in ALIASES
 
 
+#: images held out of the training data's end for validation (train's checkpoint choice, tune's accuracy)
+VALIDATION_SIZE = 5000
+
+
 @dataclass
 class TrainConfig:
     model: str = "fashion_net"  # a zoo name or a .keras file (see is_zoo_model)
@@ -47,7 +51,7 @@ class TrainConfig:
     hash_center: str = "mean"
     hash_trainable: bool = True
     train_limit: int | None = None  # use the first N training images (quick runs)
-    validation_size: int = 5000
+    validation_size: int = VALIDATION_SIZE
     augment: bool = False
     init_from: str | None = None  # a trained (dense) .keras whose weights start this model
     distill_from: str | None = None  # a trained .keras (the dense twin) to distil from, see distill.py

@@ -29,7 +29,7 @@ from trec_tflm.target import arena as target_arena
 from trec_tflm.target import boards
 from trec_tflm.target.sources import DEFAULT_STACK
 from trec_tflm.tflite.convert import convert
-from trec_tflm.training.train import compile_model, outputs_probabilities
+from trec_tflm.training.train import VALIDATION_SIZE, compile_model, outputs_probabilities
 from trec_tflm.tune import report, search
 
 #: RAM the app keeps besides arena and stack (.data/.bss of TFLM, the app, the serial buffers)
@@ -182,11 +182,12 @@ def _fine_tune(model, student, x_tr, y_tr, epochs: int, seed: int, label: str):
 
 def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str | None = None,
          arena_budget: int | None = None, core: str = "m7", epochs: int = 2, seed: int = 0, out=None,
-         test_data=None, max_settings: int = MAX_SETTINGS, val_size: int = 1000) -> dict:
+         test_data=None, max_settings: int = MAX_SETTINGS, val_size: int = VALIDATION_SIZE) -> dict:
     """The fastest TREC version of ``model`` whose int8 validation accuracy is within ``max_drop`` points
     of the input model's (converted the same way) and whose arena fits ``board``'s RAM or
     ``arena_budget``. ``train_data`` / ``val_data`` / ``test_data``: (x, y) arrays or tf.data datasets;
-    without ``val_data`` the last tenth (up to ``val_size``) of the training data is held out.
+    without ``val_data`` the last tenth (up to ``val_size``, the same images ``trec-tflm train`` holds out,
+    so a model trained by it was never fitted on them) of the training data is held out.
     ``out``: a directory for trec.keras, trec.tflite, dense.tflite, report.json, candidates.png and
     the resumable cache (.tune/). Returns the report (a dict); its "model" key holds the chosen
     Keras model."""
