@@ -30,7 +30,7 @@ namespace {
 // KernelRunner keeps its node private: the registration's invoke is wrapped to ask the node for
 // its statistics right after it ran (what a profiler does in an application).
 TFLMRegistration g_trec_registration;
-trec_reuse_stats g_stats = {0, 0, 0, 0, 0, 0};
+trec_reuse_stats g_stats = {0, 0, 0, 0, 0, 0, 0};
 
 TfLiteStatus InvokeAndAskStats(TfLiteContext* context, TfLiteNode* node) {
   const TfLiteStatus status = g_trec_registration.invoke(context, node);
