@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from trec_tflm.host.kernels import kernels
 from trec_tflm.spec import golden
 from trec_tflm.tune import calibrate, coefficients, cost
 from trec_tflm.tune import layers as bench_layers
@@ -16,7 +17,7 @@ from trec_tflm.tune import layers as bench_layers
 def test_work_terms_of_a_strip_layer_by_hand():
     # 6x6x4 input, 8 channels, 3x3 SAME stride 1, L = 4 = Cin (j = 1), H = 5, rc = 0.25, one pass
     conv = cost.Conv.of((1, 6, 6, 4), (8, 3, 3, 4))
-    w = cost.trec_work(conv, 4, 5, 0.25, passes=1, plan="tables", chunk=8)
+    w = cost.trec_work(conv, 4, 5, 0.25, passes=1, scatter_tenths=46)
     n, m = 36, 9                  # 6x6 rows; K = 36 cut into 9 sub-vectors
     clusters = 0.25 * n * m       # 81
     # strip pixels of the padded input: (6-1)+(3-1)+1 = 8 rows, (6-1)+(3-1)+1 = 8 columns
@@ -28,39 +29,39 @@ def test_work_terms_of_a_strip_layer_by_hand():
     assert w["sums"]["gathered_windows"] == 0 and w["sums"]["rows"] == 0 and w["sums"]["rows_simd"] == n * m
     assert w["products"]["macs_simd"] == clusters * 8 * 4 and w["products"]["macs"] == 0
     assert w["products"]["strip_pixels"] == clusters * 8 * 1
-    # plan T, one-byte ids, chunk 8: 23 + 190 // 8 = 46 tenths per entry (scatter_tenths in the C)
-    assert w["scatter"]["entries"] == pytest.approx(n * m * 8 * 4.6)
+    assert w["scatter"]["entries"] == pytest.approx(n * m * 8 * 4.6)  # 46 tenths per entry
 
 
 def test_work_terms_of_a_general_and_a_strided_layer():
     conv = cost.Conv.of((1, 10, 10, 3), (4, 3, 3, 3), stride=2, padding="VALID")  # 4x4 rows, K = 27
-    general = cost.trec_work(conv, 7, 6, 0.5)  # 7 is no multiple of Cin: the general path, M = 4
+    general = cost.trec_work(conv, 7, 6, 0.5, 1, 30)  # 7 is no multiple of Cin: the general path, M = 4
     assert general["hash"]["projections"] == 16 * 4 * 7 * 6 / 2 and general["hash"]["im2col"] == 16 * 4 * 7
     assert general["sums"]["gathered_im2col_rows"] == 16 * 27 * 12  # scalar: ~12 per element
-    strip = cost.trec_work(conv, 9, 6, 0.5)  # L = 3*Cin: strips of 3 pixels, stride 2: whole windows
+    strip = cost.trec_work(conv, 9, 6, 0.5, 1, 30)  # L = 3*Cin: strips of 3 pixels, stride 2: whole windows
     assert strip["sums"]["gathered_windows"] == 16 * 9 * 3 * 12 and strip["sums"]["gathered_incremental"] == 0
 
 
 def test_predictions_grow_with_rc_and_passes_and_bad_input_is_refused():
     conv = cost.Conv.of((1, 14, 14, 16), (32, 3, 3, 16))
-    base = cost.predict_trec(conv, 16, 8, 0.1, passes=1, plan="tables")
-    assert cost.predict_trec(conv, 16, 8, 0.3, passes=1, plan="tables") > base
-    assert cost.predict_trec(conv, 16, 8, 0.1, passes=4, plan="tables") > base
+    base = cost.predict_trec(conv, 16, 8, 0.1, passes=1, scatter_tenths=28)
+    assert cost.predict_trec(conv, 16, 8, 0.3, passes=1, scatter_tenths=28) > base
+    assert cost.predict_trec(conv, 16, 8, 0.1, passes=4, scatter_tenths=28) > base
+    assert cost.predict_trec(conv, 16, 8, 0.1, passes=1, scatter_tenths=36) > base
     assert cost.predict_dense(conv, "m4") > 0
-    for bad in (dict(rc=0.0), dict(rc=1.5), dict(passes=0), dict(plan="T9")):
+    for bad in (dict(rc=0.0), dict(rc=1.5), dict(passes=0), dict(scatter_tenths=0)):
         with pytest.raises(ValueError):
-            cost.predict_trec(conv, 16, 8, **{"rc": 0.1, "passes": 1, "plan": "tables", **bad})
+            cost.predict_trec(conv, 16, 8, **{"rc": 0.1, "passes": 1, "scatter_tenths": 28, **bad})
     with pytest.raises(ValueError, match="core must be one of"):
         cost.predict_dense(conv, "m33")
     with pytest.raises(ValueError):
-        cost.predict_trec(conv, 16, 8, 0.1, core="m0")
+        cost.predict_trec(conv, 16, 8, 0.1, 1, 28, core="m0")
 
 
 def test_stored_coefficients_cover_every_term():
     conv = cost.Conv.of((1, 8, 8, 4), (4, 3, 3, 4))
     for core in cost.CORES:
         table = coefficients.COEFFICIENTS[core]
-        work = cost.trec_work(conv, 4, 4, 0.5)
+        work = cost.trec_work(conv, 4, 4, 0.5, 1, 28)
         assert {p: set(t) for p, t in table["trec"].items() if p != "fixed"} == {p: set(t) for p, t in work.items()}
         assert set(table["dense"]) == set(cost.dense_work(conv))
 
@@ -85,6 +86,38 @@ def test_host_plan_rc_is_the_goldens(length, padding, stride, centre):
     assert [p.rc for p in plans] == pytest.approx([s.remaining_ratio for s in stats], abs=1e-12)
     assert plans[1].rc < plans[0].rc
     assert all(p.passes >= 1 and p.plan in cost.PLANS for p in plans)
+
+
+def _scatter_costs_over_scratch(x, w, h, bits):
+    """{(plan, chunk): scatter_tenths the kernel reported} over scratch sizes from its least to 20x
+    its preferred: each size picks its own plan and chunk."""
+    length = h.shape[0]
+    preferred, least = kernels("host").trec_buffer_sizes(x.shape, w.shape, sub_vector_length=length,
+                                                         hash_bits=bits)
+    seen: dict = {}
+    for size in np.unique(np.geomspace(least, 20 * preferred, 80).astype(int)):
+        (p,) = cost.host_plan(x, w, h, sub_vector_length=length, hash_bits=bits, input_zero_point=0,
+                              scratch_bytes=int(size))
+        seen.setdefault((p.plan, p.chunk), set()).add(p.scatter_tenths)
+    return seen
+
+
+def test_host_plan_scatter_cost_is_the_kernels_table():
+    """The scatter cost per entry comes from the kernel (trec_scatter_tenths in
+    tflm_ops/src/trec_convolve_plan_s8.c, hand-read values): the model keeps no copy of the table."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (64, 3, 3, 4), dtype=np.int8)  # 64 channels: plan T's unrolled chunk
+    x = rng.integers(-128, 128, (1, 8, 8, 4), dtype=np.int8)
+    one_byte = _scatter_costs_over_scratch(x, w, rng.integers(-127, 128, (12, 8), dtype=np.int8), 8)
+    assert one_byte[("tables", 64)] == {22}        # one-byte ids, the unrolled chunk of 64
+    assert one_byte[("tables", 32)] == {28}        # 23 + 190 / 32
+    assert one_byte[("accumulator", 8)] == {28, 36}  # A2's unrolled chunk of 8; plan A pays 8 more
+    assert one_byte[("accumulator", 16)] == {25, 33}
+    assert one_byte[("accumulator", 1)] == {67, 75}  # one channel per pass: A2 67, A 75
+    smooth = np.repeat(np.repeat(x[:, ::4, ::4], 4, axis=1), 4, axis=2)  # fewer clusters: plan T fits
+    two_byte = _scatter_costs_over_scratch(smooth, w, rng.integers(-127, 128, (12, 12), dtype=np.int8), 12)
+    assert two_byte[("tables", 64)] == {25}        # two-byte ids: 23 + 190 / 64, no unrolled rows
+    assert two_byte[("tables", 8)] == {46}         # 23 + 190 / 8
 
 
 def test_nnls_keeps_coefficients_non_negative():

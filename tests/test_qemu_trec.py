@@ -57,6 +57,8 @@ def test_trec_bit_exact_on_qemu(core, tmp_path):
     assert res.bad_args_ok, res.stdout[-2000:]
     assert res.exit_code == 0
     assert res.trec["min_scratch"].passes > 1  # the small-scratch plan really ran
+    # the core reports its plan's scatter cost: what calibrate fits the cost model on
+    assert all(v.scatter_tenths > 0 for v in res.trec.values()), res.stdout[-2000:]
     golden_clusters = {c.name: sum(int(s.clusters.sum()) for s in c.golden_trec()[1]) for c in cases}
     assert {k: v.clusters for k, v in res.trec.items()} == golden_clusters
 

@@ -203,8 +203,9 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, co
  * 8 KB, three test images). The chunk sizes with unrolled scatter rows (one-byte ids: 1-4, 8 and
  * 16 channels on plans A and A2, 64 on plan T) are cheaper than the rest, whose loops pay a set-up per row and
  * block that larger chunks amortize: L5 in chunks of 16 (4 passes) takes 6.59M instructions, in chunks of 24 (3 passes) 6.77M, in
- * chunks of 32 (2 passes) 6.57M. */
-static int32_t scatter_tenths(const trec_geom *g, int kind, int32_t blk)
+ * chunks of 32 (2 passes) 6.57M. The kernel reports it (trec_reuse_stats.scatter_tenths): the host's
+ * cost model (trec_tflm/tune/cost.py) takes it from there. */
+int32_t trec_scatter_tenths(const trec_geom *g, int kind, int32_t blk)
 {
     const int unrolled = g->id_size == 1;
     if (kind == TREC_PLAN_T) {
@@ -227,7 +228,7 @@ static int32_t scatter_tenths(const trec_geom *g, int kind, int32_t blk)
  * measured 300K and 34-260K) and pays ~30 per cluster slot and ~300 per sub-matrix again (the
  * filter slice, the clusters' finishing); products ~1 per multiply-accumulate (~0.95 from
  * interleaved cluster pairs) plus ~12 per (cluster, channel, sums block); the scatter as
- * scatter_tenths. On the six benchmark layers it keeps the plans it had at 2x their output (the
+ * trec_scatter_tenths. On the six benchmark layers it keeps the plans it had at 2x their output (the
  * fastest that fit, checked by forcing each plan and mode in turn). Over sweeps of their scratch
  * from the least to 3x the output, more scratch never costs more than 0.2% more instructions except
  * where plan T16 is tried and its entries do not fit 16 bits (L1 and L4, whose first table is then
@@ -242,7 +243,7 @@ static int64_t plan_cost(const trec_geom *g, const trec_plan *p, int64_t gather_
     const int32_t macs = p->simd == TREC_SIMD_PAIRED ? g->l * 95 / 10 : g->l * 10;
     const int32_t per_product = macs + 120 * blocks + (p->kind == TREC_PLAN_T16 ? 60 : 0); /* T16: narrowing */
     const int64_t products = slots_tot * g->cout * per_product;
-    const int64_t scatter = (int64_t)g->n * g->m * g->cout * scatter_tenths(g, p->kind, p->blk);
+    const int64_t scatter = (int64_t)g->n * g->m * g->cout * trec_scatter_tenths(g, p->kind, p->blk);
     return passes * (gather_per_pass * per_element + slots_tot * 300 + (int64_t)g->m * 3000) + products + scatter;
 }
 
@@ -307,7 +308,7 @@ static int32_t balanced_blk(const trec_geom *g, int32_t blk)
 }
 
 /* Chunk sizes worth costing where `fit` channels fit (0 when nothing fits): the balanced chunk, and
- * the largest size below it whose scatter is unrolled (scatter_tenths), if any. */
+ * the largest size below it whose scatter is unrolled (trec_scatter_tenths), if any. */
 static int chunk_candidates(const trec_geom *g, int kind, int32_t fit, int32_t out[2])
 {
     if (fit <= 0) {

@@ -371,7 +371,7 @@ static int32_t run_image(const trec_geom *g, uint8_t *buf, size_t size, const in
     TREC_PROFILE_MARK(TREC_PHASE_DONE);
     *passes = chunks;
     *chunk = widest;
-    *plan_kind = p.kind == TREC_PLAN_T16 ? 2 : p.kind == TREC_PLAN_T;
+    *plan_kind = p.kind;
     return (int32_t)(g->strip ? strip_clusters : slots_tot);
 }
 
@@ -415,11 +415,11 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
     const size_t in_size = (size_t)g.in_h * g.in_w * g.cin;
     const size_t out_size = (size_t)g.n * g.cout;
     int64_t clusters = 0;
-    int32_t passes = 0, chunk = 0, plan = 0;
+    int32_t passes = 0, chunk = 0, kind = TREC_PLAN_A;
     for (int32_t b = 0; b < input_dims->n; b++) {
         int32_t pass_b = 0;
         int32_t c = run_image(&g, buf, size, input + b * in_size, hash, &w, output + b * out_size, &pass_b, &chunk,
-                              &plan);
+                              &kind);
         if (c < 0) {
             return TREC_BUFFER_ERROR;
         }
@@ -432,7 +432,8 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
         stats->clusters = (int32_t)clusters;
         stats->passes = passes;
         stats->chunk = chunk;
-        stats->plan = plan;
+        stats->plan = kind == TREC_PLAN_T16 ? 2 : kind == TREC_PLAN_T;
+        stats->scatter_tenths = trec_scatter_tenths(&g, kind, chunk);
     }
     return TREC_SUCCESS;
 }

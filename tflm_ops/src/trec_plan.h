@@ -33,6 +33,11 @@ typedef struct {
 TREC_INTERNAL int trec_choose_plan(const trec_geom *g, size_t avail, int32_t slots_max, int64_t slots_tot,
                                    trec_plan *best, trec_plan *without_t16);
 
+/* The scatter's estimated instructions per (row, sub-matrix, channel) with plan `kind` in chunks of
+ * blk channels, in tenths (measured on Cortex-M7): what trec_choose_plan ranks plans with, and what
+ * trec_reuse_stats.scatter_tenths reports. */
+TREC_INTERNAL int32_t trec_scatter_tenths(const trec_geom *g, int kind, int32_t blk);
+
 /* plan T16: uint16 rows of a chunk of blk channels (even, so that every row is word-aligned) */
 static inline int32_t trec_t16_row(int32_t blk) { return (blk + 1) & ~1; }
 

@@ -64,6 +64,7 @@ class KernelResult:
     passes: int = 0
     chunk: int = 0  # output channels per pass
     plan: str = ""
+    scatter_tenths: int = 0  # the kernel's scatter cost per table entry with its plan and chunk
 
     @property
     def remaining_ratio(self) -> float:
@@ -213,6 +214,7 @@ def parse(board: str, exit_code: int, stdout: str) -> RunResult:
             r.clusters, r.rows = int(fields["clusters"]), int(fields["rows"])
             r.sub_matrices, r.passes = int(fields["subm"]), int(fields["passes"])
             r.chunk = int(fields.get("chunk", 0))
+            r.scatter_tenths = int(fields.get("scatter_tenths", 0))
         out[kind][name] = r
     for m in re.finditer(r"^(trec|dense|cmsis) (\S+) FAIL(.*)$", stdout, re.M):  # lines without ticks
         if m.group(2) not in out[m.group(1)]:

@@ -5,9 +5,11 @@ TREC's work is split as the kernel splits it (tflm_ops/src/trec_convolve_s8.c): 
 over the output channels the cluster sums, the products of clusters and filter slice, and the scatter
 of the tables into the rows. Each phase is a few terms of work (projections, elements gathered, rows,
 multiply-accumulates, table entries ...), weighted where the kernel has measured per-operation costs
-(plan_cost and scatter_tenths in tflm_ops/src/trec_convolve_plan_s8.c: ~12 instructions per gathered
-element on the scalar paths and ~4 with SIMD lanes, ~30 per cluster slot, ~300 per sub-matrix, ~12
-per cluster and channel, the scatter's cost per entry by plan and chunk). One coefficient per term,
+(plan_cost in tflm_ops/src/trec_convolve_plan_s8.c: ~12 instructions per gathered element on the
+scalar paths and ~4 with SIMD lanes, ~30 per cluster slot, ~300 per sub-matrix, ~12 per cluster and
+channel). The scatter's cost per table entry depends on the plan and chunk (unrolled chunk sizes are
+cheaper); its table lives only in the kernel (trec_scatter_tenths), which reports the value for the
+plan it ran (trec_reuse_stats.scatter_tenths), and the model takes it from there. One coefficient per term,
 fitted once to the phase counts of a profile build on QEMU (``python -m trec_tflm.tune.calibrate
 --core m7``, into trec_tflm/tune/coefficients.py; a coefficient of 0 is a term the fit found no use
 for), scales it. docs/BENCHMARKS.md ("Cost model") has how close it comes on layers it was not fitted on.
@@ -15,9 +17,9 @@ for), scales it. docs/BENCHMARKS.md ("Cost model") has how close it comes on lay
 The plan (passes over the channels, chunk, scatter kind) depends on the clusters the input forms and
 on the scratch, as the kernel chooses it at run time; it is not re-derived here: :func:`host_plan`
 runs the same kernel built for the host (trec_tflm.host.kernels, DSP paths emulated) on an input and
-returns its rc, passes, plan and chunk, which :func:`predict_trec` takes. Not in the kernel's report,
-so not in the model: the length of the sums blocks (the kernel shortens them when scratch is tight)
-and plan A vs A2; layers where those change are the model's worst.
+returns its rc, passes, plan, chunk and scatter cost, which :func:`predict_trec` takes. Not in the
+kernel's report, so not in the model: the length of the sums blocks (the kernel shortens them when
+scratch is tight) and, outside the scatter, plan A vs A2; layers where those change are the model's worst.
 """
 
 from __future__ import annotations
@@ -77,13 +79,15 @@ class Conv:
 # ------------------------------------------------------------------------------------------------
 # TREC
 # ------------------------------------------------------------------------------------------------
-def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
-              plan: str = "accumulator", chunk: int = 0) -> dict[str, dict[str, float]]:
-    """Per phase, its terms of work in the kernel's per-operation costs (instructions before calibration)."""
-    if plan not in PLANS:
-        raise ValueError(f"plan must be one of {PLANS}, got {plan!r}")
+def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int,
+              scatter_tenths: int) -> dict[str, dict[str, float]]:
+    """Per phase, its terms of work in the kernel's per-operation costs (instructions before calibration).
+    ``scatter_tenths``: the kernel's scatter cost per table entry for the plan it ran (:class:`HostPlan`)."""
     if not 0.0 < rc <= 1.0 or passes < 1:
         raise ValueError(f"rc must be in (0, 1] and passes at least 1, got rc={rc}, passes={passes}")
+    if scatter_tenths < 1:
+        raise ValueError(f"scatter_tenths must be positive, got {scatter_tenths}: pass the kernel's "
+                         "trec_reuse_stats.scatter_tenths for the plan it ran (HostPlan.scatter_tenths)")
     length, bits = int(sub_vector_length), int(hash_bits)
     golden.check_trec_params(conv.depth, length, bits, "mean")
     (ho, wo), n, k = conv.out_hw, conv.rows, conv.depth
@@ -107,8 +111,7 @@ def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, pas
     else:  # im2col rows, hashed and summed whole
         projections, simd, gathered = n * m, 0, {"incremental": 0, "windows": 0, "im2col_rows": n * k}
     per_element = 4 if simd else 12
-    chunk = min(chunk or math.ceil(conv.cout / passes), conv.cout)
-    scatter_per_entry = _scatter_tenths(plan, chunk, bits <= 8) / 10
+    scatter_per_entry = scatter_tenths / 10
     general = 0 if j else 1
     return {
         # dual 16-bit MACs of the projections; an id per row and sub-matrix; the general path builds
@@ -132,31 +135,19 @@ def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, pas
     }
 
 
-def _scatter_tenths(plan: str, chunk: int, one_byte_ids: bool) -> int:
-    """Scatter instructions per (row, sub-matrix, channel), in tenths: scatter_tenths of
-    tflm_ops/src/trec_convolve_plan_s8.c (measured on Cortex-M7)."""
-    if plan == "tables":
-        return 22 if one_byte_ids and chunk == 64 else 23 + 190 // chunk
-    if plan == "tables16":
-        return 23
-    a2 = 26 + 214 // chunk
-    if one_byte_ids and (chunk <= 4 or chunk in (8, 16)):
-        a2 = 25 if chunk == 16 else 28 if chunk == 8 else (0, 67, 66, 56, 36)[chunk]
-    return a2  # plan A2's; plan A (+0.8 per entry) is rarer and TrecReuseStats does not tell them apart
-
-
-def predict_trec(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
-                 plan: str = "accumulator", chunk: int = 0, core: str = "m7") -> float:
+def predict_trec(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int,
+                 scatter_tenths: int, core: str = "m7") -> float:
     """Predicted instructions of trec_convolve_s8 on one image at reuse rate ``rc`` (clusters over
-    rows x sub-matrices) with ``passes`` over the channels and scatter ``plan`` (:func:`host_plan`)."""
-    return float(sum(trec_phases(conv, sub_vector_length, hash_bits, rc, passes, plan, chunk, core).values()))
+    rows x sub-matrices) with ``passes`` over the channels and the scatter cost per entry of the
+    kernel's plan (both from :func:`host_plan`)."""
+    return float(sum(trec_phases(conv, sub_vector_length, hash_bits, rc, passes, scatter_tenths, core).values()))
 
 
-def trec_phases(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int = 1,
-                plan: str = "accumulator", chunk: int = 0, core: str = "m7") -> dict[str, float]:
+def trec_phases(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int,
+                scatter_tenths: int, core: str = "m7") -> dict[str, float]:
     """:func:`predict_trec` by phase (hash, sums, products, scatter; the rest in "fixed")."""
     coef = _coefficients(core)["trec"]
-    work = trec_work(conv, sub_vector_length, hash_bits, rc, passes, plan, chunk)
+    work = trec_work(conv, sub_vector_length, hash_bits, rc, passes, scatter_tenths)
     out = {p: sum(coef[p][t] * v for t, v in terms.items()) for p, terms in work.items()}
     return out | {"fixed": coef["fixed"]}
 
@@ -169,12 +160,13 @@ class HostPlan:
     passes: int
     plan: str
     chunk: int
+    scatter_tenths: int  # the kernel's scatter cost per table entry with this plan and chunk (M7, tenths)
 
 
 def host_plan(input, filter, hash, *, sub_vector_length: int, hash_bits: int, input_zero_point: int,
               hash_center: str = "mean", stride=1, dilation=1, padding="SAME",
               scratch_bytes: int | None = None) -> list[HostPlan]:
-    """The kernel's rc, passes and plan per image of ``input`` (int8 NHWC), from the host build of
+    """The kernel's rc, passes, plan, chunk and scatter cost per image of ``input`` (int8 NHWC), from the host build of
     trec_convolve_s8 at ``scratch_bytes`` (default: get_buffer_size, what the TFLM op gives it)."""
     lib = kernels("host")
     x = np.asarray(input)
@@ -186,7 +178,8 @@ def host_plan(input, filter, hash, *, sub_vector_length: int, hash_bits: int, in
             output_multiplier=np.full(cout, 1 << 30, np.int32), output_shift=np.zeros(cout, np.int32),
             sub_vector_length=sub_vector_length, hash_bits=hash_bits, hash_center=hash_center, stride=stride,
             dilation=dilation, padding=padding, return_stats=True, scratch_bytes=scratch_bytes)
-        out.append(HostPlan(st.remaining_ratio, int(st.passes), PLANS[int(st.plan)], int(st.chunk)))
+        out.append(HostPlan(st.remaining_ratio, int(st.passes), PLANS[int(st.plan)], int(st.chunk),
+                            int(st.scatter_tenths)))
     return out
 
 

@@ -105,6 +105,9 @@ typedef struct {
     int32_t chunk;        /* most output channels in one pass (the last pass may take fewer) */
     int32_t plan;         /* scatter plan of the last image: 0 = accumulator, 1 = per-row tables,
                            * 2 = per-row tables in 16 bits after the first sub-matrix's */
+    int32_t scatter_tenths; /* what the kernel estimates the last image's scatter costs per (row,
+                             * sub-matrix, channel) with its plan and chunk, in tenths of an instruction
+                             * (measured on Cortex-M7; the estimate it ranks plans with) */
 } trec_reuse_stats;
 
 trec_status trec_convolve_s8(const trec_context *ctx,

@@ -12,7 +12,7 @@
  * variable_mask (bit i set: input i is given as an activation, not a constant).
  *
  * Prints "prepare <ok|error>", "invoke <ok|error>" and "stats rows=.. sub_matrices=.. clusters=..
- * passes=.." on stdout; MicroPrintf messages go to stderr. The output tensor is written to
+ * passes=.. chunk=.. plan=.. scatter_tenths=.." on stdout; MicroPrintf messages go to stderr. The output tensor is written to
  * OUTPUT_FILE after a successful invoke. Exit code 0 when the run got as far as the case allows
  * (the Python test judges the lines), 2 for a malformed case file.
  */
@@ -30,7 +30,7 @@ namespace {
 // KernelRunner keeps its node private: the registration's invoke is wrapped to ask the node for
 // its statistics right after it ran (what a profiler does in an application).
 TFLMRegistration g_trec_registration;
-trec_reuse_stats g_stats = {0, 0, 0, 0, 0, 0};
+trec_reuse_stats g_stats = {0, 0, 0, 0, 0, 0, 0};
 
 TfLiteStatus InvokeAndAskStats(TfLiteContext* context, TfLiteNode* node) {
   const TfLiteStatus status = g_trec_registration.invoke(context, node);
@@ -182,9 +182,10 @@ int main(int argc, char** argv) {
   std::printf("invoke %s\n", inv == kTfLiteOk ? "ok" : "error");
   if (inv != kTfLiteOk) return 0;
   const trec_reuse_stats* s = &g_stats;
-  std::printf("stats rows=%d sub_matrices=%d clusters=%d passes=%d\n", static_cast<int>(s->rows),
-              static_cast<int>(s->sub_matrices), static_cast<int>(s->clusters),
-              static_cast<int>(s->passes));
+  std::printf("stats rows=%d sub_matrices=%d clusters=%d passes=%d chunk=%d plan=%d scatter_tenths=%d\n",
+              static_cast<int>(s->rows), static_cast<int>(s->sub_matrices), static_cast<int>(s->clusters),
+              static_cast<int>(s->passes), static_cast<int>(s->chunk), static_cast<int>(s->plan),
+              static_cast<int>(s->scatter_tenths));
   std::printf("temp_deallocated %d\n", runner.ValidateTempBufferDeallocated() ? 1 : 0);
   FILE* o = std::fopen(argv[2], "wb");
   if (o == nullptr || std::fwrite(output.data(), 1, output.size(), o) != output.size()) {
