@@ -73,7 +73,7 @@ def table(doc: dict) -> str:
     meas = doc.get("measured")
     by_layer = {r["layer"]: r for r in (meas or {}).get("per_layer") or []}
     lines = [f"{'':<14} {'':<6} {'':>3} {'':>3} {'':>6} {'predicted instructions':^25} "
-             f"{'measured instructions':^25} {'':>10}",
+             f"{'measured instructions':^25}".rstrip(),
              f"{'layer':<14} {'choice':<6} {'L':>3} {'H':>3} {'rc':>6} {'TREC':>12} {'dense':>12} "
              f"{'TREC':>12} {'dense':>12} {'scratch B':>10}"]
     for r in doc["layers"]:
