@@ -118,9 +118,11 @@ def tuned(tmp_path_factory):
 
     run._fine_tune = counting
     try:
-        first = run.tune(model, (x, y), test_data=(xt, yt), out=out, max_drop=100.0, max_settings=1)
+        first = run.tune(model, (x, y), test_data=(xt, yt), out=out, max_drop=100.0, max_settings=1,
+                         measure_images=0)
         n_first = len(fits)
-        second = run.tune(model, (x, y), test_data=(xt, yt), out=out, max_drop=100.0, max_settings=1)
+        second = run.tune(model, (x, y), test_data=(xt, yt), out=out, max_drop=100.0, max_settings=1,
+                          measure_images=0)
     finally:
         run._fine_tune = original
     return out, first, second, n_first, len(fits), (xt, yt), model
@@ -208,7 +210,8 @@ def test_a_setting_over_the_arena_budget_is_skipped_and_the_dense_model_kept(tmp
     model = _tiny_model(fit=False)
     dense_arena = estimate_arena(convert(model, x[:50], calibration_samples=50)).total
     # the TREC conv's scratch (tens of KiB here, trec_convolve_s8_get_buffer_size) cannot fit in 1 KiB more
-    doc = tune(model, (x, y), arena_budget=dense_arena + 1024, out=tmp_path / "out", max_settings=1)
+    doc = tune(model, (x, y), arena_budget=dense_arena + 1024, out=tmp_path / "out", max_settings=1,
+               measure_images=0)
     assert [t["status"] for t in doc["settings_tried"]] == ["over_budget"]
     assert doc["fine_tuned"] == 0 and doc["choice"]["choice"] == {} and "over_budget" in doc["why"]
     m = tm.load_model((tmp_path / "out" / "trec.tflite").read_bytes())

@@ -6,6 +6,7 @@ import argparse
 
 from trec_tflm.data import DATASETS, load_dataset
 from trec_tflm.target.boards import BOARDS
+from trec_tflm.tune import measure
 from trec_tflm.tune.cost import CORES
 from trec_tflm.tune.run import TuneError, tune
 
@@ -30,7 +31,21 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="fine-tune on at most this many training images (default all)")
     p.add_argument("--test-limit", type=int, default=None,
                    help="report test accuracy on at most this many test images (default all)")
+    p.add_argument("--measure-images", type=_count, default=measure.DEFAULT_IMAGES, metavar="N",
+                   help="run the result and the input model in TFLM on the QEMU board of --core on N test images and "
+                        "report measured instructions beside the predicted ones (needs the TFLM tree, "
+                        f"arm-none-eabi-gcc and qemu-system-arm; default {measure.DEFAULT_IMAGES}; 0 skips it)")
     p.set_defaults(func=tune_command)
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of images >= 0, got {text!r}")
+    return n
 
 
 def tune_command(args) -> int:
@@ -46,5 +61,6 @@ def tune_command(args) -> int:
         x, y = x[:args.train_limit], y[:args.train_limit]
     limit = args.test_limit or len(ds.x_test)
     tune(model, (x, y), max_drop=args.max_drop, board=args.board, arena_budget=args.arena_budget, core=args.core,
-         epochs=args.epochs, seed=args.seed, out=args.output, test_data=(ds.x_test[:limit], ds.y_test[:limit]))
+         epochs=args.epochs, seed=args.seed, out=args.output, test_data=(ds.x_test[:limit], ds.y_test[:limit]),
+         measure_images=args.measure_images)
     return 0

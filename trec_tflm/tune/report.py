@@ -10,7 +10,9 @@ from trec_tflm.tune import search
 
 
 def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dense_val, budget, budget_how, core,
-          max_drop, epochs, seed, test, seconds, val_images, train_images) -> dict:
+          max_drop, epochs, seed, test, seconds, val_images, train_images, measured=None,
+          measured_why="not measured") -> dict:
+    """report.json's document. ``measured`` / ``measured_why``: :func:`trec_tflm.tune.measure.for_report`."""
     chosen_entry = next((t for t in tried if t.get("status") == "accepted"), None)
     doc = {
         "model": model.name,
@@ -26,6 +28,8 @@ def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dens
                      "quantize counted 0 instructions (so the speedup is an upper bound)",
         "predicted": {"dense_instructions": dense.predicted_instructions,
                       "trec_instructions": chosen.predicted_instructions, "speedup": chosen.speedup},
+        "measured": measured,
+        "measured_why": None if measured is not None else measured_why,
         "arena_bytes": {"trec": target_arena.estimate_arena(trec_tflite).total,
                         "dense": target_arena.estimate_arena(dense_tflite).total, "budget": budget,
                         "budget_from": budget_how},
@@ -66,19 +70,30 @@ def _n(v, fmt="{:,.0f}") -> str:
 
 
 def table(doc: dict) -> str:
-    lines = [f"{'layer':<14} {'choice':<6} {'L':>3} {'H':>3} {'rc':>6} {'TREC instr':>12} {'dense instr':>12} "
-             f"{'scratch B':>10}"]
+    meas = doc.get("measured")
+    by_layer = {r["layer"]: r for r in (meas or {}).get("per_layer") or []}
+    lines = [f"{'':<14} {'':<6} {'':>3} {'':>3} {'':>6} {'predicted instructions':^25} "
+             f"{'measured instructions':^25}".rstrip(),
+             f"{'layer':<14} {'choice':<6} {'L':>3} {'H':>3} {'rc':>6} {'TREC':>12} {'dense':>12} "
+             f"{'TREC':>12} {'dense':>12} {'scratch B':>10}"]
     for r in doc["layers"]:
+        m = by_layer.get(r["layer"], {})
         lines.append(f"{r['layer']:<14} {r['choice']:<6} {_n(r['L'], '{}'):>3} {_n(r['H'], '{}'):>3} "
                      f"{_n(r['rc'], '{:.3f}'):>6} {_n(r['trec_instructions']):>12} {_n(r['dense_instructions']):>12} "
+                     f"{_n(m.get('trec_instructions')):>12} {_n(m.get('dense_instructions')):>12} "
                      f"{_n(r['scratch_bytes']):>10}" + (f"  ({r['why']})" if r.get("why") else ""))
     p, a, f, v = doc["predicted"], doc["arena_bytes"], doc["flash_bytes"], doc["validation_accuracy"]
     lines += [f"whole network (predicted, {doc['core']}): {_n(p['trec_instructions'])} vs dense "
               f"{_n(p['dense_instructions'])} instructions = {p['speedup']:.2f}x ({doc['other_ops']})",
+              f"whole network (measured, {meas['board']}, median of {meas['images']} {meas['images_from']} images): "
+              f"{_n(meas['trec_instructions'])} vs dense {_n(meas['dense_instructions'])} instructions = "
+              f"{meas['speedup']:.2f}x" if meas else f"whole network (measured): {doc.get('measured_why')}",
               f"arena: TREC {a['trec']:,} B, dense {a['dense']:,} B (budget {a['budget']:,} B: {a['budget_from']})",
               f"flash (model size): TREC {f['trec']:,} B, dense {f['dense']:,} B",
               f"int8 validation accuracy: TREC {v['trec']:.2%}, dense {v['dense']:.2%} "
               f"({doc['validation_images']} held-out training images)"]
+    if meas and meas.get("per_layer_why"):
+        lines.append(f"measured per layer: not split ({meas['per_layer_why']})")
     if "test_accuracy" in doc:
         t = doc["test_accuracy"]
         lines.append(f"int8 test accuracy: TREC {t['trec']:.2%}, dense {t['dense']:.2%} ({t['images']} images)")

@@ -30,7 +30,7 @@ from trec_tflm.target import boards
 from trec_tflm.target.sources import DEFAULT_STACK
 from trec_tflm.tflite.convert import convert
 from trec_tflm.training.train import VALIDATION_SIZE, compile_model, outputs_probabilities
-from trec_tflm.tune import report, search
+from trec_tflm.tune import measure, report, search
 
 #: RAM the app keeps besides arena and stack (.data/.bss of TFLM, the app, the serial buffers)
 APP_RAM = 32 * 1024
@@ -182,15 +182,17 @@ def _fine_tune(model, student, x_tr, y_tr, epochs: int, seed: int, label: str):
 
 def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str | None = None,
          arena_budget: int | None = None, core: str = "m7", epochs: int = 2, seed: int = 0, out=None,
-         test_data=None, max_settings: int = MAX_SETTINGS, val_size: int = VALIDATION_SIZE) -> dict:
+         test_data=None, max_settings: int = MAX_SETTINGS, val_size: int = VALIDATION_SIZE,
+         measure_images: int = measure.DEFAULT_IMAGES) -> dict:
     """The fastest TREC version of ``model`` whose int8 validation accuracy is within ``max_drop`` points
     of the input model's (converted the same way) and whose arena fits ``board``'s RAM or
     ``arena_budget``. ``train_data`` / ``val_data`` / ``test_data``: (x, y) arrays or tf.data datasets;
     without ``val_data`` the last tenth (up to ``val_size``, the same images ``trec-tflm train`` holds out,
     so a model trained by it was never fitted on them) of the training data is held out.
     ``out``: a directory for trec.keras, trec.tflite, dense.tflite, report.json, candidates.png and
-    the resumable cache (.tune/). Returns the report (a dict); its "model" key holds the chosen
-    Keras model."""
+    the resumable cache (.tune/). ``measure_images``: run the result and the input model on the QEMU
+    board of ``core`` on this many test (else validation) images (:mod:`trec_tflm.tune.measure`; 0: off).
+    Returns the report (a dict); its "model" key holds the chosen Keras model."""
     from trec_tflm.training.cloning import graph_layers
     from trec_tflm.training.transform import why_not
 
@@ -309,10 +311,12 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
             students = {key: chosen_model}
     if chosen is None:
         chosen, chosen_model, chosen_tflite = dense, model, dense_tflite
+    measured = measure.for_report(chosen_tflite, dense_tflite, test=test, validation=(x_val, y_val), core=core,
+                                  images=measure_images, layers=[i.name for i in infos], log=log)
     doc = report.build(model=model, chosen=chosen, dense=dense, infos=infos, tried=tried, dense_tflite=dense_tflite,
                        trec_tflite=chosen_tflite, dense_val=dense_acc, budget=budget, budget_how=budget_how,
                        core=core, max_drop=max_drop, epochs=epochs, seed=seed, test=test,
-                       seconds=time.time() - started, val_images=len(x_val), train_images=len(x_tr))
+                       seconds=time.time() - started, val_images=len(x_val), train_images=len(x_tr), **measured)
     if out_dir is not None:
         write_outputs(out_dir, chosen_model, chosen_tflite, dense_tflite, doc)
     print(report.table(doc))
