@@ -227,3 +227,22 @@ def test_trec_tflm_tune_is_callable_after_its_package_is_imported(tmp_path):
     x, y, _, _ = _images(40)
     with pytest.raises(TuneError, match="--max-drop must be >= 0"):
         trec_tflm.tune(_tiny_model(fit=False), (x, y), max_drop=-0.5, out=tmp_path / "out")
+
+
+@pytest.mark.tflm
+def test_a_result_the_board_counts_slower_is_replaced_by_the_input_model(tmp_path, monkeypatch):
+    # the board's count overrules the cost model: a TREC result measured slower is never returned
+    from trec_tflm.spec import model as tm
+    from trec_tflm.spec.op import TREC_CUSTOM_CODE
+    from trec_tflm.tune import measure, run
+
+    counted = {"core": "m7", "board": "qemu_m7", "images": 3, "images_from": "test", "unit": "instructions",
+               "trec_instructions": 1100.0, "dense_instructions": 1000.0, "speedup": 1000 / 1100, "per_layer": [],
+               "per_layer_why": None}
+    monkeypatch.setattr(measure, "for_report", lambda *a, **k: {"measured": counted, "measured_why": None})
+    x, y, _, _ = _images(100)
+    doc = run.tune(_tiny_model(x=x, y=y), (x, y), out=tmp_path / "out", max_drop=100.0, max_settings=1)
+    assert [t["status"] for t in doc["settings_tried"]] == ["slower_on_board"]
+    assert doc["choice"]["choice"] == {} and "not faster" in doc["why"] and "1,100" in doc["why"]
+    m = tm.load_model((tmp_path / "out" / "trec.tflite").read_bytes())
+    assert not any(op.name == TREC_CUSTOM_CODE for op in tm.operators(m))

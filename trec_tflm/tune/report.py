@@ -11,8 +11,9 @@ from trec_tflm.tune import search
 
 def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dense_val, budget, budget_how, core,
           max_drop, epochs, seed, test, seconds, val_images, train_images, measured=None,
-          measured_why="not measured") -> dict:
-    """report.json's document. ``measured`` / ``measured_why``: :func:`trec_tflm.tune.measure.for_report`."""
+          measured_why="not measured", why: str | None = None) -> dict:
+    """report.json's document. ``measured`` / ``measured_why``: :func:`trec_tflm.tune.measure.for_report`;
+    ``why``: why the result is the input model, when the settings tried do not say it."""
     chosen_entry = next((t for t in tried if t.get("status") == "accepted"), None)
     doc = {
         "model": model.name,
@@ -41,7 +42,7 @@ def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dens
         "reused": sum(1 for t in tried if t.get("reused")),
         "candidates": search.candidates_json(infos),
         "seconds": seconds,
-        "why": None if chosen.choice else _why_dense(tried),
+        "why": why or (None if chosen.choice else _why_dense(tried)),
     }
     if test is not None:
         x, y = test

@@ -311,11 +311,26 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
             students = {key: chosen_model}
     if chosen is None:
         chosen, chosen_model, chosen_tflite = dense, model, dense_tflite
-    measured = measure.for_report(chosen_tflite, dense_tflite, test=test, validation=(x_val, y_val), core=core,
-                                  images=measure_images, layers=[i.name for i in infos], log=log)
+    why = None
+    if chosen.choice:
+        measured = measure.for_report(chosen_tflite, dense_tflite, test=test, validation=(x_val, y_val), core=core,
+                                      images=measure_images, layers=[i.name for i in infos], log=log)
+        counted = measured["measured"]
+        if counted is not None and counted["speedup"] <= 1.0:
+            # never a slower model: the board's count overrules the cost model's prediction
+            why = (f"the chosen setting {chosen.key()} measured {counted['trec_instructions']:,.0f} instructions on "
+                   f"{counted['board']} against the input model's {counted['dense_instructions']:,.0f} "
+                   f"({counted['speedup']:.2f}x): not faster, so the result is the input model")
+            log(why)
+            for t in tried:
+                if t["status"] == "accepted":
+                    t["status"] = "slower_on_board"
+            chosen, chosen_model, chosen_tflite = dense, model, dense_tflite
+    else:
+        measured = {"measured": None, "measured_why": "not measured: the result is the input model"}
     doc = report.build(model=model, chosen=chosen, dense=dense, infos=infos, tried=tried, dense_tflite=dense_tflite,
                        trec_tflite=chosen_tflite, dense_val=dense_acc, budget=budget, budget_how=budget_how,
-                       core=core, max_drop=max_drop, epochs=epochs, seed=seed, test=test,
+                       core=core, max_drop=max_drop, epochs=epochs, seed=seed, test=test, why=why,
                        seconds=time.time() - started, val_images=len(x_val), train_images=len(x_tr), **measured)
     if out_dir is not None:
         write_outputs(out_dir, chosen_model, chosen_tflite, dense_tflite, doc)
