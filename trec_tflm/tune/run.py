@@ -11,6 +11,7 @@ Each fine-tuned setting is cached in OUT/.tune/<key>/ so a rerun with the same O
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from trec_tflm import paths
-from trec_tflm.errors import UserError
 from trec_tflm.target import arena as target_arena
 from trec_tflm.target import boards
 from trec_tflm.target.sources import DEFAULT_STACK
 from trec_tflm.tflite.convert import convert
 from trec_tflm.training.train import compile_model, outputs_probabilities
-from trec_tflm.tune import report, search
+from trec_tflm.tune import memory, report, search
+from trec_tflm.tune.memory import TuneError
 
 #: RAM the app keeps besides arena and stack (.data/.bss of TFLM, the app, the serial buffers)
 APP_RAM = 32 * 1024
@@ -36,10 +37,6 @@ CALIBRATION_IMAGES = 64   # rc candidates and int8 calibration draw from the tra
 CONVERT_SAMPLES = 200
 FINE_TUNE_LR = 5e-4
 BATCH_SIZE = 64
-
-
-class TuneError(UserError, ValueError):
-    """Bad input to tune, or a budget nothing meets; the message says which and how to fix it."""
 
 
 _STARTED: list = []
@@ -214,12 +211,13 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
     import keras
 
     swappable = {id(layer) for layer in graph_layers(model)}
-    infos = []
+    infos, plan_inputs = [], {}  # plan_inputs: what memory.fit_arena probes the kernel's plans on
     for i, layer in enumerate(convs):
         info = search.LayerInfo(layer.name, search.conv_geometry(layer), 0.0, why_not=why_not(layer, swappable))
         info.dense_instructions = search.cost.predict_dense(info.conv, core)
         if info.why_not is None:
             acts = keras.Model(model.inputs, layer.input).predict(calib[:search.PLAN_IMAGES], verbose=0)
+            plan_inputs[layer.name] = acts
             info.candidates = search.layer_candidates(layer.name, info.conv, layer.kernel.numpy(), acts, core=core,
                                                       seed=seed + i)
             best = min(info.candidates, key=lambda c: c.trec_instructions)
@@ -255,19 +253,22 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
             untrained = to_trec(model, layers=list(setting.choice),
                                 sub_vector_length={k: v[0] for k, v in setting.choice.items()},
                                 hash_bits={k: v[1] for k, v in setting.choice.items()})
-            arena = target_arena.estimate_arena(convert(untrained, calib, calibration_samples=len(calib))).total
-            if arena > budget:
-                result, buf = {"status": "over_budget", "arena": arena}, None
-                log(f"{label}: arena {arena:,} B over the budget {budget:,} B, skipped")
+            try:  # only the shapes count: no fine-tune for a setting no scratch plan fits
+                memory.check_fits(convert(untrained, calib, calibration_samples=len(calib)), budget, budget_how)
+            except TuneError as exc:
+                result, buf = {"status": "over_budget", "why": str(exc)}, None
+                log(f"{label}: skipped: {exc}")
             else:
                 log(f"{label}: fine-tuning ({len(x_tr)} images, {epochs} epoch(s))")
                 student = _fine_tune(model, setting, x_tr, y_tr, epochs, seed, label)
                 buf = convert(student, convert_calib, calibration_samples=CONVERT_SAMPLES)
-                acc = report.int8_accuracy(buf, x_val, y_val)
-                arena = target_arena.estimate_arena(buf).total
-                result = {"status": "evaluated", "val_accuracy": acc, "arena": arena}
-                if cdir is not None:
+                acc = report.int8_accuracy(buf, x_val, y_val)  # scratch budgets never change outputs
+                result = {"status": "evaluated", "val_accuracy": acc}
+                if cdir is not None:  # cached without budgets: the budget may differ on a rerun
                     _write_candidate(cdir, student, buf, result)
+        if buf is not None:
+            buf, setting = _fit(buf, setting, budget, budget_how, plan_inputs, core, entry, label)
+            result["arena"] = entry["arena"]
         entry.update(result)
         if result["status"] == "evaluated":
             drop = 100 * (dense_acc - result["val_accuracy"])
@@ -291,6 +292,23 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
         write_outputs(out_dir, chosen_model, chosen_tflite, dense_tflite, doc)
     print(report.table(doc))
     return {**doc, "model": chosen_model}
+
+
+def _fit(buf: bytes, setting, budget: int, budget_how: str, plan_inputs: dict, core: str, entry: dict,
+         label: str):
+    """The setting's model with the scratch budgets its arena needs (memory.fit_arena), and the
+    setting with their predicted slowdown added; the trade-off goes into ``entry``."""
+    fit = memory.fit_arena(buf, budget, plan_inputs, core=core, what=budget_how)
+    entry["arena"] = fit.arena_after
+    if fit.layers:
+        setting = dataclasses.replace(setting, predicted_instructions=setting.predicted_instructions
+                                      + fit.extra_instructions)
+        entry.update(fit=fit.to_dict(), predicted_instructions=setting.predicted_instructions,
+                     speedup=setting.speedup)
+        log(f"{label}: arena {fit.arena_before:,} B over the budget {budget:,} B: scratch budgets "
+            + ", ".join(f"{f.name} {f.budget:,} B ({f.slowdown:.2f}x)" for f in fit.layers if f.budget is not None)
+            + f" -> arena {fit.arena_after:,} B, predicted {setting.speedup:.2f}x")
+    return fit.tflite, setting
 
 
 def _cached_eval(cache, key: dict, buf: bytes, x, y) -> float:
