@@ -124,6 +124,43 @@ def test_a_budget_below_every_minimum_names_the_layer_and_the_missing_bytes(case
     assert issubclass(TuneError, ValueError)
 
 
+# a synthetic case for the choice rule alone: layers X and Y share the arena's peak (the arena is
+# 1000 + their sizes), Z is elsewhere (its size never counts); the costs are convex per layer
+LADDERS = {"X": ([800, 400, 200, 100], [100, 110, 130, 170]),
+           "Y": ([600, 300, 150], [100, 103, 150]),
+           "Z": ([500, 50], [100, 101])}
+
+
+def _synthetic_arena(budgets: dict) -> int:
+    return 1000 + budgets.get("X", 800) + budgets.get("Y", 600)
+
+
+def _best_by_brute_force(budget: int) -> float:
+    """The least instructions lost over every combination of sizes that fits (the oracle)."""
+    import itertools
+
+    best = None
+    for ix, iy, iz in itertools.product(*(range(len(LADDERS[n][0])) for n in "XYZ")):
+        at = dict(zip("XYZ", (ix, iy, iz)))
+        if _synthetic_arena({n: LADDERS[n][0][i] for n, i in at.items()}) <= budget:
+            lost = sum(LADDERS[n][1][i] - LADDERS[n][1][0] for n, i in at.items())
+            best = lost if best is None else min(best, lost)
+    return best
+
+
+@pytest.mark.parametrize("budget", [2400, 2100, 2000, 1800, 1500, 1250])
+def test_the_choice_rule_finds_the_least_slowdown_on_convex_costs(budget):
+    from trec_tflm.tune.memory import _greedy, _Ladder
+
+    ladders = {n: _Ladder(n, i, sizes, instr, [""] * len(sizes))
+               for i, (n, (sizes, instr)) in enumerate(LADDERS.items())}
+    at = _greedy(ladders, _synthetic_arena, _synthetic_arena({}), budget)
+    chosen = {n: LADDERS[n][0][i] for n, i in at.items()}
+    assert _synthetic_arena(chosen) <= budget
+    assert at["Z"] == 0  # shrinking it saves no arena
+    assert sum(LADDERS[n][1][i] - LADDERS[n][1][0] for n, i in at.items()) == _best_by_brute_force(budget)
+
+
 @pytest.mark.tflm
 def test_the_fitted_model_runs_in_tflm_with_the_same_outputs_in_less_arena(case):
     from trec_tflm.host import interpreter as runtime

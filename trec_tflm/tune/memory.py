@@ -150,7 +150,9 @@ def _greedy(ladders: dict, arena, before: int, budget: int) -> dict:
     convex: the kernel's plans also change with the clusters). When no single move lowers the
     arena (two layers at the same peak), the move with the fewest instructions lost per byte of
     scratch saved is taken. Afterwards sizes are given back, most instructions regained first,
-    while the arena still fits (a last big step may have overshot)."""
+    while the arena still fits (a last big step may have overshot). Not always the optimum: a
+    trade between two layers at the same peak (one smaller still, the other back up) can beat it
+    (tests/test_tune_memory.py's LADDERS at 1400 B: 80 instructions lost where 73 would do)."""
     at = {name: 0 for name in ladders}
     current = before
     while current > budget:
