@@ -152,7 +152,7 @@ def _best_by_brute_force(budget: int) -> float:
 def test_the_choice_rule_finds_the_least_slowdown_on_convex_costs(budget):
     from trec_tflm.tune.memory import _greedy, _Ladder
 
-    ladders = {n: _Ladder(n, i, sizes, instr, [""] * len(sizes))
+    ladders = {n: _Ladder(n, i, sizes, instr, [""] * len(sizes), [False] * len(sizes))
                for i, (n, (sizes, instr)) in enumerate(LADDERS.items())}
     at = _greedy(ladders, _synthetic_arena, _synthetic_arena({}), budget)
     chosen = {n: LADDERS[n][0][i] for n, i in at.items()}

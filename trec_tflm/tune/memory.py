@@ -27,7 +27,7 @@ from trec_tflm.tune import cost
 
 #: sizes probed per layer between its minimum and its fastest plan's size, spaced geometrically: the
 #: passes over the channels grow like 1/size, so equal ratios see their changes evenly (~15 % apart
-#: for a 10x range); consecutive sizes where the kernel picks the same plans keep only the smallest
+#: for a 10x range); consecutive sizes priced the same keep only the smallest
 LADDER = 16
 
 
@@ -49,6 +49,9 @@ class LayerFit:
     instructions: float
     preferred_plan: str
     plan: str
+    #: the kernel's plan at the budget is cheaper by the cost model than at a larger size: priced as
+    #: that one, but it may cost more (shorter sums blocks); worth measuring
+    unpriced: bool = False
 
     @property
     def slowdown(self) -> float:
@@ -90,6 +93,7 @@ class _Ladder:
     sizes: list
     instructions: list
     plans: list
+    unpriced: list  # the kernel's plan there is cheaper by the cost model than a larger size's
 
 
 def fit_arena(tflite: bytes, budget: int, activations: dict, *, core: str = "m7", what: str = "") -> Fit:
@@ -115,7 +119,8 @@ def fit_arena(tflite: bytes, budget: int, activations: dict, *, core: str = "m7"
     at = _greedy(ladders, arena, before, budget)
     budgets = {name: ladders[name].sizes[i] for name, i in at.items() if i > 0}
     fits = [LayerFit(name, d.operator_index, sizes[name][0], sizes[name][1], budgets.get(name),
-                     d.instructions[0], d.instructions[at[name]], d.plans[0], d.plans[at[name]])
+                     d.instructions[0], d.instructions[at[name]], d.plans[0], d.plans[at[name]],
+                     d.unpriced[at[name]])
             for name, d in ladders.items()]
     return Fit(with_scratch_budgets(tflite, budgets), budget, before, arena(budgets), fits)
 
@@ -209,38 +214,43 @@ def _int8_input(m, op, x) -> np.ndarray:
 
 def _ladder(m, name: str, idx: int, fast: int, least: int, x, core: str) -> _Ladder:
     """The layer's sizes from ``fast`` down to ``least`` with the median predicted instructions of
-    the plans the kernel picks at each on the images of ``x``."""
+    the plans the kernel picks at each on the images of ``x``.
+
+    More scratch never costs the kernel more (it takes the cheapest plan that fits, and every plan
+    that fits in less fits in more; trec_convolve_plan_s8.c's plan_cost), so a size predicted
+    cheaper than a larger one is a gap in the cost model, not a bargain: the kernel got there by
+    what its report does not tell (shorter sums blocks, another sums mode), which can cost far
+    more (docs/BENCHMARKS.md "Per-op scratch budget": 23x at conv2's minimum). Such a size is
+    priced as the dearest larger one and marked (the report says to measure it). Then sizes
+    priced the same keep only the smallest."""
     op = m.subgraphs[0].operators[idx]
     p = tm.trec_op_params(m, op, where=f"TREC layer {name!r}")
     o, kw = p["options"], p["kwargs"]
     conv = cost.Conv.of(m.subgraphs[0].tensors[op.inputs[0]].shape, p["filter"].shape, kw["stride"],
                         kw["dilation"], kw["padding"])
     x8 = _int8_input(m, op, x)
-    ladder = _Ladder(name, idx, [], [], [])
-    last = None
-    for size in [fast, *np.geomspace(fast, least, LADDER)[1:-1].astype(int).tolist(), least] if least < fast \
-            else [fast]:
+    sizes = [fast, *np.geomspace(fast, least, LADDER)[1:-1].astype(int).tolist(), least] if least < fast else [fast]
+    ladder = _Ladder(name, idx, [], [], [], [])
+    dearest = 0.0
+    for size in sizes:
         plans = cost.host_plan(x8, p["filter"], p["hash"], sub_vector_length=o["sub_vector_length"],
                                hash_bits=o["hash_bits"], input_zero_point=kw["input_zero_point"],
                                hash_center=o["hash_center"], stride=kw["stride"], dilation=kw["dilation"],
                                padding=kw["padding"], scratch_bytes=int(size))
-        signature = [(q.passes, q.plan, q.chunk) for q in plans]
         predicted = float(np.median([cost.predict_trec(conv, o["sub_vector_length"], o["hash_bits"], max(q.rc, 1e-6),
                                                        q.passes, q.plan, q.chunk, core) for q in plans]))
         median = plans[int(np.argsort([q.passes for q in plans])[len(plans) // 2])]
         described = f"{median.passes} pass(es) x {median.chunk} channels, {median.plan}"
-        if signature == last:  # the same plans in less scratch: keep the smaller size
-            ladder.sizes[-1], ladder.instructions[-1], ladder.plans[-1] = int(size), predicted, described
+        unpriced = predicted < dearest
+        dearest = max(dearest, predicted)
+        if len(ladder.sizes) > 1 and dearest == ladder.instructions[-1]:
+            # priced as the size before it: keep the smaller (index 0 stays the fastest plan's size)
+            ladder.sizes[-1], ladder.plans[-1], ladder.unpriced[-1] = int(size), described, unpriced
         else:
             ladder.sizes.append(int(size))
-            ladder.instructions.append(predicted)
+            ladder.instructions.append(dearest)
             ladder.plans.append(described)
-        last = signature
-    if len(ladder.sizes) > 1 and ladder.sizes[0] != fast:
-        # the fastest plan's size is index 0 (no budget) even when a smaller size gives the same plans
-        ladder.sizes.insert(0, fast)
-        ladder.instructions.insert(0, ladder.instructions[0])
-        ladder.plans.insert(0, ladder.plans[0])
+            ladder.unpriced.append(unpriced)
     return ladder
 
 
