@@ -267,8 +267,17 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
                 if cdir is not None:  # cached without budgets: the budget may differ on a rerun
                     _write_candidate(cdir, student, buf, result)
         if buf is not None:
-            buf, setting = _fit(buf, setting, budget, budget_how, plan_inputs, core, entry, label)
-            result["arena"] = entry["arena"]
+            try:  # a reused setting was fine-tuned under another budget
+                buf, setting = _fit(buf, setting, budget, budget_how, plan_inputs, core, entry, label)
+                result["arena"] = entry["arena"]
+            except TuneError as exc:
+                result, buf = {"status": "over_budget", "why": str(exc)}, None
+                log(f"{label}: skipped: {exc}")
+            if buf is not None and setting.speedup <= 1.0:  # never a slower model
+                why = (f"with the scratch budgets its arena needs, predicted {setting.speedup:.2f}x: not faster "
+                       "than the dense model")
+                result, buf = {"status": "over_budget", "why": why}, None
+                log(f"{label}: skipped: {why}")
         entry.update(result)
         if result["status"] == "evaluated":
             drop = 100 * (dense_acc - result["val_accuracy"])
