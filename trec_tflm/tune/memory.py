@@ -116,6 +116,10 @@ def fit_arena(tflite: bytes, budget: int, activations: dict, *, core: str = "m7"
     if missing:
         raise ValueError(f"fit_arena needs the input activations of TREC layer(s) {', '.join(missing)}")
     ladders = {name: _ladder(m, name, idx, *sizes[name], activations[name], core) for name, idx in layers}
+    # the sizes the cost model prices only as a lower bound are the last resort
+    trusted = {name: _trusted(d) for name, d in ladders.items()}
+    if arena(_budgets(trusted, {name: len(d.sizes) - 1 for name, d in trusted.items()})) <= budget:
+        ladders = trusted
     at = _greedy(ladders, arena, before, budget)
     budgets = {name: ladders[name].sizes[i] for name, i in at.items() if i > 0}
     fits = [LayerFit(name, d.operator_index, sizes[name][0], sizes[name][1], budgets.get(name),
@@ -187,6 +191,12 @@ def _greedy(ladders: dict, arena, before: int, budget: int) -> dict:
         at[best[1]] = best[2]
 
 
+def _trusted(d: _Ladder) -> _Ladder:
+    keep = [i for i, u in enumerate(d.unpriced) if not u]
+    return _Ladder(d.name, d.operator_index, *([getattr(d, f)[i] for i in keep]
+                                               for f in ("sizes", "instructions", "plans", "unpriced")))
+
+
 def _budgets(ladders: dict, at: dict) -> dict:
     return {name: ladders[name].sizes[i] for name, i in at.items() if i > 0}
 
@@ -220,8 +230,10 @@ def _ladder(m, name: str, idx: int, fast: int, least: int, x, core: str) -> _Lad
     that fits in less fits in more; trec_convolve_plan_s8.c's plan_cost), so a size predicted
     cheaper than a larger one is a gap in the cost model, not a bargain: the kernel got there by
     what its report does not tell (shorter sums blocks, another sums mode), which can cost far
-    more (docs/BENCHMARKS.md "Per-op scratch budget": 23x at conv2's minimum). Such a size is
-    priced as the dearest larger one and marked (the report says to measure it). Then sizes
+    more (docs/BENCHMARKS.md "Per-op scratch budget": 23x at conv2's minimum, with fewer passes
+    than at twice that scratch). Such a size, or one where an image makes fewer passes than at a
+    larger size, is priced as the dearest larger one and marked ``unpriced``: fit_arena takes it
+    only when the arena cannot fit without it, and the report says to measure it. Then sizes
     priced the same keep only the smallest."""
     op = m.subgraphs[0].operators[idx]
     p = tm.trec_op_params(m, op, where=f"TREC layer {name!r}")
@@ -231,7 +243,7 @@ def _ladder(m, name: str, idx: int, fast: int, least: int, x, core: str) -> _Lad
     x8 = _int8_input(m, op, x)
     sizes = [fast, *np.geomspace(fast, least, LADDER)[1:-1].astype(int).tolist(), least] if least < fast else [fast]
     ladder = _Ladder(name, idx, [], [], [], [])
-    dearest = 0.0
+    dearest, most_passes = 0.0, np.zeros(len(x8), int)
     for size in sizes:
         plans = cost.host_plan(x8, p["filter"], p["hash"], sub_vector_length=o["sub_vector_length"],
                                hash_bits=o["hash_bits"], input_zero_point=kw["input_zero_point"],
@@ -241,9 +253,12 @@ def _ladder(m, name: str, idx: int, fast: int, least: int, x, core: str) -> _Lad
                                                        q.passes, q.plan, q.chunk, core) for q in plans]))
         median = plans[int(np.argsort([q.passes for q in plans])[len(plans) // 2])]
         described = f"{median.passes} pass(es) x {median.chunk} channels, {median.plan}"
-        unpriced = predicted < dearest
-        dearest = max(dearest, predicted)
-        if len(ladder.sizes) > 1 and dearest == ladder.instructions[-1]:
+        passes = np.array([q.passes for q in plans])
+        # fewer passes in less scratch: more channels per pass fit only with shorter sums blocks or
+        # another sums mode, which the kernel's report does not tell
+        unpriced = predicted < dearest or bool(np.any(passes < most_passes))
+        dearest, most_passes = max(dearest, predicted), np.maximum(most_passes, passes)
+        if len(ladder.sizes) > 1 and dearest == ladder.instructions[-1] and unpriced == ladder.unpriced[-1]:
             # priced as the size before it: keep the smaller (index 0 stays the fastest plan's size)
             ladder.sizes[-1], ladder.plans[-1], ladder.unpriced[-1] = int(size), described, unpriced
         else:
