@@ -124,6 +124,31 @@ def test_a_budget_below_every_minimum_names_the_layer_and_the_missing_bytes(case
     assert issubclass(TuneError, ValueError)
 
 
+def test_a_size_where_the_kernel_makes_fewer_passes_is_the_last_resort(case, monkeypatch):
+    """Fewer passes in less scratch means shorter sums blocks (not in the cost model, up to 23x
+    slower on the demo's conv2): such a size is flagged and taken only when nothing else fits. The
+    kernel's plans are faked here: "a" makes 1 pass from 8000 bytes on, 4 below, but 2 at its least."""
+    from trec_tflm.tune import cost, memory
+
+    buf, acts, sizes = case
+    least = sizes["a"][1]
+
+    def fake_plan(x, *args, scratch_bytes, **kwargs):
+        passes = 1 if scratch_bytes >= 8000 else 2 if scratch_bytes == least else 4
+        return [cost.HostPlan(0.1, passes, "tables", -(-32 // passes))] * len(x)
+
+    monkeypatch.setattr(memory.cost, "host_plan", fake_plan)
+    fit = memory.fit_arena(buf, _arena(buf, {"a": 6000}), acts)
+    (a,) = [f for f in fit.layers if f.name == "a"]
+    assert least < a.budget <= 6000 and not a.unpriced and a.plan.startswith("4 pass")
+    fit = memory.fit_arena(buf, _arena(buf, {"a": least}), acts)
+    (a,) = [f for f in fit.layers if f.name == "a"]
+    assert a.budget == least and a.unpriced and a.plan.startswith("2 pass")
+    # priced as the 4-pass plan, the dearest with more scratch, not as the cheaper 2 passes it reports
+    assert a.instructions == pytest.approx(cost.predict_trec(
+        cost.Conv(16, 16, 1, 32, 3, 3), 3, 6, 0.1, 4, "tables", 8))
+
+
 # a synthetic case for the choice rule alone: layers X and Y share the arena's peak (the arena is
 # 1000 + their sizes), Z is elsewhere (its size never counts); the costs are convex per layer
 LADDERS = {"X": ([800, 400, 200, 100], [100, 110, 130, 170]),
