@@ -3,8 +3,10 @@
 Steps (docs/TRAINING.md, "Tuning"): check the inputs; convert the input model to int8 the way the
 result will be (its validation accuracy is the reference, its arena must fit); measure and predict the
 per-layer candidates (:mod:`trec_tflm.tune.search`); then, fastest predicted setting first, convert it
-untrained to check its arena, fine-tune it with distillation from the input model, convert, evaluate on
-the validation split, and accept the first within ``max_drop`` points. At most ``max_settings`` are
+untrained to check that its arena can fit (every TREC layer at its least scratch), fine-tune it with
+distillation from the input model, convert, give its TREC layers the scratch budgets the arena needs
+(:mod:`trec_tflm.tune.memory`), evaluate on the validation split, and accept the first within
+``max_drop`` points. At most ``max_settings`` are
 fine-tuned; when none is accepted the result is the input model itself (the report says why).
 Each fine-tuned setting is cached in OUT/.tune/<key>/ so a rerun with the same OUT reuses it.
 """
