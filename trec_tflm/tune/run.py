@@ -278,7 +278,7 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
             if buf is not None and setting.speedup <= 1.0:  # never a slower model
                 why = (f"with the scratch budgets its arena needs, predicted {setting.speedup:.2f}x: not faster "
                        "than the dense model")
-                result, buf = {"status": "over_budget", "why": why}, None
+                result, buf = {"status": "not_faster", "why": why}, None
                 log(f"{label}: skipped: {why}")
         entry.update(result)
         if result["status"] == "evaluated":
