@@ -49,8 +49,9 @@ class LayerFit:
     instructions: float
     preferred_plan: str
     plan: str
-    #: the kernel's plan at the budget is cheaper by the cost model than at a larger size: priced as
-    #: that one, but it may cost more (shorter sums blocks); worth measuring
+    #: the kernel's plan at the budget makes fewer passes, or is priced cheaper, than at a larger
+    #: size (shorter sums blocks, not in the cost model): priced as the larger one, but it may cost
+    #: far more; taken only when nothing else fits, worth measuring
     unpriced: bool = False
 
     @property
@@ -93,7 +94,7 @@ class _Ladder:
     sizes: list
     instructions: list
     plans: list
-    unpriced: list  # the kernel's plan there is cheaper by the cost model than a larger size's
+    unpriced: list  # priced as a larger size's plan: see _ladder
 
 
 def fit_arena(tflite: bytes, budget: int, activations: dict, *, core: str = "m7", what: str = "") -> Fit:
