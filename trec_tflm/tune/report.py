@@ -100,8 +100,8 @@ def table(doc: dict) -> str:
                   f"{r['scratch_plan']['preferred']}, predicted {r['trec_instructions']:,.0f} instead of "
                   f"{r['trec_instructions_preferred']:,.0f} instructions ({r['scratch_plan']['slowdown']:.2f}x)"
                   + ("; the kernel's plan there makes fewer passes, or is priced cheaper, than with more scratch "
-                     "(shorter sums blocks, which the cost model does not see), so it was priced as that but may "
-                     "cost far more: measure it with "
+                     "(shorter sums blocks, which the cost model does not see), so it was priced as the larger "
+                     "size but may cost far more: measure it with "
                      "`trec-tflm bench-kernels --tflite trec.tflite --sweep`" if r["scratch_plan"]["unpriced"] else "")
                   for r in doc["layers"] if r.get("scratch_budget") is not None]
     p, a, f, v = doc["predicted"], doc["arena_bytes"], doc["flash_bytes"], doc["validation_accuracy"]
