@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -199,7 +200,8 @@ def test_takes_a_tf_data_dataset_batched_or_not():
 
 
 @pytest.mark.tflm
-def test_a_setting_over_the_arena_budget_is_skipped_and_the_dense_model_kept(tmp_path):
+def test_a_setting_no_scratch_plan_fits_is_skipped_and_the_dense_model_kept(tmp_path):
+    from trec_tflm.host import kernels as native
     from trec_tflm.spec import model as tm
     from trec_tflm.spec.op import TREC_CUSTOM_CODE
     from trec_tflm.target.arena import estimate_arena
@@ -209,10 +211,17 @@ def test_a_setting_over_the_arena_budget_is_skipped_and_the_dense_model_kept(tmp
     x, y, _, _ = _images(100)
     model = _tiny_model(fit=False)
     dense_arena = estimate_arena(convert(model, x[:50], calibration_samples=50)).total
-    # the TREC conv's scratch (tens of KiB here, trec_convolve_s8_get_buffer_size) cannot fit in 1 KiB more
+    # the TREC conv's least scratch (trec_convolve_s8_get_min_buffer_size, over 2 KB at every (L, H)
+    # of the search) sits at the arena's peak, with its 16 KB output: it cannot fit in 1 KiB more
+    least = min(native.kernels("host").trec_buffer_sizes((1, 16, 16, 1), (64, 3, 3, 1), sub_vector_length=length,
+                                                         hash_bits=bits)[1] for length in (1, 3) for bits in (5, 8))
+    assert least > 2048
     doc = tune(model, (x, y), arena_budget=dense_arena + 1024, out=tmp_path / "out", max_settings=1,
                measure_images=0)
-    assert [t["status"] for t in doc["settings_tried"]] == ["over_budget"]
+    (tried,) = doc["settings_tried"]
+    assert tried["status"] == "over_budget"
+    assert "'spatial'" in tried["why"] and f"over the budget of {dense_arena + 1024:,} B" in tried["why"]
+    assert re.search(r"\) by [1-9][\d,]* B", tried["why"])
     assert doc["fine_tuned"] == 0 and doc["choice"]["choice"] == {} and "over_budget" in doc["why"]
     m = tm.load_model((tmp_path / "out" / "trec.tflite").read_bytes())
     assert not any(op.name == TREC_CUSTOM_CODE for op in tm.operators(m))
@@ -246,3 +255,42 @@ def test_a_result_the_board_counts_slower_is_replaced_by_the_input_model(tmp_pat
     assert doc["choice"]["choice"] == {} and "not faster" in doc["why"] and "1,100" in doc["why"]
     m = tm.load_model((tmp_path / "out" / "trec.tflite").read_bytes())
     assert not any(op.name == TREC_CUSTOM_CODE for op in tm.operators(m))
+
+
+@pytest.mark.tflm
+def test_a_setting_over_the_arena_budget_gets_scratch_budgets_that_fit(tmp_path, capsys):
+    from flatbuffers import flexbuffers
+
+    from trec_tflm.host import kernels as native
+    from trec_tflm.spec import model as tm
+    from trec_tflm.target.arena import estimate_arena
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.tune.run import tune
+
+    x, y, _, _ = _images(100)
+    model = _tiny_model(fit=False)
+    dense_arena = estimate_arena(convert(model, x[:50], calibration_samples=50)).total
+    # 12 KiB more than dense: every (L, H) of the search fits at its least scratch (at most
+    # 8.4 KB), none at its fastest plan's (27 KB or more, the arena would be 20 KB over)
+    sizes = [native.kernels("host").trec_buffer_sizes((1, 16, 16, 1), (64, 3, 3, 1), sub_vector_length=length,
+                                                      hash_bits=bits) for length in (1, 3) for bits in (5, 6, 7, 8)]
+    assert max(least for _, least in sizes) < 9 * 1024 and min(fast for fast, _ in sizes) > 24 * 1024
+    budget = dense_arena + 12 * 1024
+    doc = tune(model, (x, y), arena_budget=budget, out=tmp_path / "out", max_settings=1, max_drop=100.0,
+               measure_images=0)
+    (tried,) = doc["settings_tried"]
+    assert tried["status"] == "accepted" and tried["arena"] <= budget < tried["fit"]["arena_before"]
+    buf = (tmp_path / "out" / "trec.tflite").read_bytes()
+    assert estimate_arena(buf).total <= budget
+    m = tm.load_model(buf)
+    (op,) = [op for op in m.subgraphs[0].operators if tm.is_trec(m, op)]
+    row = {r["layer"]: r for r in doc["layers"]}["spatial"]
+    assert flexbuffers.Loads(tm.custom_options_bytes(op))["scratch_budget"] == row["scratch_budget"]
+    fast, least = native.kernels("host").trec_buffer_sizes((1, 16, 16, 1), (64, 3, 3, 1),
+                                                           sub_vector_length=row["L"], hash_bits=row["H"])
+    assert least <= row["scratch_budget"] < fast and row["scratch_preferred_bytes"] == fast
+    # the slower plan's cost is in the layer's and the whole network's prediction
+    extra = row["trec_instructions"] - row["trec_instructions_preferred"]
+    assert extra > 0 and extra == pytest.approx(tried["fit"]["extra_instructions"])
+    assert doc["predicted"]["trec_instructions"] == pytest.approx(tried["predicted_instructions"])
+    assert f"spatial: {row['scratch_budget']:,} B instead of {fast:,} B" in capsys.readouterr().out

@@ -24,7 +24,8 @@ def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dens
         "train_images": train_images,
         "validation_images": val_images,
         "choice": chosen.to_dict(),
-        "layers": search.layer_rows(infos, chosen),
+        "layers": _with_scratch_budgets(search.layer_rows(infos, chosen), (chosen_entry or {}).get("fit")),
+        "scratch_fit": (chosen_entry or {}).get("fit"),
         "other_ops": "Dense layers predicted as a one-pixel 1x1 conv; pooling, activations, reshape, softmax, "
                      "quantize counted 0 instructions (so the speedup is an upper bound)",
         "predicted": {"dense_instructions": dense.predicted_instructions,
@@ -51,6 +52,23 @@ def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dens
     return doc
 
 
+def _with_scratch_budgets(rows: list, fit: dict | None) -> list:
+    """Per TREC layer the scratch budget memory.fit_arena chose (None: its fastest plan's size) and,
+    where one was, the predicted cost of its plan added to the row's instructions."""
+    chosen = {f["name"]: f for f in (fit or {}).get("layers", [])}
+    for r in rows:
+        f = chosen.get(r["layer"])
+        r["scratch_budget"] = f["budget"] if f else None
+        if f is not None and f["budget"] is not None:
+            r.update(scratch_preferred_bytes=r["scratch_bytes"], scratch_bytes=f["budget"],
+                     trec_instructions_preferred=r["trec_instructions"],
+                     trec_instructions=r["trec_instructions"] + f["instructions"] - f["preferred_instructions"],
+                     scratch_plan={"preferred": f["preferred_plan"], "chosen": f["plan"],
+                                   "minimum_bytes": f["minimum_bytes"], "slowdown": f["slowdown"],
+                                   "unpriced": f["unpriced"]})
+    return rows
+
+
 def int8_accuracy(buf: bytes, x, y) -> float:
     """Top-1 accuracy of an int8 .tflite on the golden route (host.evaluate: TREC and CONV_2D in the
     bit-exact NumPy references, the other ops in TFLM): ~20 ms per fashion_net image, where the
@@ -63,6 +81,7 @@ def _why_dense(tried) -> str:
         return "the cost model predicts TREC slower than dense on every layer it can take"
     return "no setting was within --max-drop and the arena budget: " + "; ".join(
         f"{t['name']}: {t['status']}" + (f" ({t['drop_points']:.2f} pt)" if "drop_points" in t else "")
+        + (f" ({t['why']})" if t.get("why") else "")
         for t in tried)
 
 
@@ -83,6 +102,19 @@ def table(doc: dict) -> str:
                      f"{_n(r['rc'], '{:.3f}'):>6} {_n(r['trec_instructions']):>12} {_n(r['dense_instructions']):>12} "
                      f"{_n(m.get('trec_instructions')):>12} {_n(m.get('dense_instructions')):>12} "
                      f"{_n(r['scratch_bytes']):>10}" + (f"  ({r['why']})" if r.get("why") else ""))
+    fit = doc.get("scratch_fit")
+    if fit:
+        lines.append(f"scratch budgets (arena {fit['arena_before']:,} B at the fastest plans, over the budget; "
+                     f"{fit['arena_after']:,} B with these):")
+        lines += [f"  {r['layer']}: {r['scratch_bytes']:,} B instead of {r['scratch_preferred_bytes']:,} B "
+                  f"(least {r['scratch_plan']['minimum_bytes']:,} B): {r['scratch_plan']['chosen']} instead of "
+                  f"{r['scratch_plan']['preferred']}, predicted {r['trec_instructions']:,.0f} instead of "
+                  f"{r['trec_instructions_preferred']:,.0f} instructions ({r['scratch_plan']['slowdown']:.2f}x)"
+                  + ("; the kernel's plan there makes fewer passes, or is priced cheaper, than with more scratch "
+                     "(shorter sums blocks, which the cost model does not see), so it was priced as the larger "
+                     "size but may cost far more: measure it with "
+                     "`trec-tflm bench-kernels --tflite trec.tflite --sweep`" if r["scratch_plan"]["unpriced"] else "")
+                  for r in doc["layers"] if r.get("scratch_budget") is not None]
     p, a, f, v = doc["predicted"], doc["arena_bytes"], doc["flash_bytes"], doc["validation_accuracy"]
     lines += [f"whole network (predicted, {doc['core']}): {_n(p['trec_instructions'])} vs dense "
               f"{_n(p['dense_instructions'])} instructions = {p['speedup']:.2f}x ({doc['other_ops']})",

@@ -3,16 +3,19 @@
 Steps (docs/TRAINING.md, "Tuning"): check the inputs; convert the input model to int8 the way the
 result will be (its validation accuracy is the reference, its arena must fit); measure and predict the
 per-layer candidates (:mod:`trec_tflm.tune.search`); then, in the order ``search.Search`` gives (the
-fastest one-H setting, the safest, then per-layer moves to a lower H from the accepted one), convert
-each setting untrained to check its arena, fine-tune it with distillation from the input model (a move
-starts from the accepted student's weights), convert, evaluate on the validation split, and keep the
-fastest within ``max_drop`` points. At most ``max_settings`` are fine-tuned; when none is accepted the
-result is the input model itself (the report says why).
+fastest setting, the safest, then per-layer moves down a layer's ladder from the accepted one),
+convert each setting untrained to check that its arena can fit (every TREC layer at its least
+scratch), fine-tune it with distillation from the input model (a move starts from the accepted
+student's weights), convert, give its TREC layers the scratch budgets the arena needs
+(:mod:`trec_tflm.tune.memory`), evaluate on the validation split, and keep the fastest within
+``max_drop`` points. At most ``max_settings`` are fine-tuned; when none is accepted, or the board
+counts the result slower, the result is the input model itself (the report says why).
 Each fine-tuned setting is cached in OUT/.tune/<key>/ so a rerun with the same OUT reuses it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from trec_tflm import paths
-from trec_tflm.errors import UserError
 from trec_tflm.target import arena as target_arena
 from trec_tflm.target import boards
 from trec_tflm.target.sources import DEFAULT_STACK
 from trec_tflm.tflite.convert import convert
 from trec_tflm.training.train import VALIDATION_SIZE, compile_model, outputs_probabilities
-from trec_tflm.tune import measure, report, search
+from trec_tflm.tune import measure, memory, report, search
+from trec_tflm.tune.memory import TuneError
 
 #: RAM the app keeps besides arena and stack (.data/.bss of TFLM, the app, the serial buffers)
 APP_RAM = 32 * 1024
@@ -40,10 +43,6 @@ FINE_TUNE_LR = 5e-4
 BATCH_SIZE = 64
 #: fine-tunes at most (search.Search: the fastest and the safest one-H settings, then one per move)
 MAX_SETTINGS = 8
-
-
-class TuneError(UserError, ValueError):
-    """Bad input to tune, or a budget nothing meets; the message says which and how to fix it."""
 
 
 _STARTED: list = []
@@ -232,12 +231,13 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
     import keras
 
     swappable = {id(layer) for layer in graph_layers(model)}
-    infos = []
+    infos, plan_inputs = [], {}  # plan_inputs: what memory.fit_arena probes the kernel's plans on
     for i, layer in enumerate(convs):
         info = search.LayerInfo(layer.name, search.conv_geometry(layer), 0.0, why_not=why_not(layer, swappable))
         info.dense_instructions = search.cost.predict_dense(info.conv, core)
         if info.why_not is None:
             acts = keras.Model(model.inputs, layer.input).predict(calib[:search.PLAN_IMAGES], verbose=0)
+            plan_inputs[layer.name] = acts
             info.candidates = search.layer_candidates(layer.name, info.conv, layer.kernel.numpy(), acts, core=core,
                                                       seed=seed + i)
             best = min(info.candidates, key=lambda c: c.trec_instructions)
@@ -278,20 +278,32 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
             entry["reused"] = False
             origin = model if start is None else (students.get(chosen_key) or _load_student(cache / chosen_key))
             untrained = _student_of(origin, setting)
-            arena = target_arena.estimate_arena(convert(untrained, calib, calibration_samples=len(calib))).total
-            if arena > budget:
-                result, buf = {"status": "over_budget", "arena": arena}, None
-                log(f"{label}: arena {arena:,} B over the budget {budget:,} B, skipped")
+            try:  # only the shapes count: no fine-tune for a setting no scratch plan fits
+                memory.check_fits(convert(untrained, calib, calibration_samples=len(calib)), budget, budget_how)
+            except TuneError as exc:
+                result, buf = {"status": "over_budget", "why": str(exc)}, None
+                log(f"{label}: skipped: {exc}")
             else:
                 how = "from the input model" if start is None else f"from the accepted {start.name}"
                 log(f"{label}: fine-tuning {how} ({len(x_tr)} images, {epochs} epoch(s))")
                 student = _fine_tune(model, untrained, x_tr, y_tr, epochs, seed, label)
                 buf = convert(student, convert_calib, calibration_samples=CONVERT_SAMPLES)
-                acc = report.int8_accuracy(buf, x_val, y_val)
-                arena = target_arena.estimate_arena(buf).total
-                result = {"status": "evaluated", "val_accuracy": acc, "arena": arena}
-                if cdir is not None:
+                acc = report.int8_accuracy(buf, x_val, y_val)  # scratch budgets never change outputs
+                result = {"status": "evaluated", "val_accuracy": acc}
+                if cdir is not None:  # cached without budgets: the budget may differ on a rerun
                     _write_candidate(cdir, student, buf, result)
+        if buf is not None:
+            try:  # a reused setting was fine-tuned under another budget
+                buf, setting = _fit(buf, setting, budget, budget_how, plan_inputs, core, entry, label)
+                result["arena"] = entry["arena"]
+            except TuneError as exc:
+                result, buf = {"status": "over_budget", "why": str(exc)}, None
+                log(f"{label}: skipped: {exc}")
+            if buf is not None and setting.speedup <= 1.0:  # never a slower model
+                why = (f"with the scratch budgets its arena needs, predicted {setting.speedup:.2f}x: not faster "
+                       "than the dense model")
+                result, buf = {"status": "not_faster", "why": why}, None
+                log(f"{label}: skipped: {why}")
         entry.update(result)
         ok = False
         if result["status"] == "evaluated":
@@ -336,6 +348,23 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
         write_outputs(out_dir, chosen_model, chosen_tflite, dense_tflite, doc)
     print(report.table(doc))
     return {**doc, "model": chosen_model}
+
+
+def _fit(buf: bytes, setting, budget: int, budget_how: str, plan_inputs: dict, core: str, entry: dict,
+         label: str):
+    """The setting's model with the scratch budgets its arena needs (memory.fit_arena), and the
+    setting with their predicted slowdown added; the trade-off goes into ``entry``."""
+    fit = memory.fit_arena(buf, budget, plan_inputs, core=core, what=budget_how)
+    entry["arena"] = fit.arena_after
+    if fit.layers:
+        setting = dataclasses.replace(setting, predicted_instructions=setting.predicted_instructions
+                                      + fit.extra_instructions)
+        entry.update(fit=fit.to_dict(), predicted_instructions=setting.predicted_instructions,
+                     speedup=setting.speedup)
+        log(f"{label}: arena {fit.arena_before:,} B over the budget {budget:,} B: scratch budgets "
+            + ", ".join(f"{f.name} {f.budget:,} B ({f.slowdown:.2f}x)" for f in fit.layers if f.budget is not None)
+            + f" -> arena {fit.arena_after:,} B, predicted {setting.speedup:.2f}x")
+    return fit.tflite, setting
 
 
 def _cached_eval(cache, key: dict, buf: bytes, x, y) -> float:
