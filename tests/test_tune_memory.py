@@ -135,7 +135,7 @@ def test_a_size_where_the_kernel_makes_fewer_passes_is_the_last_resort(case, mon
 
     def fake_plan(x, *args, scratch_bytes, **kwargs):
         passes = 1 if scratch_bytes >= 8000 else 2 if scratch_bytes == least else 4
-        return [cost.HostPlan(0.1, passes, "tables", -(-32 // passes))] * len(x)
+        return [cost.HostPlan(0.1, passes, "tables", -(-32 // passes), 28)] * len(x)
 
     monkeypatch.setattr(memory.cost, "host_plan", fake_plan)
     fit = memory.fit_arena(buf, _arena(buf, {"a": 6000}), acts)
@@ -146,7 +146,7 @@ def test_a_size_where_the_kernel_makes_fewer_passes_is_the_last_resort(case, mon
     assert a.budget == least and a.unpriced and a.plan.startswith("2 pass")
     # priced as the 4-pass plan, the dearest with more scratch, not as the cheaper 2 passes it reports
     assert a.instructions == pytest.approx(cost.predict_trec(
-        cost.Conv(16, 16, 1, 32, 3, 3), 3, 6, 0.1, 4, "tables", 8))
+        cost.Conv(16, 16, 1, 32, 3, 3), 3, 6, 0.1, 4, 28))
 
 
 # a synthetic case for the choice rule alone: layers X and Y share the arena's peak (the arena is
