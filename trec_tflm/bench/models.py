@@ -27,6 +27,7 @@ error in the report and the others are still measured; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -152,17 +153,17 @@ def measure_model(name: str, args, boards: list[str], datasets: dict, log: Calla
     if result_file.is_file():
         log(f"{key}: finished in a previous run ({result_file})")
         return json.loads(result_file.read_text())
+    given = Path(args.models_dir) / key / "dense.keras" if args.models_dir else None
+    if given is not None and not given.is_file():
+        raise BenchModelsError(f"{key}: --models-dir has no {given}; train it (trec-tflm train --model {key} "
+                               f"--trec none) or leave out --models-dir to train it here")
     work.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(settings, indent=1))
     ds = dataset_for(key, args.dataset_path, datasets)
     started = time.monotonic()
 
     dense_keras = work / "dense.keras"
-    if args.models_dir:
-        given = Path(args.models_dir) / key / "dense.keras"
-        if not given.is_file():
-            raise BenchModelsError(f"{key}: --models-dir has no {given}; train it (trec-tflm train --model {key} "
-                                   f"--trec none) or leave out --models-dir to train it here")
+    if given is not None:
         _stage(dense_keras, lambda tmp: shutil.copyfile(given, tmp))
     else:
         log(f"{key}: training the dense twin ({args.epochs} epoch(s), {ds.name}) ...")
@@ -264,7 +265,9 @@ def command(args) -> int:
     for i, name in enumerate(names, 1):
         log(f"[{i}/{len(names)}] {name}")
         try:
-            results.append(measure_model(name, args, boards, datasets, log))
+            # --json: stdout is the JSON only; what training and the builds print goes to stderr
+            with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+                results.append(measure_model(name, args, boards, datasets, log))
         except (UserError, ValueError, OSError, RuntimeError) as exc:
             log(f"{name}: error: {exc}")
             results.append({"model": name, "error": str(exc)})
