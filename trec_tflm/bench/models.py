@@ -225,9 +225,12 @@ def board_result(cmp) -> dict:
                 "arena": r.arena, "flash": budget.get("FLASH"), "ram": budget.get("RAM"),
                 "fits": r.firmware.budget.fits, "outputs_equal_host": host.get("outputs_equal")}
     trec, dense = run(cmp.trec), run(cmp.dense)
+    # per operator, mean over the images (the firmware's profiler), paired by position: the converter
+    # keeps the twin's graph with TREC_CONV_2D in place of CONV_2D
+    ops = [dict(zip(("index", "trec_op", "trec", "dense_op", "dense"), row)) for row in cmp.op_rows()]
     return {"images": cmp.n, "trec": trec, "dense": dense,
             "speedup": dense["median_instructions"] / trec["median_instructions"],
-            "arena_ratio": trec["arena"] / dense["arena"]}
+            "arena_ratio": trec["arena"] / dense["arena"], "ops": ops}
 
 
 def table(results: list[dict]) -> str:
