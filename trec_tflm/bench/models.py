@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import shutil
 import statistics
@@ -103,10 +104,12 @@ def check_args(args) -> list[str]:
 
 
 def settings_of(name: str, args, boards: list[str]) -> dict:
-    """What a model's cached stages depend on: a change re-runs them."""
-    return {"model": name, "dataset_path": args.dataset_path, "models_dir": args.models_dir,
+    """What a model's cached stages depend on: a change re-runs them. As JSON gives it back (lists),
+    so it compares equal to the settings.json a previous run wrote."""
+    return json.loads(json.dumps({"model": name, "dataset_path": args.dataset_path, "models_dir": args.models_dir,
             "epochs": args.epochs, "finetune_epochs": args.finetune_epochs, "train_limit": args.train_limit,
-            "limit": args.limit, "images": args.images, "boards": boards, "maker": "zoo defaults"}
+            "limit": args.limit, "images": args.images, "boards": boards,
+            "maker": {"zoo defaults": dataclasses.asdict(ZOO[name])}}))
 
 
 def dataset_for(name: str, dataset_path, cache: dict) -> data.Dataset:
