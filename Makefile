@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED = 1
 TREES_ENV   := build/trees.env
 WITH_TREES  := set -a; [ -f $(TREES_ENV) ] && . ./$(TREES_ENV); set +a;
 
-.PHONY: demo test deps system-deps venv bench-kernels bench-train clean
+.PHONY: demo test deps system-deps venv bench-kernels bench-models bench-train clean
 
 demo: system-deps $(VENV)/.installed deps
 	@$(WITH_TREES) $(VENV)/bin/trec-tflm demo $(DEMO_ARGS)
@@ -70,6 +70,12 @@ BENCH_MODELS ?=
 bench-kernels: system-deps $(VENV)/.installed-bench deps
 	@$(WITH_TREES) $(VENV)/bin/trec-tflm bench-kernels --core m7 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
 	@$(WITH_TREES) $(VENV)/bin/trec-tflm bench-kernels --core m4 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
+
+# Zoo models whole, TREC vs dense twin on qemu_m7 and qemu_m4 (trec_tflm/bench/models.py has the schedule);
+# BENCH_MODELS_ARGS: e.g. --models resnet8 --dataset-path CIFAR10_DIR, --models-dir DIR, --json
+BENCH_MODELS_ARGS ?=
+bench-models: system-deps $(VENV)/.installed deps
+	@$(WITH_TREES) $(VENV)/bin/trec-tflm bench-models $(BENCH_MODELS_ARGS)
 
 bench-train: $(VENV)/.installed
 	$(VENV)/bin/trec-tflm bench-train

@@ -187,3 +187,53 @@ def test_converted_trained_model_in_tflm_equals_the_golden_route(fashion):
     np.testing.assert_array_equal(got, want)
     accuracy = np.mean(got.reshape(100, -1).argmax(axis=1) == fashion.y_test[:100])
     assert accuracy > 0.5, f"the trained model should classify: {accuracy}"
+
+
+# zoo models whose converted pair (TREC at the model's defaults, and its dense twin) is checked here;
+# the rest (larger, same op types) are measured by trec-tflm bench-models
+ZOO_IN_TFLM = {"resnet8": {"CONV_2D": 4, "TREC_CONV_2D": 5, "ADD": 3, "AVERAGE_POOL_2D": 1, "FULLY_CONNECTED": 1}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ZOO_IN_TFLM))
+def test_zoo_model_and_its_dense_twin_in_tflm_equal_the_golden_route(fashion, name):
+    """A zoo model at its default TREC layers, trained one short epoch on the 32x32x3 Fashion-MNIST
+    stand-in, and its dense twin, converted: BN folded away (only the architecture's operators
+    left), TREC where the zoo says, and both run whole in TFLM equal to the golden route (every
+    convolution in the NumPy golden, the rest in TFLM) bit for bit on 30 real test images."""
+    from trec_tflm.data import fashion_as_cifar_shape
+    from trec_tflm.host import evaluate
+    from trec_tflm.tflite import convert
+    from trec_tflm.training.models import MODELS, build_model, dense_twin
+
+    ds = fashion_as_cifar_shape(fashion)
+    model = build_model(name)
+    model.compile("adam", keras_loss(), metrics=["accuracy"])
+    # 3,000 images: fewer leave the BN moving statistics too far from the batches' for a ResNet
+    model.fit(ds.x_train[:3000], ds.y_train[:3000], epochs=1, batch_size=64, verbose=0)
+    trec = convert.convert(model, ds.x_train[:200], calibration_samples=200)
+    dense = convert.convert(dense_twin(model), ds.x_train[:200], calibration_samples=200)
+    ops = runtime.model_operators(trec)
+    want_ops = ZOO_IN_TFLM[name]
+    assert {op: ops.count(op) for op in want_ops} == want_ops and "MUL" not in ops
+    dense_ops = runtime.model_operators(dense)
+    assert dense_ops.count("CONV_2D") == want_ops["CONV_2D"] + want_ops["TREC_CONV_2D"]
+    assert [op["op_index"] for op in trec_ops(trec)] == [i for i, op in enumerate(ops) if op == "TREC_CONV_2D"]
+    assert len(trec_ops(trec)) == len(MODELS[name].default_trec)
+    for buf, route in ((trec, "tflm"), (dense, "tflm")):
+        tflm_runner, gold_runner = evaluate.make_runner(buf, route), evaluate.make_runner(buf, "golden")
+        assert gold_runner.route == "golden"
+        x = tflm_runner.prepare_input(ds.x_test[:30])
+        shape = tflm_runner.input.shape
+        got = np.stack([tflm_runner.invoke(np.ascontiguousarray(xi.reshape(shape))) for xi in x])
+        want = np.stack([gold_runner.invoke(np.ascontiguousarray(xi.reshape(shape))) for xi in x])
+        np.testing.assert_array_equal(got, want)
+        assert np.unique(got).size > 10
+        accuracy = np.mean(got.reshape(30, -1).argmax(axis=1) == ds.y_test[:30])
+        assert accuracy > 0.3, f"the trained model should classify: {accuracy}"
+
+
+def keras_loss():
+    import keras
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -152,6 +152,36 @@ def test_a_subset_of_trec_convs_keeps_the_models_l_and_h():
     assert (conv.sub_vector_length, conv.hash_bits) == defaults
 
 
+def test_resnet8_is_mlperf_tinys_reference_network():
+    """The layer list of MLPerf Tiny's ResNet-8 (resnet_v1_eembc, mlcommons/tiny
+    benchmark/training/image_classification/keras_model.py), counted by hand: 9 convolutions
+    (conv1; stack 1: two 3x3 16->16; stacks 2 and 3: 3x3 stride 2, 3x3, and a 1x1 stride-2
+    projection), 3 residual adds, 8x8 average pool, dense 64->10. Parameters: the reference's
+    78,666 minus the 240 biases of its seven convs that BN follows (3*3*3*16 + 2*9*16*16 +
+    9*16*32 + 9*32*32 + 16*32+32 + 9*32*64 + 9*64*64 + 32*64+64 + 64*10+10 weights, 4 BN
+    values per channel of 16+16+16+32+32+64+64); MACs 12,501,632 (MLPerf Tiny's ~12.5M)."""
+    from trec_tflm.training.models import conv_layers
+
+    model = build_model("resnet8", trec=())
+    convs = conv_layers(model)
+    got = [(c.name, c.filters, c.kernel_size, c.strides, c.use_bias) for c in convs]
+    assert got == [("conv1", 16, (3, 3), (1, 1), False),
+                   ("stack1_a", 16, (3, 3), (1, 1), False), ("stack1_b", 16, (3, 3), (1, 1), False),
+                   ("stack2_a", 32, (3, 3), (2, 2), False), ("stack2_b", 32, (3, 3), (1, 1), False),
+                   ("stack2_shortcut", 32, (1, 1), (2, 2), True),
+                   ("stack3_a", 64, (3, 3), (2, 2), False), ("stack3_b", 64, (3, 3), (1, 1), False),
+                   ("stack3_shortcut", 64, (1, 1), (2, 2), True)]
+    assert model.count_params() == 78_426
+    assert sum(int(w.numpy().size) for w in model.trainable_weights) == 77_946
+    assert sum(isinstance(layer, keras.layers.Add) for layer in model.layers) == 3
+    assert sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers) == 7
+    macs = sum(int(np.prod(c.output.shape[1:3])) * int(np.prod(c.kernel.shape)) for c in convs)
+    assert macs + 64 * 10 == 12_501_632
+    assert model.get_layer("pool").output.shape[1:] == (1, 1, 64) and model.output.shape[1:] == (10,)
+    # logits, as the other zoo models: the reference's softmax belongs in the loss here
+    assert model.get_layer("logits").activation is keras.activations.linear
+
+
 # ------------------------------------------------------------------------------------------------
 # settings refused before any work starts
 # ------------------------------------------------------------------------------------------------

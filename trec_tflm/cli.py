@@ -31,6 +31,7 @@ COMMANDS = [
     ("inspect", "trec_tflm.tflite.describe", "list a .tflite's operators, TREC options, work estimate, weights, arena"),
     ("bench-train", "trec_tflm.bench.training", "training-step cost of TRECConv2D relative to Conv2D (ratios)"),
     ("bench-kernels", "trec_tflm.bench.kernels", "TREC vs dense int8 conv instructions on emulated Cortex-M7/M4"),
+    ("bench-models", "trec_tflm.bench.models", "zoo models whole: TREC vs dense twin, accuracy, instructions on QEMU"),
     ("eval", "trec_tflm.host.evaluate", "int8 accuracy of a .tflite on the host (TFLM, or the golden TREC kernel)"),
     ("deploy", "trec_tflm.target.deploy", "a .tflite as a TFLM firmware project for a board; --build, --flash"),
     ("deps", "trec_tflm.deps", "fetch (or check) the pinned TFLM, flatbuffers and CMSIS-NN trees the TFLM tier needs"),

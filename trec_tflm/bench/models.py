@@ -1,0 +1,281 @@
+"""``trec-tflm bench-models``: whole zoo models, TREC against the dense twin, on the emulated cores.
+
+Per zoo model (``--models``, default all of trec_tflm.training.zoo):
+
+1. data: Fashion-MNIST for ``fashion_net``; for the 32x32x3 models CIFAR-10 when ``--dataset-path``
+   names it, else the Fashion-MNIST stand-in padded and repeated to 32x32x3 (the report says which);
+2. the dense twin: ``--models-dir DIR`` takes ``DIR/<model>/dense.keras``; otherwise it is trained on
+   a fixed schedule: all training images (``--train-limit`` for quick runs), ``--epochs`` (10) at
+   trec-tflm train's lr 2e-3, batch 64, seed 0;
+3. the TREC model: the zoo's default TREC layers and (L, H) (trec_tflm.training.zoo), initialised from
+   the twin and fine-tuned ``--finetune-epochs`` (3) at lr 1e-3, as trec-tflm demo does. ``make_trec``
+   is the hook for another maker (``trec_tflm.tune.run.tune`` sits above this layer, so the command
+   layer passes it in; until then the command runs the zoo defaults, i.e. ``--no-tune``);
+4. both converted to int8 (trec-tflm convert), int8 test accuracy on the host (``--limit`` test
+   images, default the whole test set; TFLM with TREC_CONV_2D for TREC, the golden route for the
+   twin, bit-exact with TFLM's CONV_2D);
+5. both deployed, built and run on each QEMU board (trec_tflm.bench.compare, as trec-tflm demo and
+   bench --compare): median instructions over ``--images`` test images and the ratio, arena, flash
+   and RAM, and whether the device's outputs equal the host's.
+
+Resumable: each stage's output lands in ``--out/<model>/`` (written whole or not at all) and is
+reused when the run's settings (settings.json) are the same; a finished model's result.json is
+reused as is. A model that fails (unknown name, missing twin, firmware that does not fit) gets its
+error in the report and the others are still measured; the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from trec_tflm import data, paths
+from trec_tflm.bench.compare import compare_on_qemu
+from trec_tflm.errors import UserError
+from trec_tflm.host.evaluate import evaluate
+from trec_tflm.spec import model as tm
+from trec_tflm.target import toolchain
+from trec_tflm.target.boards import QEMU_BOARDS
+from trec_tflm.tflite.convert import convert_file, load_keras_model
+from trec_tflm.training.train import TrainConfig, train
+from trec_tflm.training.zoo import ALIASES, ZOO, model_names
+
+DEFAULT_OUT = "bench_models_out"
+DENSE_EPOCHS = 10
+FINETUNE_EPOCHS = 3
+FINETUNE_LR = 1e-3
+QEMU_IMAGES = 20
+STAND_IN = "fashion_mnist_32x32x3"
+
+
+class BenchModelsError(UserError, ValueError):
+    """A model cannot be measured as asked; the message says why and what to do."""
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default=None, metavar="A,B",
+                   help=f"comma-separated zoo models (default: all of {', '.join(model_names())})")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help=f"cache and result directory, one subdirectory per model (default {DEFAULT_OUT}); "
+                        "a second run reuses what the first finished")
+    p.add_argument("--models-dir", default=None, metavar="DIR",
+                   help="take the dense twins from DIR/<model>/dense.keras instead of training them")
+    p.add_argument("--dataset-path", default=None, metavar="DIR",
+                   help="CIFAR-10 (python pickles) for the 32x32x3 models; without it, the 32x32x3 "
+                        "Fashion-MNIST stand-in")
+    p.add_argument("--epochs", type=int, default=DENSE_EPOCHS,
+                   help=f"epochs of the dense twin (default {DENSE_EPOCHS})")
+    p.add_argument("--finetune-epochs", type=int, default=FINETUNE_EPOCHS,
+                   help=f"epochs of the TREC model, fine-tuned from the twin (default {FINETUNE_EPOCHS})")
+    p.add_argument("--train-limit", type=int, default=None, help="train on the first N images only (quick runs)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="int8 accuracy on the first N test images (default: the whole test set)")
+    p.add_argument("--images", type=int, default=QEMU_IMAGES,
+                   help=f"test images run on each emulated core (default {QEMU_IMAGES})")
+    p.add_argument("--boards", default=",".join(QEMU_BOARDS),
+                   help=f"comma-separated QEMU boards (default {','.join(QEMU_BOARDS)})")
+    p.add_argument("--no-tune", action="store_true",
+                   help="the zoo's default TREC layers and (L, H) (the only maker wired in so far; the default)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=command)
+
+
+def check_args(args) -> list[str]:
+    """The boards, checked before any work (ValueError naming the option)."""
+    for option, value in (("--epochs", args.epochs), ("--finetune-epochs", args.finetune_epochs),
+                          ("--images", args.images), ("--train-limit", args.train_limit), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise BenchModelsError(f"{option} {value}: must be >= 1")
+    boards = [b.strip() for b in args.boards.split(",") if b.strip()]
+    bad = [b for b in boards if b not in QEMU_BOARDS]
+    if bad or not boards:
+        raise BenchModelsError(f"--boards {args.boards!r}: choose among {', '.join(QEMU_BOARDS)}")
+    if args.models_dir and not Path(args.models_dir).is_dir():
+        raise BenchModelsError(f"--models-dir {args.models_dir} is not a directory")
+    return boards
+
+
+def settings_of(name: str, args, boards: list[str]) -> dict:
+    """What a model's cached stages depend on: a change re-runs them. As JSON gives it back (lists),
+    so it compares equal to the settings.json a previous run wrote."""
+    return json.loads(json.dumps({"model": name, "dataset_path": args.dataset_path, "models_dir": args.models_dir,
+            "epochs": args.epochs, "finetune_epochs": args.finetune_epochs, "train_limit": args.train_limit,
+            "limit": args.limit, "images": args.images, "boards": boards,
+            "maker": {"zoo defaults": dataclasses.asdict(ZOO[name])}}))
+
+
+def dataset_for(name: str, dataset_path, cache: dict) -> data.Dataset:
+    kind = "fashion_mnist" if ZOO[name].dataset == "fashion_mnist" else ("cifar10" if dataset_path else STAND_IN)
+    if kind not in cache:
+        cache[kind] = data.load_dataset(kind, dataset_path if kind == "cifar10" else None)
+    return cache[kind]
+
+
+def _stage(path: Path, make: Callable[[Path], None]) -> Path:
+    """``path``, made by ``make(tmp)`` atomically unless a previous run left it."""
+    if not path.is_file():
+        paths.replace_atomically(path, make)
+    return path
+
+
+def _train_into(cfg: TrainConfig, ds) -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        result = train(cfg, ds)
+        shutil.copyfile(result.checkpoint, tmp)
+    return make
+
+
+def defaults_trec(name: str, dense: Path, ds, args, work: Path) -> Callable[[Path], None]:
+    """The zoo's TREC model: default layers and (L, H), initialised from the twin, fine-tuned."""
+    cfg = TrainConfig(model=name, dataset=ds.name, checkpoint_path=str(work / "trec_run"),
+                      epochs=args.finetune_epochs, lr=FINETUNE_LR, train_limit=args.train_limit,
+                      init_from=str(dense), verbose=0)
+    return _train_into(cfg, ds)
+
+
+def measure_model(name: str, args, boards: list[str], datasets: dict, log: Callable[[str], None],
+                  make_trec=defaults_trec) -> dict:
+    """One model's result (also written to --out/<model>/result.json). Raises on bad input."""
+    key = ALIASES.get(name, name)
+    if key not in ZOO:
+        raise BenchModelsError(f"unknown zoo model {name!r}; choose among {', '.join(model_names())}")
+    work = Path(args.out) / key
+    settings = settings_of(key, args, boards)
+    settings_file, result_file = work / "settings.json", work / "result.json"
+    if settings_file.is_file() and json.loads(settings_file.read_text()) != settings:
+        log(f"{key}: settings changed since the cached run: starting {work} afresh")
+        shutil.rmtree(work)
+    if result_file.is_file():
+        log(f"{key}: finished in a previous run ({result_file})")
+        return json.loads(result_file.read_text())
+    given = Path(args.models_dir) / key / "dense.keras" if args.models_dir else None
+    if given is not None and not given.is_file():
+        raise BenchModelsError(f"{key}: --models-dir has no {given}; train it (trec-tflm train --model {key} "
+                               f"--trec none) or leave out --models-dir to train it here")
+    work.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(json.dumps(settings, indent=1))
+    ds = dataset_for(key, args.dataset_path, datasets)
+    started = time.monotonic()
+
+    dense_keras = work / "dense.keras"
+    if given is not None:
+        _stage(dense_keras, lambda tmp: shutil.copyfile(given, tmp))
+    else:
+        log(f"{key}: training the dense twin ({args.epochs} epoch(s), {ds.name}) ...")
+        cfg = TrainConfig(model=key, dataset=ds.name, checkpoint_path=str(work / "dense_run"), epochs=args.epochs,
+                          trec=[], train_limit=args.train_limit, verbose=0)
+        _stage(dense_keras, _train_into(cfg, ds))
+    log(f"{key}: making the TREC model (zoo defaults, {args.finetune_epochs} fine-tuning epoch(s)) ...")
+    trec_keras = _stage(work / "trec.keras", make_trec(key, dense_keras, ds, args, work))
+
+    result = {"model": key, "dataset": ds.name, "dataset_source": ds.source,
+              "train_images": min(args.train_limit or len(ds.x_train), len(ds.x_train)), "settings": settings}
+    tflite = {}
+    for label, keras_file in (("trec", trec_keras), ("dense", dense_keras)):
+        log(f"{key}: converting {label} to int8 ...")
+        out = _stage(work / f"{label}.tflite",
+                     lambda tmp, k=keras_file: convert_file(k, tmp, dataset=ds.name, dataset_path=args.dataset_path
+                                                            if ds.name == "cifar10" else None))
+        tflite[label] = out.read_bytes()
+        log(f"{key}: int8 accuracy of {label} on the host ...")
+        res = evaluate(tflite[label], ds.x_test, ds.y_test, limit=args.limit,
+                       reference="auto" if label == "trec" else "golden")
+        result[label] = {"accuracy": res.accuracy, "test_images": res.images, "route": res.route,
+                         "tflite_bytes": len(tflite[label])}
+    result["accuracy_change_pt"] = 100 * (result["trec"]["accuracy"] - result["dense"]["accuracy"])
+    result["layers"] = layer_choices(tflite["trec"], trec_keras)
+    result["boards"] = {}
+    n = min(args.images, len(ds.x_test))
+    for board in boards:
+        log(f"{key}: {board}: both models on {n} test images ...")
+        cmp = compare_on_qemu(tflite["trec"], tflite["dense"], board, ds.x_test[:n], ds.y_test[:n],
+                              dataset=ds.name, names=(f"{key}_trec", f"{key}_dense"), log=log)
+        result["boards"][board] = board_result(cmp)
+    result["seconds"] = time.monotonic() - started
+    paths.replace_atomically(result_file, lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
+    return result
+
+
+def layer_choices(trec_tflite: bytes, trec_keras: Path) -> list[dict]:
+    """Every convolution in build order: TREC with its (L, H, rc) or dense. rc: the converter's, the
+    float model's on the calibration images."""
+    from trec_tflm.training.models import conv_layers  # lazy: Keras and TensorFlow
+
+    meta = tm.read_metadata(tm.load_model(trec_tflite)) or {}
+    trec = {e["name"]: e for e in meta.get("trec_layers") or []}
+    rows = []
+    for conv in conv_layers(load_keras_model(trec_keras)):
+        e = trec.get(conv.name)
+        rows.append({"name": conv.name, "kind": "TREC" if e else "dense",
+                     **({"L": e.get("sub_vector_length"), "H": e.get("hash_bits"), "rc": e.get("rc")}
+                        if e else {})})
+    return rows
+
+
+def board_result(cmp) -> dict:
+    def run(r) -> dict:
+        budget = {x.region: x.used for x in r.firmware.budget.regions}
+        host = r.host or {}
+        return {"median_instructions": float(statistics.median(r.bench.ticks)), "accuracy": r.accuracy,
+                "arena": r.arena, "flash": budget.get("FLASH"), "ram": budget.get("RAM"),
+                "fits": r.firmware.budget.fits, "outputs_equal_host": host.get("outputs_equal")}
+    trec, dense = run(cmp.trec), run(cmp.dense)
+    # per operator, mean over the images (the firmware's profiler), paired by position: the converter
+    # keeps the twin's graph with TREC_CONV_2D in place of CONV_2D
+    ops = [dict(zip(("index", "trec_op", "trec", "dense_op", "dense"), row)) for row in cmp.op_rows()]
+    return {"images": cmp.n, "trec": trec, "dense": dense,
+            "speedup": dense["median_instructions"] / trec["median_instructions"],
+            "arena_ratio": trec["arena"] / dense["arena"], "ops": ops}
+
+
+def table(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['model']}: error: {r['error']}")
+            continue
+        t, d = r["trec"], r["dense"]
+        lines.append(f"{r['model']} ({r['dataset']}, {r['train_images']:,} training images): int8 accuracy "
+                     f"TREC {100 * t['accuracy']:.2f}% / dense {100 * d['accuracy']:.2f}% "
+                     f"({r['accuracy_change_pt']:+.2f} pt, {t['test_images']:,} test images)")
+        for board, b in r["boards"].items():
+            bt, bd = b["trec"], b["dense"]
+            lines.append(f"  {board}: median instructions TREC {bt['median_instructions']:,.0f} / dense "
+                         f"{bd['median_instructions']:,.0f} = {b['speedup']:.2f}x fewer ({b['images']} images); "
+                         f"arena {bt['arena']:,} / {bd['arena']:,} B; flash {bt['flash']:,} / {bd['flash']:,} B; "
+                         f"RAM {bt['ram']:,} / {bd['ram']:,} B; device = host on {bt['outputs_equal_host']}"
+                         f"/{b['images']} and {bd['outputs_equal_host']}/{b['images']}")
+        lines.append("  layers: " + ", ".join(
+            f"{x['name']} TREC (L={x['L']}, H={x['H']}, rc={x['rc']:.3f})" if x["kind"] == "TREC"
+            and x.get("rc") is not None else f"{x['name']} {x['kind']}" for x in r["layers"]))
+    return "\n".join(lines)
+
+
+def command(args) -> int:
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
+        (lambda line: print(line, flush=True))
+    boards = check_args(args)
+    reason = toolchain.skip_reason(need_qemu=True, need_toolchain=True)
+    if reason:
+        raise BenchModelsError(f"bench-models runs the models on QEMU: {reason}")
+    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else model_names()
+    results, datasets = [], {}
+    for i, name in enumerate(names, 1):
+        log(f"[{i}/{len(names)}] {name}")
+        try:
+            # --json: stdout is the JSON only; what training and the builds print goes to stderr
+            with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+                results.append(measure_model(name, args, boards, datasets, log))
+        except (UserError, ValueError, OSError, RuntimeError) as exc:
+            log(f"{name}: error: {exc}")
+            results.append({"model": name, "error": str(exc)})
+    print(json.dumps(results, indent=1) if args.json else table(results))
+    return 1 if any("error" in r for r in results) else 0
