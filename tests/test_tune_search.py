@@ -72,8 +72,15 @@ def test_when_even_the_safest_fails_layers_go_back_to_dense_least_saving_first()
 
 def test_nothing_accepted_leaves_nothing_chosen():
     order, s = _run({})
-    assert [o[0] for o in order] == ["big:32x5,small:1x5", "big:32x8,small:1x8", "big:32x8"]
+    # after the safest: small back to dense, then small alone (the layer that cost the accuracy may be big)
+    assert [o[0] for o in order] == ["big:32x5,small:1x5", "big:32x8,small:1x8", "big:32x8", "small:1x8"]
     assert s.base is None
+
+
+def test_a_layer_alone_is_tried_when_the_one_saving_most_fails():
+    order, s = _run({"small:1x8": True})
+    assert [o[0] for o in order] == ["big:32x5,small:1x5", "big:32x8,small:1x8", "big:32x8", "small:1x8"]
+    assert s.base.key() == "small:1x8" and s.next() is None  # small's rungs save under MIN_GAIN
 
 
 def test_nothing_pays_nothing_to_try():

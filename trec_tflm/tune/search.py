@@ -225,7 +225,8 @@ class Search:
     1. the fastest setting (every layer at the bottom of its :func:`ladder`): accepted, nothing is
        faster;
     2. else the safest (every layer at the top of its ladder); if even that fails, one TREC layer
-       after another back to dense, the least saving first, until a setting is accepted;
+       after another back to dense, the least saving first, then each other layer alone, until a
+       setting is accepted;
     3. from the accepted setting, greedy descent: the move (one layer down its ladder) that saves
        most, fine-tuned from the accepted student (warm start); accepted, it is the new base;
        refused, that layer stays where it is. Until no move saves :data:`MIN_GAIN`.
@@ -246,7 +247,7 @@ class Search:
             self._start.pop()
         self.base: Setting | None = None   # the accepted setting so far
         self.frozen: set = set()
-        self._retreat: Setting | None = None
+        self._retreats: list[Setting] | None = None  # filled when the safest fails
         self._pending: Setting | None = None
 
     @property
@@ -258,8 +259,8 @@ class Search:
         if self.base is None:
             if self._start:
                 self._pending = self._start.pop(0)
-            elif self._retreat is not None and len(self._retreat.choice) > 1:
-                self._pending = self._retreat = self._without_least(self._retreat)
+            elif self._retreats:
+                self._pending = self._retreats.pop(0)
             else:
                 return None
             return self._pending, None
@@ -276,16 +277,26 @@ class Search:
         elif self.base is not None:
             self.frozen.add(next(k for k, v in setting.choice.items() if self.base.choice.get(k) != v))
         elif not self._start:
-            self._retreat = self._retreat or setting
+            if self._retreats is None:
+                self._retreats = self._retreat_order(setting)
 
-    def _without_least(self, setting: Setting) -> Setting:
+    def _retreat_order(self, safest: Setting) -> list[Setting]:
+        """After the safest fails: its TREC layers back to dense one at a time, the least saving first,
+        down to the one that saves most alone; then each other layer alone, most saving first (the
+        layer that cost the accuracy may be any of them)."""
         def saving(name):
             info = next(i for i in self.layers if i.name == name)
-            return info.dense_instructions - candidate_of(self.layers, name, *setting.choice[name]).trec_instructions
+            return info.dense_instructions - candidate_of(self.layers, name, *safest.choice[name]).trec_instructions
 
-        drop = min(setting.choice, key=saving)
-        choice = {k: v for k, v in setting.choice.items() if k != drop}
-        return setting_of(self.layers, f"{setting.name} {drop} dense", choice, self.other)
+        order = sorted(safest.choice, key=saving)  # least saving first
+        out = []
+        for n in range(1, len(order)):
+            kept = order[n:]
+            out.append(setting_of(self.layers, f"safest without {', '.join(order[:n])}",
+                                  {k: safest.choice[k] for k in kept}, self.other))
+        for name in reversed(order[:-1]):
+            out.append(setting_of(self.layers, f"{name} alone", {name: safest.choice[name]}, self.other))
+        return out
 
 
 def dense_setting(layers: list[LayerInfo], other: float) -> Setting:
