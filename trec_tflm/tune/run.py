@@ -41,8 +41,8 @@ CALIBRATION_IMAGES = 64   # rc candidates and int8 calibration draw from the tra
 CONVERT_SAMPLES = 200
 FINE_TUNE_LR = 5e-4
 BATCH_SIZE = 64
-#: fine-tunes at most (search.Search: the fastest and the safest one-H settings, then one per move)
-MAX_SETTINGS = 8
+#: fine-tunes at most (search.Search: the fastest setting, one per layer added, one per move down a ladder)
+MAX_SETTINGS = 10
 
 
 _STARTED: list = []
