@@ -294,3 +294,17 @@ def test_a_setting_over_the_arena_budget_gets_scratch_budgets_that_fit(tmp_path,
     assert extra > 0 and extra == pytest.approx(tried["fit"]["extra_instructions"])
     assert doc["predicted"]["trec_instructions"] == pytest.approx(tried["predicted_instructions"])
     assert f"spatial: {row['scratch_budget']:,} B instead of {fast:,} B" in capsys.readouterr().out
+
+
+def test_a_layer_left_dense_by_the_search_says_what_it_cost():
+    from trec_tflm.tune.report import _with_refusals
+
+    rows = [{"layer": "a", "choice": "dense", "why": "TREC pays by the cost model, but the chosen setting keeps it dense"},
+            {"layer": "b", "choice": "trec", "why": None},
+            {"layer": "c", "choice": "dense", "why": "TREC does not pay: best predicted 9 >= dense 8"}]
+    tried = [{"name": "+b L=32 H=8", "choice": {"b": [32, 8]}, "status": "accepted", "drop_points": 0.4},
+             {"name": "+a L=3 H=8", "choice": {"a": [3, 8], "b": [32, 8]}, "status": "too_inaccurate",
+              "drop_points": 1.84}]
+    out = _with_refusals(rows, tried)
+    assert out[0]["why"] == "TREC pays by the cost model; tried in +a L=3 H=8: 1.84 pt on validation, over --max-drop"
+    assert out[1]["why"] is None and out[2]["why"].startswith("TREC does not pay")

@@ -24,7 +24,8 @@ def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dens
         "train_images": train_images,
         "validation_images": val_images,
         "choice": chosen.to_dict(),
-        "layers": _with_scratch_budgets(search.layer_rows(infos, chosen), (chosen_entry or {}).get("fit")),
+        "layers": _with_refusals(_with_scratch_budgets(search.layer_rows(infos, chosen),
+                                                       (chosen_entry or {}).get("fit")), tried),
         "scratch_fit": (chosen_entry or {}).get("fit"),
         "other_ops": "Dense layers predicted as a one-pixel 1x1 conv; pooling, activations, reshape, softmax, "
                      "quantize counted 0 instructions (so the speedup is an upper bound)",
@@ -185,3 +186,18 @@ def _prod(shape) -> int:
     for d in shape:
         n *= int(d)
     return n
+
+
+def _with_refusals(rows: list[dict], tried: list[dict]) -> list[dict]:
+    """A layer the cost model liked but the search left dense: say what it cost when it was tried."""
+    for row in rows:
+        if row["choice"] != "dense" or not (row.get("why") or "").startswith("TREC pays by the cost model"):
+            continue
+        for t in tried:
+            if row["layer"] in t["choice"] and t.get("status") in ("too_inaccurate", "over_budget", "not_faster"):
+                how = (f"{t['drop_points']:.2f} pt on validation, over --max-drop" if "drop_points" in t
+                       else t.get("why") or t["status"])
+                row["why"] = f"TREC pays by the cost model; tried in {t['name']}: {how}"
+                break
+    return rows
+
