@@ -299,7 +299,8 @@ def test_a_setting_over_the_arena_budget_gets_scratch_budgets_that_fit(tmp_path,
 def test_a_layer_left_dense_by_the_search_says_what_it_cost():
     from trec_tflm.tune.report import _with_refusals
 
-    rows = [{"layer": "a", "choice": "dense", "why": "TREC pays by the cost model, but the chosen setting keeps it dense"},
+    rows = [{"layer": "a", "choice": "dense",
+             "why": "TREC pays by the cost model, but the chosen setting keeps it dense"},
             {"layer": "b", "choice": "trec", "why": None},
             {"layer": "c", "choice": "dense", "why": "TREC does not pay: best predicted 9 >= dense 8"}]
     tried = [{"name": "+b L=32 H=8", "choice": {"b": [32, 8]}, "status": "accepted", "drop_points": 0.4},
