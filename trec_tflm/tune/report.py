@@ -28,7 +28,8 @@ def build(*, model, chosen, dense, infos, tried, dense_tflite, trec_tflite, dens
                                                        (chosen_entry or {}).get("fit")), tried),
         "scratch_fit": (chosen_entry or {}).get("fit"),
         "other_ops": "Dense layers predicted as a one-pixel 1x1 conv; pooling, activations, reshape, softmax, "
-                     "quantize counted 0 instructions (so the speedup is an upper bound)",
+                     "quantize counted 0 instructions; rc planned with a random hash matrix (the fine-tuned one "
+                     "usually merges more rows), so the board can count either side of it",
         "predicted": {"dense_instructions": dense.predicted_instructions,
                       "trec_instructions": chosen.predicted_instructions, "speedup": chosen.speedup},
         "measured": measured,
