@@ -180,14 +180,20 @@ def test_converted_trained_model_in_tflm_equals_the_golden_route(fashion):
     gold_runner = evaluate.make_runner(buf, "golden")
     assert tflm_runner.route == "tflm" and isinstance(tflm_runner, evaluate.RuntimeRunner)
     assert gold_runner.route == "golden"
-    x = tflm_runner.prepare_input(fashion.x_test[:100])
-    shape = tflm_runner.input.shape
-    got = np.stack([tflm_runner.invoke(np.ascontiguousarray(xi.reshape(shape))) for xi in x])
-    want = np.stack([gold_runner.invoke(np.ascontiguousarray(xi.reshape(shape))) for xi in x])
+    got, want = _both_routes(tflm_runner, gold_runner, fashion.x_test[:100])
     np.testing.assert_array_equal(got, want)
     accuracy = np.mean(got.reshape(100, -1).argmax(axis=1) == fashion.y_test[:100])
     assert accuracy > 0.5, f"the trained model should classify: {accuracy}"
 
+
+
+def _both_routes(tflm_runner, gold_runner, images):
+    """The raw outputs of the same images through TFLM and through the golden route."""
+    x = tflm_runner.prepare_input(images)
+    shape = tflm_runner.input.shape
+    got = np.stack([tflm_runner.invoke(np.ascontiguousarray(xi.reshape(shape))) for xi in x])
+    want = np.stack([gold_runner.invoke(np.ascontiguousarray(xi.reshape(shape))) for xi in x])
+    return got, want
 
 # zoo models whose converted pair (TREC at the model's defaults, and its dense twin) is checked here;
 # the rest (larger, same op types) are measured by trec-tflm bench-models
@@ -223,10 +229,7 @@ def test_zoo_model_and_its_dense_twin_in_tflm_equal_the_golden_route(fashion, na
     for buf, route in ((trec, "tflm"), (dense, "tflm")):
         tflm_runner, gold_runner = evaluate.make_runner(buf, route), evaluate.make_runner(buf, "golden")
         assert gold_runner.route == "golden"
-        x = tflm_runner.prepare_input(ds.x_test[:30])
-        shape = tflm_runner.input.shape
-        got = np.stack([tflm_runner.invoke(np.ascontiguousarray(xi.reshape(shape))) for xi in x])
-        want = np.stack([gold_runner.invoke(np.ascontiguousarray(xi.reshape(shape))) for xi in x])
+        got, want = _both_routes(tflm_runner, gold_runner, ds.x_test[:30])
         np.testing.assert_array_equal(got, want)
         assert np.unique(got).size > 10
         accuracy = np.mean(got.reshape(30, -1).argmax(axis=1) == ds.y_test[:30])
