@@ -74,7 +74,7 @@ def test_bench_models_end_to_end_on_qemu(tmp_path, capsys, fashion):
     out = tmp_path / "out"
     argv = ["bench-models", "--models", "fashion_net,nosuch", "--epochs", "1", "--finetune-epochs", "1",
             "--train-limit", "2000", "--limit", "200", "--images", "3", "--boards", "qemu_m7", "--out", str(out),
-            "--json"]
+            "--json", "--no-tune"]
     assert main(argv) == 1
     captured = capsys.readouterr()
     results = {r["model"]: r for r in json.loads(captured.out)}
