@@ -257,3 +257,42 @@ def test_tune_trains_on_the_twins_images_and_validates_on_trains_held_out_ones()
     assert xv[:, 0].tolist() == list(range(900, 930)) and yv.tolist() == list(range(900, 930))
     (xt, _), (xv, _) = cli_mod.tune_data(ds, None)
     assert len(xt) == 900 and xv[:, 0].tolist() == list(range(900, 990))
+
+
+def test_fit_scratch_on_a_saved_trec_model(tmp_path):
+    """The command line's fit on a real .keras and .tflite (two TREC layers; test_tune_memory.py's
+    case: the arena's peak is at "a", so a budget equal to the arena with "a" at its minimum scratch
+    gives "a" exactly that budget and leaves "b" alone). The minimum comes from the C library, the
+    arenas from estimate_arena."""
+    import keras
+    from flatbuffers import flexbuffers
+
+    from trec_tflm import data
+    from trec_tflm.host import kernels as native
+    from trec_tflm.spec import model as tm
+    from trec_tflm.target.arena import estimate_arena
+    from trec_tflm.tflite.convert import convert
+    from trec_tflm.tflite.rewrite import with_scratch_budgets
+    from trec_tflm.training.layers import TRECConv2D
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 1))
+    a = TRECConv2D(32, 3, padding="same", activation="relu", sub_vector_length=3, hash_bits=6, name="a")
+    b = TRECConv2D(32, 3, padding="same", activation="relu", sub_vector_length=32, hash_bits=6, name="b")
+    model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(b(keras.layers.MaxPooling2D(2)(a(inp))))))
+    x = data.load_dataset("fashion_mnist").x_train[:16, 6:22, 6:22]
+    buf = convert(model, x, calibration_samples=16)
+    model.save(tmp_path / "trec.keras")
+    least_a = native.kernels("host").trec_buffer_sizes((1, 16, 16, 1), (32, 3, 3, 1), sub_vector_length=3,
+                                                       hash_bits=6)[1]
+    budget = estimate_arena(with_scratch_budgets(buf, {"a": least_a})).total
+    assert budget < estimate_arena(buf).total
+    fitted, how = cli_mod.fit_scratch(buf, tmp_path / "trec.keras", budget, types.SimpleNamespace(x_train=x))
+    m = tm.load_model(fitted)
+    names = {e["operator_index"]: e["name"] for e in tm.read_metadata(m)["trec_layers"]}
+    assert {names[i]: flexbuffers.Loads(tm.custom_options_bytes(op)).get("scratch_budget")
+            for i, op in enumerate(m.subgraphs[0].operators) if tm.is_trec(m, op)} == {"a": least_a, "b": None}
+    assert how["arena_after"] == budget and [(x["name"], x["budget"]) for x in how["layers"]] == \
+        [("a", least_a), ("b", None)]
+    with pytest.raises(ValueError, match=r"over the budget of [\d,]+ B \(1.5x the dense twin's arena\) by 100 B"):
+        cli_mod.fit_scratch(buf, tmp_path / "trec.keras", budget - 100, types.SimpleNamespace(x_train=x))
