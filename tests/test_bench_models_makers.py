@@ -142,7 +142,8 @@ def fake_stages(monkeypatch):
                                x_test=np.zeros((5, 2)), y_test=np.zeros(5, int))
     ran = []
     monkeypatch.setattr(bm, "dataset_for", lambda name, path, cache: ds)
-    monkeypatch.setattr(bm, "convert_file", lambda k, tmp, **kw: Path(tmp).write_bytes(b"int8 of " + Path(k).name.encode()))
+    monkeypatch.setattr(bm, "convert_file",
+                        lambda k, tmp, **kw: Path(tmp).write_bytes(b"int8 of " + Path(k).name.encode()))
     monkeypatch.setattr(bm, "evaluate", lambda buf, x, y, **kw: types.SimpleNamespace(
         accuracy=0.8 if b"trec" in buf else 0.9, images=len(x), route=kw["reference"]))
     monkeypatch.setattr(bm, "layer_choices", lambda buf, keras_file: [
@@ -296,3 +297,30 @@ def test_fit_scratch_on_a_saved_trec_model(tmp_path):
         [("a", least_a), ("b", None)]
     with pytest.raises(ValueError, match=r"over the budget of [\d,]+ B \(1.5x the dense twin's arena\) by 100 B"):
         cli_mod.fit_scratch(buf, tmp_path / "trec.keras", budget - 100, types.SimpleNamespace(x_train=x))
+
+
+def test_another_maker_keeps_the_cached_twin(tmp_path, fake_stages):
+    """The twin of the full schedule takes hours and does not depend on the maker: switching between
+    --no-tune and tune re-makes the TREC model only."""
+    twins = tmp_path / "twins" / "fashion_net"
+    twins.mkdir(parents=True)
+    (twins / "dense.keras").write_bytes(b"the given twin")
+    args = _args(tmp_path, "--boards", "qemu_m7", models_dir=str(tmp_path / "twins"))
+    work = tmp_path / "out" / "fashion_net"
+    (work / "tune").mkdir(parents=True)
+    (work / "settings.json").write_text(json.dumps(bm.settings_of("fashion_net", args, ["qemu_m7"], bm.ZOO_DEFAULTS)))
+    for f, text in (("dense.keras", b"the cached twin"), ("dense.tflite", b"its int8"), ("trec.keras", b"old trec"),
+                    ("result.json", b'{"model": "fashion_net", "marker": 7}'), ("tune/x", b"tune cache")):
+        (work / f).write_bytes(text)
+    seen = []
+    maker = bm.Maker("other", lambda name, args: {}, lambda name, dense, ds, args, work:
+                     (seen.append(Path(dense).read_bytes()), lambda tmp: Path(tmp).write_bytes(b"new trec"))[1],
+                     lambda args: "another maker")
+    r = bm.measure_model("fashion_net", args, ["qemu_m7"], {}, print, maker)
+    assert "marker" not in r and seen == [b"the cached twin"]
+    assert (work / "trec.keras").read_bytes() == b"new trec" and (work / "tune" / "x").read_bytes() == b"tune cache"
+    assert (work / "dense.tflite").read_bytes() == b"its int8"
+    # any other setting: everything afresh (here the twin is copied from --models-dir again)
+    args.epochs = 4
+    r = bm.measure_model("fashion_net", args, ["qemu_m7"], {}, print, maker)
+    assert seen[-1] == b"the given twin" and not (work / "tune").exists()

@@ -65,6 +65,8 @@ STAND_IN = "fashion_mnist_32x32x3"
 ARENA_RATIO = 1.5
 MAX_DROP = 1.0
 TUNE_EPOCHS = 2
+#: what a change of maker keeps of a model's cached stages
+TWIN_FILES = ("dense.keras", "dense.tflite", "tune")
 
 
 class BenchModelsError(UserError, ValueError):
@@ -202,9 +204,22 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
     work = Path(args.out) / key
     settings = settings_of(key, args, boards, maker)
     settings_file, result_file = work / "settings.json", work / "result.json"
-    if settings_file.is_file() and json.loads(settings_file.read_text()) != settings:
-        log(f"{key}: settings changed since the cached run: starting {work} afresh")
-        shutil.rmtree(work)
+    cached = json.loads(settings_file.read_text()) if settings_file.is_file() else settings
+    if cached != settings:
+        if {**cached, "maker": None} == {**settings, "maker": None}:
+            # the twin (hours on the full schedule) does not depend on the maker; tune's cache is keyed by content
+            log(f"{key}: another TREC maker than the cached run's: keeping its dense twin, making the TREC model "
+                "afresh")
+            for f in work.iterdir():
+                if f.name in TWIN_FILES:
+                    continue
+                if f.is_dir():
+                    shutil.rmtree(f)
+                else:
+                    f.unlink()
+        else:
+            log(f"{key}: settings changed since the cached run: starting {work} afresh")
+            shutil.rmtree(work)
     if result_file.is_file():
         log(f"{key}: finished in a previous run ({result_file})")
         return json.loads(result_file.read_text())
