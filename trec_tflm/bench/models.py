@@ -24,8 +24,9 @@ Per zoo model (``--models``, default all of trec_tflm.training.zoo):
    instructions against the twin's and the unconstrained TREC model's (:func:`at_arena_budget`).
 
 Resumable: each stage's output lands in ``--out/<model>/`` (written whole or not at all) and is
-reused when the run's settings (settings.json, which name the maker and its options) are the same;
-a finished model's result.json is reused as is, and so is the 1.5x stage's arena_budget.json. A
+reused when the run's settings (settings.json, which name the maker and its options) are the same
+(another maker keeps only the twin and tune's cache); a finished model's result.json is reused as
+is, and so is the 1.5x stage's arena_budget.json. A
 model that fails (unknown name, missing twin, firmware that does not fit) gets its error in the
 report and the others are still measured; the exit code is then 1. A 1.5x stage that no scratch
 plan fits is reported with by how much, and is not a failure.
