@@ -8,8 +8,11 @@
 * a fake maker and a fake fit through measure_model (the slow stages replaced by hand-made figures):
   the maker makes trec.keras, its per-layer whys reach the layer rows, the 1.5x stage's budget and
   ratios are the hand-computed ones, and a rerun reuses both stages;
+* a change of maker (or of any setting the twin does not depend on) keeps the cached twin;
 * the 1.5x stage: a TREC model that already fits is not rerun; when no plan fits, the stage says by
-  how much and the model's other figures stand;
+  how much and the model's other figures stand; the first fit's budget allows for the arena
+  estimate's excess over the board's, and a fit the board measures over the budget is redone at it;
+* the command line's fit (tune.memory.fit_arena) on a real saved two-TREC model;
 * tune's report.json read as the maker's notes, and the split of the data tune gets.
 """
 
@@ -313,7 +316,7 @@ def test_fit_scratch_on_a_saved_trec_model(tmp_path):
 
 def test_another_maker_keeps_the_cached_twin(tmp_path, fake_stages):
     """The twin of the full schedule takes hours and does not depend on the maker: switching between
-    --no-tune and tune re-makes the TREC model only."""
+    --no-tune and tune (or changing --images) keeps it and redoes the rest."""
     twins = tmp_path / "twins" / "fashion_net"
     twins.mkdir(parents=True)
     (twins / "dense.keras").write_bytes(b"the given twin")
@@ -332,7 +335,11 @@ def test_another_maker_keeps_the_cached_twin(tmp_path, fake_stages):
     assert "marker" not in r and seen == [b"the cached twin"]
     assert (work / "trec.keras").read_bytes() == b"new trec" and (work / "tune" / "x").read_bytes() == b"tune cache"
     assert (work / "dense.tflite").read_bytes() == b"its int8"
-    # any other setting: everything afresh (here the twin is copied from --models-dir again)
+    # nor do the emulated images
+    args.images = 3
+    bm.measure_model("fashion_net", args, ["qemu_m7"], {}, print, maker)
+    assert seen[-1] == b"the cached twin" and len(seen) == 2
+    # the twin's epochs: everything afresh (here the twin is copied from --models-dir again)
     args.epochs = 4
     r = bm.measure_model("fashion_net", args, ["qemu_m7"], {}, print, maker)
     assert seen[-1] == b"the given twin" and not (work / "tune").exists()

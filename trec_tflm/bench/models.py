@@ -25,8 +25,8 @@ Per zoo model (``--models``, default all of trec_tflm.training.zoo):
 
 Resumable: each stage's output lands in ``--out/<model>/`` (written whole or not at all) and is
 reused when the run's settings (settings.json, which name the maker and its options) are the same
-(another maker keeps only the twin and tune's cache); a finished model's result.json is reused as
-is, and so is the 1.5x stage's arena_budget.json. A
+(a change that does not concern the twin, such as the maker, keeps it and tune's cache); a
+finished model's result.json is reused as is, and so is the 1.5x stage's arena_budget.json. A
 model that fails (unknown name, missing twin, firmware that does not fit) gets its error in the
 report and the others are still measured; the exit code is then 1. A 1.5x stage that no scratch
 plan fits is reported with by how much, and is not a failure.
@@ -67,7 +67,8 @@ STAND_IN = "fashion_mnist_32x32x3"
 ARENA_RATIO = 1.5
 MAX_DROP = 1.0
 TUNE_EPOCHS = 2
-#: what a change of maker keeps of a model's cached stages
+#: the settings the dense twin depends on, and what a change of the others keeps of a model's cached stages
+TWIN_SETTINGS = ("model", "dataset_path", "models_dir", "epochs", "train_limit")
 TWIN_FILES = ("dense.keras", "dense.tflite", "tune")
 
 
@@ -208,10 +209,10 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
     settings_file, result_file = work / "settings.json", work / "result.json"
     cached = json.loads(settings_file.read_text()) if settings_file.is_file() else settings
     if cached != settings:
-        if {**cached, "maker": None} == {**settings, "maker": None}:
-            # the twin (hours on the full schedule) does not depend on the maker; tune's cache is keyed by content
-            log(f"{key}: another TREC maker than the cached run's: keeping its dense twin, making the TREC model "
-                "afresh")
+        if all(cached.get(k) == settings[k] for k in TWIN_SETTINGS):
+            # the twin (hours on the full schedule) does not depend on the rest; tune's cache is keyed by content
+            log(f"{key}: settings changed since the cached run, not the dense twin's: keeping the twin, redoing "
+                "the rest")
             for f in work.iterdir():
                 if f.name in TWIN_FILES:
                     continue
