@@ -13,6 +13,8 @@
   how much and the model's other figures stand; the first fit's budget allows for the arena
   estimate's excess over the board's, and a fit the board measures over the budget is redone at it;
 * the command line's fit (tune.memory.fit_arena) on a real saved two-TREC model;
+* end to end (QEMU tier, tiny settings): tune makes fashion_net's TREC model, the layer rows are its
+  choice with its reasons, and the model runs bit-exactly on qemu_m7;
 * tune's report.json read as the maker's notes, and the split of the data tune gets.
 """
 
@@ -367,3 +369,33 @@ def test_a_fit_the_board_measures_over_the_budget_is_fitted_to_the_budget_itself
     (work / "arena_budget.json").unlink()
     a = bm.at_arena_budget(result, work, fit, _args(tmp_path), {}, print)
     assert a["boards"]["qemu_m7"]["within_budget"] is False and a["boards"]["qemu_m7"]["arena"] == 15_200
+
+
+@pytest.mark.tflm
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_tune_makes_the_model_end_to_end_on_qemu(tmp_path, capsys, fashion):
+    """The command line's default maker for real, at tiny settings: tune on the twin, its report in
+    --out/<model>/tune/, every layer row with tune's reason, and the result measured on qemu_m7."""
+    out = tmp_path / "out"
+    argv = ["bench-models", "--models", "fashion_net", "--epochs", "1", "--tune-epochs", "1", "--train-limit", "2000",
+            "--limit", "100", "--images", "2", "--boards", "qemu_m7", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    r = json.loads(captured.out)[0]
+    report = json.loads((out / "fashion_net" / "tune" / "report.json").read_text())
+    assert r["maker"]["name"] == "tune" and r["settings"]["maker"] == {
+        "tune": {"max_drop": 1.0, "epochs": 1, "core": "m7", "seed": 0}}
+    assert r["maker"]["predicted_speedup"] == report["predicted"]["speedup"]
+    # the layer rows: TREC exactly where tune chose it, with its (L, H), and tune's reason on each
+    chosen = report["choice"]["choice"]
+    assert {x["name"]: (x["L"], x["H"]) for x in r["layers"] if x["kind"] == "TREC"} == \
+        {name: tuple(lh) for name, lh in chosen.items()}
+    assert all(x["why"].startswith("TREC: predicted" if x["kind"] == "TREC" else "dense: ") for x in r["layers"])
+    b = r["boards"]["qemu_m7"]
+    assert b["trec"]["outputs_equal_host"] == b["dense"]["outputs_equal_host"] == 2
+    if chosen:
+        assert b["speedup"] > 1.5
+    else:  # nothing paid: the TREC model is the twin, ~1x, and the report says so
+        assert r["maker"]["why"].startswith("tune paid on no layer") and b["speedup"] == pytest.approx(1, abs=0.01)
+    assert "tune [" in captured.err and "making the TREC model (tune, --max-drop 1.0" in captured.err
