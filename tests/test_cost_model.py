@@ -131,7 +131,9 @@ def test_nnls_keeps_coefficients_non_negative():
 # ------------------------------------------------------------------------------------------------
 # against QEMU
 # ------------------------------------------------------------------------------------------------
-HELD_OUT = ("v6", "v7", "v8", "v9")  # added after the model's terms were fixed (trec_tflm.tune.layers)
+# added after the model's terms were fixed (v6-v9), or before they were revised for the general path
+# (v10-v14, blind; v9 was studied for that revision, so it is held out but no longer blind: trec_tflm.tune.layers)
+HELD_OUT = ("v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14")
 
 
 @pytest.mark.qemu

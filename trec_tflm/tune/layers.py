@@ -75,6 +75,13 @@ HELD_OUT = [
     Layer("v7", 14, 14, 32, 64, 3, sub_vector_length=32, hash_bits=8),
     Layer("v8", 14, 14, 8, 32, 3, stride=2, padding="VALID", sub_vector_length=24, hash_bits=7),
     Layer("v9", 14, 14, 4, 16, 3, sub_vector_length=6, hash_bits=8),
+    # added before the general path's terms were revised and refitted (v5 and v9, the general-path
+    # layers above, were studied for that revision): three general-path layers, two strip layers
+    Layer("v10", 10, 10, 12, 24, 3, sub_vector_length=10, hash_bits=7),
+    Layer("v11", 16, 16, 6, 16, 3, stride=2, padding="VALID", sub_vector_length=12, hash_bits=9),
+    Layer("v12", 20, 20, 2, 8, 5, sub_vector_length=8, hash_bits=6),
+    Layer("v13", 10, 10, 24, 48, 3, sub_vector_length=24, hash_bits=7),
+    Layer("v14", 16, 16, 4, 24, 3, sub_vector_length=12, hash_bits=9),
 ]
 CALIBRATION_IMAGES = range(0, 3)
 HELD_OUT_IMAGES = range(100, 108)
