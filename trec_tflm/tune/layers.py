@@ -63,6 +63,12 @@ CALIBRATION = [
     Layer("c8", 7, 7, 32, 64, 3, sub_vector_length=32, hash_bits=8),
     Layer("c9", 14, 14, 3, 16, 5, sub_vector_length=15, hash_bits=8),
     Layer("c10", 28, 28, 1, 8, 3, padding="VALID", sub_vector_length=9, hash_bits=5),
+    # the general path at other Cin, L and strides (c7 and c10 alone left it under-determined)
+    Layer("c11", 14, 14, 2, 16, 3, sub_vector_length=4, hash_bits=8),
+    Layer("c12", 14, 14, 8, 32, 5, sub_vector_length=20, hash_bits=9),
+    Layer("c13", 12, 12, 6, 24, 3, stride=2, sub_vector_length=9, hash_bits=7),
+    Layer("c14", 28, 28, 1, 16, 5, sub_vector_length=10, hash_bits=8),
+    Layer("c15", 14, 14, 16, 16, 3, sub_vector_length=24, hash_bits=10),
 ]
 HELD_OUT = [
     Layer("v1", 28, 28, 1, 8, 5, padding="VALID", sub_vector_length=5, hash_bits=10),
