@@ -59,6 +59,13 @@ def test_general_path_runs_and_sums_blocks_by_hand():
     assert short["products"]["blocks"] == clusters * 4 * 2 * 12 and short["products"]["slices"] == 2 * 4 * 3
     assert short["sums"]["gathered_im2col_rows"] == whole["sums"]["gathered_im2col_rows"]  # the same elements
     assert cost.trec_work(conv, 7, 6, 0.5, 2, 30, sums_block=7) == whole
+    assert whole["scatter"]["sub_matrices"] == 2 * 4 and whole["scatter"]["row_tables16"] == 0
+    # plan T16 narrows every entry and sets up a row's pointers into the tables per pass
+    t16 = cost.trec_work(conv, 7, 6, 0.5, 2, 30, plan="tables16")
+    assert t16["products"]["narrow16"] == clusters * 4 and t16["scatter"]["row_tables16"] == 2 * 16 * 4
+    assert cost.trec_work(conv, 7, 6, 0.5, 2, 30, plan="tables") == whole
+    with pytest.raises(ValueError, match="plan must be one of"):
+        cost.trec_work(conv, 7, 6, 0.5, 2, 30, plan="T16")
     for bad in (0, 8):
         with pytest.raises(ValueError, match="sums_block"):
             cost.trec_work(conv, 7, 6, 0.5, 2, 30, sums_block=bad)

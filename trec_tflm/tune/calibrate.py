@@ -107,7 +107,8 @@ def fit(rows: list[Measured]) -> dict:
     (median of what the plain totals leave), and the dense terms (fitted to CMSIS-NN's counts)."""
     # fitted on the plan the core ran (its report), not the host's guess of it
     works = [cost.trec_work(r.conv, r.layer_spec.sub_vector_length, r.layer_spec.hash_bits, r.target.rc,
-                            r.target.passes, r.target.scatter_tenths, r.target.sums_block) for r in rows]
+                            r.target.passes, r.target.scatter_tenths, r.target.sums_block, r.target.plan)
+             for r in rows]
     trec: dict = {}
     for phase in cost.TREC_PHASES:
         terms = list(works[0][phase])
@@ -168,7 +169,7 @@ def check(rows: list[Measured], core: str) -> list[CheckRow]:
         mine = [r for r in rows if r.layer == name]
         spec = mine[0].layer_spec
         pred = [cost.predict_trec(r.conv, spec.sub_vector_length, spec.hash_bits, r.plan.rc, r.plan.passes,
-                                  r.plan.scatter_tenths, core, r.plan.sums_block) for r in mine]
+                                  r.plan.scatter_tenths, core, r.plan.sums_block, r.plan.plan) for r in mine]
         meas = [r.total for r in mine]
         worst = max((p / m - 1 for p, m in zip(pred, meas)), key=abs)
         dense = next(r.dense for r in mine if r.dense)

@@ -98,10 +98,12 @@ def _general_runs(conv: Conv, length: int, block: int) -> tuple[int, int]:
 
 
 def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int,
-              scatter_tenths: int, sums_block: int | None = None) -> dict[str, dict[str, float]]:
+              scatter_tenths: int, sums_block: int | None = None, plan: str | None = None
+              ) -> dict[str, dict[str, float]]:
     """Per phase, its terms of work in the kernel's per-operation costs (instructions before calibration).
     ``scatter_tenths``: the kernel's scatter cost per table entry for the plan it ran, ``sums_block``
-    the length of its cluster-sums blocks (None: L) (both :class:`HostPlan`)."""
+    the length of its cluster-sums blocks (None: L), ``plan`` the plan (one of PLANS; None: not
+    "tables16") (all :class:`HostPlan`)."""
     if not 0.0 < rc <= 1.0 or passes < 1:
         raise ValueError(f"rc must be in (0, 1] and passes at least 1, got rc={rc}, passes={passes}")
     if scatter_tenths < 1:
@@ -109,7 +111,10 @@ def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, pas
                          "trec_reuse_stats.scatter_tenths for the plan it ran (HostPlan.scatter_tenths)")
     length, bits = int(sub_vector_length), int(hash_bits)
     golden.check_trec_params(conv.depth, length, bits, "mean")
+    if plan is not None and plan not in PLANS:
+        raise ValueError(f"plan must be one of {PLANS} or None, got {plan!r}")
     block = length if sums_block is None else int(sums_block)
+    t16 = int(plan == "tables16")
     if not 1 <= block <= length:
         raise ValueError(f"sums_block must lie in [1, L={length}], got {sums_block}: pass the kernel's "
                          "trec_reuse_stats.sums_block (HostPlan.sums_block) or None for whole sub-vectors")
@@ -167,27 +172,33 @@ def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, pas
                      "strip_pixels": simd * clusters * conv.cout * j,  # SIMD: filter sums per strip pixel
                      "divisions": clusters * conv.cout * 12,
                      "blocks": clusters * conv.cout * (blocks - 1) * 12,
+                     "narrow16": t16 * clusters * conv.cout,  # plan T16 narrows every table entry to 16 bits
                      "per_pass": passes * clusters * length},
         # a table entry per row, sub-matrix and channel, a row's set-up per pass, the requantization
+        # (plan T16: a row's pointers into the tables of sub-matrices 1.. are set up per pass, which its
+        # flat cost per entry does not carry)
         "scatter": {"entries": n * m * conv.cout * scatter_per_entry, "per_pass": passes * n * m,
+                    "row_tables16": t16 * passes * n * m, "sub_matrices": passes * m,
                     "row_passes": passes * n, "requantize": n * conv.cout},
     }
 
 
 def predict_trec(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int,
-                 scatter_tenths: int, core: str = "m7", sums_block: int | None = None) -> float:
+                 scatter_tenths: int, core: str = "m7", sums_block: int | None = None,
+                 plan: str | None = None) -> float:
     """Predicted instructions of trec_convolve_s8 on one image at reuse rate ``rc`` (clusters over
     rows x sub-matrices) with ``passes`` over the channels and the scatter cost per entry of the
-    kernel's plan and its sums block length (all from :func:`host_plan`)."""
+    kernel's plan, its sums block length and the plan itself (all from :func:`host_plan`)."""
     return float(sum(trec_phases(conv, sub_vector_length, hash_bits, rc, passes, scatter_tenths, core,
-                                 sums_block).values()))
+                                 sums_block, plan).values()))
 
 
 def trec_phases(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, passes: int,
-                scatter_tenths: int, core: str = "m7", sums_block: int | None = None) -> dict[str, float]:
+                scatter_tenths: int, core: str = "m7", sums_block: int | None = None,
+                plan: str | None = None) -> dict[str, float]:
     """:func:`predict_trec` by phase (hash, sums, products, scatter; the rest in "fixed")."""
     coef = _coefficients(core)["trec"]
-    work = trec_work(conv, sub_vector_length, hash_bits, rc, passes, scatter_tenths, sums_block)
+    work = trec_work(conv, sub_vector_length, hash_bits, rc, passes, scatter_tenths, sums_block, plan)
     out = {p: sum(coef[p][t] * v for t, v in terms.items()) for p, terms in work.items()}
     return out | {"fixed": coef["fixed"]}
 

@@ -251,7 +251,7 @@ def _ladder(m, name: str, idx: int, fast: int, least: int, x, core: str) -> _Lad
                                hash_center=o["hash_center"], stride=kw["stride"], dilation=kw["dilation"],
                                padding=kw["padding"], scratch_bytes=int(size))
         predicted = float(np.median([cost.predict_trec(conv, o["sub_vector_length"], o["hash_bits"], max(q.rc, 1e-6),
-                                                       q.passes, q.scatter_tenths, core, q.sums_block)
+                                                       q.passes, q.scatter_tenths, core, q.sums_block, q.plan)
                                       for q in plans]))
         median = plans[int(np.argsort([q.passes for q in plans])[len(plans) // 2])]
         described = f"{median.passes} pass(es) x {median.chunk} channels, {median.plan}"
