@@ -119,7 +119,7 @@ def fit(rows: list[Measured]) -> dict:
         y = np.array([r.phases[_PROFILE_PHASE[phase]] * r.total / sum(r.phases.values()) for r in rows], float)
         # relative error: a layer of 300K instructions counts as much as one of 3M; then once more
         # without the images the fit misses by more than half (a plan detail the stats do not report,
-        # e.g. sums in blocks shorter than L: not what the terms describe)
+        # e.g. a T16 chunk built twice: not what the terms describe)
         x = nnls(a / y[:, None], np.ones(len(y)))
         inliers = np.abs(a @ x / y - 1) <= 0.5
         if inliers.sum() >= len(terms) and not inliers.all():

@@ -14,12 +14,16 @@ fitted once to the phase counts of a profile build on QEMU (``python -m trec_tfl
 --core m7``, into trec_tflm/tune/coefficients.py; a coefficient of 0 is a term the fit found no use
 for), scales it. docs/BENCHMARKS.md ("Cost model") has how close it comes on layers it was not fitted on.
 
-The plan (passes over the channels, chunk, scatter kind) depends on the clusters the input forms and
-on the scratch, as the kernel chooses it at run time; it is not re-derived here: :func:`host_plan`
-runs the same kernel built for the host (trec_tflm.host.kernels, DSP paths emulated) on an input and
-returns its rc, passes, plan, chunk and scatter cost, which :func:`predict_trec` takes. Not in the
-kernel's report, so not in the model: the length of the sums blocks (the kernel shortens them when
-scratch is tight) and, outside the scatter, plan A vs A2; layers where those change are the model's worst.
+The plan (passes over the channels, chunk, scatter kind, length of the sums blocks) depends on the
+clusters the input forms and on the scratch, as the kernel chooses it at run time; it is not
+re-derived here: :func:`host_plan` runs the same kernel built for the host (trec_tflm.host.kernels,
+DSP paths emulated) on an input and returns its rc, passes, plan, chunk, scatter cost and sums block
+(trec_reuse_stats.sums_block: the kernel cuts the sums into blocks shorter than L when scratch is
+tight, and every block walks the rows again; on the general path that is most of the work), which
+:func:`predict_trec` takes. Not in the kernel's report, so not in the model: whether a strip layer's
+sums ran in SIMD lanes or incrementally (assumed wherever possible and the block is whole), plan A vs
+A2 outside the scatter, and a plan T16 chunk whose entries did not fit 16 bits (its tables built
+twice); layers where those change are the model's worst.
 """
 
 from __future__ import annotations
