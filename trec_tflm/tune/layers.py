@@ -96,6 +96,11 @@ HELD_OUT = [
     Layer("v15", 14, 14, 10, 20, 3, stride=2, sub_vector_length=15, hash_bits=8),
     Layer("v16", 20, 20, 3, 12, 3, sub_vector_length=6, hash_bits=7),
     Layer("v17", 20, 20, 8, 24, 3, stride=2, sub_vector_length=8, hash_bits=8),
+    # added after the second revision missed v17 (strip path, stride 2) by 17.2%, before v17 was studied
+    Layer("v18", 18, 18, 12, 24, 3, stride=2, sub_vector_length=12, hash_bits=7),
+    Layer("v19", 24, 24, 4, 16, 3, stride=2, padding="VALID", sub_vector_length=12, hash_bits=8),
+    Layer("v20", 12, 12, 8, 16, 5, sub_vector_length=40, hash_bits=9),
+    Layer("v21", 16, 16, 5, 12, 3, sub_vector_length=7, hash_bits=8),
 ]
 CALIBRATION_IMAGES = range(0, 3)
 HELD_OUT_IMAGES = range(100, 108)
