@@ -27,6 +27,7 @@ def test_work_terms_of_a_strip_layer_by_hand():
     # 3 rows x 2 moves of one column (6 positions each), 2 moves of one row (6 positions each)
     gathered = 4 * (36 + 2 * (6 * 6 + 2 * 6))
     assert w["sums"]["gathered_incremental"] == gathered * 4  # SIMD (Cin % 4 == 0): ~4 per element
+    assert w["sums"]["pixels"] == gathered / 4  # a set-up per input pixel visited (Cin = 4 elements)
     assert w["sums"]["gathered_windows"] == 0 and w["sums"]["rows"] == 0 and w["sums"]["rows_simd"] == n * m
     assert w["products"]["macs_simd"] == clusters * 8 * 4 and w["products"]["macs"] == 0
     assert w["products"]["strip_pixels"] == clusters * 8 * 1
@@ -48,7 +49,7 @@ def test_general_path_runs_and_sums_blocks_by_hand():
     conv = cost.Conv.of((1, 10, 10, 3), (4, 3, 3, 3), stride=2, padding="VALID")  # 16 rows
     whole = cost.trec_work(conv, 7, 6, 0.5, 2, 30)
     assert whole["sums"]["general_runs"] == 2 * 16 * 11 and whole["sums"]["general_rows"] == 2 * 16 * 4
-    assert whole["sums"]["compact"] == 16 * 4 and whole["sums"]["rows"] == 0
+    assert whole["sums"]["compact"] == 16 * 4 and whole["sums"]["rows"] == 0 and whole["sums"]["pixels"] == 0
     assert whole["products"]["blocks"] == 0 and whole["products"]["slices"] == 2 * 4
     assert whole["hash"]["taps"] == 16 * 9 and whole["hash"]["offsets"] == 4 * 6 * 7
     # blocks of 3: [0,3) [3,6) [6,7) | [7,10) [10,13) [13,14) | [14,17) [17,20) [20,21) | [21,24) [24,27), [27,28)
@@ -76,6 +77,7 @@ def test_a_split_strip_layer_runs_neither_simd_nor_incremental_sums():
     split = cost.trec_work(conv, 4, 5, 0.25, 1, 46, sums_block=2)
     n, m = 36, 9
     assert split["sums"]["gathered_incremental"] == 0 and split["sums"]["gathered_windows"] == n * 4 * m * 12
+    assert split["sums"]["pixels"] == n * m  # one pixel per window and sub-matrix
     assert split["sums"]["rows_simd"] == 0 and split["sums"]["rows"] == n * m * 2
     assert split["products"]["macs_simd"] == 0 and split["products"]["macs"] == 0.25 * n * m * 8 * 4
 

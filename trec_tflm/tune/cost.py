@@ -162,7 +162,9 @@ def trec_work(conv: Conv, sub_vector_length: int, hash_bits: int, rc: float, pas
         # every pass re-derives the sums (reading each row's id), pays per cluster slot and per sub-matrix
         # (and block); the strip path walks its windows once per block, the general path its rows once
         # per block and group of runs and pays per run; the general path also compacts N x M codes into ids
+        # (the strip path pays a set-up per input pixel it visits: an id read, bounds, the counts)
         "sums": {**{f"gathered_{g}": passes * v * per_element for g, v in gathered.items()},
+                 "pixels": passes * (gathered["incremental"] + gathered["windows"]) / conv.cin,
                  "rows": (1 - simd) * (1 - general) * passes * n * m * blocks, "rows_simd": simd * passes * n * m,
                  "general_rows": passes * n * loops, "general_runs": passes * n * runs,
                  "compact": general * n * m,
