@@ -41,6 +41,7 @@ def test_work_terms_of_a_general_and_a_strided_layer():
     assert general["sums"]["gathered_im2col_rows"] == 16 * 27 * 12  # scalar: ~12 per element
     strip = cost.trec_work(conv, 9, 6, 0.5, 1, 30)  # L = 3*Cin: strips of 3 pixels, stride 2: whole windows
     assert strip["sums"]["gathered_windows"] == 16 * 9 * 3 * 12 and strip["sums"]["gathered_incremental"] == 0
+    assert strip["sums"]["pixels"] == 16 * 3 * 3  # a set-up per pixel: 3 per strip, 3 strips per window
 
 
 def test_general_path_runs_and_sums_blocks_by_hand():
