@@ -51,7 +51,7 @@ def main() -> None:
                            hash_center=kw["hash_center"], stride=kw["stride"], dilation=kw["dilation"],
                            padding=kw["padding"], scratch_bytes=c.scratch_bytes)[0]
         predicted = cost.predict_trec(conv, kw["sub_vector_length"], kw["hash_bits"], max(q.rc, 1e-6), q.passes,
-                                      q.plan, q.chunk, args.core)
+                                      q.scatter_tenths, args.core, q.sums_block, q.plan)
         flagged = predicted < dearest or q.passes < most_passes
         dearest, most_passes = max(dearest, predicted), max(most_passes, q.passes)
         rows.append((c.scratch_bytes, measured[c.name], q, predicted, dearest, flagged))

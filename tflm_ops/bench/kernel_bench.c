@@ -163,7 +163,7 @@ static int run_trec(const bench_case *c)
     fill(out_buf, out_bytes(c) + 2 * GUARD);
     fill(scratch_buf, scratch + 2 * GUARD);
     const trec_context ctx = {scratch_buf + GUARD, scratch};
-    trec_reuse_stats stats = {0, 0, 0, 0, 0, 0, 0};
+    trec_reuse_stats stats = {0, 0, 0, 0, 0, 0, 0, 0};
     reset_profile();
     const uint64_t t0 = board_ticks();
     const trec_status st = trec_convolve_s8(&ctx, &a.conv, &a.hash, &a.quant, &a.in, c->input, &a.filt, c->filter,
@@ -171,11 +171,12 @@ static int run_trec(const bench_case *c)
     const uint64_t t1 = board_ticks();
     const int fail = report("trec", c, st, scratch, scratch, c->expected_trec);
     printf(" ticks=%lu hash=%lu centroids=%lu products=%lu scatter=%lu scratch=%ld clusters=%ld rows=%ld "
-           "subm=%ld passes=%ld chunk=%ld plan=%ld scatter_tenths=%ld\n",
+           "subm=%ld passes=%ld chunk=%ld plan=%ld scatter_tenths=%ld sums_block=%ld\n",
            (unsigned long)(t1 - t0), (unsigned long)phase_ticks[0], (unsigned long)phase_ticks[1],
            (unsigned long)phase_ticks[2], (unsigned long)phase_ticks[3], (long)scratch,
            (long)stats.clusters, (long)stats.rows, (long)stats.sub_matrices, (long)stats.passes,
-           (long)stats.chunk, (long)stats.plan, (long)stats.scatter_tenths);
+           (long)stats.chunk, (long)stats.plan, (long)stats.scatter_tenths,
+           (long)stats.sums_block);
     return fail;
 }
 

@@ -299,7 +299,8 @@ static void chunk_rq(const trec_geom *g, const trec_weights *w, int32_t c0, int3
 }
 
 static int32_t run_image(const trec_geom *g, uint8_t *buf, size_t size, const int8_t *input, const int8_t *hash,
-                         const trec_weights *w, int8_t *output, int32_t *passes, int32_t *chunk, int32_t *plan_kind)
+                         const trec_weights *w, int8_t *output, int32_t *passes, int32_t *chunk, int32_t *plan_kind,
+                         int32_t *sums_block)
 {
     /* after the ids, per sub-matrix: on the strip path, where every sub-matrix has all the grid's
      * clusters, its id offset into the grid; on the general path its clusters and its id offset
@@ -372,6 +373,7 @@ static int32_t run_image(const trec_geom *g, uint8_t *buf, size_t size, const in
     *passes = chunks;
     *chunk = widest;
     *plan_kind = p.kind;
+    *sums_block = p.lb;
     return (int32_t)(g->strip ? strip_clusters : slots_tot);
 }
 
@@ -415,11 +417,11 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
     const size_t in_size = (size_t)g.in_h * g.in_w * g.cin;
     const size_t out_size = (size_t)g.n * g.cout;
     int64_t clusters = 0;
-    int32_t passes = 0, chunk = 0, kind = TREC_PLAN_A;
+    int32_t passes = 0, chunk = 0, kind = TREC_PLAN_A, lb = g.l;
     for (int32_t b = 0; b < input_dims->n; b++) {
         int32_t pass_b = 0;
         int32_t c = run_image(&g, buf, size, input + b * in_size, hash, &w, output + b * out_size, &pass_b, &chunk,
-                              &kind);
+                              &kind, &lb);
         if (c < 0) {
             return TREC_BUFFER_ERROR;
         }
@@ -434,6 +436,7 @@ trec_status trec_convolve_s8(const trec_context *ctx, const trec_conv_params *co
         stats->chunk = chunk;
         stats->plan = kind == TREC_PLAN_T16 ? 2 : kind == TREC_PLAN_T;
         stats->scatter_tenths = trec_scatter_tenths(&g, kind, chunk);
+        stats->sums_block = lb;
     }
     return TREC_SUCCESS;
 }

@@ -65,6 +65,7 @@ class KernelResult:
     chunk: int = 0  # output channels per pass
     plan: str = ""
     scatter_tenths: int = 0  # the kernel's scatter cost per table entry with its plan and chunk
+    sums_block: int = 0  # length of the cluster-sums blocks (L unless the scratch is tight)
 
     @property
     def remaining_ratio(self) -> float:
@@ -215,6 +216,7 @@ def parse(board: str, exit_code: int, stdout: str) -> RunResult:
             r.sub_matrices, r.passes = int(fields["subm"]), int(fields["passes"])
             r.chunk = int(fields.get("chunk", 0))
             r.scatter_tenths = int(fields.get("scatter_tenths", 0))
+            r.sums_block = int(fields.get("sums_block", 0))
         out[kind][name] = r
     for m in re.finditer(r"^(trec|dense|cmsis) (\S+) FAIL(.*)$", stdout, re.M):  # lines without ticks
         if m.group(2) not in out[m.group(1)]:

@@ -224,7 +224,7 @@ class TrecHashParams(ctypes.Structure):
 class TrecReuseStats(ctypes.Structure):
     _fields_ = [("rows", ctypes.c_int32), ("sub_matrices", ctypes.c_int32), ("clusters", ctypes.c_int32),
                 ("passes", ctypes.c_int32), ("chunk", ctypes.c_int32), ("plan", ctypes.c_int32),
-                ("scatter_tenths", ctypes.c_int32)]
+                ("scatter_tenths", ctypes.c_int32), ("sums_block", ctypes.c_int32)]
 
     @property
     def remaining_ratio(self) -> float:

@@ -76,7 +76,7 @@ def measure(core: str, layers, images, workdir: Path, profile: bool = True, log=
                                   hash_bits=spec.hash_bits, input_zero_point=case.params["input_zero_point"],
                                   stride=spec.stride, dilation=spec.dilation, padding=spec.padding)[0]
             q = plain.trec[case.name]
-            target = cost.HostPlan(q.remaining_ratio, q.passes, q.plan, q.chunk, q.scatter_tenths)
+            target = cost.HostPlan(q.remaining_ratio, q.passes, q.plan, q.chunk, q.scatter_tenths, q.sums_block)
             phases = runs[1].trec[case.name].phases if profile else {}
             dense = plain.cmsis[case.name].ticks if case.name in plain.cmsis else None
             out.append(Measured(spec.name, case.name, conv, spec, plan, target, q.ticks, phases, dense))
@@ -107,15 +107,19 @@ def fit(rows: list[Measured]) -> dict:
     (median of what the plain totals leave), and the dense terms (fitted to CMSIS-NN's counts)."""
     # fitted on the plan the core ran (its report), not the host's guess of it
     works = [cost.trec_work(r.conv, r.layer_spec.sub_vector_length, r.layer_spec.hash_bits, r.target.rc,
-                            r.target.passes, r.target.scatter_tenths) for r in rows]
+                            r.target.passes, r.target.scatter_tenths, r.target.sums_block, r.target.plan)
+             for r in rows]
     trec: dict = {}
     for phase in cost.TREC_PHASES:
         terms = list(works[0][phase])
         a = np.array([[w[phase][t] for t in terms] for w in works], float)
-        y = np.array([r.phases[_PROFILE_PHASE[phase]] for r in rows], float)
+        # the profile build's marks cost instructions of their own (hundreds per mark, and the general
+        # path with short sums blocks marks thousands of times): each image's phases are scaled to
+        # add up to the plain build's total
+        y = np.array([r.phases[_PROFILE_PHASE[phase]] * r.total / sum(r.phases.values()) for r in rows], float)
         # relative error: a layer of 300K instructions counts as much as one of 3M; then once more
         # without the images the fit misses by more than half (a plan detail the stats do not report,
-        # e.g. sums in blocks shorter than L: not what the terms describe)
+        # e.g. a T16 chunk built twice: not what the terms describe)
         x = nnls(a / y[:, None], np.ones(len(y)))
         inliers = np.abs(a @ x / y - 1) <= 0.5
         if inliers.sum() >= len(terms) and not inliers.all():
@@ -165,14 +169,15 @@ def check(rows: list[Measured], core: str) -> list[CheckRow]:
         mine = [r for r in rows if r.layer == name]
         spec = mine[0].layer_spec
         pred = [cost.predict_trec(r.conv, spec.sub_vector_length, spec.hash_bits, r.plan.rc, r.plan.passes,
-                                  r.plan.scatter_tenths, core) for r in mine]
+                                  r.plan.scatter_tenths, core, r.plan.sums_block, r.plan.plan) for r in mine]
         meas = [r.total for r in mine]
         worst = max((p / m - 1 for p, m in zip(pred, meas)), key=abs)
         dense = next(r.dense for r in mine if r.dense)
         dp = cost.predict_dense(mine[0].conv, core)
         pm, mm = float(np.median(pred)), float(np.median(meas))
-        differs = sum((r.plan.passes, r.plan.plan, r.plan.chunk, r.plan.scatter_tenths)
-                      != (r.target.passes, r.target.plan, r.target.chunk, r.target.scatter_tenths) for r in mine)
+        differs = sum((r.plan.passes, r.plan.plan, r.plan.chunk, r.plan.scatter_tenths, r.plan.sums_block)
+                      != (r.target.passes, r.target.plan, r.target.chunk, r.target.scatter_tenths, r.target.sums_block)
+                      for r in mine)
         out.append(CheckRow(name, spec.describe(), pm, mm, pm / mm - 1, worst, dp, dense, dp / dense - 1,
                             len(mine), differs))
     return out

@@ -63,6 +63,20 @@ CALIBRATION = [
     Layer("c8", 7, 7, 32, 64, 3, sub_vector_length=32, hash_bits=8),
     Layer("c9", 14, 14, 3, 16, 5, sub_vector_length=15, hash_bits=8),
     Layer("c10", 28, 28, 1, 8, 3, padding="VALID", sub_vector_length=9, hash_bits=5),
+    # the general path at other Cin, L and strides (c7 and c10 alone left it under-determined)
+    Layer("c11", 14, 14, 2, 16, 3, sub_vector_length=4, hash_bits=8),
+    Layer("c12", 14, 14, 8, 32, 5, sub_vector_length=20, hash_bits=9),
+    Layer("c13", 12, 12, 6, 24, 3, stride=2, sub_vector_length=9, hash_bits=7),
+    Layer("c14", 28, 28, 1, 16, 5, sub_vector_length=10, hash_bits=8),
+    Layer("c15", 14, 14, 16, 16, 3, sub_vector_length=24, hash_bits=10),
+    # small outputs, where the per-call costs weigh (added after held-out v11, 7x7 rows, missed by 16.9%)
+    Layer("c16", 10, 10, 5, 16, 3, stride=2, sub_vector_length=10, hash_bits=8),
+    Layer("c17", 8, 8, 12, 32, 3, sub_vector_length=8, hash_bits=8),
+    # SIMD strip layers at Cin 4 and 8 (added after held-out v17, Cin 8 at stride 2, missed by 17.2%):
+    # the calibration's SIMD layers had Cin 8 only with 5-pixel strips
+    Layer("c18", 14, 14, 8, 32, 3, sub_vector_length=8, hash_bits=8),
+    Layer("c19", 12, 12, 4, 16, 3, stride=2, sub_vector_length=4, hash_bits=7),
+    Layer("c20", 16, 16, 8, 16, 3, stride=2, padding="VALID", sub_vector_length=24, hash_bits=8),
 ]
 HELD_OUT = [
     Layer("v1", 28, 28, 1, 8, 5, padding="VALID", sub_vector_length=5, hash_bits=10),
@@ -75,6 +89,23 @@ HELD_OUT = [
     Layer("v7", 14, 14, 32, 64, 3, sub_vector_length=32, hash_bits=8),
     Layer("v8", 14, 14, 8, 32, 3, stride=2, padding="VALID", sub_vector_length=24, hash_bits=7),
     Layer("v9", 14, 14, 4, 16, 3, sub_vector_length=6, hash_bits=8),
+    # added before the general path's terms were revised and refitted (v5 and v9, the general-path
+    # layers above, were studied for that revision): three general-path layers, two strip layers
+    Layer("v10", 10, 10, 12, 24, 3, sub_vector_length=10, hash_bits=7),
+    Layer("v11", 16, 16, 6, 16, 3, stride=2, padding="VALID", sub_vector_length=12, hash_bits=9),
+    Layer("v12", 20, 20, 2, 8, 5, sub_vector_length=8, hash_bits=6),
+    Layer("v13", 10, 10, 24, 48, 3, sub_vector_length=24, hash_bits=7),
+    Layer("v14", 16, 16, 4, 24, 3, sub_vector_length=12, hash_bits=9),
+    # added after the first refit with those terms missed v11 (general path, stride 2) by 16.9%, before
+    # v11 was studied and the terms revised again
+    Layer("v15", 14, 14, 10, 20, 3, stride=2, sub_vector_length=15, hash_bits=8),
+    Layer("v16", 20, 20, 3, 12, 3, sub_vector_length=6, hash_bits=7),
+    Layer("v17", 20, 20, 8, 24, 3, stride=2, sub_vector_length=8, hash_bits=8),
+    # added after the second revision missed v17 (strip path, stride 2) by 17.2%, before v17 was studied
+    Layer("v18", 18, 18, 12, 24, 3, stride=2, sub_vector_length=12, hash_bits=7),
+    Layer("v19", 24, 24, 4, 16, 3, stride=2, padding="VALID", sub_vector_length=12, hash_bits=8),
+    Layer("v20", 12, 12, 8, 16, 5, sub_vector_length=40, hash_bits=9),
+    Layer("v21", 16, 16, 5, 12, 3, sub_vector_length=7, hash_bits=8),
 ]
 CALIBRATION_IMAGES = range(0, 3)
 HELD_OUT_IMAGES = range(100, 108)

@@ -251,12 +251,13 @@ def _ladder(m, name: str, idx: int, fast: int, least: int, x, core: str) -> _Lad
                                hash_center=o["hash_center"], stride=kw["stride"], dilation=kw["dilation"],
                                padding=kw["padding"], scratch_bytes=int(size))
         predicted = float(np.median([cost.predict_trec(conv, o["sub_vector_length"], o["hash_bits"], max(q.rc, 1e-6),
-                                                       q.passes, q.scatter_tenths, core) for q in plans]))
+                                                       q.passes, q.scatter_tenths, core, q.sums_block, q.plan)
+                                      for q in plans]))
         median = plans[int(np.argsort([q.passes for q in plans])[len(plans) // 2])]
         described = f"{median.passes} pass(es) x {median.chunk} channels, {median.plan}"
         passes = np.array([q.passes for q in plans])
-        # fewer passes in less scratch: more channels per pass fit only with shorter sums blocks or
-        # another sums mode, which the kernel's report does not tell
+        # fewer passes in less scratch: more channels per pass fit only with shorter sums blocks (the
+        # kernel reports them, the model prices them) or another sums mode, which the report does not tell
         unpriced = predicted < dearest or bool(np.any(passes < most_passes))
         dearest, most_passes = max(dearest, predicted), np.maximum(most_passes, passes)
         if len(ladder.sizes) > 1 and dearest == ladder.instructions[-1] and unpriced == ladder.unpriced[-1]:

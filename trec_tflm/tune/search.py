@@ -132,7 +132,7 @@ def layer_candidates(name: str, conv: cost.Conv, kernel: np.ndarray, activations
             rc = float(np.median([p.rc for p in plans]))
             typical = plans[int(np.argsort([p.rc for p in plans])[len(plans) // 2])]
             trec = cost.predict_trec(conv, length, bits, max(rc, 1e-6), typical.passes, typical.scatter_tenths,
-                                     core)
+                                     core, typical.sums_block, typical.plan)
             scratch, _ = kernels("host").trec_buffer_sizes(
                 (1, conv.h, conv.w, conv.cin), (conv.cout, conv.kh, conv.kw, conv.cin), sub_vector_length=length,
                 hash_bits=bits, stride=conv.stride, dilation=conv.dilation, padding=conv.padding)

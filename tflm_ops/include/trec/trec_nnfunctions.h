@@ -108,6 +108,8 @@ typedef struct {
     int32_t scatter_tenths; /* what the kernel estimates the last image's scatter costs per (row,
                              * sub-matrix, channel) with its plan and chunk, in tenths of an instruction
                              * (measured on Cortex-M7; the estimate it ranks plans with) */
+    int32_t sums_block;     /* length of the last image's cluster-sums blocks (L, or shorter where the
+                             * scratch is tight: every block is another pass over the rows) */
 } trec_reuse_stats;
 
 trec_status trec_convolve_s8(const trec_context *ctx,
