@@ -303,7 +303,9 @@ def test_a_layer_left_dense_by_the_search_says_what_it_cost():
              "why": "TREC pays by the cost model, but the chosen setting keeps it dense"},
             {"layer": "b", "choice": "trec", "why": None},
             {"layer": "c", "choice": "dense", "why": "TREC does not pay: best predicted 9 >= dense 8"}]
-    tried = [{"name": "+b L=32 H=8", "choice": {"b": [32, 8]}, "status": "accepted", "drop_points": 0.4},
+    tried = [{"name": "fastest", "choice": {"a": [3, 5], "b": [32, 5]}, "status": "too_inaccurate",
+              "drop_points": 4.2},
+             {"name": "+b L=32 H=8", "choice": {"b": [32, 8]}, "status": "accepted", "drop_points": 0.4},
              {"name": "+a L=3 H=8", "choice": {"a": [3, 8], "b": [32, 8]}, "status": "too_inaccurate",
               "drop_points": 1.84}]
     out = _with_refusals(rows, tried)

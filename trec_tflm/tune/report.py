@@ -190,11 +190,12 @@ def _prod(shape) -> int:
 
 
 def _with_refusals(rows: list[dict], tried: list[dict]) -> list[dict]:
-    """A layer the cost model liked but the search left dense: say what it cost when it was tried."""
+    """A layer the cost model liked but the search left dense: say what it cost when it was last tried
+    (the fastest setting is tried first and costs most; the layer's own step says more)."""
     for row in rows:
         if row["choice"] != "dense" or not (row.get("why") or "").startswith("TREC pays by the cost model"):
             continue
-        for t in tried:
+        for t in reversed(tried):
             if row["layer"] in t["choice"] and t.get("status") in ("too_inaccurate", "over_budget", "not_faster"):
                 how = (f"{t['drop_points']:.2f} pt on validation, over --max-drop" if "drop_points" in t
                        else t.get("why") or t["status"])
