@@ -22,6 +22,9 @@ Resumable: each stage's output lands in ``--out/<model>/`` (written whole or not
 reused when the run's settings (settings.json) are the same; a finished model's result.json is
 reused as is. A model that fails (unknown name, missing twin, firmware that does not fit) gets its
 error in the report and the others are still measured; the exit code is then 1.
+
+The chart of the results (trec_tflm.bench.chart) goes to ``--out/chart.png``; ``--chart-only`` redraws
+it from the cached result.json files.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trec_tflm import data, paths
+from trec_tflm.bench import chart
 from trec_tflm.bench.compare import compare_on_qemu
 from trec_tflm.errors import UserError
 from trec_tflm.host.evaluate import evaluate
@@ -85,6 +89,11 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tune", action="store_true",
                    help="the zoo's default TREC layers and (L, H) (the only maker wired in so far; the default)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--chart", default=None, metavar="PATH",
+                   help=f"the chart (PNG: speedup per core against accuracy change, arena against the twin's); "
+                        f"default --out/{chart.CHART}")
+    p.add_argument("--chart-only", action="store_true",
+                   help="measure nothing: redraw the chart from the result.json files in --out (--models: these only)")
     p.set_defaults(func=command)
 
 
@@ -262,6 +271,8 @@ def table(results: list[dict]) -> str:
 def command(args) -> int:
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
+    if (done := chart.before_run(args, log)) is not None:
+        return done
     boards = check_args(args)
     reason = toolchain.skip_reason(need_qemu=True, need_toolchain=True)
     if reason:
@@ -278,4 +289,5 @@ def command(args) -> int:
             log(f"{name}: error: {exc}")
             results.append({"model": name, "error": str(exc)})
     print(json.dumps(results, indent=1) if args.json else table(results))
+    chart.after_run(results, args, log)
     return 1 if any("error" in r for r in results) else 0
