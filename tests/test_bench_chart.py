@@ -168,3 +168,20 @@ def test_chart_only_bad_input(tmp_path, capsys, argv, needle):
     assert main(["bench-models", *argv]) == 2
     assert needle.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
     assert not list(tmp_path.glob("**/*.png"))
+
+
+def test_after_a_run_the_chart_is_drawn_or_the_reason_logged(tmp_path):
+    import argparse
+
+    lines = []
+    args = argparse.Namespace(out=str(tmp_path / "out"), chart=None)
+    chart.after_run(RESULTS, args, lines.append)
+    assert lines == [f"chart: {tmp_path / 'out' / 'chart.png'}"]
+    _png_size((tmp_path / "out" / "chart.png").read_bytes())
+    # every model failed: the run's exit code stands, the log says why there is no new chart
+    lines.clear()
+    args.chart = str(tmp_path / "other.png")
+    chart.after_run([RESULTS[1]], args, lines.append)
+    assert lines == ["chart: not drawn: no model has a result to draw: zfnet: zfnet: firmware does not fit qemu_m7: "
+                     "region RAM overflowed by 1,234 bytes"]
+    assert not (tmp_path / "other.png").exists()

@@ -92,6 +92,7 @@ def test_bench_models_end_to_end_on_qemu(tmp_path, capsys, fashion):
     assert b["speedup"] == pytest.approx(b["dense"]["median_instructions"] / b["trec"]["median_instructions"])
     assert b["speedup"] > 1.5
     assert "[1/2] fashion_net" in captured.err and "training the dense twin" in captured.err
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "chart: " in captured.err
     # a second run: nothing trained or run again
     assert main(argv) == 1
     again = capsys.readouterr()
