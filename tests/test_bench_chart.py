@@ -102,6 +102,7 @@ def test_errored_model_is_left_out_and_named_in_the_caption():
     ([_result("cifarnet", None, 4, 4)], "result of 'cifarnet' has no numeric 'accuracy_change_pt'"),
     ([_result("cifarnet", 0.1, "fast", 4)], "result of 'cifarnet', board qemu_m7: 'speedup' is missing"),
     ([_result("cifarnet", 0.1, 4, 4, arena_m4=0)], "board qemu_m4: 'arena_ratio' is missing or not a positive"),
+    ([{**_result("cifarnet", 0.1, 4, 4), "boards": {"qemu_m7": [4.0]}}], "board qemu_m7: 'speedup' is missing"),
     ([{"model": "zfnet", "error": "boom"}], "no model has a result to draw: zfnet: boom"),
     ([], "no model has a result to draw"),
 ])

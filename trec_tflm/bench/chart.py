@@ -71,7 +71,8 @@ def _measured(results) -> tuple[list[dict], list[tuple[str, str]]]:
             raise ChartError(f"{where} has no 'boards' (per-core measurements); was it written by bench-models?")
         for board, b in boards.items():
             for key in ("speedup", "arena_ratio"):
-                if not isinstance((b or {}).get(key), (int, float)) or not b[key] > 0:
+                v = b.get(key) if isinstance(b, dict) else None
+                if not isinstance(v, (int, float)) or not v > 0:
                     raise ChartError(f"{where}, board {board}: {key!r} is missing or not a positive number")
         drawn.append(r)
     if not drawn:
