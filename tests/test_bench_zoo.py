@@ -6,7 +6,7 @@
 * end to end (QEMU tier, tiny settings: fashion_net, 1 epoch on 2,000 images, 3 emulated images):
   both models measured on qemu_m7, the device's int8 outputs equal the host TFLM's for both, TREC
   executes fewer instructions than the twin, the unknown name beside it is an error and the exit
-  code 1; a second run reuses the result without training or running anything.
+  code 1, the chart is drawn into --out; a second run reuses the result without training or running anything.
 """
 
 from __future__ import annotations
