@@ -129,8 +129,15 @@ def test_record_ships_a_bench_models_directory(tmp_path):
     assert json.loads((d / "check.json").read_text()) == check
     assert check["dataset"] == "fashion_mnist" and check["images"] == 1000
     assert check["correct"] == json.loads((ROOT / "fashion_net" / "check.json").read_text())["correct"]
-    for f in ("trec.keras", "trec.tflite", "dense.tflite"):
+    for f in ("trec.tflite", "dense.tflite"):
         assert (d / f).read_bytes() == (src / f).read_bytes()
+    # trec.keras: the same weights, without an optimizer's state
+    from trec_tflm.training.saving import load_keras_model
+
+    shipped_w = load_keras_model(d / "trec.keras").get_weights()
+    source_w = load_keras_model(src / "trec.keras").get_weights()
+    assert len(shipped_w) == len(source_w) and all((a == b).all() for a, b in zip(shipped_w, source_w))
+    assert (d / "trec.keras").stat().st_size <= (src / "trec.keras").stat().st_size
 
 
 def test_record_that_fails_leaves_the_shipped_model_as_it_was(tmp_path):

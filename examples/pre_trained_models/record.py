@@ -11,7 +11,8 @@ OUT is either
   result.json, settings.json): report.json is then its result.json with "source": "trec-tflm
   bench-models" and the settings; the dataset is the one the result names.
 
-The directory is written whole or not at all (built beside it, then renamed). It prints the
+trec.keras is saved without the optimizer's state. The directory is written whole or not at all
+(built beside it, then renamed). It prints the
 README table's row for the model.
 
     python examples/pre_trained_models/record.py TUNE_OUT fashion_net --dataset fashion_mnist
@@ -86,6 +87,7 @@ def record(out: Path, name: str, dataset: str | None = None, images: int = 1000,
     from trec_tflm import data
     from trec_tflm.host.evaluate import evaluate
     from trec_tflm.spec import model as tm
+    from trec_tflm.training.saving import load_keras_model
 
     report, dataset = report_of(out, dataset)
     dest = root / name
@@ -93,8 +95,10 @@ def record(out: Path, name: str, dataset: str | None = None, images: int = 1000,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        for f in MODEL_FILES:
+        for f in ("trec.tflite", "dense.tflite"):
             shutil.copyfile(out / f, tmp / f)
+        # saved uncompiled: the optimizer's state (twice the weights with Adam) is not shipped
+        load_keras_model(out / "trec.keras").save(tmp / "trec.keras")
         if report.get("source") == BENCH_MODELS_SOURCE:
             (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         else:
@@ -124,9 +128,11 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None,
                    help="the test data (a tune output needs it; a bench-models result names its own)")
     p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--into", type=Path, default=HERE,
+                   help="write NAME under this directory instead (a trial run; default: beside this script)")
     args = p.parse_args(argv)
     try:
-        record(args.out, args.name, args.dataset, args.images)
+        record(args.out, args.name, args.dataset, args.images, root=args.into)
     except RecordError as exc:
         raise SystemExit(f"record.py: error: {exc}") from None
     return 0
