@@ -121,6 +121,7 @@ def figure(results):
         top = max(b["speedup"] for b in r["boards"].values())
         ax_speed.annotate(r["model"], (r["accuracy_change_pt"], top), fontsize=7, xytext=(4, 4),
                           textcoords="offset points")
+    ax_speed.margins(x=0.15, y=0.1)  # room for the model names beside the points
     ax_speed.axhline(1.0, color="gray", ls="--", lw=0.8)
     ax_speed.axvline(0.0, color="gray", ls=":", lw=0.8)
     ax_speed.set_xlabel("int8 test accuracy change, TREC - dense twin (pt)")
@@ -138,6 +139,8 @@ def figure(results):
     ax_arena.axhline(ARENA_BUDGET, color="tab:red", ls=":", lw=0.8, label=f"{ARENA_BUDGET}x the twin's")
     ax_arena.set_xticks(range(len(drawn)))
     ax_arena.set_xticklabels([r["model"] for r in drawn], rotation=30, ha="right", fontsize=8)
+    # headroom above the tallest bar for the legend
+    ax_arena.set_ylim(0, 1.3 * max([ARENA_BUDGET] + [b["arena_ratio"] for r in drawn for b in r["boards"].values()]))
     ax_arena.set_ylabel("arena, TREC / dense twin")
     ax_arena.set_title("memory", fontsize=9)
     ax_arena.legend(fontsize=7)
