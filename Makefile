@@ -72,7 +72,7 @@ bench-kernels: system-deps $(VENV)/.installed-bench deps
 	@$(WITH_TREES) $(VENV)/bin/trec-tflm bench-kernels --core m4 $(if $(BENCH_MODELS),--models-dir $(BENCH_MODELS))
 
 # Zoo models whole, TREC vs dense twin on qemu_m7 and qemu_m4 (trec_tflm/bench/models.py has the schedule);
-# BENCH_MODELS_ARGS: e.g. --models resnet8 --dataset-path CIFAR10_DIR, --models-dir DIR, --json
+# BENCH_MODELS_ARGS: e.g. --models resnet8 --dataset-path CIFAR10_DIR, --models-dir DIR, --no-tune, --json
 BENCH_MODELS_ARGS ?=
 bench-models: system-deps $(VENV)/.installed deps
 	@$(WITH_TREES) $(VENV)/bin/trec-tflm bench-models $(BENCH_MODELS_ARGS)

@@ -32,7 +32,7 @@ LAYERS = [
     ("target", ["target"]),
     ("bench", ["bench"]),
     ("tune", ["tune"]),
-    ("commands", ["cli", "demo", "__main__"]),
+    ("commands", ["cli", "demo", "bench_models_cli", "__main__"]),
 ]
 # the package facade (lazy names) and the aliases of the old flat paths sit outside the layers
 OUTSIDE = {"trec_tflm", "trec_tflm._moved"}
