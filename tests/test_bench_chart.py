@@ -36,8 +36,13 @@ def _result(model, change, m7, m4, arena_m7=1.4, arena_m4=1.4, dataset="fashion_
 RESULTS = [
     _result("fashion_net", -0.87, 3.20, 3.19, 1.33, 1.33, dataset="fashion_mnist"),
     {"model": "zfnet", "error": "zfnet: firmware does not fit qemu_m7: region RAM overflowed by 1,234 bytes"},
-    _result("cifarnet", -0.4, 4.6, 4.5, 1.9, 1.9),
-    _result("resnet8", 0.3, 2.03, 2.02, 1.59, 1.58),
+    # the 1.5x stage ran: the TREC layers with scratch budgets (fashion_net's arena already fits: no run)
+    {**_result("cifarnet", -0.4, 4.6, 4.5, 1.9, 1.9),
+     "arena_budget": {"budget": 60000, "fits_unconstrained": False,
+                      "boards": {"qemu_m7": {"speedup": 4.1, "arena_ratio": 1.45},
+                                 "qemu_m4": {"speedup": 4.0, "arena_ratio": 1.44}}}},
+    {**_result("resnet8", 0.3, 2.03, 2.02, 1.59, 1.58), "arena_budget": {"fits_unconstrained": False,
+                                                                         "error": "no scratch plan fits"}},
 ]
 
 
@@ -95,6 +100,26 @@ def test_errored_model_is_left_out_and_named_in_the_caption():
         plt.close(fig)
 
 
+def test_the_arena_budget_runs_are_drawn_where_they_ran():
+    import matplotlib.pyplot as plt
+
+    fig = chart.figure(RESULTS)
+    try:
+        ax_speed, ax_arena = fig.axes
+        hollow = {c.get_label(): [tuple(round(v, 3) for v in p) for p in c.get_offsets().tolist()]
+                  for c in ax_speed.collections if "arena" in c.get_label()}
+        assert hollow == {"qemu_m7, arena <= 1.5x the twin's": [(-0.4, 4.1)],
+                          "qemu_m4, arena <= 1.5x the twin's": [(-0.4, 4.0)]}
+        ticks = sorted(round(y, 3) for c in ax_arena.collections for _, y in c.get_offsets().tolist())
+        assert ticks == [1.44, 1.45]
+        # each tick sits on its core's cifarnet bar
+        bars = {c.get_label(): c.patches for c in ax_arena.containers}
+        xs = sorted(round(x, 3) for c in ax_arena.collections for x, _ in c.get_offsets().tolist())
+        assert xs == sorted(round(bars[b][1].get_x() + bars[b][1].get_width() / 2, 3) for b in ("qemu_m7", "qemu_m4"))
+    finally:
+        plt.close(fig)
+
+
 @pytest.mark.parametrize("results,needle", [
     ({"model": "cifarnet"}, "expected a list of bench-models results, got dict"),
     (["cifarnet"], "result 0 is not a bench-models result"),
@@ -103,6 +128,8 @@ def test_errored_model_is_left_out_and_named_in_the_caption():
     ([_result("cifarnet", 0.1, "fast", 4)], "result of 'cifarnet', board qemu_m7: 'speedup' is missing"),
     ([_result("cifarnet", 0.1, 4, 4, arena_m4=0)], "board qemu_m4: 'arena_ratio' is missing or not a positive"),
     ([{**_result("cifarnet", 0.1, 4, 4), "boards": {"qemu_m7": [4.0]}}], "board qemu_m7: 'speedup' is missing"),
+    ([{**_result("cifarnet", 0.1, 4, 4), "arena_budget": {"boards": {"qemu_m4": {"speedup": 3.9}}}}],
+     "result of 'cifarnet', arena_budget, board qemu_m4: 'arena_ratio' is missing"),
     ([{"model": "zfnet", "error": "boom"}], "no model has a result to draw: zfnet: boom"),
     ([], "no model has a result to draw"),
 ])

@@ -1,5 +1,7 @@
 """``trec-tflm bench-models``' chart: per model, the speedup on each emulated core against the int8
-accuracy change, and the arena against the dense twin's.
+accuracy change, and the arena against the dense twin's; where the 1.5x stage ran (the TREC layers
+given scratch budgets so the arena is at most 1.5x the twin's), its speedup (hollow markers) and arena
+(a black tick on the bar) too.
 
 Drawn from the per-model results :mod:`trec_tflm.bench.models` builds (the list the command prints, or
 the ``--out/<model>/result.json`` files a run left, so ``--chart-only`` redraws without measuring).
@@ -74,11 +76,24 @@ def _measured(results) -> tuple[list[dict], list[tuple[str, str]]]:
                 v = b.get(key) if isinstance(b, dict) else None
                 if not isinstance(v, (int, float)) or not v > 0:
                     raise ChartError(f"{where}, board {board}: {key!r} is missing or not a positive number")
+        for board, b in _budget_boards(r).items():
+            for key in ("speedup", "arena_ratio"):
+                v = b.get(key) if isinstance(b, dict) else None
+                if not isinstance(v, (int, float)) or not v > 0:
+                    raise ChartError(f"{where}, arena_budget, board {board}: {key!r} is missing or not a positive "
+                                     "number")
         drawn.append(r)
     if not drawn:
         raise ChartError("no model has a result to draw" + (": " + "; ".join(
             f"{m}: {why}" for m, why in left_out) if left_out else ""))
     return drawn, left_out
+
+
+def _budget_boards(r: dict) -> dict:
+    """Per board the run with the arena at most 1.5x the twin's (bench-models' 1.5x stage), where it
+    ran: a model whose arena already fits, or that no scratch plan fits, has none."""
+    a = r.get("arena_budget")
+    return (a.get("boards") or {}) if isinstance(a, dict) else {}
 
 
 def _caption(drawn: list[dict], left_out: list[tuple[str, str]]) -> str:
@@ -117,6 +132,13 @@ def figure(results):
         marker, colour = STYLE.get(board, OTHER_STYLE)
         pts = [(r["accuracy_change_pt"], r["boards"][board]["speedup"]) for r in drawn if board in r["boards"]]
         ax_speed.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=colour, label=board)
+    for board in boards:
+        marker, colour = STYLE.get(board, OTHER_STYLE)
+        pts = [(r["accuracy_change_pt"], _budget_boards(r)[board]["speedup"]) for r in drawn
+               if board in _budget_boards(r)]
+        if pts:  # the same model with scratch budgets: the same outputs, so the same accuracy
+            ax_speed.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, facecolors="none",
+                             edgecolors=colour, label=f"{board}, arena <= {ARENA_BUDGET}x the twin's")
     for r in drawn:
         top = max(b["speedup"] for b in r["boards"].values())
         ax_speed.annotate(r["model"], (r["accuracy_change_pt"], top), fontsize=7, xytext=(4, 4),
@@ -129,18 +151,25 @@ def figure(results):
     ax_speed.set_title("speed against accuracy", fontsize=9)
     ax_speed.legend(fontsize=7)
 
-    width = 0.8 / len(boards)
+    width, ticked = 0.8 / len(boards), False
     for j, board in enumerate(boards):
         marker, colour = STYLE.get(board, OTHER_STYLE)
         xs = [i + (j - (len(boards) - 1) / 2) * width for i, r in enumerate(drawn) if board in r["boards"]]
         ys = [r["boards"][board]["arena_ratio"] for r in drawn if board in r["boards"]]
         ax_arena.bar(xs, ys, width=width, color=colour, label=board)
+        fitted = [(x, _budget_boards(r)[board]["arena_ratio"]) for x, r in
+                  zip(xs, [r for r in drawn if board in r["boards"]]) if board in _budget_boards(r)]
+        if fitted:
+            ax_arena.scatter([f[0] for f in fitted], [f[1] for f in fitted], marker="_", s=400, color="black",
+                             label=None if ticked else "with scratch budgets", zorder=3)
+            ticked = True
     ax_arena.axhline(1.0, color="gray", ls="--", lw=0.8)
     ax_arena.axhline(ARENA_BUDGET, color="tab:red", ls=":", lw=0.8, label=f"{ARENA_BUDGET}x the twin's")
     ax_arena.set_xticks(range(len(drawn)))
     ax_arena.set_xticklabels([r["model"] for r in drawn], rotation=30, ha="right", fontsize=8)
     # headroom above the tallest bar for the legend
-    ax_arena.set_ylim(0, 1.3 * max([ARENA_BUDGET] + [b["arena_ratio"] for r in drawn for b in r["boards"].values()]))
+    ax_arena.set_ylim(0, 1.3 * max([ARENA_BUDGET] + [b["arena_ratio"] for r in drawn for b in r["boards"].values()]
+                                   + [b["arena_ratio"] for r in drawn for b in _budget_boards(r).values()]))
     ax_arena.set_ylabel("arena, TREC / dense twin")
     ax_arena.set_title("memory", fontsize=9)
     ax_arena.legend(fontsize=7)
