@@ -6,8 +6,8 @@
 * end to end (QEMU tier, tiny settings: fashion_net with the zoo defaults (--no-tune), 1 epoch on
   2,000 images, 3 emulated images): both models measured on qemu_m7, the device's int8 outputs equal
   the host TFLM's for both, TREC executes fewer instructions than the twin, and with scratch budgets
-  its arena is within 1.5x the twin's; the unknown name beside it is an error and the exit code 1; a
-  second run reuses the result without training or running anything.
+  its arena is within 1.5x the twin's; the unknown name beside it is an error and the exit code 1; the
+  chart is drawn into --out; a second run reuses the result without training or running anything.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def test_bench_models_end_to_end_on_qemu(tmp_path, capsys, fashion):
     assert fa["median_instructions"] >= b["trec"]["median_instructions"]
     assert fa["speedup"] == pytest.approx(b["dense"]["median_instructions"] / fa["median_instructions"])
     assert "[1/2] fashion_net" in captured.err and "training the dense twin" in captured.err
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "chart: " in captured.err
     # a second run: nothing trained or run again
     assert main(argv) == 1
     again = capsys.readouterr()

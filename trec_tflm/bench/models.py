@@ -30,6 +30,9 @@ finished model's result.json is reused as is, and so is the 1.5x stage's arena_b
 model that fails (unknown name, missing twin, firmware that does not fit) gets its error in the
 report and the others are still measured; the exit code is then 1. A 1.5x stage that no scratch
 plan fits is reported with by how much, and is not a failure.
+
+The chart of the results (trec_tflm.bench.chart) goes to ``--out/chart.png``; ``--chart-only`` redraws
+it from the cached result.json files.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trec_tflm import data, paths
+from trec_tflm.bench import chart
 from trec_tflm.bench.compare import compare_on_qemu, run_model_on_qemu
 from trec_tflm.errors import UserError
 from trec_tflm.host.evaluate import evaluate
@@ -108,6 +112,11 @@ def register(p: argparse.ArgumentParser) -> None:
                    help=f"tune: fine-tuning epochs per setting it tries (default {TUNE_EPOCHS}); tune's work is "
                         "cached in --out/<model>/tune/, so a rerun resumes it")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--chart", default=None, metavar="PATH",
+                   help=f"the chart (PNG: speedup per core against accuracy change, arena against the twin's); "
+                        f"default --out/{chart.CHART}")
+    p.add_argument("--chart-only", action="store_true",
+                   help="measure nothing: redraw the chart from the result.json files in --out (--models: these only)")
     p.set_defaults(func=command)
 
 
@@ -430,6 +439,8 @@ def command(args, maker: Maker | None = None, fit=None) -> int:
     (trec_tflm.bench_models_cli), as they sit above this layer."""
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else \
         (lambda line: print(line, flush=True))
+    if (done := chart.before_run(args, log)) is not None:
+        return done
     boards = check_args(args)
     if args.no_tune:
         maker = ZOO_DEFAULTS
@@ -451,4 +462,5 @@ def command(args, maker: Maker | None = None, fit=None) -> int:
             log(f"{name}: error: {exc}")
             results.append({"model": name, "error": str(exc)})
     print(json.dumps(results, indent=1) if args.json else table(results))
+    chart.after_run(results, args, log)
     return 1 if any("error" in r for r in results) else 0
