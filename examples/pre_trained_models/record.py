@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Ship a trained model as a pre-trained model in examples/pre_trained_models/NAME/, laid out as
 `trec-tflm tune` writes its output: trec.keras, trec.tflite, dense.tflite and report.json, plus
-check.json, the int8 accuracy of both models on the first 1,000 test images on the golden route
-(tests/test_pretrained_models.py checks it on another route, host TFLM).
+check.json, the int8 accuracy of both models on the first 1,000 test images on one route (--route:
+the golden route, NumPy references for the convolutions, or host TFLM); tests/test_pretrained_models.py
+checks it on the other. Host TFLM runs TFLM's reference kernels, several times slower than the golden
+route on the 32x32x3 models, so those are recorded on host TFLM and checked on the golden route.
 
 OUT is either
 * a `trec-tflm tune` output directory (trec.keras, trec.tflite, dense.tflite, report.json): copied
@@ -82,8 +84,14 @@ def readme_row(name: str, report: dict, check: dict, dest: Path) -> str:
     return f"| {name} | {data} | {acc} | " + " | ".join(speed.get(c, "-") for c in CORES) + f" | {sizes} |"
 
 
-def record(out: Path, name: str, dataset: str | None = None, images: int = 1000, root: Path = HERE) -> dict:
+ROUTES = {"golden": "golden route", "tflm": "host TFLM route"}
+
+
+def record(out: Path, name: str, dataset: str | None = None, images: int = 1000, root: Path = HERE,
+           route: str = "golden") -> dict:
     """Ship OUT as root/NAME; returns check.json's document."""
+    if route not in ROUTES:
+        raise RecordError(f"route {route!r}: choose among {', '.join(ROUTES)}")
     from trec_tflm import data
     from trec_tflm.host.evaluate import evaluate
     from trec_tflm.spec import model as tm
@@ -107,10 +115,10 @@ def record(out: Path, name: str, dataset: str | None = None, images: int = 1000,
         shape = tuple(int(d) for d in m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]].shape[1:])
         ds = data.load_dataset(dataset, input_shape=shape)
         x, y = ds.x_test[:images], ds.y_test[:images]
-        correct = {k: evaluate((tmp / f"{k}.tflite").read_bytes(), x, y, reference="golden").correct
+        correct = {k: evaluate((tmp / f"{k}.tflite").read_bytes(), x, y, reference=route).correct
                    for k in ("trec", "dense")}
         check = {"dataset": dataset, "images": len(x), "correct": correct,
-                 "accuracy": {k: v / len(x) for k, v in correct.items()}, "recorded_on": "golden route"}
+                 "accuracy": {k: v / len(x) for k, v in correct.items()}, "recorded_on": ROUTES[route]}
         (tmp / "check.json").write_text(json.dumps(check, indent=2) + "\n")
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)
@@ -128,11 +136,13 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default=None,
                    help="the test data (a tune output needs it; a bench-models result names its own)")
     p.add_argument("--images", type=int, default=1000)
+    p.add_argument("--route", choices=sorted(ROUTES), default="golden",
+                   help="the route check.json is recorded on (the test checks on the other; default golden)")
     p.add_argument("--into", type=Path, default=HERE,
                    help="write NAME under this directory instead (a trial run; default: beside this script)")
     args = p.parse_args(argv)
     try:
-        record(args.out, args.name, args.dataset, args.images, root=args.into)
+        record(args.out, args.name, args.dataset, args.images, root=args.into, route=args.route)
     except RecordError as exc:
         raise SystemExit(f"record.py: error: {exc}") from None
     return 0
