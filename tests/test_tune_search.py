@@ -70,6 +70,18 @@ def test_a_layer_refused_in_the_ascent_stays_dense():
     assert s.base.key() == "small:1x8"
 
 
+def test_a_layer_whose_top_rung_does_not_fit_the_arena_enters_one_rung_down():
+    s = search.Search(_layers(), other=10.0)
+    order = []
+    while (step := s.next()) is not None:
+        setting, start = step
+        order.append(setting.key())
+        # big at its top rung needs more scratch than the budget: refused without a fine-tune
+        s.answer(setting.key() in ("big:96x7", "big:96x7,small:1x8"), fits=setting.key() != "big:32x8")
+    assert order[:4] == ["big:32x5,small:1x5", "big:32x8", "big:96x7", "big:96x7,small:1x8"]
+    assert s.base.key() == "big:96x7,small:1x8"
+
+
 def test_nothing_accepted_leaves_nothing_chosen():
     order, s = _run({})
     assert [o[0] for o in order] == ["big:32x5,small:1x5", "big:32x8", "small:1x8"]

@@ -313,7 +313,7 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
             entry["status"] = "accepted" if ok else "too_inaccurate"
             log(f"{label}: validation {result['val_accuracy']:.2%} ({-drop:+.2f} pt): "
                 f"{'accepted' if ok else 'over --max-drop'}")
-        plan.answer(ok)
+        plan.answer(ok, fits=result["status"] != "over_budget")
         if ok:
             for t in tried[:-1]:
                 if t["status"] == "accepted":

@@ -228,7 +228,9 @@ class Search:
        accepted, nothing is faster;
     2. else ascent: the layers one at a time, the one saving most at the top of its ladder first,
        each added at its top rung to the accepted setting and fine-tuned from the accepted student
-       (the first from the input model); refused, that layer stays dense;
+       (the first from the input model); refused for accuracy, that layer stays dense; refused because
+       no scratch plan fits the arena budget, the layer is tried again one rung down (a faster rung
+       often needs less scratch: on CifarNet's conv2 the top rung needed 340 KB);
     3. descent from the accepted setting: the move (one layer down its ladder) that saves most,
        fine-tuned from the accepted student; accepted, it is the new base; refused, that layer stays
        where it is. Until no move saves :data:`MIN_GAIN`.
@@ -250,6 +252,7 @@ class Search:
         self._fastest = fastest if fastest.choice else None
         top = {name: rungs[0] for name, rungs in self._ladders.items() if rungs}
         self._ascent = sorted(top, key=lambda n: top[n].trec_instructions - top[n].dense_instructions)
+        self._rung = {name: 0 for name in top}  # where each layer enters the ascent
         if len(self._ascent) == 1 and fastest.key() == self._add(None, self._ascent[0]).key():
             self._ascent = []  # one layer with one rung: the fastest is all there is
         self.base: Setting | None = None   # the accepted setting so far
@@ -261,7 +264,7 @@ class Search:
         return self._fastest is not None or bool(self._ascent) or self.base is not None
 
     def _add(self, base: Setting | None, name: str) -> Setting:
-        top = self._ladders[name][0]
+        top = self._ladders[name][self._rung.get(name, 0)]
         choice = {**(base.choice if base else {}), name: (top.sub_vector_length, top.hash_bits)}
         return setting_of(self.layers, f"+{name} L={top.sub_vector_length} H={top.hash_bits}", choice, self.other)
 
@@ -269,22 +272,29 @@ class Search:
         """(setting to fine-tune, the accepted setting to start it from or None), or None: done."""
         if self._fastest is not None:
             setting, self._fastest = self._fastest, None
-            self._pending = ("fastest", setting)
+            self._pending = ("fastest", setting, None)
             return setting, None
         if self._ascent:
-            setting = self._add(self.base, self._ascent.pop(0))
-            self._pending = ("ascent", setting)
+            name = self._ascent.pop(0)
+            setting = self._add(self.base, name)
+            self._pending = ("ascent", setting, name)
             return setting, self.base
         if self.base is None:
             return None
         options = moves(self.layers, self.base, self.other, self.frozen, self.min_gain)
         if not options:
             return None
-        self._pending = ("descent", options[0])
+        self._pending = ("descent", options[0], None)
         return options[0], self.base
 
-    def answer(self, accepted: bool) -> None:
-        (phase, setting), self._pending = self._pending, None
+    def answer(self, accepted: bool, fits: bool = True) -> None:
+        """``accepted``: within --max-drop and the budget; ``fits``: False when refused because no
+        scratch plan fits the arena budget (the accuracy was never measured)."""
+        (phase, setting, name), self._pending = self._pending, None
+        if phase == "ascent" and not accepted and not fits and self._rung[name] + 1 < len(self._ladders[name]):
+            self._rung[name] += 1
+            self._ascent.insert(0, name)
+            return
         if accepted:
             self.base = setting
             if phase == "fastest":
