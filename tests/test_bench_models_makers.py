@@ -399,3 +399,13 @@ def test_tune_makes_the_model_end_to_end_on_qemu(tmp_path, capsys, fashion):
     else:  # nothing paid: the TREC model is the twin, ~1x, and the report says so
         assert r["maker"]["why"].startswith("tune paid on no layer") and b["speedup"] == pytest.approx(1, abs=0.01)
     assert "tune [" in captured.err and "making the TREC model (tune, --max-drop 1.0" in captured.err
+
+
+def test_the_twin_trained_on_the_images_train_did_not_hold_out():
+    from trec_tflm.bench.models import trained_on
+
+    # 60,000 images: train validates on the last 5,000 and fits the first 55,000
+    assert trained_on(60000, None) == 55000
+    assert trained_on(60000, 2000) == 2000 and trained_on(60000, 70000) == 55000
+    # 300 images: a tenth (30) is held out
+    assert trained_on(300, None) == 270

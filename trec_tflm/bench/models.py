@@ -58,7 +58,7 @@ from trec_tflm.target import toolchain
 from trec_tflm.target.arena import estimate_arena
 from trec_tflm.target.boards import QEMU_BOARDS
 from trec_tflm.tflite.convert import convert_file, load_keras_model
-from trec_tflm.training.train import TrainConfig, train
+from trec_tflm.training.train import VALIDATION_SIZE, TrainConfig, train
 from trec_tflm.training.zoo import ALIASES, ZOO, model_names
 
 DEFAULT_OUT = "bench_models_out"
@@ -258,7 +258,7 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
     whys = notes.pop("layers", {})
 
     result = {"model": key, "dataset": ds.name, "dataset_source": ds.source,
-              "train_images": min(args.train_limit or len(ds.x_train), len(ds.x_train)), "settings": settings,
+              "train_images": trained_on(len(ds.x_train), args.train_limit), "settings": settings,
               "maker": {"name": maker.name, **notes}}
     tflite = {}
     for label, keras_file in (("trec", trec_keras), ("dense", dense_keras)):
@@ -284,6 +284,13 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
     result["seconds"] = time.monotonic() - started
     paths.replace_atomically(result_file, lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     return result
+
+
+def trained_on(n: int, train_limit: int | None) -> int:
+    """How many images the twin trained on: trec-tflm train holds out the last tenth, up to
+    VALIDATION_SIZE, for validation before --train-limit takes the first N of the rest."""
+    rest = n - min(VALIDATION_SIZE, n // 10)
+    return min(train_limit or rest, rest)
 
 
 def layer_choices(trec_tflite: bytes, trec_keras: Path) -> list[dict]:
