@@ -181,6 +181,10 @@ def test_load_results_names_a_model_without_result(tmp_path):
     assert sorted(got) == ["cifarnet", "fashion_net", "resnet8", "zfnet"]
     assert got["cifarnet"] == RESULTS[2]
     assert got["zfnet"]["error"].startswith("no result.json in ")
+    # the 1.5x stage, cached beside a result, is drawn with it
+    stage = {"budget": 60000, "fits_unconstrained": True, "boards": {}}
+    (out / "fashion_net" / "arena_budget.json").write_text(json.dumps(stage))
+    assert {r["model"]: r for r in chart.load_results(out)}["fashion_net"] == {**RESULTS[0], "arena_budget": stage}
     (out / "resnet8" / "result.json").write_text("{not json")
     with pytest.raises(chart.ChartError, match=r"resnet8/result.json is not JSON .*run bench-models again"):
         chart.load_results(out)

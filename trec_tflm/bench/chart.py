@@ -45,13 +45,22 @@ def load_results(out, models: list[str] | None = None) -> list[dict]:
         if not f.is_file():
             results.append({"model": name, "error": f"no {f.name} in {f.parent} (not measured, or it failed)"})
             continue
-        try:
-            results.append(json.loads(f.read_text()))
-        except json.JSONDecodeError as exc:
-            raise ChartError(f"{f} is not JSON ({exc}); delete it and run bench-models again") from exc
+        result = _json(f)
+        # the 1.5x stage is cached beside the result (arena_budget.json); a run returns the two together
+        stage = out / name / "arena_budget.json"
+        if stage.is_file() and "arena_budget" not in result:
+            result["arena_budget"] = _json(stage)
+        results.append(result)
     if not results:
         raise ChartError(f"--out {out} holds no model directory: run bench-models with this --out first")
     return results
+
+
+def _json(f: Path):
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as exc:
+        raise ChartError(f"{f} is not JSON ({exc}); delete it and run bench-models again") from exc
 
 
 def _measured(results) -> tuple[list[dict], list[tuple[str, str]]]:
