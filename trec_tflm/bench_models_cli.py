@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from trec_tflm.bench import models as bm
-from trec_tflm.training.train import VALIDATION_SIZE
+from trec_tflm.training.train import held_out
 from trec_tflm.tune import memory, search
 from trec_tflm.tune.run import tune
 
@@ -38,7 +38,7 @@ def tune_data(ds, train_limit: int | None):
     """(train, validation) for tune: the images the twin was trained on (trec-tflm train's split, its
     first ``train_limit``), and validation from the images train held out (the twin never fitted
     them), a tenth as many as tune trains on, up to train's held-out count."""
-    n_val = min(VALIDATION_SIZE, len(ds.x_train) // 10)
+    n_val = held_out(len(ds.x_train))
     x_tr, y_tr = ds.x_train[:-n_val], ds.y_train[:-n_val]
     if train_limit:
         x_tr, y_tr = x_tr[:train_limit], y_tr[:train_limit]

@@ -58,7 +58,7 @@ from trec_tflm.target import toolchain
 from trec_tflm.target.arena import estimate_arena
 from trec_tflm.target.boards import QEMU_BOARDS
 from trec_tflm.tflite.convert import convert_file, load_keras_model
-from trec_tflm.training.train import VALIDATION_SIZE, TrainConfig, train
+from trec_tflm.training.train import TrainConfig, held_out, train
 from trec_tflm.training.zoo import ALIASES, ZOO, model_names
 
 DEFAULT_OUT = "bench_models_out"
@@ -287,9 +287,9 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
 
 
 def trained_on(n: int, train_limit: int | None) -> int:
-    """How many images the twin trained on: trec-tflm train holds out the last tenth, up to
-    VALIDATION_SIZE, for validation before --train-limit takes the first N of the rest."""
-    rest = n - min(VALIDATION_SIZE, n // 10)
+    """How many images the twin trained on: what trec-tflm train does not hold out, the first
+    --train-limit of them."""
+    rest = n - held_out(n)
     return min(train_limit or rest, rest)
 
 

@@ -148,9 +148,15 @@ def _sigint_deferred():
             raise KeyboardInterrupt
 
 
+def held_out(n: int, validation_size: int = VALIDATION_SIZE) -> int:
+    """How many of ``n`` training images train holds out for validation: the last tenth, up to
+    ``validation_size`` (tune and bench-models hold out the same images)."""
+    return min(validation_size, n // 10)
+
+
 def _split(ds: Dataset, cfg: TrainConfig):
     x, y = ds.x_train, ds.y_train
-    n_val = min(cfg.validation_size, len(x) // 10)
+    n_val = held_out(len(x), cfg.validation_size)
     if n_val < 1:  # x[-0:] would validate on every image and train on none
         raise ValueError(f"--dataset {cfg.dataset}: {len(x)} training images; train needs at least 10 (a tenth, "
                          "up to validation_size, is held out for validation): add images")

@@ -31,7 +31,7 @@ from trec_tflm.target import arena as target_arena
 from trec_tflm.target import boards
 from trec_tflm.target.sources import DEFAULT_STACK
 from trec_tflm.tflite.convert import convert
-from trec_tflm.training.train import VALIDATION_SIZE, compile_model, outputs_probabilities
+from trec_tflm.training.train import VALIDATION_SIZE, compile_model, held_out, outputs_probabilities
 from trec_tflm.tune import measure, memory, report, search
 from trec_tflm.tune.memory import TuneError
 
@@ -203,7 +203,7 @@ def tune(model, train_data, val_data=None, *, max_drop: float = 1.0, board: str 
     x_all, y_all = as_arrays(train_data, "train_data")
     convs = check_inputs(model, x_all, int(y_all.max()) + 1, max_drop, epochs)
     if val_data is None:
-        n_val = min(val_size, len(x_all) // 10)
+        n_val = held_out(len(x_all), val_size)
         (x_tr, y_tr), (x_val, y_val) = (x_all[:-n_val], y_all[:-n_val]), (x_all[-n_val:], y_all[-n_val:])
     else:
         (x_tr, y_tr), (x_val, y_val) = (x_all, y_all), as_arrays(val_data, "val_data")
