@@ -206,7 +206,7 @@ def test_a_fake_maker_and_fit_through_measure_model(tmp_path, fake_stages, capsy
     assert b["arena_ratio"] == pytest.approx(1.4) and b["within_budget"]
     assert b["speedup"] == pytest.approx(1000 / 300) and b["vs_unconstrained"] == pytest.approx(1.2)
     line = bm.table([r])
-    assert "TREC model by fake" in line and "conv1 dense: dense: because" in line
+    assert "TREC model by fake" in line and "conv1 dense; why: dense: because" in line
     assert ("arena <= 1.5x the twin's (15,000 B): scratch budgets conv2 4,096 B (fastest plan 9,000 B); qemu_m7: "
             "arena 14,000 B (1.40x the twin's), median instructions 300 = 3.33x fewer than dense, 1.20x the "
             "unconstrained TREC model's") in line

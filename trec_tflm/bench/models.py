@@ -49,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trec_tflm import data, paths
-from trec_tflm.bench import chart
+from trec_tflm.bench import chart, layers
 from trec_tflm.bench.compare import compare_on_qemu, run_model_on_qemu
 from trec_tflm.errors import UserError
 from trec_tflm.host.evaluate import evaluate
@@ -234,7 +234,12 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
             shutil.rmtree(work)
     if result_file.is_file():
         log(f"{key}: finished in a previous run ({result_file})")
-        return json.loads(result_file.read_text())
+        result = json.loads(result_file.read_text())
+        if result.get("layers") and "op" not in result["layers"][0] and (work / "trec.tflite").is_file():
+            # a result from before the per-layer profile was named: name it from the cached model, if readable
+            with contextlib.suppress(tm.TfliteModelError):
+                result["layers"] = layers.with_ops(result["layers"], (work / "trec.tflite").read_bytes())
+        return result
     given = Path(args.models_dir) / key / "dense.keras" if args.models_dir else None
     if given is not None and not given.is_file():
         raise BenchModelsError(f"{key}: --models-dir has no {given}; train it (trec-tflm train --model {key} "
@@ -294,8 +299,8 @@ def trained_on(n: int, train_limit: int | None) -> int:
 
 
 def layer_choices(trec_tflite: bytes, trec_keras: Path) -> list[dict]:
-    """Every convolution in build order: TREC with its (L, H, rc) or dense. rc: the converter's, the
-    float model's on the calibration images."""
+    """Every convolution in build order: TREC with its (L, H, rc) or dense, and its operator and shape
+    (trec_tflm.bench.layers). rc: the converter's, the float model's on the calibration images."""
     from trec_tflm.training.models import conv_layers  # lazy: Keras and TensorFlow
 
     meta = tm.read_metadata(tm.load_model(trec_tflite)) or {}
@@ -306,7 +311,7 @@ def layer_choices(trec_tflite: bytes, trec_keras: Path) -> list[dict]:
         rows.append({"name": conv.name, "kind": "TREC" if e else "dense",
                      **({"L": e.get("sub_vector_length"), "H": e.get("hash_bits"), "rc": e.get("rc")}
                         if e else {})})
-    return rows
+    return layers.with_ops(rows, trec_tflite)
 
 
 def with_whys(rows: list[dict], whys: dict) -> list[dict]:
@@ -429,13 +434,7 @@ def table(results: list[dict]) -> str:
                          f"/{b['images']} and {bd['outputs_equal_host']}/{b['images']}")
         if r.get("maker", {}).get("why"):
             lines.append(f"  {r['maker']['why']}")
-        layers = [(f"{x['name']} TREC (L={x['L']}, H={x['H']}, rc={x['rc']:.3f})" if x["kind"] == "TREC"
-                   and x.get("rc") is not None else f"{x['name']} {x['kind']}")
-                  + (f": {x['why']}" if x.get("why") else "") for x in r["layers"]]
-        if any(x.get("why") for x in r["layers"]):
-            lines += ["  layers:", *(f"    {x}" for x in layers)]
-        else:
-            lines.append("  layers: " + ", ".join(layers))
+        lines += ["  layers:", *(f"    {layers.describe(x, r['boards'])}" for x in r["layers"])]
         if "arena_budget" in r:
             lines.append(_arena_line(r["arena_budget"]))
     return "\n".join(lines)
