@@ -409,3 +409,66 @@ def test_the_twin_trained_on_the_images_train_did_not_hold_out():
     assert trained_on(60000, 2000) == 2000 and trained_on(60000, 70000) == 55000
     # 300 images: a tenth (30) is held out
     assert trained_on(300, None) == 270
+
+
+# what the linker says when the image is larger than the board's flash (deploy passes its tail on)
+OVERFLOW = ("generating the project failed: building the firmware for qemu_m7 failed:\n"
+            "ld: region `FLASH' overflowed by 61440 bytes\ncollect2: error: ld returned 1 exit status")
+
+
+def _maker():
+    return bm.Maker("fake", lambda name, args: {}, lambda *a: (lambda tmp: Path(tmp).write_bytes(b"trec")),
+                    lambda args: "fake", lambda work: {})
+
+
+def test_a_board_the_firmware_does_not_fit_is_reported_and_the_other_measured(tmp_path, fake_stages, monkeypatch):
+    from trec_tflm.target.errors import DeployError
+
+    def compare(trec, dense, board, *a, **kw):
+        if board == "qemu_m7":
+            raise DeployError(OVERFLOW, 1)
+        return "cmp"
+
+    monkeypatch.setattr(bm, "compare_on_qemu", compare)
+    twins = tmp_path / "twins" / "fashion_net"
+    twins.mkdir(parents=True)
+    (twins / "dense.keras").write_bytes(b"the twin")
+    args = _args(tmp_path, "--images", "2", models_dir=str(tmp_path / "twins"))
+    r = bm.measure_model("fashion_net", args, ["qemu_m7", "qemu_m4"], {}, print, _maker())
+    assert list(r["boards"]) == ["qemu_m4"]
+    # the NUCLEO_F746ZG's 1 MB of flash, which the qemu_m7 board's linker script enforces
+    assert r["does_not_fit"] == {"qemu_m7": "region FLASH (1,048,576 B on NUCLEO_F746ZG) overflowed by 61,440 bytes"}
+    assert "  qemu_m7: does not fit: region FLASH (1,048,576 B on NUCLEO_F746ZG) overflowed by 61,440" in bm.table([r])
+    # written whole: a rerun reads the same result
+    assert json.loads((tmp_path / "out" / "fashion_net" / "result.json").read_text()) == r
+
+
+def test_a_model_that_fits_no_board_is_an_error_naming_each(tmp_path, fake_stages, monkeypatch):
+    from trec_tflm.target.errors import DeployError
+
+    def compare(trec, dense, board, *a, **kw):
+        raise DeployError(OVERFLOW.replace("qemu_m7", board), 1)
+
+    monkeypatch.setattr(bm, "compare_on_qemu", compare)
+    twins = tmp_path / "twins" / "fashion_net"
+    twins.mkdir(parents=True)
+    (twins / "dense.keras").write_bytes(b"the twin")
+    args = _args(tmp_path, "--images", "2", models_dir=str(tmp_path / "twins"))
+    with pytest.raises(bm.BenchModelsError, match="fits none of qemu_m7, qemu_m4: qemu_m7: .*qemu_m4: "):
+        bm.measure_model("fashion_net", args, ["qemu_m7", "qemu_m4"], {}, print, _maker())
+    assert not (tmp_path / "out" / "fashion_net" / "result.json").exists()
+
+
+def test_a_deploy_error_that_is_not_about_size_stops_the_model(tmp_path, fake_stages, monkeypatch):
+    from trec_tflm.target.errors import DeployError
+
+    def compare(*a, **kw):
+        raise DeployError("generating the project failed: the app on qemu_m7 exited with 3", 1)
+
+    monkeypatch.setattr(bm, "compare_on_qemu", compare)
+    twins = tmp_path / "twins" / "fashion_net"
+    twins.mkdir(parents=True)
+    (twins / "dense.keras").write_bytes(b"the twin")
+    args = _args(tmp_path, "--images", "2", models_dir=str(tmp_path / "twins"))
+    with pytest.raises(DeployError, match="exited with 3"):
+        bm.measure_model("fashion_net", args, ["qemu_m7", "qemu_m4"], {}, print, _maker())

@@ -17,7 +17,9 @@ Per zoo model (``--models``, default all of trec_tflm.training.zoo):
    twin, bit-exact with TFLM's CONV_2D);
 5. both deployed, built and run on each QEMU board (trec_tflm.bench.compare, as trec-tflm demo and
    bench --compare): median instructions over ``--images`` test images and the ratio, arena, flash
-   and RAM, and whether the device's outputs equal the host's;
+   and RAM, and whether the device's outputs equal the host's. A board whose flash or RAM the firmware
+   does not fit (the QEMU boards link with their STM32 board's memory) is reported with the linker's
+   margin (``does_not_fit``) and the model is measured on the others; fitting none is the model's error;
 6. the arena at most 1.5x the twin's (issue 21): when the TREC model's arena is larger, ``fit`` (passed
    in like the maker: trec_tflm.tune.memory.fit_arena) gives its TREC layers scratch budgets (the op's
    ``scratch_budget`` option) that fit, and that model runs on the same boards: its arena and
@@ -56,7 +58,9 @@ from trec_tflm.host.evaluate import evaluate
 from trec_tflm.spec import model as tm
 from trec_tflm.target import toolchain
 from trec_tflm.target.arena import estimate_arena
-from trec_tflm.target.boards import QEMU_BOARDS
+from trec_tflm.target.errors import DeployError
+from trec_tflm.target.memory import parse_link_overflow
+from trec_tflm.target.boards import BOARDS, QEMU_BOARDS
 from trec_tflm.tflite.convert import convert_file, load_keras_model
 from trec_tflm.training.train import TrainConfig, held_out, train
 from trec_tflm.training.zoo import ALIASES, ZOO, model_names
@@ -283,12 +287,32 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
     n = min(args.images, len(ds.x_test))
     for board in boards:
         log(f"{key}: {board}: both models on {n} test images ...")
-        cmp = compare_on_qemu(tflite["trec"], tflite["dense"], board, ds.x_test[:n], ds.y_test[:n],
-                              dataset=ds.name, names=(f"{key}_trec", f"{key}_dense"), log=log)
+        try:
+            cmp = compare_on_qemu(tflite["trec"], tflite["dense"], board, ds.x_test[:n], ds.y_test[:n],
+                                  dataset=ds.name, names=(f"{key}_trec", f"{key}_dense"), log=log)
+        except DeployError as exc:
+            if not (over := parse_link_overflow(str(exc))):
+                raise
+            # a model too large for one board (squeezenet_complex's weights on the 1 MB NUCLEO) is still
+            # measured on the other; the report gives the linker's margin
+            result.setdefault("does_not_fit", {})[board] = does_not_fit(board, over)
+            log(f"{key}: {board}: does not fit: {result['does_not_fit'][board]}")
+            continue
         result["boards"][board] = board_result(cmp)
+    if not result["boards"]:
+        raise BenchModelsError(f"{key}: the firmware fits none of {', '.join(boards)}: "
+                               + "; ".join(f"{b}: {e}" for b, e in result["does_not_fit"].items()))
     result["seconds"] = time.monotonic() - started
     paths.replace_atomically(result_file, lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     return result
+
+
+def does_not_fit(board: str, overflows: list) -> str:
+    """What the linker refused, per region, against the memory of the STM32 board ``board`` stands for."""
+    b = BOARDS[board]
+    size = {"FLASH": b.flash_bytes, "RAM": b.ram_bytes}
+    return "; ".join(f"region {r}" + (f" ({size[r]:,} B on {b.real_board})" if r in size else "")
+                     + (f" overflowed by {n:,} bytes" if n >= 0 else " overflowed") for r, n in overflows)
 
 
 def trained_on(n: int, train_limit: int | None) -> int:
@@ -432,6 +456,7 @@ def table(results: list[dict]) -> str:
                          f"arena {bt['arena']:,} / {bd['arena']:,} B; flash {bt['flash']:,} / {bd['flash']:,} B; "
                          f"RAM {bt['ram']:,} / {bd['ram']:,} B; device = host on {bt['outputs_equal_host']}"
                          f"/{b['images']} and {bd['outputs_equal_host']}/{b['images']}")
+        lines += [f"  {board}: does not fit: {why}" for board, why in r.get("does_not_fit", {}).items()]
         if r.get("maker", {}).get("why"):
             lines.append(f"  {r['maker']['why']}")
         lines += ["  layers:", *(f"    {layers.describe(x, r['boards'])}" for x in r["layers"])]
