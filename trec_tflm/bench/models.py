@@ -61,9 +61,9 @@ from trec_tflm.host.evaluate import evaluate
 from trec_tflm.spec import model as tm
 from trec_tflm.target import toolchain
 from trec_tflm.target.arena import estimate_arena
+from trec_tflm.target.boards import BOARDS, QEMU_BOARDS
 from trec_tflm.target.errors import DeployError
 from trec_tflm.target.memory import parse_link_overflow
-from trec_tflm.target.boards import BOARDS, QEMU_BOARDS
 from trec_tflm.tflite.convert import convert_file, load_keras_model
 from trec_tflm.training.train import TrainConfig, held_out, train
 from trec_tflm.training.zoo import ALIASES, ZOO, model_names
