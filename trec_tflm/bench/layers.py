@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 
 from trec_tflm.spec import model as tm
-from trec_tflm.spec.op import decode_trec_options
+from trec_tflm.spec.op import TREC_CUSTOM_CODE, decode_trec_options
 
-_CONV_OPS = ("CONV_2D", "TREC_CONV_2D")
+_CONV_OPS = ("CONV_2D", TREC_CUSTOM_CODE)
 # the Keras layer in a fused output tensor's name: ".../<layer>[_<n>]/convolution"
 _LAYER_IN_NAME = re.compile(r"([^/;]+)/convolution(?:;|$)")
 
@@ -36,12 +36,12 @@ def conv_ops(tflite: bytes, names: list[str]) -> dict[str, dict]:
         kind = tm.op_name(m, op)
         if kind not in _CONV_OPS:
             continue
-        name = by_index.get(i) if kind == "TREC_CONV_2D" else _layer_of(sg.tensors[op.outputs[0]], wanted)
+        name = by_index.get(i) if kind == TREC_CUSTOM_CODE else _layer_of(sg.tensors[op.outputs[0]], wanted)
         if name not in wanted or name in found:
             continue
         cout, kh, kw, cin = (int(v) for v in sg.tensors[op.inputs[1]].shape)
         out = [int(v) for v in sg.tensors[op.outputs[0]].shape]
-        if kind == "TREC_CONV_2D":
+        if kind == TREC_CUSTOM_CODE:
             o = decode_trec_options(tm.custom_options_bytes(op))
             stride = [o["stride_h"], o["stride_w"]]
         else:
