@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from trec_tflm.bench import layers
+from trec_tflm.spec import model as tm
 
 SHIPPED = Path(__file__).resolve().parents[1] / "examples" / "pre_trained_models"
 
@@ -21,14 +22,14 @@ SHIPPED = Path(__file__).resolve().parents[1] / "examples" / "pre_trained_models
     ("cifarnet", "trec.tflite", {"conv1": (0, [5, 5], 3, 64, [32, 32]), "conv2": (2, [5, 5], 64, 64, [16, 16])}),
 ])
 def test_each_convolution_is_found_with_its_shape(model, file, expected):
-    found = layers.conv_ops((SHIPPED / model / file).read_bytes(), ["conv1", "conv2", "absent"])
+    found = layers.conv_ops(tm.load_model(SHIPPED / model / file), ["conv1", "conv2", "absent"])
     assert {k: (v["op"], v["kernel"], v["cin"], v["cout"], v["rows"]) for k, v in found.items()} == expected
     assert all(v["stride"] == [1, 1] for v in found.values())
 
 
 def test_a_layer_is_not_taken_for_another_whose_name_it_begins():
     # "conv" must not claim conv1's operator, nor "conv1_bn" (a name in the fused tensor) a convolution
-    found = layers.conv_ops((SHIPPED / "fashion_net" / "dense.tflite").read_bytes(), ["conv", "conv1_bn", "conv2"])
+    found = layers.conv_ops(tm.load_model(SHIPPED / "fashion_net" / "dense.tflite"), ["conv", "conv1_bn", "conv2"])
     assert set(found) == {"conv2"}
 
 

@@ -20,13 +20,13 @@ _CONV_OPS = ("CONV_2D", TREC_CUSTOM_CODE)
 _LAYER_IN_NAME = re.compile(r"([^/;]+)/convolution(?:;|$)")
 
 
-def conv_ops(tflite: bytes, names: list[str]) -> dict[str, dict]:
-    """The operator of each Keras convolution in ``names`` in the converted model: ``{name: {"op",
+def conv_ops(m, names: list[str]) -> dict[str, dict]:
+    """The operator of each Keras convolution in ``names`` in the converted model ``m`` (parsed,
+    trec_tflm.spec.model.load_model): ``{name: {"op",
     "kernel", "stride", "cin", "cout", "rows"}}`` (rows: output height x width). TREC operators are
     named by the converter's metadata; CONV_2D ones by their output tensor's name, which TensorFlow's
     converter builds from the layer's (with a ``_<n>`` suffix Keras may add). A convolution not found
     is left out."""
-    m = tm.load_model(tflite)
     sg = m.subgraphs[0]
     by_index = {int(e["operator_index"]): e["name"] for e in (tm.read_metadata(m) or {}).get("trec_layers") or []
                 if "operator_index" in e}
@@ -51,8 +51,7 @@ def conv_ops(tflite: bytes, names: list[str]) -> dict[str, dict]:
 
 
 def _layer_of(tensor, names: set[str]) -> str | None:
-    text = tensor.name.decode("utf-8", "replace") if isinstance(tensor.name, bytes) else str(tensor.name or "")
-    for part in _LAYER_IN_NAME.findall(text):
+    for part in _LAYER_IN_NAME.findall(tm.tensor_name(tensor)):
         if part in names:
             return part
         bare = re.sub(r"_\d+$", "", part)
@@ -61,9 +60,9 @@ def _layer_of(tensor, names: set[str]) -> str | None:
     return None
 
 
-def with_ops(rows: list[dict], tflite: bytes) -> list[dict]:
+def with_ops(rows: list[dict], m) -> list[dict]:
     """Layer rows (``name``, ``kind``...) with their operator and shape from :func:`conv_ops`."""
-    ops = conv_ops(tflite, [r["name"] for r in rows])
+    ops = conv_ops(m, [r["name"] for r in rows])
     return [{**r, **ops.get(r["name"], {})} for r in rows]
 
 

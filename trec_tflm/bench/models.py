@@ -245,7 +245,7 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
         if result.get("layers") and "op" not in result["layers"][0] and (work / "trec.tflite").is_file():
             # a result from before the per-layer profile was named: name it from the cached model, if readable
             with contextlib.suppress(tm.TfliteModelError):
-                result["layers"] = layers.with_ops(result["layers"], (work / "trec.tflite").read_bytes())
+                result["layers"] = layers.with_ops(result["layers"], tm.load_model(work / "trec.tflite"))
         return result
     given = Path(args.models_dir) / key / "dense.keras" if args.models_dir else None
     if given is not None and not given.is_file():
@@ -329,7 +329,8 @@ def layer_choices(trec_tflite: bytes, trec_keras: Path) -> list[dict]:
     (trec_tflm.bench.layers). rc: the converter's, the float model's on the calibration images."""
     from trec_tflm.training.models import conv_layers  # lazy: Keras and TensorFlow
 
-    meta = tm.read_metadata(tm.load_model(trec_tflite)) or {}
+    m = tm.load_model(trec_tflite)
+    meta = tm.read_metadata(m) or {}
     trec = {e["name"]: e for e in meta.get("trec_layers") or []}
     rows = []
     for conv in conv_layers(load_keras_model(trec_keras)):
@@ -337,7 +338,7 @@ def layer_choices(trec_tflite: bytes, trec_keras: Path) -> list[dict]:
         rows.append({"name": conv.name, "kind": "TREC" if e else "dense",
                      **({"L": e.get("sub_vector_length"), "H": e.get("hash_bits"), "rc": e.get("rc")}
                         if e else {})})
-    return layers.with_ops(rows, trec_tflite)
+    return layers.with_ops(rows, m)
 
 
 def with_whys(rows: list[dict], whys: dict) -> list[dict]:

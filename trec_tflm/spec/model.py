@@ -124,12 +124,12 @@ def tensor_type_name(t: int) -> str:
 
 def tensor_dtype(tensor) -> np.dtype:
     if tensor.type not in _DTYPES:
-        raise TfliteModelError(f"tensor {_name(tensor)!r} has type {tensor_type_name(tensor.type)}, "
+        raise TfliteModelError(f"tensor {tensor_name(tensor)!r} has type {tensor_type_name(tensor.type)}, "
                                "which this tool cannot read")
     return np.dtype(_DTYPES[tensor.type])
 
 
-def _name(tensor) -> str:
+def tensor_name(tensor) -> str:
     n = tensor.name
     return n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n or "")
 
@@ -181,7 +181,7 @@ def tensor_data(m, index: int, subgraph: int = 0) -> np.ndarray | None:
     """A constant tensor's values (shaped), or None for a tensor without data (activations)."""
     t = m.subgraphs[subgraph].tensors[index]
     if not 0 <= t.buffer < len(m.buffers):
-        raise TfliteModelError(f"tensor {_name(t)!r} refers to buffer {t.buffer}, the model has {len(m.buffers)}")
+        raise TfliteModelError(f"tensor {tensor_name(t)!r} refers to buffer {t.buffer}, the model has {len(m.buffers)}")
     data = m.buffers[t.buffer].data
     if data is None or len(data) == 0:
         return None
@@ -190,7 +190,7 @@ def tensor_data(m, index: int, subgraph: int = 0) -> np.ndarray | None:
     shape = tuple(int(v) for v in (t.shape if t.shape is not None else ()))
     n = int(np.prod(shape)) if shape else 1
     if len(raw) != n * dtype.itemsize:
-        raise TfliteModelError(f"tensor {_name(t)!r}: buffer holds {len(raw)} bytes, shape {list(shape)} "
+        raise TfliteModelError(f"tensor {tensor_name(t)!r}: buffer holds {len(raw)} bytes, shape {list(shape)} "
                                f"of {dtype.name} needs {n * dtype.itemsize}")
     return np.frombuffer(raw, dtype).reshape(shape).copy()
 
@@ -241,7 +241,7 @@ def tensor_info(m, index: int, subgraph: int = 0) -> TensorInfo | None:
     t = m.subgraphs[subgraph].tensors[index]
     data = m.buffers[t.buffer].data if 0 <= t.buffer < len(m.buffers) else None
     q = tensor_quant(t)
-    return TensorInfo(index, _name(t), [int(v) for v in (t.shape if t.shape is not None else [])],
+    return TensorInfo(index, tensor_name(t), [int(v) for v in (t.shape if t.shape is not None else [])],
                       tensor_type_name(t.type), data is not None and len(data) > 0,
                       None if q is None else [float(v) for v in q.scale],
                       None if q is None else [int(v) for v in q.zero_point])
