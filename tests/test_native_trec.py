@@ -359,6 +359,25 @@ def test_every_scratch_budget_gives_the_same_output(kern):
         kern.trec_conv2d_s8(*tensors, **kwargs, scratch_bytes=least - 4)
 
 
+def test_max_scratch_runs_the_fastest_plan_at_the_most_clusters(kern):
+    """get_max_buffer_size: enough for one pass over all channels with every sub-matrix's table
+    (plan T) even when nearly every row is its own cluster (12 hash bits, 144 rows of noise)."""
+    case = make_case(8, 16, 3, 1, "SAME", length=12, bits=12, h=12, w=12)
+    tensors, kwargs = split(case)
+    shape_args = dict(sub_vector_length=12, hash_bits=12, hash_center=kwargs["hash_center"], stride=1,
+                      padding="SAME")
+    preferred, least = kern.trec_buffer_sizes(tensors[0].shape, tensors[1].shape, **shape_args)
+    most = kern.trec_max_buffer_size(tensors[0].shape, tensors[1].shape, **shape_args)
+    assert least <= preferred < most
+    _, stats = check(kern, case, scratch_bytes=most)
+    assert stats.clusters > 0.8 * stats.rows * stats.sub_matrices  # near the worst case (padding rows repeat)
+    assert (stats.passes, stats.plan) == (1, 1)  # one pass, per-row tables
+    # a layer whose fastest plan would need more than INT32_MAX bytes: no cap, the other sizes still answer
+    big = dict(sub_vector_length=1, hash_bits=16, padding="SAME")
+    assert kern.trec_max_buffer_size((1, 128, 128, 64), (64, 3, 3, 64), **big) is None
+    assert kern.trec_buffer_sizes((1, 128, 128, 64), (64, 3, 3, 64), **big)[1] > 0
+
+
 @pytest.mark.parametrize("shape,cout,k,length,bits", [
     ((32, 32, 3), 32, 5, 5, 8), ((16, 16, 32), 16, 5, 16, 8), ((16, 16, 64), 64, 5, 16, 8),
     ((16, 16, 16), 64, 3, 16, 8), ((8, 8, 16), 32, 5, 16, 10)])

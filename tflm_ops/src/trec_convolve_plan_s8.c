@@ -158,12 +158,14 @@ int64_t trec_min_scratch(const trec_geom *g)
     return (int64_t)(trec_header_bytes(g) + (p1 > p2 ? p1 : p2)) + 3; /* + 3: the kernel aligns the buffer */
 }
 
-/* Both public size queries: the least scratch any plan runs in, or the preferred one: twice the
- * int8 output tensor of one image (the paper's space-efficiency bar), at least the least, at most
- * what the fastest plan could use in the worst case. */
+enum { SIZE_LEAST, SIZE_PREFERRED, SIZE_MOST };
+
+/* The three public size queries: the least scratch any plan runs in; the most any plan can use
+ * (the fastest plan with every sub-matrix at its most clusters); and the preferred one between
+ * them: twice the int8 output tensor of one image (the paper's space-efficiency bar). */
 static int32_t buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
                            const trec_dims *input_dims, const trec_dims *filter_dims, const trec_dims *output_dims,
-                           int preferred)
+                           int which)
 {
     trec_geom g;
     const trec_status st = trec_make_geom(conv_params, hash_params, input_dims, filter_dims, output_dims, &g);
@@ -171,11 +173,11 @@ static int32_t buffer_size(const trec_conv_params *conv_params, const trec_hash_
         return st;
     }
     int64_t bytes = trec_min_scratch(&g);
-    if (preferred) {
-        const int64_t target = 2 * (int64_t)g.n * g.cout;
+    if (which != SIZE_LEAST) {
         const int64_t fastest =
             (int64_t)trec_header_bytes(&g) + 3 +
             (int64_t)pass2_bytes(&g, g.max_slots, (int64_t)g.max_slots * g.m, g.l, g.cout, TREC_PLAN_T, g.strip, 0);
+        const int64_t target = which == SIZE_MOST ? fastest : 2 * (int64_t)g.n * g.cout;
         bytes = TREC_MAX(bytes, TREC_MIN(target, fastest));
     }
     return bytes > INT32_MAX ? TREC_NO_IMPL_ERROR : (int32_t)bytes;
@@ -185,14 +187,21 @@ int32_t trec_convolve_s8_get_min_buffer_size(const trec_conv_params *conv_params
                                              const trec_dims *input_dims, const trec_dims *filter_dims,
                                              const trec_dims *output_dims)
 {
-    return buffer_size(conv_params, hash_params, input_dims, filter_dims, output_dims, 0);
+    return buffer_size(conv_params, hash_params, input_dims, filter_dims, output_dims, SIZE_LEAST);
 }
 
 int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
                                          const trec_dims *input_dims, const trec_dims *filter_dims,
                                          const trec_dims *output_dims)
 {
-    return buffer_size(conv_params, hash_params, input_dims, filter_dims, output_dims, 1);
+    return buffer_size(conv_params, hash_params, input_dims, filter_dims, output_dims, SIZE_PREFERRED);
+}
+
+int32_t trec_convolve_s8_get_max_buffer_size(const trec_conv_params *conv_params, const trec_hash_params *hash_params,
+                                             const trec_dims *input_dims, const trec_dims *filter_dims,
+                                             const trec_dims *output_dims)
+{
+    return buffer_size(conv_params, hash_params, input_dims, filter_dims, output_dims, SIZE_MOST);
 }
 
 /* ================================================================================================

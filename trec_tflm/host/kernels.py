@@ -251,6 +251,8 @@ _PROTOTYPES = {
         _P(TrecConvParams), _P(TrecHashParams), _P(TrecDims), _P(TrecDims), _P(TrecDims)]),
     "trec_convolve_s8_get_min_buffer_size": (ctypes.c_int32, [
         _P(TrecConvParams), _P(TrecHashParams), _P(TrecDims), _P(TrecDims), _P(TrecDims)]),
+    "trec_convolve_s8_get_max_buffer_size": (ctypes.c_int32, [
+        _P(TrecConvParams), _P(TrecHashParams), _P(TrecDims), _P(TrecDims), _P(TrecDims)]),
 }
 
 
@@ -370,20 +372,35 @@ class Kernels:
         dims = (TrecDims.of(x_shape), TrecDims.of(w_shape), TrecDims.of(out_shape))
         return params, hp, dims, out_shape
 
-    def trec_buffer_sizes(self, input_shape, filter_shape, *, sub_vector_length, hash_bits, hash_center="mean",
-                          stride=1, dilation=1, padding="SAME") -> tuple[int, int]:
-        """(get_buffer_size, get_min_buffer_size) of trec_convolve_s8 for one layer."""
+    def trec_buffer_sizes(self, input_shape, filter_shape, **layer) -> tuple[int, int]:
+        """(get_buffer_size, get_min_buffer_size) of trec_convolve_s8 for one layer (``layer``:
+        sub_vector_length, hash_bits and optionally hash_center, stride, dilation, padding)."""
+        size, least = self._trec_sizes(input_shape, filter_shape, ("get_buffer_size", "get_min_buffer_size"), **layer)
+        return size, least
+
+    def trec_max_buffer_size(self, input_shape, filter_shape, **layer) -> int | None:
+        """get_max_buffer_size of trec_convolve_s8 for one layer: the most scratch any plan uses;
+        None when that exceeds INT32_MAX (the kernel's TREC_NO_IMPL_ERROR: no cap in practice)."""
+        (most,) = self._trec_sizes(input_shape, filter_shape, ("get_max_buffer_size",), **layer, too_large_is_none=True)
+        return most
+
+    def _trec_sizes(self, input_shape, filter_shape, queries, *, sub_vector_length, hash_bits, hash_center="mean",
+                    stride=1, dilation=1, padding="SAME", too_large_is_none: bool = False) -> list:
         params, hp, (di, df, do), _ = self._trec_args(
             input_shape, filter_shape, input_zero_point=0, output_zero_point=0,
             sub_vector_length=sub_vector_length, hash_bits=hash_bits, hash_center=hash_center, stride=stride,
             dilation=dilation, padding=padding, activation_min=-128, activation_max=127)
         args = [ctypes.byref(v) for v in (params, hp, di, df, do)]
-        size = self.lib.trec_convolve_s8_get_buffer_size(*args)
-        least = self.lib.trec_convolve_s8_get_min_buffer_size(*args)
-        for v, what in ((size, "get_buffer_size"), (least, "get_min_buffer_size")):
+        out = []
+        for what in queries:
+            v = getattr(self.lib, f"trec_convolve_s8_{what}")(*args)
+            if v == TREC_NO_IMPL_ERROR and too_large_is_none:
+                out.append(None)
+                continue
             if v < 0:
                 check_status(v, f"trec_convolve_s8_{what}")
-        return int(size), int(least)
+            out.append(int(v))
+        return out
 
     def trec_conv2d_s8(self, input, filter, bias, hash, *, input_zero_point: int, output_zero_point: int,
                        output_multiplier, output_shift, sub_vector_length: int, hash_bits: int,

@@ -74,7 +74,9 @@ int32_t trec_dense_convolve_s8_get_buffer_size(const trec_dims *input_dims, cons
  * Scratch: no full im2col buffer and no N x Cout int32 accumulator. trec_convolve_s8_get_buffer_size()
  * gives the scratch of the fast plan, at most twice the int8 output tensor where the layer
  * allows it; any size >= trec_convolve_s8_get_min_buffer_size() works: with less scratch the
- * kernel processes the output channels in more passes (more instructions, same result).
+ * kernel processes the output channels in more passes (more instructions, same result), and up to
+ * trec_convolve_s8_get_max_buffer_size() more scratch buys fewer passes or a faster scatter plan
+ * (where the arena has room for it beside the activations; the same result).
  *
  * Dims: input [N, H, W, Cin], filter [Cout, kh, kw, Cin], hash [L, H] (from hash_params),
  * output [N, Ho, Wo, Cout]; bias may be NULL. Batch images are clustered independently.
@@ -136,6 +138,14 @@ int32_t trec_convolve_s8_get_buffer_size(const trec_conv_params *conv_params,
 
 /* Smallest scratch trec_convolve_s8() accepts (slowest plan). */
 int32_t trec_convolve_s8_get_min_buffer_size(const trec_conv_params *conv_params,
+                                             const trec_hash_params *hash_params,
+                                             const trec_dims *input_dims,
+                                             const trec_dims *filter_dims,
+                                             const trec_dims *output_dims);
+
+/* Most scratch trec_convolve_s8() can use (its fastest plan at the most clusters the layer can
+ * form); more is never touched. TREC_NO_IMPL_ERROR when that exceeds INT32_MAX. */
+int32_t trec_convolve_s8_get_max_buffer_size(const trec_conv_params *conv_params,
                                              const trec_hash_params *hash_params,
                                              const trec_dims *input_dims,
                                              const trec_dims *filter_dims,
