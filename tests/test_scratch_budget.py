@@ -134,9 +134,15 @@ def test_arena_estimate_follows_the_budget(models):
     assert e_least.scratch == align(least + 4, ARENA_ALIGN)
     assert e_between.scratch == align((least + fast) // 2 + 4, ARENA_ALIGN)
     assert e_least.activations < e_between.activations < e_plain.activations
+    from trec_tflm.host import kernels as native
     from trec_tflm.tflite.rewrite import with_scratch_budgets
 
-    assert estimate_arena(with_scratch_budgets(plain, {"tconv": 4 * fast})).scratch == e_plain.scratch
+    # above the default size a budget buys faster plans, up to the most any plan uses
+    most = native.kernels().trec_max_buffer_size((1, *IN_SHAPE), (COUT, 3, 3, IN_SHAPE[2]), sub_vector_length=L,
+                                                 hash_bits=H)
+    assert fast < 3 * fast < most
+    assert estimate_arena(with_scratch_budgets(plain, {"tconv": 3 * fast})).scratch == align(3 * fast + 4, ARENA_ALIGN)
+    assert estimate_arena(with_scratch_budgets(plain, {"tconv": 2 * most})).scratch == align(most + 4, ARENA_ALIGN)
     assert any("scratch_budget" in n for n in e_least.notes)
 
 
@@ -178,11 +184,20 @@ def test_tflm_op_same_outputs_smaller_arena(models):
     # TFLM's planner shares the scratch with the activations: the saving is at most fast - budget
     assert used[1] < used[2] < used[0], used
     assert used[0] - used[1] <= fast - least + 16
-    # a budget above the fast plan's size requests the fast plan's size, not the budget
+    # a budget above the default size requests it (faster plans, the same outputs), up to the most
+    # any plan uses (trec_convolve_s8_get_max_buffer_size): the arena grows by the difference
+    from trec_tflm.host import kernels as native
     from trec_tflm.tflite.rewrite import with_scratch_budgets
 
-    roomy = with_scratch_budgets(plain, {"tconv": 4 * fast})
-    assert runtime.Runtime(roomy).arena_used_bytes() == used[0]
+    most = native.kernels().trec_max_buffer_size((1, *IN_SHAPE), (COUT, 3, 3, IN_SHAPE[2]), sub_vector_length=L,
+                                                 hash_bits=H)
+    roomy, capped = (runtime.Runtime(with_scratch_budgets(plain, {"tconv": b})) for b in (3 * fast, 2 * most))
+    for xi, w in zip(x, want):
+        np.testing.assert_array_equal(roomy.invoke(xi), w)
+        np.testing.assert_array_equal(capped.invoke(xi), w)
+    assert 0 < roomy.arena_used_bytes() - used[0] <= 2 * fast + 16
+    assert capped.arena_used_bytes() == runtime.Runtime(with_scratch_budgets(plain, {"tconv": most})).arena_used_bytes()
+    assert capped.arena_used_bytes() - used[0] >= most - fast - 16
 
 
 @pytest.mark.tflm

@@ -435,8 +435,9 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   data->hash_params.hash_bits = opt.hash_bits;
   data->hash_params.hash_center = opt.hash_center;
 
-  // Scratch: the fast plan, capped by the op's scratch_budget (refused below the kernel's
-  // minimum: the model asked for a plan that cannot run) and by the compile-time budget (clamped
+  // Scratch: the preferred plan's size, or the op's scratch_budget when it has one (refused below
+  // the kernel's minimum: the model asked for a plan that cannot run; above the preferred size it
+  // buys faster plans, up to the most any plan uses), capped by the compile-time budget (clamped
   // to the minimum: a build-wide default).
   const trec_dims in_dims = {batch, in_h, in_w, cin};
   const trec_dims f_dims = {cout, kh, kw, cin};
@@ -445,6 +446,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                                                         &f_dims, &out_dims);
   const int32_t least = trec_convolve_s8_get_min_buffer_size(&cp, &data->hash_params, &in_dims,
                                                              &f_dims, &out_dims);
+  const int32_t most = trec_convolve_s8_get_max_buffer_size(&cp, &data->hash_params, &in_dims,
+                                                            &f_dims, &out_dims);
   TREC_ENSURE(context, fast >= 0 && least >= 0,
               "the kernel refuses this layer (status %d: %s)", static_cast<int>(fast < 0 ? fast : least),
               (fast < 0 ? fast : least) == TREC_NO_IMPL_ERROR ? "too large for this build"
@@ -457,7 +460,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
                 "drop the key",
                 static_cast<int>(opt.scratch_budget), static_cast<int>(least),
                 static_cast<int>(least));
-    if (bytes > opt.scratch_budget) bytes = opt.scratch_budget;
+    // most < 0: more than INT32_MAX bytes (TREC_NO_IMPL_ERROR), no cap below the budget
+    bytes = most >= 0 && most < opt.scratch_budget ? most : opt.scratch_budget;
   }
 #ifdef TREC_SCRATCH_BUDGET
   if (bytes > static_cast<int32_t>(TREC_SCRATCH_BUDGET)) {

@@ -10,11 +10,12 @@
  * the per-channel requantization, padding, activation range and scratch size in Prepare, and calls
  * trec_convolve_s8() (tflm_ops/src) in Eval. See docs/TFLM.md.
  *
- * Scratch: each TREC_CONV_2D requests trec_convolve_s8_get_buffer_size() bytes from the arena,
- * capped by the operator's optional `scratch_budget` custom option (Prepare refuses a budget
- * below trec_convolve_s8_get_min_buffer_size()) and by the compile-time knob
- * -DTREC_SCRATCH_BUDGET=<bytes> (never below the minimum). Less scratch means more passes over
- * the output channels, with the same result.
+ * Scratch: each TREC_CONV_2D requests trec_convolve_s8_get_buffer_size() bytes from the arena, or
+ * its optional `scratch_budget` custom option's bytes when it has one (Prepare refuses a budget
+ * below trec_convolve_s8_get_min_buffer_size(); a budget above trec_convolve_s8_get_max_buffer_size()
+ * requests that), capped by the compile-time knob -DTREC_SCRATCH_BUDGET=<bytes> (never below the
+ * minimum). Less scratch means more passes over the output channels, more means fewer or a faster
+ * scatter plan, with the same result.
  */
 #ifndef TREC_TFLM_TREC_CONV_H_
 #define TREC_TFLM_TREC_CONV_H_
