@@ -1,6 +1,7 @@
 """trec_tflm.tune.memory.fit_arena (issue 20): a TREC model over its arena budget gets per-layer
 scratch budgets, the cheapest slowdown first; a budget below every layer's minimum is refused naming
-the layer and the missing bytes; the TFLM op runs the fitted model bit-exactly in less arena.
+the layer and the missing bytes; the TFLM op runs the fitted model bit-exactly in less arena. And its
+converse, trec_tflm.target.arena.grow_scratch: a layer off the arena's peak gets the room beside it.
 
 The model, hand-checked: "a" is a TREC 3x3 conv 1 -> 32 on 16x16 (scratch for its fastest plan twice
 its 8 KiB output, trec_convolve_s8_get_buffer_size; far less at the minimum), then a 2x2 max pool and
@@ -184,6 +185,88 @@ def test_the_choice_rule_finds_the_least_slowdown_on_convex_costs(budget):
     assert _synthetic_arena(chosen) <= budget
     assert at["Z"] == 0  # shrinking it saves no arena
     assert sum(LADDERS[n][1][i] - LADDERS[n][1][0] for n, i in at.items()) == _best_by_brute_force(budget)
+
+
+# ------------------------------------------------------------------------------------------------
+# grow_scratch: the arena's free room beside a layer off the peak buys it faster plans
+# ------------------------------------------------------------------------------------------------
+def _max_b() -> int:
+    from trec_tflm.host import kernels as native
+
+    return native.kernels("host").trec_max_buffer_size((1, 8, 8, 32), (32, 3, 3, 32), sub_vector_length=32,
+                                                       hash_bits=6)
+
+
+def test_grow_gives_the_layer_off_the_peak_the_room_beside_it_and_not_one_byte_more(case):
+    from trec_tflm.target.arena import grow_scratch
+
+    buf, _, sizes = case
+    (fast_a, _), (fast_b, _) = sizes["a"], sizes["b"]
+    plain = _arena(buf)
+    assert _arena(buf, {"a": fast_a + 16}) > plain  # "a" is at the peak: no room to grow
+    grown = grow_scratch(buf)
+    assert set(grown.layers) == {"b"} and grown.limit == plain
+    before, after = grown.layers["b"]
+    assert before == fast_b and fast_b < after < _max_b()
+    assert _budget_options(grown.tflite) == {"a": None, "b": after}
+    assert _arena(grown.tflite) == plain  # the arena did not grow
+    assert _arena(buf, {"b": after + 16}) > plain  # and the next size up would have grown it
+
+
+def test_grow_to_a_larger_limit_grows_the_peak_layer_within_it(case):
+    from trec_tflm.target.arena import grow_scratch
+
+    buf, _, sizes = case
+    limit = _arena(buf) + 4096
+    grown = grow_scratch(buf, limit)
+    assert set(grown.layers) == {"a", "b"} and grown.layers["a"][0] == sizes["a"][0]
+    assert _arena(grown.tflite) <= limit < _arena(grown.tflite, {"a": grown.layers["a"][1] + 16})
+
+
+def test_the_grown_layer_makes_fewer_passes(case):
+    """What the room buys: the host kernel at "b"'s grown scratch makes fewer passes over its
+    channels than at its default, on the layer's own activations."""
+    from trec_tflm.spec import model as tm
+    from trec_tflm.target.arena import grow_scratch
+    from trec_tflm.tune import cost
+    from trec_tflm.tune.memory import _int8_input
+
+    buf, acts, sizes = case
+    after = grow_scratch(buf).layers["b"][1]
+    m = tm.load_model(buf)
+    idx = {e["name"]: e["operator_index"] for e in tm.read_metadata(m)["trec_layers"]}["b"]
+    op = m.subgraphs[0].operators[idx]
+    p = tm.trec_op_params(m, op)
+    x8 = _int8_input(m, op, acts["b"])
+
+    def passes(size):
+        return max(q.passes for q in cost.host_plan(x8, p["filter"], p["hash"], sub_vector_length=32, hash_bits=6,
+                                                    input_zero_point=p["kwargs"]["input_zero_point"],
+                                                    scratch_bytes=size))
+
+    assert passes(after) < passes(sizes["b"][0])
+
+
+@pytest.mark.tflm
+def test_the_grown_model_runs_in_tflm_with_the_same_outputs_and_more_scratch(case):
+    from trec_tflm.host import interpreter as runtime
+    from trec_tflm.target.arena import grow_scratch
+    from trec_tflm.tflite.rewrite import with_scratch_budgets
+
+    buf, _, sizes = case
+    plain = runtime.Runtime(buf)
+    # measured by TFLM's own planner (what the bench does): its arena stays as it was
+    grown = grow_scratch(buf, arena=lambda b: runtime.Runtime(b).arena_used_bytes())
+    assert grown.limit == plain.arena_used_bytes() and set(grown.layers) == {"b"}
+    assert grown.layers["b"][1] > sizes["b"][0]
+    fast = runtime.Runtime(grown.tflite)
+    x = np.random.default_rng(4).integers(-128, 128, (6, 1, 16, 16, 1), dtype=np.int8)
+    for xi in x:
+        np.testing.assert_array_equal(fast.invoke(xi), plain.invoke(xi))
+    assert fast.arena_used_bytes() == plain.arena_used_bytes()
+    # the op took the grown budget (above its default size): 16 bytes more would not have fitted
+    over = with_scratch_budgets(buf, {"b": grown.layers["b"][1] + 16})
+    assert runtime.Runtime(over).arena_used_bytes() > plain.arena_used_bytes()
 
 
 @pytest.mark.tflm
