@@ -171,6 +171,8 @@ def fake_stages(monkeypatch):
     monkeypatch.setattr(bm, "run_result", lambda model: {"median_instructions": FIT_N,
                                                          "arena": arenas.get(model, FIT_ARENA)})
     monkeypatch.setattr(bm, "estimate_arena", lambda buf: types.SimpleNamespace(total=TREC_ESTIMATE))
+    # the TREC model's layers grow into the arena's free room (target.arena.grow_scratch) after conversion
+    monkeypatch.setattr(bm, "grow_scratch", lambda buf: types.SimpleNamespace(tflite=buf + b" grown"))
     ran.arenas = arenas
     return ran
 
@@ -196,7 +198,7 @@ def test_a_fake_maker_and_fit_through_measure_model(tmp_path, fake_stages, capsy
     assert r["maker"] == {"name": "fake", "why": None}
     assert r["settings"]["maker"] == {"fake": {"knob": 1.0}}
     assert [x["why"] for x in r["layers"]] == ["dense: because", "TREC: because"]
-    assert fit.calls == [(b"int8 of trec.keras", "trec.keras", 18_000)]
+    assert fit.calls == [(b"int8 of trec.keras grown", "trec.keras", 18_000)]
     a = r["arena_budget"]
     assert (a["budget"], a["dense_arena"], a["trec_arena"], a["fits_unconstrained"]) == (15_000, 10_000, 20_000, False)
     assert a["fit_budget"] == 18_000
@@ -288,7 +290,7 @@ def test_fit_scratch_on_a_saved_trec_model(tmp_path):
     from trec_tflm import data
     from trec_tflm.host import kernels as native
     from trec_tflm.spec import model as tm
-    from trec_tflm.target.arena import estimate_arena
+    from trec_tflm.target.arena import estimate_arena, grow_scratch
     from trec_tflm.tflite.convert import convert
     from trec_tflm.tflite.rewrite import with_scratch_budgets
     from trec_tflm.training.layers import TRECConv2D
@@ -305,13 +307,23 @@ def test_fit_scratch_on_a_saved_trec_model(tmp_path):
                                                        hash_bits=6)[1]
     budget = estimate_arena(with_scratch_budgets(buf, {"a": least_a})).total
     assert budget < estimate_arena(buf).total
-    fitted, how = cli_mod.fit_scratch(buf, tmp_path / "trec.keras", budget, types.SimpleNamespace(x_train=x))
+    # the bench's model comes grown into its own free room ("b"): the fit starts from the defaults
+    grown = grow_scratch(buf)
+    assert set(grown.layers) == {"b"}
+    fitted, how = cli_mod.fit_scratch(grown.tflite, tmp_path / "trec.keras", budget, types.SimpleNamespace(x_train=x))
     m = tm.load_model(fitted)
     names = {e["operator_index"]: e["name"] for e in tm.read_metadata(m)["trec_layers"]}
-    assert {names[i]: flexbuffers.Loads(tm.custom_options_bytes(op)).get("scratch_budget")
-            for i, op in enumerate(m.subgraphs[0].operators) if tm.is_trec(m, op)} == {"a": least_a, "b": None}
+    fast_b = native.kernels("host").trec_buffer_sizes((1, 8, 8, 32), (32, 3, 3, 32), sub_vector_length=32,
+                                                      hash_bits=6)[0]
     assert how["arena_after"] == budget and [(x["name"], x["budget"]) for x in how["layers"]] == \
         [("a", least_a), ("b", None)]
+    # then "b" gets back the room beside it within the budget ("a" is at the peak: none for it)
+    assert set(how["grown"]["layers"]) == {"b"} and how["grown"]["layers"]["b"]["before"] == fast_b
+    b_after = how["grown"]["layers"]["b"]["after"]
+    assert b_after > fast_b
+    assert {names[i]: flexbuffers.Loads(tm.custom_options_bytes(op)).get("scratch_budget")
+            for i, op in enumerate(m.subgraphs[0].operators) if tm.is_trec(m, op)} == {"a": least_a, "b": b_after}
+    assert estimate_arena(fitted).total <= budget
     with pytest.raises(ValueError, match=r"over the budget of [\d,]+ B \(1.5x the dense twin's arena\) by 100 B"):
         cli_mod.fit_scratch(buf, tmp_path / "trec.keras", budget - 100, types.SimpleNamespace(x_train=x))
 

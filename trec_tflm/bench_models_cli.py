@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from trec_tflm.bench import models as bm
+from trec_tflm.target.arena import grow_scratch, without_scratch_budgets
 from trec_tflm.training.train import held_out
 from trec_tflm.tune import memory, search
 from trec_tflm.tune.run import tune
@@ -86,7 +87,10 @@ TUNE = bm.Maker("tune", _options, _make,
 def fit_scratch(trec_tflite: bytes, trec_keras: Path, budget: int, ds) -> tuple[bytes, dict]:
     """tune.memory.fit_arena on the bench's TREC model: per TREC layer the scratch budget that brings
     the arena within ``budget`` at the least predicted slowdown, planned on the layer's inputs for the
-    first training images. Raises TuneError (a ValueError) saying by how much when no plan fits."""
+    first training images, from the op's default scratch (the bench's model has grown its layers into
+    its own free room: target.arena.grow_scratch); then the room left within ``budget`` is given back
+    the same way (the dict's "grown"). ``trec_tflite`` as it is when nothing needs to shrink. Raises
+    TuneError (a ValueError) saying by how much when no plan fits."""
     import keras
 
     from trec_tflm.training.layers import trec_layers
@@ -95,5 +99,9 @@ def fit_scratch(trec_tflite: bytes, trec_keras: Path, budget: int, ds) -> tuple[
     model = load_keras_model(trec_keras)
     x = ds.x_train[:search.PLAN_IMAGES]
     acts = {layer.name: keras.Model(model.inputs, layer.input).predict(x, verbose=0) for layer in trec_layers(model)}
-    fit = memory.fit_arena(trec_tflite, budget, acts, core=CORE, what=f"{bm.ARENA_RATIO}x the dense twin's arena")
-    return fit.tflite, fit.to_dict()
+    plain = without_scratch_budgets(trec_tflite)
+    fit = memory.fit_arena(plain, budget, acts, core=CORE, what=f"{bm.ARENA_RATIO}x the dense twin's arena")
+    if fit.tflite == plain:
+        return trec_tflite, fit.to_dict()
+    grown = grow_scratch(fit.tflite, budget)
+    return grown.tflite, fit.to_dict() | {"grown": grown.to_dict()}

@@ -11,9 +11,11 @@ decide whether TREC can pay there (docs/OP_SPEC.md; trec_tflm.tune.cost).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from trec_tflm.spec import model as tm
 from trec_tflm.spec.op import TREC_CUSTOM_CODE, decode_trec_options
+from trec_tflm.tflite.convert import load_keras_model
 
 _CONV_OPS = ("CONV_2D", TREC_CUSTOM_CODE)
 # the Keras layer in a fused output tensor's name: ".../<layer>[_<n>]/convolution"
@@ -23,7 +25,8 @@ _LAYER_IN_NAME = re.compile(r"([^/;]+)/convolution(?:;|$)")
 def conv_ops(m, names: list[str]) -> dict[str, dict]:
     """The operator of each Keras convolution in ``names`` in the converted model ``m`` (parsed,
     trec_tflm.spec.model.load_model): ``{name: {"op",
-    "kernel", "stride", "cin", "cout", "rows"}}`` (rows: output height x width). TREC operators are
+    "kernel", "stride", "cin", "cout", "rows"}}`` (rows: output height x width; a TREC operator with a
+    ``scratch_budget`` option also has it). TREC operators are
     named by the converter's metadata; CONV_2D ones by their output tensor's name, which TensorFlow's
     converter builds from the layer's (with a ``_<n>`` suffix Keras may add). A convolution not found
     is left out."""
@@ -41,12 +44,14 @@ def conv_ops(m, names: list[str]) -> dict[str, dict]:
             continue
         cout, kh, kw, cin = (int(v) for v in sg.tensors[op.inputs[1]].shape)
         out = [int(v) for v in sg.tensors[op.outputs[0]].shape]
+        budget = None
         if kind == TREC_CUSTOM_CODE:
             o = decode_trec_options(tm.custom_options_bytes(op))
-            stride = [o["stride_h"], o["stride_w"]]
+            stride, budget = [o["stride_h"], o["stride_w"]], o.get("scratch_budget")
         else:
             stride = [int(op.builtinOptions.strideH), int(op.builtinOptions.strideW)]
-        found[name] = {"op": i, "kernel": [kh, kw], "stride": stride, "cin": cin, "cout": cout, "rows": out[1:3]}
+        found[name] = {"op": i, "kernel": [kh, kw], "stride": stride, "cin": cin, "cout": cout, "rows": out[1:3],
+                       **({"scratch_budget": budget} if budget is not None else {})}
     return found
 
 
@@ -90,6 +95,8 @@ def describe(layer: dict, boards: dict) -> str:
         (kh, kw), (sh, sw) = layer["kernel"], layer["stride"]
         head += (f", {kh}x{kw}{'' if (sh, sw) == (1, 1) else f' stride {sh}'} {layer['cin']}->{layer['cout']}, "
                  f"{layer['rows'][0]}x{layer['rows'][1]} output rows")
+    if layer.get("scratch_budget") is not None:
+        head += f", scratch {layer['scratch_budget']:,} B"
     cost = []
     for board, c in instructions(layer, boards).items():
         if layer["kind"] == "TREC":
@@ -99,3 +106,25 @@ def describe(layer: dict, boards: dict) -> str:
             cost.append(f"{board} {c['dense']:,.0f} ({100 * c['share']:.1f}% of the twin)")
     line = head + (": " + "; ".join(cost) if cost else "")
     return line + (f"; why: {layer['why']}" if layer.get("why") else "")
+
+
+def layer_choices(trec_tflite: bytes, trec_keras: Path) -> list[dict]:
+    """Every convolution in build order: TREC with its (L, H, rc) or dense, and its operator and shape
+    (:func:`with_ops`). rc: the converter's, the float model's on the calibration images."""
+    from trec_tflm.training.models import conv_layers  # lazy: Keras and TensorFlow
+
+    m = tm.load_model(trec_tflite)
+    meta = tm.read_metadata(m) or {}
+    trec = {e["name"]: e for e in meta.get("trec_layers") or []}
+    rows = []
+    for conv in conv_layers(load_keras_model(trec_keras)):
+        e = trec.get(conv.name)
+        rows.append({"name": conv.name, "kind": "TREC" if e else "dense",
+                     **({"L": e.get("sub_vector_length"), "H": e.get("hash_bits"), "rc": e.get("rc")}
+                        if e else {})})
+    return with_ops(rows, m)
+
+
+def with_whys(rows: list[dict], whys: dict) -> list[dict]:
+    """The maker's reason per layer (tune's: why a layer is dense, or what TREC is predicted to save)."""
+    return [{**r, "why": whys[r["name"]]} if r["name"] in whys else r for r in rows]

@@ -12,7 +12,8 @@ Per zoo model (``--models``, default all of trec_tflm.training.zoo):
    passes it in); ``--no-tune``: :data:`ZOO_DEFAULTS`, the zoo's default TREC layers and (L, H)
    (trec_tflm.training.zoo), initialised from the twin and fine-tuned ``--finetune-epochs`` (3) at
    lr 1e-3, as trec-tflm demo does;
-4. both converted to int8 (trec-tflm convert), int8 test accuracy on the host (``--limit`` test
+4. both converted to int8 (trec-tflm convert; the TREC model's layers then get the arena's free room
+   beside them, trec_tflm.target.arena.grow_scratch), int8 test accuracy on the host (``--limit`` test
    images, default the whole test set) on the golden route (trec_tflm.host.evaluate: TREC_CONV_2D
    and CONV_2D in the bit-exact NumPy kernels, the other operators in TFLM). Not the TFLM route: the
    host TFLM runs CONV_2D in its reference kernel, which made ResNet-8's TREC model (four dense
@@ -25,7 +26,8 @@ Per zoo model (``--models``, default all of trec_tflm.training.zoo):
    margin (``does_not_fit``) and the model is measured on the others; fitting none is the model's error;
 6. the arena at most 1.5x the twin's (issue 21): when the TREC model's arena is larger, ``fit`` (passed
    in like the maker: trec_tflm.tune.memory.fit_arena) gives its TREC layers scratch budgets (the op's
-   ``scratch_budget`` option) that fit, and that model runs on the same boards: its arena and
+   ``scratch_budget`` option) that fit (the command line's: from their default scratch, then the room
+   the fit left given back by grow_scratch), and that model runs on the same boards: its arena and
    instructions against the twin's and the unconstrained TREC model's (:func:`at_arena_budget`).
 
 Resumable: each stage's output lands in ``--out/<model>/`` (written whole or not at all) and is
@@ -56,15 +58,17 @@ from pathlib import Path
 from trec_tflm import data, paths
 from trec_tflm.bench import chart, layers
 from trec_tflm.bench.compare import compare_on_qemu, run_model_on_qemu
+from trec_tflm.bench.layers import layer_choices, with_whys
 from trec_tflm.errors import UserError
 from trec_tflm.host.evaluate import evaluate
+from trec_tflm.host.interpreter import Runtime
 from trec_tflm.spec import model as tm
 from trec_tflm.target import toolchain
-from trec_tflm.target.arena import estimate_arena
+from trec_tflm.target.arena import estimate_arena, grow_scratch
 from trec_tflm.target.boards import BOARDS, QEMU_BOARDS
 from trec_tflm.target.errors import DeployError
 from trec_tflm.target.memory import parse_link_overflow
-from trec_tflm.tflite.convert import convert_file, load_keras_model
+from trec_tflm.tflite.convert import convert_file
 from trec_tflm.training.train import TrainConfig, held_out, train
 from trec_tflm.training.zoo import ALIASES, ZOO, model_names
 
@@ -276,8 +280,7 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
     for label, keras_file in (("trec", trec_keras), ("dense", dense_keras)):
         log(f"{key}: converting {label} to int8 ...")
         out = _stage(work / f"{label}.tflite",
-                     lambda tmp, k=keras_file: convert_file(k, tmp, dataset=ds.name, dataset_path=args.dataset_path
-                                                            if ds.name == "cifar10" else None))
+                     lambda tmp, k=keras_file, grow=label == "trec": _convert(k, tmp, ds, args, grow))
         tflite[label] = out.read_bytes()
         log(f"{key}: int8 accuracy of {label} on the host ...")
         res = evaluate(tflite[label], ds.x_test, ds.y_test, limit=args.limit, reference="golden")
@@ -309,6 +312,16 @@ def _measure(key: str, args, boards: list[str], datasets: dict, log: Callable[[s
     return result
 
 
+def _convert(keras_file: Path, out: Path, ds, args, grow: bool) -> None:
+    """trec-tflm convert; ``grow``: the TREC layers then get the arena's free room beside them
+    (trec_tflm.target.arena.grow_scratch: faster plans, the same outputs, the arena as TFLM's planner
+    lays it out on the host unchanged; the estimate's layout differs: CifarNet's conv2 grown to
+    keep the estimate measured 6% more arena on QEMU)."""
+    convert_file(keras_file, out, dataset=ds.name, dataset_path=args.dataset_path if ds.name == "cifar10" else None)
+    if grow:
+        out.write_bytes(grow_scratch(out.read_bytes(), arena=lambda b: Runtime(b).arena_used_bytes()).tflite)
+
+
 def does_not_fit(board: str, overflows: list) -> str:
     """What the linker refused, per region, against the memory of the STM32 board ``board`` stands for."""
     b = BOARDS[board]
@@ -322,28 +335,6 @@ def trained_on(n: int, train_limit: int | None) -> int:
     --train-limit of them."""
     rest = n - held_out(n)
     return min(train_limit or rest, rest)
-
-
-def layer_choices(trec_tflite: bytes, trec_keras: Path) -> list[dict]:
-    """Every convolution in build order: TREC with its (L, H, rc) or dense, and its operator and shape
-    (trec_tflm.bench.layers). rc: the converter's, the float model's on the calibration images."""
-    from trec_tflm.training.models import conv_layers  # lazy: Keras and TensorFlow
-
-    m = tm.load_model(trec_tflite)
-    meta = tm.read_metadata(m) or {}
-    trec = {e["name"]: e for e in meta.get("trec_layers") or []}
-    rows = []
-    for conv in conv_layers(load_keras_model(trec_keras)):
-        e = trec.get(conv.name)
-        rows.append({"name": conv.name, "kind": "TREC" if e else "dense",
-                     **({"L": e.get("sub_vector_length"), "H": e.get("hash_bits"), "rc": e.get("rc")}
-                        if e else {})})
-    return layers.with_ops(rows, m)
-
-
-def with_whys(rows: list[dict], whys: dict) -> list[dict]:
-    """The maker's reason per layer (tune's: why a layer is dense, or what TREC is predicted to save)."""
-    return [{**r, "why": whys[r["name"]]} if r["name"] in whys else r for r in rows]
 
 
 def run_result(r) -> dict:
@@ -435,6 +426,9 @@ def _arena_line(a: dict) -> str:
     chosen = [x for x in (a.get("scratch") or {}).get("layers", []) if x.get("budget") is not None]
     parts = ["scratch budgets " + ", ".join(f"{x['name']} {x['budget']:,} B (fastest plan {x['preferred_bytes']:,} B)"
                                             for x in chosen)]
+    if grown := ((a.get("scratch") or {}).get("grown") or {}).get("layers"):
+        parts.append("then grown into the room left: " + ", ".join(
+            f"{name} {g['before']:,} -> {g['after']:,} B" for name, g in grown.items()))
     parts += [f"{board}: arena {b['arena']:,} B ({b['arena_ratio']:.2f}x the twin's), median instructions "
               f"{b['median_instructions']:,.0f} = {b['speedup']:.2f}x fewer than dense, {b['vs_unconstrained']:.2f}x "
               f"the unconstrained TREC model's" for board, b in a.get("boards", {}).items()]
