@@ -50,6 +50,9 @@ def test_instructions_and_share_of_the_twin():
     assert layers.instructions(trec, BOARDS) == {"qemu_m7": {"trec": 100.0, "dense": 400.0, "share": 0.8}}
     assert layers.describe(trec, BOARDS) == ("a TREC (L=9, H=6, rc=0.050), 3x3 16->16, 32x32 output rows: qemu_m7 "
                                              "100 vs 400 dense (4.00x fewer, 80.0% of the twin)")
+    # a layer grown into the arena's free room (target.arena.grow_scratch) says its scratch
+    assert layers.describe({**trec, "scratch_budget": 98304}, BOARDS).startswith(
+        "a TREC (L=9, H=6, rc=0.050), 3x3 16->16, 32x32 output rows, scratch 98,304 B: qemu_m7 100 vs 400")
     assert layers.describe({**dense, "why": "too small"}, BOARDS) == (
         "b dense, 1x1 stride 2 16->32, 16x16 output rows: qemu_m7 30 (6.0% of the twin); why: too small")
 
