@@ -168,6 +168,30 @@ def test_cli_deploy_prints_project(tiny_model, no_tflm, tmp_path, capsys):
     assert doc["project"]["board"] == "disco_f469ni" and doc["budget"] is None
 
 
+def test_grow_scratch_embeds_the_grown_model_in_the_same_arena(tiny_model, no_tflm, tmp_path, capsys):
+    """--grow-scratch: t2 (3x3 stride 2 on 14x14, off the arena's peak at t1's 28x28x6 output) gets
+    the room beside it through its scratch_budget option; t1 none; the arena is the plain model's."""
+    from trec_tflm.host import kernels as native
+    from trec_tflm.spec import model as tm
+
+    path, buf = tiny_model
+    out = tmp_path / "grown"
+    assert main(["deploy", str(path), "--board", "nucleo_f746zg", "-o", str(out), "--grow-scratch"]) == 0
+    text = capsys.readouterr().out
+    embedded = _array_bytes((out / "trec_app_model.cc").read_text(), "g_trec_app_model")
+    m = tm.load_model(embedded)
+    budgets = {op.index: op.trec_options.get("scratch_budget") for op in tm.operators(m) if op.name == "TREC_CONV_2D"}
+    default_t2, _ = native.kernels().trec_buffer_sizes((1, 14, 14, 6), (8, 3, 3, 6), sub_vector_length=9,
+                                                       hash_bits=5, stride=2, padding="VALID")
+    (t1, b1), (t2, b2) = sorted(budgets.items())
+    assert b1 is None and b2 > default_t2
+    assert f"scratch  t2 grown {default_t2:,} -> {b2:,} B (--grow-scratch)" in text
+    assert json.loads((out / "project.json").read_text())["arena_size"] == dp.estimate_arena(buf).total
+    # without the flag the model goes in as it is
+    dp.deploy(path, "nucleo_f746zg", tmp_path / "plain")
+    assert _array_bytes((tmp_path / "plain" / "trec_app_model.cc").read_text(), "g_trec_app_model") == buf
+
+
 def test_mlperf_id_option(tiny_model, no_tflm, tmp_path, capsys):
     """--mlperf-id sets m-model and the MLPerf input convention; without it deploy says the runner
     will not accept the firmware; IDs the model cannot serve are refused."""

@@ -47,6 +47,7 @@ from trec_tflm import paths
 from trec_tflm.spec import model as tm
 from trec_tflm.spec.op import TREC_CUSTOM_CODE
 from trec_tflm.spec.validate import validate_model
+from trec_tflm.target import arena as arena_mod
 from trec_tflm.target import firmware, mlperf, sources
 
 # The parts deploy is made of: their public names stay importable from here (the API before the split).
@@ -175,6 +176,7 @@ class DeployResult:
     mlperf_id: Optional[str] = None
     input_format: str = "int8"
     output_softmax: bool = False
+    grown: Optional[dict] = None  # --grow-scratch: {TREC layer: (scratch before, after)}
 
     def summary(self) -> str:
         ops = ", ".join(self.operators)
@@ -188,6 +190,9 @@ class DeployResult:
             lines.append(f"mlperf   m-model-[{self.model_name}] is not an MLPerf Tiny model ID: the MLPerf Tiny runner "
                          "will not run this firmware; deploy with --mlperf-id ic01|kws01|vww01|ad01 for it "
                          f"(input bytes {self.input_format}; m-results: {results})")
+        if self.grown is not None:
+            grown = ", ".join(f"{layer} grown {a:,} -> {b:,} B" for layer, (a, b) in self.grown.items())
+            lines.append(f"scratch  {grown or 'no TREC layer has room to grow'} (--grow-scratch)")
         if self.elf is not None:
             lines.append(f"elf      {self.elf}")
         if self.budget is not None:
@@ -257,15 +262,22 @@ def _generate_without_tflm(model: bytes, ops_info: list, board: str, out: Path, 
 def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name: Optional[str] = None,
            arena_size: Optional[int] = None, arena_margin: Optional[int] = None, measure_arena: bool = True,
            stack_size: int = DEFAULT_STACK, opt: str = "-O3", log=None, mlperf_id: Optional[str] = None,
-           input_format: Optional[str] = None) -> DeployResult:
+           input_format: Optional[str] = None, grow_scratch: bool = False) -> DeployResult:
     """Write the firmware project of ``model`` for ``board`` into ``out_dir`` (see the module doc).
     ``mlperf_id``: the MLPerf Tiny model ID the firmware reports in ``m-model`` (ic01, kws01, vww01,
     ad01; None: the model name, which the MLPerf Tiny runner does not accept); ``input_format``:
     "int8" (``db`` bytes are the int8 input) or "uint8" (the MLPerf Tiny convention, value + 128;
-    the default with ``mlperf_id``). See trec_tflm.target.mlperf."""
+    the default with ``mlperf_id``). See trec_tflm.target.mlperf. ``grow_scratch``: embed the model
+    with its TREC layers grown into the arena's free room (trec_tflm.target.arena.grow_scratch:
+    faster plans, the same outputs; the arena as the host TFLM lays it out, or the estimate without
+    a TFLM tree, unchanged)."""
     check_board(board)
     source = None if isinstance(model, (bytes, bytearray, memoryview)) else Path(model)
     buf, ops_info = load_checked_model(model)
+    grown = None
+    if grow_scratch:
+        g = arena_mod.grow_scratch(buf, arena=_host_arena if tflm_configured() else None)
+        buf, grown = g.tflite, g.layers
     if arena_size is not None and arena_size <= 0:
         raise DeployError(f"--arena-size must be positive, got {arena_size}")
     if arena_margin is not None and arena_margin < 0:
@@ -338,7 +350,13 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
                         resolver_calls=info["resolver_calls"], arena_size=info["arena_size"],
                         arena_used=info["arena_used"], arena_source=info["arena_source"],
                         arena_note=info["arena_note"], mlperf_id=info["mlperf_id"],
-                        input_format=info["input_format"], output_softmax=info["output_softmax"])
+                        input_format=info["input_format"], output_softmax=info["output_softmax"], grown=grown)
+
+
+def _host_arena(buf: bytes) -> int:
+    from trec_tflm.host.interpreter import Runtime  # lazy: the tflite-micro wheel
+
+    return Runtime(buf).arena_used_bytes()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,6 +391,9 @@ def register(p: argparse.ArgumentParser) -> None:
                    "(default without --mlperf-id; what trec-tflm bench adapts to either way) or uint8 = value + 128, "
                    "the MLPerf Tiny datasets' convention (default with --mlperf-id)")
     p.add_argument("--stack-size", type=_size, default=DEFAULT_STACK, help="main stack bytes (default 16K)")
+    p.add_argument("--grow-scratch", action="store_true", help="give TREC layers off the arena's peak the room "
+                   "beside them (their scratch_budget option): faster plans, the same outputs, the same arena "
+                   "(docs/BENCHMARKS.md \"Scratch in the arena's free room\")")
     p.add_argument("--json", dest="json_path", help="write the project info and memory budget as JSON here")
     p.set_defaults(func=deploy_command)
 
@@ -393,7 +414,7 @@ def deploy_command(args) -> int:
         res = deploy(args.model, args.board, args.out, name=args.name, arena_size=args.arena_size,
                      arena_margin=args.arena_margin, stack_size=args.stack_size,
                      log=lambda s: print(s, file=sys.stderr), mlperf_id=args.mlperf_id,
-                     input_format=args.input_format)
+                     input_format=args.input_format, grow_scratch=args.grow_scratch)
         if args.build or args.flash:
             print(f"deploy: building {res.out_dir} for {args.board} ...", file=sys.stderr, flush=True)
             res.elf, res.budget = build_project(res.out_dir)
