@@ -172,7 +172,8 @@ def fake_stages(monkeypatch):
                                                          "arena": arenas.get(model, FIT_ARENA)})
     monkeypatch.setattr(bm, "estimate_arena", lambda buf: types.SimpleNamespace(total=TREC_ESTIMATE))
     # the TREC model's layers grow into the arena's free room (target.arena.grow_scratch) after conversion
-    monkeypatch.setattr(bm, "grow_scratch", lambda buf: types.SimpleNamespace(tflite=buf + b" grown"))
+    monkeypatch.setattr(bm, "grow_scratch", lambda buf, **kw: types.SimpleNamespace(tflite=buf + b" grown"))
+    monkeypatch.setattr(bm, "without_scratch_budgets", lambda buf: buf)
     ran.arenas = arenas
     return ran
 

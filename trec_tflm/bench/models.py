@@ -64,7 +64,7 @@ from trec_tflm.host.evaluate import evaluate
 from trec_tflm.host.interpreter import Runtime
 from trec_tflm.spec import model as tm
 from trec_tflm.target import toolchain
-from trec_tflm.target.arena import estimate_arena, grow_scratch
+from trec_tflm.target.arena import estimate_arena, grow_scratch, without_scratch_budgets
 from trec_tflm.target.boards import BOARDS, QEMU_BOARDS
 from trec_tflm.target.errors import DeployError
 from trec_tflm.target.memory import parse_link_overflow
@@ -382,7 +382,9 @@ def at_arena_budget(result: dict, work: Path, fit, args, datasets: dict, log: Ca
     if not out["fits_unconstrained"]:
         ds = dataset_for(key, args.dataset_path, datasets)
         trec_tflite = (work / "trec.tflite").read_bytes()
-        excess = max(0, estimate_arena(trec_tflite).total - trec_arena)
+        # the fit starts from the ops' default scratch: the estimate's excess is the default model's (growing
+        # kept the arena TFLM lays out, measured here, not the estimate's)
+        excess = max(0, estimate_arena(without_scratch_budgets(trec_tflite)).total - trec_arena)
         for attempt in dict.fromkeys([budget + excess, budget]):
             log(f"{key}: TREC arena {trec_arena:,} B over {ARENA_RATIO}x the twin's ({budget:,} B): choosing "
                 f"scratch budgets for an estimated arena of {attempt:,} B ...")
@@ -398,7 +400,7 @@ def at_arena_budget(result: dict, work: Path, fit, args, datasets: dict, log: Ca
             if fitted == trec_tflite:  # the estimate fits where the boards measured more: nothing to shrink
                 out["error"] = (f"the scratch fit estimates the TREC model within {attempt:,} B as it is, but the "
                                 f"boards measured {trec_arena:,} B; nothing was rerun")
-                break
+                continue
             paths.replace_atomically(work / "trec_arena.tflite", lambda tmp, b=fitted: tmp.write_bytes(b))
             out["boards"] = {}
             for board, b in boards.items():

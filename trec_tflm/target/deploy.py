@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from trec_tflm import paths
+from trec_tflm.host.interpreter import Runtime
 from trec_tflm.spec import model as tm
 from trec_tflm.spec.op import TREC_CUSTOM_CODE
 from trec_tflm.spec.validate import validate_model
@@ -354,8 +355,6 @@ def deploy(model: Union[bytes, PathLike], board: str, out_dir: PathLike, *, name
 
 
 def _host_arena(buf: bytes) -> int:
-    from trec_tflm.host.interpreter import Runtime  # lazy: the tflite-micro wheel
-
     return Runtime(buf).arena_used_bytes()
 
 
