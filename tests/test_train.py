@@ -137,11 +137,12 @@ def test_a_subset_of_trec_convs_keeps_the_models_l_and_h():
         assert isinstance(convs[i], TRECConv2D)
         assert (convs[i].sub_vector_length, convs[i].hash_bits) == (spec.default_l[j], spec.default_h[j])
     assert not isinstance(convs[2], TRECConv2D)
-    # a conv the model does not make TREC by default takes the layer's own defaults
+    # a conv the model does not make TREC by default takes the layer's own defaults, and what is given
     params = inspect.signature(TRECConv2D.__init__).parameters
+    assert 2 not in spec.default_trec
     model = build_model("cmsisnn_cifar10", input_shape=(32, 32, 3), trec=[2], hash_bits=[5])
     conv = conv_layers(model)[2]
-    assert (conv.sub_vector_length, conv.hash_bits) == (spec.default_l[2], 5)
+    assert (conv.sub_vector_length, conv.hash_bits) == (params["sub_vector_length"].default, 5)
     fm = build_model("fashion_net", trec=[0], sub_vector_length=[7])
     first = conv_layers(fm)[0]
     assert (first.sub_vector_length, first.hash_bits) == (7, MODELS["fashion_net"].default_h[0])
