@@ -164,7 +164,7 @@ def estimate_arena(model: bytes, margin: Optional[int] = None) -> ArenaEstimate:
 
 @dataclasses.dataclass
 class Grown:
-    """:func:`grow_scratch`'s model, the arena estimate it stays within, and per TREC layer raised
+    """:func:`grow_scratch`'s model, the arena it stays within, and per TREC layer raised
     (by its ``trec_layers`` name, else its operator index) the scratch bytes before and after."""
 
     tflite: bytes
@@ -188,7 +188,7 @@ def grow_scratch(model: bytes, limit: Optional[int] = None, *, arena: Optional[C
     Why: the op's default scratch is twice its output (the paper's space-efficiency bar), but the
     arena is sized by its peak operator, so a layer elsewhere has room beside its activations that
     faster plans can use for free (CifarNet's conv2: 6 passes over its channels in its default 32 KB,
-    2 in the 114 KB beside it; docs/BENCHMARKS.md). More scratch never makes the kernel slower (it
+    2 in the 96 KB beside it; docs/BENCHMARKS.md). More scratch never makes the kernel slower (it
     takes the cheapest plan that fits, trec_convolve_plan_s8.c), so nothing is priced: each layer in
     turn takes the largest size that fits, found by bisection (first-fit placement makes the arena
     not quite monotone in one buffer's size, so each size is checked, not assumed)."""
